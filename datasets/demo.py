@@ -1,0 +1,112 @@
+"""The demo project: two accounts and a project of synthetic scenes, made by `manage.py seed_demo`."""
+
+from dataclasses import dataclass
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
+from django.db import transaction
+
+from datasets.imports import caption_import_key
+from datasets.ingest import Provenance, image_ingest
+from datasets.models import Caption, Membership, Pair, PairKind, Project, Role, Source
+from datasets.projects import project_create
+from datasets.synthetic import generate
+
+DEMO_SLUG = "shapes-demo"
+DEMO_GUIDELINES = """\
+Describe **what you see**: the shapes, their colours and where they are relative to each other.
+
+* Write one plain sentence, 4 to 20 words.
+* Do not start with "There is" or "This image shows".
+* When verifying, answer **match** only if every part of the caption is true of the image.
+"""
+
+
+@dataclass(frozen=True)
+class DemoAccount:
+    username: str
+    password: str
+    role: str
+
+
+DEMO_ACCOUNTS = (
+    DemoAccount("manager", "concord-manager", Role.MANAGER),
+    DemoAccount("annotator", "concord-annotator", Role.ANNOTATOR),
+)
+
+
+def demo_accounts_ensure() -> None:
+    """Create the demo accounts if missing; the manager may create projects."""
+    user_model = get_user_model()
+    add_project = Permission.objects.get(codename="add_project", content_type__app_label="datasets")
+    for account in DEMO_ACCOUNTS:
+        user, created = user_model.objects.get_or_create(username=account.username)
+        if created:
+            user.set_password(account.password)
+            user.save()
+        if account.role == Role.MANAGER:
+            user.user_permissions.add(add_project)
+
+
+def demo_project_seed(*, images: int, seed: int = 0, on_image=None) -> Project:
+    """The demo project with `images` synthetic scenes and their true captions, made idempotently."""
+    demo_accounts_ensure()
+    user_model = get_user_model()
+    manager = user_model.objects.get(username=DEMO_ACCOUNTS[0].username)
+    project = Project.objects.filter(slug=DEMO_SLUG).first()
+    if project is None:
+        project = project_create(
+            creator=manager,
+            name="Shapes demo",
+            description="Synthetic scenes of coloured shapes with true captions.",
+            guidelines=DEMO_GUIDELINES,
+        )
+        # project_create derives the slug from the name; the demo keeps a fixed one.
+        Project.objects.filter(pk=project.pk).update(slug=DEMO_SLUG)
+        project.refresh_from_db()
+    for account in DEMO_ACCOUNTS[1:]:
+        Membership.objects.get_or_create(
+            project=project,
+            user=user_model.objects.get(username=account.username),
+            defaults={"role": account.role},
+        )
+    for index, (scene, data) in enumerate(generate(images, seed=seed)):
+        result = image_ingest(
+            project=project,
+            data=data,
+            provenance=Provenance(
+                source=Source.DEMO,
+                original_name=f"scene-{seed}-{index:06d}.jpg",
+                license_name="CC0 1.0 (generated)",
+                license_url="https://creativecommons.org/publicdomain/zero/1.0/",
+            ),
+        )
+        if result.status != "rejected":
+            _captions_ensure(image_id=result.image_id, texts=scene.captions())
+        if on_image is not None:
+            on_image()
+    return project
+
+
+@transaction.atomic
+def _captions_ensure(*, image_id: int, texts: list[str]) -> None:
+    keys = {caption_import_key(text, 0): text for text in texts}
+    existing = set(
+        Caption.objects.filter(image_id=image_id, import_key__in=keys).values_list(
+            "import_key", flat=True
+        )
+    )
+    captions = Caption.objects.bulk_create(
+        [
+            Caption(image_id=image_id, text_raw=text, text=text, source=Source.DEMO, import_key=key)
+            for key, text in keys.items()
+            if key not in existing
+        ]
+    )
+    Pair.objects.bulk_create(
+        [Pair(image_id=image_id, caption_id=c.pk, kind=PairKind.POSITIVE) for c in captions]
+    )
+
+
+def demo_exists() -> bool:
+    return Project.objects.filter(slug=DEMO_SLUG).exists()

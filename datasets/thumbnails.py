@@ -1,0 +1,43 @@
+"""Thumbnails for grids and the annotator's preloading: small JPEGs made by a worker."""
+
+import io
+
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from PIL import Image as PILImage
+
+from datasets.models import Image
+
+
+def thumbnail_bytes(data: bytes, *, size: int) -> bytes:
+    """A JPEG no larger than size×size, keeping the aspect ratio."""
+    with PILImage.open(io.BytesIO(data)) as picture:
+        picture.draft("RGB", (size, size))  # JPEG: decode at reduced scale, much faster
+        picture.thumbnail((size, size))
+        if picture.mode not in ("RGB", "L"):
+            picture = picture.convert("RGB")
+        buffer = io.BytesIO()
+        picture.save(buffer, format="JPEG", quality=85)
+        return buffer.getvalue()
+
+
+def thumbnails_make(*, image_ids: list[int]) -> int:
+    """Make the missing thumbnails among these images; returns how many were made.
+
+    Safe to run twice: images that already have one are skipped, and ids that no longer exist are
+    ignored.
+    """
+    made = 0
+    for image in Image.objects.filter(pk__in=image_ids, thumbnail="").only("pk", "file", "project"):
+        with default_storage.open(image.file.name, "rb") as source:
+            data = thumbnail_bytes(source.read(), size=settings.CONCORD_THUMBNAIL_SIZE)
+        name = default_storage.save(
+            f"thumbnails/{image.project_id}/{image.pk}.jpg", ContentFile(data)
+        )
+        updated = Image.objects.filter(pk=image.pk, thumbnail="").update(thumbnail=name)
+        if updated:
+            made += 1
+        else:  # another worker got there first
+            default_storage.delete(name)
+    return made

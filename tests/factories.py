@@ -1,0 +1,56 @@
+"""Small builders for test data: real rows through the real services, images drawn in memory."""
+
+import io
+import random
+
+from django.contrib.auth import get_user_model
+from PIL import Image as PILImage
+
+from datasets.ingest import Provenance, image_ingest
+from datasets.models import Membership, Project, Source
+from datasets.projects import project_create
+
+PASSWORD = "correct horse battery staple"
+
+
+def user(username: str, **extra):
+    return get_user_model().objects.create_user(username=username, password=PASSWORD, **extra)
+
+
+def project(*, manager, name: str = "Project", **settings) -> Project:
+    return project_create(creator=manager, name=name, **settings)
+
+
+def member(*, project: Project, user, role: str) -> Membership:
+    return Membership.objects.create(project=project, user=user, role=role)
+
+
+def image_bytes(
+    *,
+    fmt: str = "JPEG",
+    size: tuple[int, int] = (64, 48),
+    seed: int = 0,
+    mode: str = "RGB",
+    **save_options,
+) -> bytes:
+    """A small image whose pixels depend on the seed, so different seeds give different files."""
+    rng = random.Random(seed)
+    picture = PILImage.new(mode, size, tuple(rng.randrange(256) for _ in range(len(mode))))
+    for _ in range(6):
+        x, y = rng.randrange(size[0]), rng.randrange(size[1])
+        colour = tuple(rng.randrange(256) for _ in range(len(mode)))
+        picture.paste(colour, (x, y, min(size[0], x + 12), min(size[1], y + 12)))
+    buffer = io.BytesIO()
+    picture.save(buffer, format=fmt, **save_options)
+    return buffer.getvalue()
+
+
+def image(*, project: Project, seed: int = 0, name: str | None = None, uploaded_by=None):
+    result = image_ingest(
+        project=project,
+        data=image_bytes(seed=seed),
+        provenance=Provenance(source=Source.UPLOAD, original_name=name or f"img-{seed}.jpg"),
+        uploaded_by=uploaded_by,
+    )
+    assert result.status == "accepted", result
+    return project.images.get(pk=result.image_id)

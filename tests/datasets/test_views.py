@@ -1,0 +1,140 @@
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.urls import reverse
+
+from datasets.ingest import caption_create
+from datasets.models import Project, Role
+from datasets.projects import LAST_MANAGER
+from datasets.views import GRID_PAGE_SIZE
+from tests import factories
+
+pytestmark = pytest.mark.django_db
+
+
+def test_manager_creates_a_project_from_the_form(client, manager):
+    client.force_login(manager)
+    response = client.post(
+        reverse("project-create"),
+        {
+            "name": "Kitchen objects",
+            "description": "",
+            "guidelines": "Be *precise*.",
+            "captions_per_image": 4,
+            "judgments_per_item": 3,
+            "gold_rate": 0.1,
+            "challenge_rate": 0.95,
+            "agreement_threshold": 0.7,
+        },
+    )
+    assert response.status_code == 200  # re-rendered with the error
+    assert "cannot exceed 1" in response.content.decode()
+    assert not Project.objects.exists()
+    response = client.post(
+        reverse("project-create"),
+        {
+            "name": "Kitchen objects",
+            "guidelines": "Be *precise*.",
+            "captions_per_image": 4,
+            "judgments_per_item": 3,
+            "gold_rate": 0.1,
+            "challenge_rate": 0.1,
+            "agreement_threshold": 0.7,
+        },
+    )
+    project = Project.objects.get()
+    assert response.status_code == 302 and response["Location"].endswith(
+        f"/projects/{project.slug}/"
+    )
+    page = client.get(response["Location"]).content.decode()
+    assert "<em>precise</em>" in page
+
+
+def test_guidelines_markdown_is_sanitised(client, project, annotator):
+    project.guidelines = "Hello <script>alert(1)</script> <img src=x onerror=alert(2)> **bold**"
+    project.save()
+    client.force_login(annotator)
+    page = client.get(reverse("project-detail", kwargs={"slug": project.slug})).content.decode()
+    assert "<strong>bold</strong>" in page
+    assert "<script>alert(1)" not in page and "onerror" not in page
+
+
+def test_captions_are_escaped_in_pages(client, project, manager):
+    image = factories.image(project=project)
+    caption_create(image=image, text="<script>alert('x')</script> a cat", source="api")
+    client.force_login(manager)
+    for name, kwargs in (
+        ("image-grid", {"slug": project.slug}),
+        ("image-detail", {"slug": project.slug, "image_id": image.pk}),
+    ):
+        page = client.get(reverse(name, kwargs=kwargs)).content.decode()
+        assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt; a cat" in page
+        assert "<script>alert(" not in page
+
+
+def test_upload_without_javascript_shows_per_file_results(client, project, manager):
+    client.force_login(manager)
+    response = client.post(
+        reverse("project-upload", kwargs={"slug": project.slug}),
+        {
+            "files": [
+                SimpleUploadedFile("one.jpg", factories.image_bytes(seed=1)),
+                SimpleUploadedFile("two.jpg", factories.image_bytes(seed=2)),
+                SimpleUploadedFile("broken.jpg", b"\xff\xd8 nope"),
+            ]
+        },
+    )
+    page = response.content.decode()
+    assert page.count('data-status="accepted"') == 2
+    assert page.count('data-status="rejected"') == 1
+    assert "Not a readable image" in page
+
+
+def test_upload_fragment_for_the_batching_script(client, project, manager):
+    client.force_login(manager)
+    response = client.post(
+        reverse("project-upload", kwargs={"slug": project.slug}),
+        {"files": [SimpleUploadedFile("one.jpg", factories.image_bytes(seed=1))]},
+        HTTP_X_CONCORD_FRAGMENT="results",
+    )
+    body = response.content.decode().strip()
+    assert body.startswith("<tr") and "<html" not in body
+
+
+def test_grid_pages_by_keyset(client, project, manager):
+    for seed in range(GRID_PAGE_SIZE + 3):
+        factories.image(project=project, seed=seed)
+    client.force_login(manager)
+    url = reverse("image-grid", kwargs={"slug": project.slug})
+    first = client.get(url)
+    assert first.content.decode().count('class="tile"') == GRID_PAGE_SIZE
+    next_after = first.context["page"].next_after
+    second = client.get(url, {"after": next_after})
+    assert second.content.decode().count('class="tile"') == 3
+    assert second.context["page"].next_after is None
+
+
+def test_members_add_change_and_the_last_manager_stays(client, project, manager, outsider):
+    client.force_login(manager)
+    url = reverse("project-members", kwargs={"slug": project.slug})
+    client.post(url, {"username": "outsider", "role": Role.ANNOTATOR})
+    assert project.memberships.get(user=outsider).role == Role.ANNOTATOR
+    client.post(url, {"username": "outsider", "role": Role.MANAGER})
+    assert project.memberships.get(user=outsider).role == Role.MANAGER
+    missing = client.post(url, {"username": "nobody", "role": Role.ANNOTATOR})
+    assert "No user with that username." in missing.content.decode()
+
+    remove = reverse("project-member-remove", kwargs={"slug": project.slug, "user_id": outsider.pk})
+    client.post(remove)
+    assert not project.memberships.filter(user=outsider).exists()
+    last = reverse("project-member-remove", kwargs={"slug": project.slug, "user_id": manager.pk})
+    response = client.post(last, follow=True)
+    assert LAST_MANAGER in response.content.decode()
+    assert project.memberships.filter(user=manager, role=Role.MANAGER).exists()
+
+
+def test_login_page_and_redirects(client, manager):
+    assert client.get(reverse("login")).status_code == 200
+    response = client.post(
+        reverse("login"), {"username": "manager", "password": factories.PASSWORD}
+    )
+    assert response.status_code == 302 and response["Location"] == reverse("home")

@@ -1,3 +1,4 @@
+import io
 import json
 from pathlib import Path
 
@@ -21,7 +22,7 @@ def _images_folder(tmp_path: Path, names: list[str]) -> Path:
 
 
 def _run(command: str, *args) -> None:
-    call_command(command, *args, stdout=open("/dev/null", "w"), stderr=open("/dev/null", "w"))
+    call_command(command, *args, stdout=io.StringIO(), stderr=io.StringIO())
 
 
 def test_manifest_import_is_idempotent_and_keeps_repeated_captions(project, tmp_path):

@@ -167,6 +167,12 @@ CONCORD_ZIP_MAX_FILES = env.int("CONCORD_ZIP_MAX_FILES", default=10_000)
 CONCORD_ZIP_MAX_BYTES = env.int("CONCORD_ZIP_MAX_BYTES", default=2 * 1024 * 1024 * 1024)
 CONCORD_THUMBNAIL_SIZE = 320
 
+# --- Annotation queue -----------------------------------------------------------------------
+CONCORD_LEASE_SECONDS = env.int("CONCORD_LEASE_SECONDS", default=600)
+CONCORD_UNDO_SECONDS = env.int("CONCORD_UNDO_SECONDS", default=20)
+# Tasks leased ahead of the one on screen, so the next image is already loaded.
+CONCORD_LOOKAHEAD = env.int("CONCORD_LOOKAHEAD", default=1)
+
 # --- REST API -------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     # Token first so that an anonymous request is answered 401 with a WWW-Authenticate header.
@@ -213,7 +219,9 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "default"
-CELERY_BEAT_SCHEDULE: dict = {}
+CELERY_BEAT_SCHEDULE: dict = {
+    "reclaim-expired-leases": {"task": "annotate.tasks.reclaim_expired_leases", "schedule": 60.0},
+}
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
 LOGGING = {

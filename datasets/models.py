@@ -6,7 +6,7 @@ image and caption, rates within [0, 1]) are database constraints, not only Pytho
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
 
 
 class Role(models.TextChoices):
@@ -31,6 +31,17 @@ class Project(models.Model):
     )
     agreement_threshold = models.FloatField(
         default=0.7, help_text="Below this agreement an item counts as disputed."
+    )
+    caption_min_words = models.PositiveSmallIntegerField(
+        default=4, help_text="Shortest caption an annotator may write, in words."
+    )
+    caption_max_words = models.PositiveSmallIntegerField(
+        default=40, help_text="Longest caption an annotator may write, in words."
+    )
+    caption_banned_openings = models.TextField(
+        blank=True,
+        default="There is\nThere are\nThis is\nThis image\nAn image of\nA picture of",
+        help_text="One per line; captions may not start with these (case-insensitive).",
     )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
@@ -60,10 +71,18 @@ class Project(models.Model):
                 condition=Q(captions_per_image__gte=1, judgments_per_item__gte=1),
                 name="datasets_project_targets_positive",
             ),
+            models.CheckConstraint(
+                condition=Q(caption_min_words__gte=1, caption_max_words__gte=F("caption_min_words")),
+                name="datasets_project_caption_words_range",
+            ),
         ]
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def banned_openings(self) -> list[str]:
+        return [line.strip() for line in self.caption_banned_openings.splitlines() if line.strip()]
 
 
 class Membership(models.Model):

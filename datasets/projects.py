@@ -18,6 +18,9 @@ PROJECT_SETTINGS = (
     "gold_rate",
     "challenge_rate",
     "agreement_threshold",
+    "caption_min_words",
+    "caption_max_words",
+    "caption_banned_openings",
 )
 
 

@@ -1,0 +1,173 @@
+"""Taking answers back: submit (idempotent, late answers kept when a slot is free), and undo."""
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.utils import timezone
+
+from annotate.caption_rules import CaptionRules, caption_violations
+from annotate.models import Answer, Judgment, Lease, LeaseState, Task, TaskKind
+from annotate.pool import verify_task_create
+from annotate.queue import refresh_open, retry_transient, take_slot
+from datasets.ingest import caption_create
+from datasets.models import Caption, Project, Source
+
+LEASE_SKIPPED = "You skipped this item, so this answer was not recorded."
+SLOT_TAKEN = (
+    "Your time on this item ran out and other annotators have since completed it, so this answer "
+    "was not recorded. Nothing else was lost."
+)
+WRONG_ANSWER_KIND = "That answer does not fit this kind of task."
+UNDO_NOTHING = "There is no recent answer to undo."
+UNDO_TOO_LATE = "Answers can be undone for {seconds} seconds after submitting."
+UNDO_UNDER_REVIEW = "Someone is already reviewing that caption, so it can no longer be undone."
+
+
+class SubmitRefused(Exception):
+    """The answer was not recorded; the message says why, and any text written is handed back."""
+
+    def __init__(self, message: str, *, problems: list[str] | None = None, text: str = ""):
+        super().__init__(message)
+        self.problems = problems or []
+        self.text = text
+
+
+@dataclass(frozen=True)
+class SubmitResult:
+    judgment: Judgment
+    created: bool  # False when the same submission arrived before
+
+
+@retry_transient
+def judgment_submit(
+    *,
+    lease: Lease,
+    answer: str,
+    caption_text: str = "",
+    image_unusable: bool = False,
+    caption_offensive: bool = False,
+    now: datetime | None = None,
+) -> SubmitResult:
+    """Record the annotator's answer on a lease; submitting the same lease again returns the first.
+
+    A lease that expired is still honoured if its task has a free slot; otherwise SubmitRefused
+    says so plainly (with the caption text, if any, so the annotator keeps what they wrote).
+    """
+    now = now or timezone.now()
+    with transaction.atomic():
+        # of=("self",): lock only the task row, not the joined project and image rows, which
+        # every other annotator's inserts reference.
+        task = (
+            Task.objects.select_for_update(of=("self",))
+            .select_related("image", "project")
+            .get(pk=lease.task_id)
+        )
+        lease = Lease.objects.select_for_update().get(pk=lease.pk)
+        existing = Judgment.objects.filter(lease=lease).first()
+        if existing is not None:
+            return SubmitResult(judgment=existing, created=False)
+        _check_answer_kind(task=task, answer=answer)
+        if lease.state == LeaseState.SKIPPED:
+            raise SubmitRefused(LEASE_SKIPPED, text=caption_text)
+        if lease.state == LeaseState.EXPIRED:
+            if not task.is_gold and task.judgment_count + task.lease_count >= task.target:
+                raise SubmitRefused(SLOT_TAKEN, text=caption_text)
+            if not task.is_gold:
+                take_slot(task=task)
+                lease.holds_slot = True
+        caption = None
+        if task.kind == TaskKind.CAPTION:
+            caption = _caption_write(task=task, text=caption_text, author=lease.annotator)
+        judgment = Judgment.objects.create(
+            task=task,
+            lease=lease,
+            annotator_id=lease.annotator_id,
+            answer=answer,
+            caption=caption,
+            image_unusable=image_unusable,
+            caption_offensive=caption_offensive,
+            seconds=max(0.0, (now - (lease.shown_at or lease.created_at)).total_seconds()),
+            gold_correct=(answer == task.gold_answer) if task.is_gold else None,
+        )
+        if lease.holds_slot:
+            task.lease_count -= 1
+            task.judgment_count += 1
+            refresh_open(task)
+            task.save(update_fields=["lease_count", "judgment_count", "is_open"])
+        elif task.is_gold:
+            task.judgment_count += 1
+            task.save(update_fields=["judgment_count"])
+        lease.state = LeaseState.SUBMITTED
+        lease.holds_slot = False
+        lease.save(update_fields=["state", "holds_slot"])
+    return SubmitResult(judgment=judgment, created=True)
+
+
+def judgment_undo(
+    *, project: Project, annotator: AbstractBaseUser, now: datetime | None = None
+) -> Lease:
+    """Take back the annotator's last answer within the grace window; its task is shown again."""
+    now = now or timezone.now()
+    grace = timedelta(seconds=settings.CONCORD_UNDO_SECONDS)
+    with transaction.atomic():
+        last = (
+            Judgment.objects.filter(annotator=annotator, task__project=project)
+            .order_by("-id")
+            .first()
+        )
+        if last is None:
+            raise SubmitRefused(UNDO_NOTHING)
+        if now - last.created_at > grace:
+            raise SubmitRefused(UNDO_TOO_LATE.format(seconds=settings.CONCORD_UNDO_SECONDS))
+        task = Task.objects.select_for_update().get(pk=last.task_id)
+        lease = Lease.objects.select_for_update().get(pk=last.lease_id)
+        if last.caption_id is not None:
+            review = Task.objects.filter(pair__caption_id=last.caption_id)
+            if Lease.objects.filter(task__in=review).exists():
+                raise SubmitRefused(UNDO_UNDER_REVIEW)
+            # The caption, its positive pair and the pair's review task go with the answer.
+            last.caption.delete()
+        last.delete()
+        task.judgment_count -= 1
+        if not task.is_gold:
+            task.lease_count += 1
+            lease.holds_slot = True
+        refresh_open(task)
+        task.save(update_fields=["judgment_count", "lease_count", "is_open"])
+        lease.state = LeaseState.ACTIVE
+        lease.shown_at = now
+        lease.expires_at = now + timedelta(seconds=settings.CONCORD_LEASE_SECONDS)
+        lease.save(update_fields=["state", "holds_slot", "shown_at", "expires_at"])
+    return lease
+
+
+def caption_rules_for(project: Project) -> CaptionRules:
+    return CaptionRules(
+        min_words=project.caption_min_words,
+        max_words=project.caption_max_words,
+        banned_openings=tuple(project.banned_openings),
+    )
+
+
+def _check_answer_kind(*, task: Task, answer: str) -> None:
+    expected = (
+        {Answer.CAPTION}
+        if task.kind == TaskKind.CAPTION
+        else {Answer.MATCH, Answer.NO_MATCH, Answer.UNSURE}
+    )
+    if answer not in expected:
+        raise SubmitRefused(WRONG_ANSWER_KIND)
+
+
+def _caption_write(*, task: Task, text: str, author: AbstractBaseUser) -> Caption:
+    existing = list(task.image.captions.values_list("text", flat=True))
+    problems = caption_violations(text, rules=caption_rules_for(task.project), existing=existing)
+    if problems:
+        raise SubmitRefused(problems[0], problems=problems, text=text)
+    caption = caption_create(image=task.image, text=text, source=Source.ANNOTATOR, author=author)
+    # Every caption written is itself judged: its positive pair becomes a verification task.
+    verify_task_create(pair=caption.pairs.get(), author=author)
+    return caption

@@ -1,0 +1,119 @@
+"""Filling the pool of tasks: what each image and pair of a project still needs from people."""
+
+import random
+from dataclasses import dataclass
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.db.models import Count, Exists, OuterRef
+
+from annotate.models import Answer, Task, TaskKind
+from datasets.models import Image, Pair, Project
+
+_BATCH = 2000
+_RANDOM_KEY_MAX = 2**31 - 1
+GOLD_ANSWERS = (Answer.MATCH, Answer.NO_MATCH)
+GOLD_BAD_ANSWER = "A gold answer is match or no_match."
+
+
+@dataclass(frozen=True)
+class PoolSummary:
+    caption_tasks: int
+    verify_tasks: int
+
+
+def tasks_open(*, project: Project) -> PoolSummary:
+    """Create the missing tasks: a caption task for each image short of captions, a verification
+    task for each pair without one. Safe to run again: existing tasks are left as they are."""
+    rng = random.Random()
+    captions = _caption_tasks_open(project=project, rng=rng)
+    verifies = _verify_tasks_open(project=project, rng=rng)
+    return PoolSummary(caption_tasks=captions, verify_tasks=verifies)
+
+
+def verify_task_create(*, pair: Pair, author: AbstractBaseUser | None = None) -> Task:
+    project = pair.image.project
+    task, _ = Task.objects.get_or_create(
+        pair=pair,
+        kind=TaskKind.VERIFY,
+        defaults={
+            "project": project,
+            "image_id": pair.image_id,
+            "author": author,
+            "target": project.judgments_per_item,
+            "random_key": random.randrange(_RANDOM_KEY_MAX),
+        },
+    )
+    return task
+
+
+@transaction.atomic
+def gold_set(*, pair: Pair, answer: str) -> Task:
+    """Make a pair a gold item with a known answer; its task leaves the normal pool."""
+    if answer not in GOLD_ANSWERS:
+        raise ValueError(GOLD_BAD_ANSWER)
+    task = verify_task_create(pair=pair)
+    Task.objects.filter(pk=task.pk).update(is_gold=True, gold_answer=answer, is_open=True)
+    task.refresh_from_db()
+    return task
+
+
+def _caption_tasks_open(*, project: Project, rng: random.Random) -> int:
+    needing = (
+        Image.objects.filter(project=project)
+        .exclude(Exists(Task.objects.filter(image=OuterRef("pk"), kind=TaskKind.CAPTION)))
+        .annotate(have=Count("captions"))
+        .filter(have__lt=project.captions_per_image)
+        .values_list("pk", "have")
+    )
+    created = 0
+    batch: list[Task] = []
+    for image_id, have in needing.iterator(chunk_size=_BATCH):
+        batch.append(
+            Task(
+                project=project,
+                kind=TaskKind.CAPTION,
+                image_id=image_id,
+                target=project.captions_per_image - have,
+                random_key=rng.randrange(_RANDOM_KEY_MAX),
+            )
+        )
+        if len(batch) >= _BATCH:
+            created += _insert(batch)
+            batch = []
+    return created + _insert(batch)
+
+
+def _verify_tasks_open(*, project: Project, rng: random.Random) -> int:
+    needing = (
+        Pair.objects.filter(image__project=project)
+        .exclude(Exists(Task.objects.filter(pair=OuterRef("pk"), kind=TaskKind.VERIFY)))
+        .values_list("pk", "image_id", "caption__author_id")
+    )
+    created = 0
+    batch: list[Task] = []
+    for pair_id, image_id, author_id in needing.iterator(chunk_size=_BATCH):
+        batch.append(
+            Task(
+                project=project,
+                kind=TaskKind.VERIFY,
+                image_id=image_id,
+                pair_id=pair_id,
+                author_id=author_id,
+                target=project.judgments_per_item,
+                random_key=rng.randrange(_RANDOM_KEY_MAX),
+            )
+        )
+        if len(batch) >= _BATCH:
+            created += _insert(batch)
+            batch = []
+    return created + _insert(batch)
+
+
+def _insert(batch: list[Task]) -> int:
+    if not batch:
+        return 0
+    # ignore_conflicts: a concurrent run may have created some of these; the constraints decide,
+    # and the count returned includes those.
+    Task.objects.bulk_create(batch, ignore_conflicts=True)
+    return len(batch)

@@ -65,19 +65,25 @@ def choose_pool(*, draw: float, gold_rate: float) -> str:
 
 @retry_transient
 def assignment_get(
-    *, project: Project, annotator: AbstractBaseUser, now: datetime | None = None
+    *,
+    project: Project,
+    annotator: AbstractBaseUser,
+    now: datetime | None = None,
+    lookahead: int | None = None,
 ) -> Assignment:
     """The task on the annotator's screen, plus the ones leased ahead for preloading.
 
     Returns the leases the annotator already holds (a reload shows the same task), takes new ones
-    up to the lookahead, and renews them all.
+    up to the lookahead (the setting by default; API clients, which preload nothing, pass 0), and
+    renews them all.
     """
     now = now or timezone.now()
+    lookahead = settings.CONCORD_LOOKAHEAD if lookahead is None else lookahead
     leases_reclaim(project=project, now=now, limit=20)
     with transaction.atomic():
         held = list(_active_leases(project=project, annotator=annotator))
         rng = random.Random()
-        while len(held) < 1 + settings.CONCORD_LOOKAHEAD:
+        while len(held) < 1 + lookahead:
             lease = _lease_new(project=project, annotator=annotator, now=now, rng=rng)
             if lease is None:
                 break
@@ -172,7 +178,7 @@ def _active_leases(*, project: Project, annotator: AbstractBaseUser) -> QuerySet
 
 def _with_relations(lease: Lease) -> Lease:
     return Lease.objects.select_related(
-        "task", "task__image", "task__pair", "task__pair__caption"
+        "project", "task", "task__image", "task__pair", "task__pair__caption"
     ).get(pk=lease.pk)
 
 

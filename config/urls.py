@@ -4,6 +4,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.authtoken.views import obtain_auth_token
 
+from annotate import api_urls as annotate_api_urls
 from datasets import api_urls as datasets_api_urls
 
 
@@ -21,6 +22,7 @@ api_v1 = _api(
         path("auth/token/", obtain_auth_token, name="api-token"),
         path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
         *datasets_api_urls.urlpatterns,
+        *annotate_api_urls.urlpatterns,
     ]
 )
 
@@ -34,5 +36,6 @@ urlpatterns = [
         login_required(SpectacularSwaggerView.as_view(url_name="api-schema")),
         name="api-docs",
     ),
+    path("", include("annotate.urls")),
     path("", include("datasets.urls")),
 ]

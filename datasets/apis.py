@@ -36,6 +36,12 @@ class ProjectInput(serializers.ModelSerializer):
         for rate in ("gold_rate", "challenge_rate", "agreement_threshold"):
             if rate in attrs and not 0 <= attrs[rate] <= 1:
                 raise serializers.ValidationError({rate: "Enter a value between 0 and 1."})
+        low = attrs.get("caption_min_words", getattr(self.instance, "caption_min_words", 1))
+        high = attrs.get("caption_max_words", getattr(self.instance, "caption_max_words", 10**4))
+        if low > high:
+            raise serializers.ValidationError(
+                {"caption_max_words": "Must be at least the minimum."}
+            )
         if gold + challenge > 1:
             raise serializers.ValidationError(
                 {"challenge_rate": "Gold and challenge rates together cannot exceed 1."}

@@ -1,11 +1,13 @@
 """The demo project: two accounts and a project of synthetic scenes, made by `manage.py seed_demo`."""
 
+import random
 from dataclasses import dataclass
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.db import transaction
 
+from annotate.pool import tasks_open
 from datasets.imports import caption_import_key
 from datasets.ingest import Provenance, image_ingest
 from datasets.models import Caption, Membership, Pair, PairKind, Project, Role, Source
@@ -70,6 +72,7 @@ def demo_project_seed(*, images: int, seed: int = 0, on_image=None) -> Project:
             user=user_model.objects.get(username=account.username),
             defaults={"role": account.role},
         )
+    image_ids: list[int] = []
     for index, (scene, data) in enumerate(generate(images, seed=seed)):
         result = image_ingest(
             project=project,
@@ -83,9 +86,34 @@ def demo_project_seed(*, images: int, seed: int = 0, on_image=None) -> Project:
         )
         if result.status != "rejected":
             _captions_ensure(image_id=result.image_id, texts=scene.captions())
+            image_ids.append(result.image_id)
         if on_image is not None:
             on_image()
+    _random_negatives_ensure(image_ids=image_ids, seed=seed)
+    tasks_open(project=project)
     return project
+
+
+def _random_negatives_ensure(*, image_ids: list[int], seed: int) -> None:
+    """Pair each scene with a caption of another scene, so verifiers see true and false pairs."""
+    rng = random.Random(seed)
+    first_caption: dict[int, tuple[int, str]] = {}
+    own_texts: dict[int, set[str]] = {image_id: set() for image_id in image_ids}
+    rows = Caption.objects.filter(image_id__in=image_ids).order_by("id")
+    for caption_id, image_id, text in rows.values_list("id", "image_id", "text"):
+        first_caption.setdefault(image_id, (caption_id, text))
+        own_texts[image_id].add(text)
+    pairs = []
+    for image_id in image_ids:
+        other = rng.choice(image_ids)
+        if other == image_id or other not in first_caption:
+            continue
+        caption_id, text = first_caption[other]
+        if text not in own_texts[image_id]:  # the same scene twice would make a true pair
+            pairs.append(
+                Pair(image_id=image_id, caption_id=caption_id, kind=PairKind.RANDOM_NEGATIVE)
+            )
+    Pair.objects.bulk_create(pairs, ignore_conflicts=True)
 
 
 @transaction.atomic

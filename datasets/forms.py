@@ -22,6 +22,9 @@ class ProjectForm(forms.ModelForm):
             value = cleaned.get(rate)
             if value is not None and not 0 <= value <= 1:
                 self.add_error(rate, "Enter a value between 0 and 1.")
+        low, high = cleaned.get("caption_min_words"), cleaned.get("caption_max_words")
+        if low is not None and high is not None and low > high:
+            self.add_error("caption_max_words", "Must be at least the minimum.")
         gold, challenge = cleaned.get("gold_rate") or 0, cleaned.get("challenge_rate") or 0
         if gold + challenge > 1:
             self.add_error("challenge_rate", "Gold and challenge rates together cannot exceed 1.")

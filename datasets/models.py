@@ -72,7 +72,9 @@ class Project(models.Model):
                 name="datasets_project_targets_positive",
             ),
             models.CheckConstraint(
-                condition=Q(caption_min_words__gte=1, caption_max_words__gte=F("caption_min_words")),
+                condition=Q(
+                    caption_min_words__gte=1, caption_max_words__gte=F("caption_min_words")
+                ),
                 name="datasets_project_caption_words_range",
             ),
         ]

@@ -7,6 +7,7 @@ from django.http import FileResponse, HttpRequest, HttpResponse, HttpResponseRed
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
+from annotate.progress import project_progress
 from datasets import access, projects, selectors
 from datasets.forms import MemberForm, ProjectForm, UploadForm
 from datasets.ingest import upload_ingest
@@ -38,7 +39,12 @@ def project_create(request: HttpRequest) -> HttpResponse:
 
 def project_detail(request: HttpRequest, slug: str) -> HttpResponse:
     project, role = access.project_get(user=request.user, slug=slug)
-    context = {"project": project, "role": role, "is_manager": role == Role.MANAGER}
+    context = {
+        "project": project,
+        "role": role,
+        "is_manager": role == Role.MANAGER,
+        "progress": project_progress(project=project),
+    }
     if role == Role.MANAGER:
         context["counts"] = selectors.project_counts(project=project)
     return render(request, "datasets/project_detail.html", context)

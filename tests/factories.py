@@ -56,7 +56,9 @@ def image(*, project: Project, seed: int = 0, name: str | None = None, uploaded_
     return project.images.get(pk=result.image_id)
 
 
-def verify_tasks(*, project: Project, count: int, target: int | None = None) -> list:
+def verify_tasks(
+    *, project: Project, count: int, target: int | None = None, first_seed: int = 10_000
+) -> list:
     """count images, each with one caption, and a verification task for each positive pair."""
     from annotate.models import Task
     from annotate.pool import tasks_open
@@ -65,12 +67,20 @@ def verify_tasks(*, project: Project, count: int, target: int | None = None) -> 
     if target is not None:
         Project.objects.filter(pk=project.pk).update(judgments_per_item=target)
         project.refresh_from_db()
-    for seed in range(count):
+    for seed in range(first_seed, first_seed + count):
         caption_create(
-            image=image(project=project, seed=10_000 + seed), text=f"caption {seed}", source="api"
+            image=image(project=project, seed=seed), text=f"caption {seed}", source="api"
         )
     # Captions per image is high enough that no caption tasks get in the way of these tests.
     Project.objects.filter(pk=project.pk).update(captions_per_image=1)
     project.refresh_from_db()
     tasks_open(project=project)
-    return list(Task.objects.filter(project=project, kind="verify").order_by("id"))
+    return list(
+        Task.objects.filter(
+            project=project,
+            kind="verify",
+            pair__caption__text__in=[
+                f"caption {seed}" for seed in range(first_seed, first_seed + count)
+            ],
+        ).order_by("id")
+    )

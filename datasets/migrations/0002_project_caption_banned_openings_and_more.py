@@ -5,30 +5,43 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('datasets', '0001_initial'),
+        ("datasets", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='project',
-            name='caption_banned_openings',
-            field=models.TextField(blank=True, default='There is\nThere are\nThis is\nThis image\nAn image of\nA picture of', help_text='One per line; captions may not start with these (case-insensitive).'),
+            model_name="project",
+            name="caption_banned_openings",
+            field=models.TextField(
+                blank=True,
+                default="There is\nThere are\nThis is\nThis image\nAn image of\nA picture of",
+                help_text="One per line; captions may not start with these (case-insensitive).",
+            ),
         ),
         migrations.AddField(
-            model_name='project',
-            name='caption_max_words',
-            field=models.PositiveSmallIntegerField(default=40, help_text='Longest caption an annotator may write, in words.'),
+            model_name="project",
+            name="caption_max_words",
+            field=models.PositiveSmallIntegerField(
+                default=40, help_text="Longest caption an annotator may write, in words."
+            ),
         ),
         migrations.AddField(
-            model_name='project',
-            name='caption_min_words',
-            field=models.PositiveSmallIntegerField(default=4, help_text='Shortest caption an annotator may write, in words.'),
+            model_name="project",
+            name="caption_min_words",
+            field=models.PositiveSmallIntegerField(
+                default=4, help_text="Shortest caption an annotator may write, in words."
+            ),
         ),
         migrations.AddConstraint(
-            model_name='project',
-            constraint=models.CheckConstraint(condition=models.Q(('caption_max_words__gte', models.F('caption_min_words')), ('caption_min_words__gte', 1)), name='datasets_project_caption_words_range'),
+            model_name="project",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    ("caption_max_words__gte", models.F("caption_min_words")),
+                    ("caption_min_words__gte", 1),
+                ),
+                name="datasets_project_caption_words_range",
+            ),
         ),
     ]

@@ -39,9 +39,13 @@ def test_manager_creates_a_project_from_the_form(client, manager):
             "gold_rate": 0.1,
             "challenge_rate": 0.1,
             "agreement_threshold": 0.7,
+            "caption_min_words": 3,
+            "caption_max_words": 30,
+            "caption_banned_openings": "There is",
         },
     )
     project = Project.objects.get()
+    assert project.banned_openings == ["There is"]
     assert response.status_code == 302 and response["Location"].endswith(
         f"/projects/{project.slug}/"
     )

@@ -9,6 +9,12 @@ POST leases/{id}/submit through the REST API with token auth, for --seconds. Pri
 p50/p95/p99, submit p50/p95, judgments per second and the over-assignment count (must be 0).
 """
 
+import sys
+
+# This file is named queue.py, like the standard library module that Django and asgiref import:
+# drop its folder from the import path so that `import queue` finds the real one.
+sys.path[:] = [path for path in sys.path if not path.rstrip("/").endswith("bench")]
+
 import argparse
 import http.client
 import json
@@ -18,7 +24,6 @@ import signal
 import socket
 import statistics
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path

@@ -103,6 +103,7 @@ def judgment_submit(
         lease.state = LeaseState.SUBMITTED
         lease.holds_slot = False
         lease.save(update_fields=["state", "holds_slot"])
+        _agreement_recompute_every(judgment=judgment, project_id=task.project_id)
     return SubmitResult(judgment=judgment, created=True)
 
 
@@ -142,6 +143,14 @@ def judgment_undo(
         lease.expires_at = now + timedelta(seconds=settings.CONCORD_LEASE_SECONDS)
         lease.save(update_fields=["state", "holds_slot", "shown_at", "expires_at"])
     return lease
+
+
+def _agreement_recompute_every(*, judgment: Judgment, project_id: int) -> None:
+    """Every CONCORD_AGREEMENT_EVERY-th judgment (by id, so no query) asks for fresh figures."""
+    if judgment.pk % settings.CONCORD_AGREEMENT_EVERY == 0:
+        from annotate.tasks import recompute_agreement
+
+        transaction.on_commit(lambda: recompute_agreement.delay(project_id))
 
 
 def caption_rules_for(project: Project) -> CaptionRules:

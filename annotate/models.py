@@ -168,3 +168,167 @@ class Judgment(models.Model):
 
     def __str__(self) -> str:
         return f"{self.answer} on task {self.task_id} by {self.annotator_id}"
+
+
+class ItemStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    AGREED = "agreed", "Agreed"
+    DISPUTED = "disputed", "Disputed"
+
+
+class ItemLabel(models.Model):
+    """The aggregated label of one pair under verification, rewritten by every recompute.
+
+    ``label``/``confidence`` come from Dawid–Skene (the posterior of the winning label),
+    ``mv_label``/``mv_share`` from majority vote beside it. ``needs_manager`` marks a disputed
+    item that has had the project's maximum of judgments. A manager's adjudication is final:
+    recomputes keep it and the pair's label follows it.
+    """
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="item_labels")
+    pair = models.OneToOneField(Pair, on_delete=models.CASCADE, related_name="item_label")
+    label = models.PositiveSmallIntegerField(null=True, blank=True)
+    confidence = models.FloatField(null=True, blank=True)
+    mv_label = models.PositiveSmallIntegerField(null=True, blank=True)
+    mv_share = models.FloatField(null=True, blank=True)
+    judgments = models.PositiveIntegerField(default=0, help_text="Votes counted (no unsure)")
+    status = models.CharField(max_length=10, choices=ItemStatus.choices, default=ItemStatus.PENDING)
+    needs_manager = models.BooleanField(default=False)
+    adjudicated_label = models.PositiveSmallIntegerField(null=True, blank=True)
+    adjudicated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    adjudicated_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(confidence__isnull=True) | Q(confidence__gte=0, confidence__lte=1),
+                name="annotate_itemlabel_confidence_unit",
+            ),
+            models.CheckConstraint(
+                condition=Q(adjudicated_label__isnull=True) | Q(adjudicated_label__in=[0, 1]),
+                name="annotate_itemlabel_adjudicated_binary",
+            ),
+            models.CheckConstraint(
+                condition=Q(adjudicated_label__isnull=True) | Q(adjudicated_at__isnull=False),
+                name="annotate_itemlabel_adjudication_dated",
+            ),
+        ]
+        indexes = [
+            models.Index(
+                fields=["project", "status"],
+                condition=Q(adjudicated_label__isnull=True),
+                name="annotate_itemlabel_open",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.status} label of pair {self.pair_id}"
+
+    @property
+    def is_adjudicated(self) -> bool:
+        return self.adjudicated_label is not None
+
+
+class AgreementSnapshot(models.Model):
+    """A project's agreement figures as computed at one moment; kept for the charts over time.
+
+    Statistics that are undefined for the data (too few judgments, one label only) are null.
+    ``annotators`` holds the annotator table rows and ``kappa_matrix`` the pairwise Cohen's κ
+    (``{"annotators": [...], "names": [...], "kappa": [[...]]}``), both as the dashboard shows them.
+    """
+
+    project = models.ForeignKey(
+        Project, on_delete=models.CASCADE, related_name="agreement_snapshots"
+    )
+    computed_at = models.DateTimeField()
+    last_judgment_id = models.BigIntegerField(default=0)
+    judgments = models.PositiveIntegerField(default=0)
+    annotators = models.PositiveIntegerField(default=0)
+    alpha = models.FloatField(null=True, blank=True)
+    alpha_low = models.FloatField(null=True, blank=True)
+    alpha_high = models.FloatField(null=True, blank=True)
+    fleiss_kappa = models.FloatField(null=True, blank=True)
+    fleiss_items = models.PositiveIntegerField(default=0)
+    percent_agreement = models.FloatField(null=True, blank=True)
+    items_total = models.PositiveIntegerField(default=0)
+    items_pending = models.PositiveIntegerField(default=0)
+    items_agreed = models.PositiveIntegerField(default=0)
+    items_disputed = models.PositiveIntegerField(default=0)
+    items_waiting = models.PositiveIntegerField(default=0, help_text="Disputed, for a manager")
+    items_adjudicated = models.PositiveIntegerField(default=0)
+    labels_match = models.PositiveIntegerField(default=0)
+    labels_no_match = models.PositiveIntegerField(default=0)
+    mv_ds_disagreements = models.PositiveIntegerField(default=0)
+    kappa_matrix = models.JSONField(default=dict, blank=True)
+    annotator_rows = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        ordering = ["project", "computed_at"]
+        get_latest_by = "computed_at"
+        indexes = [
+            models.Index(fields=["project", "-computed_at"], name="annotate_snapshot_latest")
+        ]
+
+    def __str__(self) -> str:
+        return f"agreement of {self.project_id} at {self.computed_at:%Y-%m-%d %H:%M}"
+
+
+class Suspension(models.Model):
+    """A manager took an annotator's judgments out of a project's figures; nothing is deleted.
+
+    Reinstating sets ``lifted_at``; the row stays as the record of what happened.
+    """
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="suspensions")
+    annotator = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="suspensions"
+    )
+    reason = models.TextField(blank=True)
+    suspended_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
+    )
+    suspended_at = models.DateTimeField()
+    lifted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    lifted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-suspended_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project", "annotator"],
+                condition=Q(lifted_at__isnull=True),
+                name="annotate_suspension_one_active",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.annotator_id} suspended from {self.project_id}"
+
+
+class AnnotatorFlag(models.Model):
+    """A reason to look at an annotator, from the last recompute (see annotate.quality)."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="annotator_flags")
+    annotator = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="annotator_flags"
+    )
+    code = models.CharField(max_length=32)
+    reason = models.CharField(max_length=300)
+    computed_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["project", "annotator", "code"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project", "annotator", "code"], name="annotate_flag_once"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.code} for {self.annotator_id} in {self.project_id}"

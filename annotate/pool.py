@@ -5,10 +5,12 @@ from dataclasses import dataclass
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
-from django.db.models import Count, Exists, OuterRef
+from django.db.models import Count, Exists, OuterRef, Subquery
+from django.db.models.functions import Coalesce
 
 from annotate.models import Answer, Task, TaskKind
-from datasets.models import Image, Pair, Project
+from datasets.cleaning import captions_held_back, images_held_back
+from datasets.models import Caption, Image, Pair, Project
 
 _BATCH = 2000
 _RANDOM_KEY_MAX = 2**31 - 1
@@ -22,10 +24,13 @@ class PoolSummary:
     verify_tasks: int
 
 
-def tasks_open(*, project: Project) -> PoolSummary:
+def tasks_open(*, project: Project, seed: int | None = None) -> PoolSummary:
     """Create the missing tasks: a caption task for each image short of captions, a verification
-    task for each pair without one. Safe to run again: existing tasks are left as they are."""
-    rng = random.Random()
+    task for each pair without one. Safe to run again: existing tasks are left as they are.
+
+    Duplicate images (non-canonical cluster members) and flagged images and captions get no new
+    tasks, and flagged captions (repeats included) do not count toward an image's captions."""
+    rng = random.Random(seed)
     captions = _caption_tasks_open(project=project, rng=rng)
     verifies = _verify_tasks_open(project=project, rng=rng)
     return PoolSummary(caption_tasks=captions, verify_tasks=verifies)
@@ -59,10 +64,19 @@ def gold_set(*, pair: Pair, answer: str) -> Task:
 
 
 def _caption_tasks_open(*, project: Project, rng: random.Random) -> int:
+    usable_captions = (
+        Caption.objects.filter(image=OuterRef("pk"))
+        .exclude(captions_held_back())
+        .order_by()
+        .values("image")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
     needing = (
         Image.objects.filter(project=project)
         .exclude(Exists(Task.objects.filter(image=OuterRef("pk"), kind=TaskKind.CAPTION)))
-        .annotate(have=Count("captions"))
+        .exclude(images_held_back())
+        .annotate(have=Coalesce(Subquery(usable_captions), 0))
         .filter(have__lt=project.captions_per_image)
         .values_list("pk", "have")
     )
@@ -88,6 +102,8 @@ def _verify_tasks_open(*, project: Project, rng: random.Random) -> int:
     needing = (
         Pair.objects.filter(image__project=project)
         .exclude(Exists(Task.objects.filter(pair=OuterRef("pk"), kind=TaskKind.VERIFY)))
+        .exclude(images_held_back(image="image_id"))
+        .exclude(captions_held_back(caption="caption_id"))
         .values_list("pk", "image_id", "caption__author_id")
     )
     created = 0

@@ -70,19 +70,20 @@ def assignment_get(
     annotator: AbstractBaseUser,
     now: datetime | None = None,
     lookahead: int | None = None,
+    rng: random.Random | None = None,
 ) -> Assignment:
     """The task on the annotator's screen, plus the ones leased ahead for preloading.
 
     Returns the leases the annotator already holds (a reload shows the same task), takes new ones
     up to the lookahead (the setting by default; API clients, which preload nothing, pass 0), and
-    renews them all.
+    renews them all. ``rng`` makes the choice of tasks reproducible (the crowd simulator).
     """
     now = now or timezone.now()
     lookahead = settings.CONCORD_LOOKAHEAD if lookahead is None else lookahead
     leases_reclaim(project=project, now=now, limit=20)
     with transaction.atomic():
         held = list(_active_leases(project=project, annotator=annotator))
-        rng = random.Random()
+        rng = rng or random.Random()
         while len(held) < 1 + lookahead:
             lease = _lease_new(project=project, annotator=annotator, now=now, rng=rng)
             if lease is None:

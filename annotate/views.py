@@ -9,10 +9,12 @@ from django.views.decorators.http import require_GET, require_POST
 
 from annotate.judgments import SubmitRefused, caption_rules_for, judgment_submit, judgment_undo
 from annotate.models import Answer, Lease, TaskKind
+from annotate.pool import GOLD_ANSWERS, GOLD_BAD_ANSWER, gold_set
 from annotate.progress import annotator_progress, undo_deadline
 from annotate.queue import assignment_get, lease_skip, leases_heartbeat
 from annotate.tasks import open_tasks
 from datasets import access
+from datasets.models import Pair
 
 BAD_ANSWER = "Choose match, no match or unsure."
 
@@ -118,3 +120,19 @@ def _workspace(
     }
     template = "annotate/annotate.html#workspace" if request.htmx else "annotate/annotate.html"
     return render(request, template, context)
+
+
+@require_POST
+def pair_gold_set(request: HttpRequest, slug: str, pair_id: int) -> HttpResponse:
+    """Managers mark a pair as gold with its known answer, from the image page."""
+    project, _ = access.project_get(user=request.user, slug=slug, manager=True)
+    pair = get_object_or_404(
+        Pair.objects.select_related("image"), pk=pair_id, image__project=project
+    )
+    answer = request.POST.get("answer", "")
+    if answer not in GOLD_ANSWERS:
+        messages.error(request, GOLD_BAD_ANSWER)
+    else:
+        gold_set(pair=pair, answer=answer)
+        messages.success(request, f"Gold item set: {Answer(answer).label.lower()}.")
+    return redirect("image-detail", slug=project.slug, image_id=pair.image_id)

@@ -77,9 +77,7 @@ def main() -> None:
     )
     try:
         _wait_for(port)
-        results = _run_clients(
-            port=port, tokens=tokens[: args.annotators], seconds=args.seconds
-        )
+        results = _run_clients(port=port, tokens=tokens[: args.annotators], seconds=args.seconds)
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=30)

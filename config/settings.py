@@ -172,6 +172,8 @@ CONCORD_LEASE_SECONDS = env.int("CONCORD_LEASE_SECONDS", default=600)
 CONCORD_UNDO_SECONDS = env.int("CONCORD_UNDO_SECONDS", default=20)
 # Tasks leased ahead of the one on screen, so the next image is already loaded.
 CONCORD_LOOKAHEAD = env.int("CONCORD_LOOKAHEAD", default=1)
+# Agreement is recomputed after every this many judgments (and every 10 minutes by beat).
+CONCORD_AGREEMENT_EVERY = env.int("CONCORD_AGREEMENT_EVERY", default=200)
 
 # --- REST API -------------------------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -221,6 +223,7 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_BEAT_SCHEDULE: dict = {
     "reclaim-expired-leases": {"task": "annotate.tasks.reclaim_expired_leases", "schedule": 60.0},
+    "recompute-agreement": {"task": "annotate.tasks.recompute_agreement_due", "schedule": 600.0},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 

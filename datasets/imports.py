@@ -13,7 +13,7 @@ from django.db import transaction
 
 from datasets.captions import CaptionError, clean_caption
 from datasets.images import content_sha256
-from datasets.ingest import Provenance, image_ingest, thumbnails_enqueue
+from datasets.ingest import Provenance, cleaning_enqueue, image_ingest, thumbnails_enqueue
 from datasets.models import Caption, Image, Pair, PairKind, Project
 from datasets.sources import ImportRecord, Problem
 
@@ -88,6 +88,7 @@ def records_import(
         )
         if new_ids:
             thumbnails_enqueue(image_ids=new_ids)
+            cleaning_enqueue(image_ids=new_ids)
         if on_record is not None:
             for _ in chunk:
                 on_record()

@@ -113,6 +113,7 @@ def _image_store(
             )
             if make_thumbnail:
                 thumbnails_enqueue(image_ids=[image.pk])
+                cleaning_enqueue(image_ids=[image.pk])
     except IntegrityError:
         # Lost a race with an identical upload; its row and file stand, ours go.
         default_storage.delete(stored_name)
@@ -201,6 +202,7 @@ def caption_create(
         image=image, text_raw=text, text=normalised, author=author, source=source
     )
     Pair.objects.create(image=image, caption=caption, kind=PairKind.POSITIVE)
+    captions_check_enqueue(image_ids=[image.pk])
     return caption
 
 
@@ -215,6 +217,31 @@ def thumbnails_enqueue(*, image_ids: list[int]) -> None:
             # The broker being away must not fail an upload that already succeeded; pages fall back
             # to the full image and `manage.py make_thumbnails` fills the gap later.
             logger.exception("Could not enqueue thumbnails for %d images", len(image_ids))
+
+    transaction.on_commit(send)
+
+
+def cleaning_enqueue(*, image_ids: list[int]) -> None:
+    """Ask a worker for hashes, quality flags and duplicate clusters once the rows are committed."""
+    from datasets.tasks import clean_images
+
+    _send_on_commit(clean_images, image_ids, what="cleaning")
+
+
+def captions_check_enqueue(*, image_ids: list[int]) -> None:
+    """Ask a worker to flag these images' captions once the new captions are committed."""
+    from datasets.tasks import check_captions
+
+    _send_on_commit(check_captions, image_ids, what="caption checks")
+
+
+def _send_on_commit(task, image_ids: list[int], *, what: str) -> None:
+    def send() -> None:
+        try:
+            task.delay(image_ids)
+        except Exception:
+            # As for thumbnails: the upload stands; `manage.py dedup` does the work later.
+            logger.exception("Could not enqueue %s for %d images", what, len(image_ids))
 
     transaction.on_commit(send)
 

@@ -32,6 +32,13 @@ class Project(models.Model):
     agreement_threshold = models.FloatField(
         default=0.7, help_text="Below this agreement an item counts as disputed."
     )
+    max_judgments_per_item = models.PositiveSmallIntegerField(
+        default=7,
+        help_text=(
+            "Most judgments a disputed pair gets, one at a time, before a manager decides "
+            "(never fewer than judgments per item)."
+        ),
+    )
     caption_min_words = models.PositiveSmallIntegerField(
         default=4, help_text="Shortest caption an annotator may write, in words."
     )
@@ -43,6 +50,26 @@ class Project(models.Model):
         default="There is\nThere are\nThis is\nThis image\nAn image of\nA picture of",
         help_text="One per line; captions may not start with these (case-insensitive).",
     )
+    # Cleaning (issue 4). Defaults come from bench/dedup.py and datasets/quality.py; a test keeps
+    # them equal to PHASH_THRESHOLD_DEFAULT, CAPTION_SIMILARITY_DEFAULT and QualityThresholds().
+    near_duplicate_threshold = models.PositiveSmallIntegerField(
+        default=8,
+        help_text="Images whose pHashes differ in at most this many of 64 bits are near-duplicates.",
+    )
+    caption_similarity_threshold = models.FloatField(
+        default=0.8, help_text="Word overlap (Jaccard) at which a caption repeats another."
+    )
+    quality_image_min_width = models.PositiveIntegerField(default=112)
+    quality_image_min_height = models.PositiveIntegerField(default=112)
+    quality_image_max_aspect_ratio = models.FloatField(default=3.0)
+    quality_image_min_std = models.FloatField(
+        default=5.0, help_text="Below this grey-level spread (0–255) an image counts as blank."
+    )
+    quality_caption_min_words = models.PositiveSmallIntegerField(default=3)
+    quality_caption_max_words = models.PositiveSmallIntegerField(default=60)
+    quality_caption_min_letter_ratio = models.FloatField(default=0.6)
+    quality_caption_max_token_share = models.FloatField(default=0.5)
+    quality_caption_repeat_min_count = models.PositiveSmallIntegerField(default=3)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         on_delete=models.SET_NULL,
@@ -76,6 +103,16 @@ class Project(models.Model):
                     caption_min_words__gte=1, caption_max_words__gte=F("caption_min_words")
                 ),
                 name="datasets_project_caption_words_range",
+            ),
+            models.CheckConstraint(
+                condition=Q(near_duplicate_threshold__lte=64)
+                & Q(caption_similarity_threshold__gte=0, caption_similarity_threshold__lte=1)
+                & Q(
+                    quality_caption_min_letter_ratio__gte=0, quality_caption_min_letter_ratio__lte=1
+                )
+                & Q(quality_caption_max_token_share__gte=0, quality_caption_max_token_share__lte=1)
+                & Q(quality_image_max_aspect_ratio__gte=1),
+                name="datasets_project_cleaning_ranges",
             ),
         ]
 
@@ -149,6 +186,12 @@ class Image(models.Model):
         related_name="+",
     )
     created_at = models.DateTimeField(auto_now_add=True)
+    # Perceptual hashes (datasets/dedup.py), 64-bit unsigned stored as signed (hash_to_signed).
+    # hashed_at is set in the same transaction that stores the hashes and quality flags and
+    # joins the image to its duplicate cluster: null means that work is still to do.
+    phash = models.BigIntegerField(null=True, blank=True)
+    dhash = models.BigIntegerField(null=True, blank=True)
+    hashed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["id"]
@@ -157,10 +200,18 @@ class Image(models.Model):
                 fields=["project", "sha256"], name="datasets_image_unique_content"
             ),
             models.CheckConstraint(
+                condition=Q(hashed_at__isnull=True) | Q(phash__isnull=False, dhash__isnull=False),
+                name="datasets_image_hashed_has_hashes",
+            ),
+            models.CheckConstraint(
                 condition=Q(width__gt=0, height__gt=0), name="datasets_image_has_pixels"
             ),
         ]
-        indexes = [models.Index(fields=["project", "id"], name="datasets_image_project_id")]
+        indexes = [
+            models.Index(fields=["project", "id"], name="datasets_image_project_id"),
+            # Finding what is still to hash, and loading a project's hashes for the search.
+            models.Index(fields=["project", "hashed_at"], name="datasets_image_hashed"),
+        ]
 
     def __str__(self) -> str:
         return self.original_name or self.sha256[:12]
@@ -252,9 +303,144 @@ class Pair(models.Model):
         return f"{self.kind}: image {self.image_id} / caption {self.caption_id}"
 
 
+class DuplicateCluster(models.Model):
+    """Near-duplicate images of one project grouped together, with one canonical image.
+
+    Rebuilt by datasets/duplicates.py from the hashes and the manager's decisions; never edited
+    by hand. Non-canonical members are duplicates: kept, but given no new tasks.
+    """
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="clusters")
+    canonical = models.OneToOneField(Image, on_delete=models.CASCADE, related_name="canonical_of")
+    size = models.PositiveIntegerField()
+    # Largest pHash distance between two members; the review page shows the largest first.
+    doubt = models.PositiveSmallIntegerField()
+    # Manager must-links alone connect every member.
+    confirmed = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["confirmed", "-doubt", "id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(size__gte=2, doubt__lte=64), name="datasets_cluster_size_doubt"
+            ),
+        ]
+        indexes = [
+            models.Index(
+                fields=["project", "confirmed", "-doubt", "id"], name="datasets_cluster_review"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"cluster of {self.size} around image {self.canonical_id}"
+
+
+class ClusterMember(models.Model):
+    """An image's place in a duplicate cluster; an image belongs to at most one."""
+
+    cluster = models.ForeignKey(DuplicateCluster, on_delete=models.CASCADE, related_name="members")
+    image = models.OneToOneField(Image, on_delete=models.CASCADE, related_name="cluster_membership")
+
+    class Meta:
+        ordering = ["cluster", "image"]
+
+    def __str__(self) -> str:
+        return f"image {self.image_id} in cluster {self.cluster_id}"
+
+
+class DecisionKind(models.TextChoices):
+    SAME = "same", "Confirmed duplicates"
+    DIFFERENT = "different", "Not duplicates"
+
+
+class DuplicateDecision(models.Model):
+    """A manager's word on two images (must-link or cannot-link); every reclustering obeys it."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
+    image_a = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="+")
+    image_b = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="+")
+    kind = models.CharField(max_length=10, choices=DecisionKind.choices)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
+    )
+    decided_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["image_a", "image_b"], name="datasets_decision_once"),
+            models.CheckConstraint(
+                condition=Q(image_a__lt=F("image_b")), name="datasets_decision_ordered"
+            ),
+        ]
+        indexes = [models.Index(fields=["project", "kind"], name="datasets_decision_project")]
+
+    def __str__(self) -> str:
+        return f"{self.kind}: images {self.image_a_id} and {self.image_b_id}"
+
+
+class ImageFlag(models.Model):
+    """A quality problem found in an image (datasets/quality.py); the image gets no tasks and
+    stays out of releases while a flag stands that no manager has overridden."""
+
+    image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="flags")
+    code = models.CharField(max_length=40)
+    message = models.CharField(max_length=255)
+    overridden_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    overridden_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["image", "code"], name="datasets_image_flag_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.code} on image {self.image_id}"
+
+
+class CaptionFlag(models.Model):
+    """A quality problem in a caption, or its repeating an earlier caption of the same image
+    (``duplicate_of``); flagged captions do not count toward the image's caption target."""
+
+    caption = models.ForeignKey(Caption, on_delete=models.CASCADE, related_name="flags")
+    code = models.CharField(max_length=40)
+    message = models.CharField(max_length=255)
+    duplicate_of = models.ForeignKey(
+        Caption, on_delete=models.CASCADE, null=True, blank=True, related_name="+"
+    )
+    overridden_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    overridden_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["caption", "code"], name="datasets_caption_flag_once"),
+            models.CheckConstraint(
+                condition=~Q(duplicate_of=F("caption")), name="datasets_caption_flag_not_self"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.code} on caption {self.caption_id}"
+
+
 __all__ = [
     "Caption",
+    "CaptionFlag",
+    "ClusterMember",
+    "DecisionKind",
+    "DuplicateCluster",
+    "DuplicateDecision",
     "Image",
+    "ImageFlag",
     "ImageFormat",
     "Membership",
     "Pair",

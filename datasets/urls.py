@@ -1,6 +1,6 @@
 from django.urls import path
 
-from datasets import views
+from datasets import cleaning_views, views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -21,5 +21,31 @@ urlpatterns = [
         "projects/<slug:slug>/images/<int:image_id>/thumbnail",
         views.image_thumbnail,
         name="image-thumbnail",
+    ),
+    path(
+        "projects/<slug:slug>/duplicates/",
+        cleaning_views.duplicates_review,
+        name="duplicates-review",
+    ),
+    path(
+        "projects/<slug:slug>/duplicates/<int:cluster_id>/confirm",
+        cleaning_views.cluster_confirm,
+        name="cluster-confirm",
+    ),
+    path(
+        "projects/<slug:slug>/duplicates/<int:cluster_id>/split/<int:image_id>",
+        cleaning_views.cluster_split,
+        name="cluster-split",
+    ),
+    path("projects/<slug:slug>/quality/", cleaning_views.quality_flags, name="quality-flags"),
+    path(
+        "projects/<slug:slug>/quality/images/<int:flag_id>/override",
+        cleaning_views.image_flag_override,
+        name="image-flag-override",
+    ),
+    path(
+        "projects/<slug:slug>/quality/captions/<int:flag_id>/override",
+        cleaning_views.caption_flag_override,
+        name="caption-flag-override",
     ),
 ]

@@ -8,7 +8,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
 from annotate.progress import project_progress
-from datasets import access, projects, selectors
+from datasets import access, cleaning, projects, selectors
 from datasets.forms import MemberForm, ProjectForm, UploadForm
 from datasets.ingest import upload_ingest
 from datasets.models import Image, Role, Source
@@ -47,6 +47,7 @@ def project_detail(request: HttpRequest, slug: str) -> HttpResponse:
     }
     if role == Role.MANAGER:
         context["counts"] = selectors.project_counts(project=project)
+        context["cleaning"] = cleaning.cleaning_overview(project=project)
     return render(request, "datasets/project_detail.html", context)
 
 
@@ -144,7 +145,9 @@ def image_grid(request: HttpRequest, slug: str) -> HttpResponse:
 def image_detail(request: HttpRequest, slug: str, image_id: int) -> HttpResponse:
     project, _ = access.project_get(user=request.user, slug=slug, manager=True)
     image = get_object_or_404(
-        project.images.select_related("uploaded_by").prefetch_related("captions__author"),
+        project.images.select_related("uploaded_by").prefetch_related(
+            "captions__author", "pairs__caption", "pairs__tasks"
+        ),
         pk=image_id,
     )
     return render(request, "datasets/image_detail.html", {"project": project, "image": image})

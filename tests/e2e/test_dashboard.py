@@ -1,0 +1,46 @@
+from annotate.consensus import consensus_recompute
+from annotate.judgments import judgment_submit
+from annotate.queue import assignment_get
+from tests import factories
+from tests.e2e.conftest import log_in
+
+CHARTS = ["progress", "alpha", "accuracy-speed", "kappa", "labels", "disputed"]
+
+
+def test_manager_sees_every_agreement_chart_drawn(page, transactional_db):
+    manager = factories.user("mara")
+    project = factories.project(manager=manager, name="Harbour", gold_rate=0.0)
+    factories.verify_tasks(project=project, count=12, target=4)
+    crowd = []
+    for number in range(4):
+        user = factories.user(f"ann{number}")
+        factories.member(project=project, user=user, role="annotator")
+        crowd.append(user)
+    for index, user in enumerate(crowd):
+        while lease := assignment_get(project=project, annotator=user, lookahead=0).current:
+            # Three honest annotators; the last one says "match" to everything.
+            honest = "match" if lease.task.pk % 2 else "no_match"
+            judgment_submit(lease=lease, answer="match" if index == 3 else honest)
+    consensus_recompute(project=project)
+    consensus_recompute(project=project)  # two points over time
+
+    log_in(page, "mara", factories.PASSWORD)
+    page.goto(f"/projects/{project.slug}/")
+    page.click("nav.crumbs .tabs >> text=Agreement")
+    page.wait_for_selector("h1:has-text('Agreement')")
+    assert "minutes ago" in page.inner_text(".freshness")
+    for key in CHARTS:
+        svg = page.locator(f"figure[data-chart='{key}'] svg")
+        box = svg.bounding_box()
+        assert box and box["width"] > 100 and box["height"] > 50, key
+        # Marks (dots, bars, cells, lines) with a real size on screen, not just an empty frame.
+        sizes = svg.evaluate(
+            """svg => [...svg.querySelectorAll('circle, rect, polyline, polygon')]
+                .map(mark => mark.getBoundingClientRect())
+                .filter(box => box.width > 0 && box.height > 0).length"""
+        )
+        assert sizes > 0, key
+    assert page.locator("svg[aria-label*='Not computed']").count() == 0
+    assert page.locator("table.annotators tbody tr").count() == 4
+    page.click("text=Disputed items")
+    page.wait_for_selector("h1:has-text('Disputed items')")

@@ -69,9 +69,11 @@ def random_scene(rng: random.Random) -> Scene:
 
 
 def draw_scene(scene: Scene, *, size: int = 192, rng: random.Random | None = None) -> Image.Image:
-    """Render a scene; a small random jitter makes each image's bytes unique."""
+    """Render a scene. Sizes, offsets and a soft background gradient vary at random, so that two
+    scenes with the same layout are still different pictures (also to a perceptual hash, which
+    sees brightness structure and not colour)."""
     rng = rng or random.Random(0)
-    canvas = Image.new("RGB", (size, size), BACKGROUNDS[scene.background])
+    canvas = _gradient_background(BACKGROUNDS[scene.background], size=size, rng=rng)
     draw = ImageDraw.Draw(canvas)
     dx, dy = RELATIONS[scene.relation]
     cell = size // 2
@@ -82,14 +84,43 @@ def draw_scene(scene: Scene, *, size: int = 192, rng: random.Random | None = Non
         second_cell = (rng.randint(0, 1), 0 if dy > 0 else 1)
     first_cell = (second_cell[0] + dx, second_cell[1] + dy)
     for spec, (cx, cy) in ((scene.first, first_cell), (scene.second, second_cell)):
-        jitter = rng.randint(-cell // 10, cell // 10)
+        side = int(cell * rng.uniform(0.45, 0.75))
+        # Centres stay within a tenth of a cell of the cell's centre: the relation stays true.
+        centre_x = cx * cell + cell // 2 + rng.randint(-cell // 10, cell // 10)
+        centre_y = cy * cell + cell // 2 + rng.randint(-cell // 10, cell // 10)
         box = (
-            cx * cell + cell // 6 + jitter,
-            cy * cell + cell // 6 + jitter,
-            cx * cell + cell - cell // 6 + jitter,
-            cy * cell + cell - cell // 6 + jitter,
+            centre_x - side // 2,
+            centre_y - side // 2,
+            centre_x + side // 2,
+            centre_y + side // 2,
         )
         _draw_shape(draw, spec, box)
+    return canvas
+
+
+def _gradient_background(
+    colour: tuple[int, int, int], *, size: int, rng: random.Random
+) -> Image.Image:
+    strength = rng.uniform(20, 60)
+    horizontal = rng.random() < 0.5
+    ramp = Image.linear_gradient("L").resize((size, size))
+    if horizontal:
+        ramp = ramp.rotate(90)
+    if rng.random() < 0.5:
+        ramp = ramp.transpose(Image.Transpose.FLIP_TOP_BOTTOM)
+    base = Image.new("RGB", (size, size), colour)
+    darker = Image.new("RGB", (size, size), tuple(max(0, int(c - strength)) for c in colour))
+    canvas = Image.composite(darker, base, ramp)
+    # A few faint, large patches: low-frequency structure unique to each picture.
+    draw = ImageDraw.Draw(canvas)
+    for _ in range(6):
+        x, y = rng.randrange(size), rng.randrange(size)
+        radius = rng.randint(size // 6, size // 3)
+        shade = rng.choice((-1, 1)) * rng.randint(25, 55)
+        draw.ellipse(
+            (x - radius, y - radius, x + radius, y + radius),
+            fill=tuple(min(255, max(0, c + shade)) for c in colour),
+        )
     return canvas
 
 

@@ -41,6 +41,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=4, help="threads per gunicorn worker")
     parser.add_argument("--pg", default="postgres://postgres@127.0.0.1:5432")
     parser.add_argument("--reuse", action="store_true", help="keep an already seeded database")
+    parser.add_argument(
+        "--think",
+        type=float,
+        default=0.0,
+        help="seconds each annotator looks at a task before answering (0: back to back)",
+    )
     args = parser.parse_args()
 
     env = dict(
@@ -71,18 +77,24 @@ def main() -> None:
             f"--threads={args.threads}",
             f"--bind=127.0.0.1:{port}",
             "--log-level=warning",
+            # Annotators that think between requests keep their connection open meanwhile.
+            "--keep-alive=75",
+            "--preload",
         ],
         cwd=ROOT,
         env=env,
     )
     try:
         _wait_for(port)
-        results = _run_clients(port=port, tokens=tokens[: args.annotators], seconds=args.seconds)
+        results = _run_clients(
+            port=port, tokens=tokens[: args.annotators], seconds=args.seconds, think=args.think
+        )
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=30)
     over, duplicates = _over_assignment(env=env)
     _report(results=results, seconds=args.seconds, annotators=args.annotators, items=args.items)
+    print(f"think time {args.think:.1f} s per task")
     print(f"over-assigned tasks: {over}   duplicate judgments: {duplicates}")
 
 
@@ -173,7 +185,9 @@ def _tokens(*, env: dict) -> list[str]:
     )
 
 
-def _run_clients(*, port: int, tokens: list[str], seconds: float) -> dict[str, list[float]]:
+def _run_clients(
+    *, port: int, tokens: list[str], seconds: float, think: float
+) -> dict[str, list[float]]:
     results: dict[str, list[float]] = {"next": [], "submit": [], "errors": []}
     lock = threading.Lock()
     deadline = time.monotonic() + seconds
@@ -184,6 +198,11 @@ def _run_clients(*, port: int, tokens: list[str], seconds: float) -> dict[str, l
         headers = {"Authorization": f"Token {token}", "Content-Type": "application/json"}
         rng = random.Random(token)
         nexts, submits, errors = [], [], []
+        # Warm-up, not timed: the first requests of each worker build URL resolvers, schema
+        # classes and database connections.
+        for _ in range(3):
+            connection.request("GET", "/api/v1/projects/", headers=headers)
+            connection.getresponse().read()
         barrier.wait()
         while time.monotonic() < deadline:
             started = time.perf_counter()
@@ -197,6 +216,8 @@ def _run_clients(*, port: int, tokens: list[str], seconds: float) -> dict[str, l
                 errors.append(response.status)
                 continue
             lease = json.loads(body)["lease_id"]
+            if think:
+                time.sleep(rng.uniform(0.5 * think, 1.5 * think))
             answer = json.dumps({"answer": rng.choice(["match", "no_match", "unsure"])})
             started = time.perf_counter()
             connection.request(

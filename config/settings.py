@@ -174,6 +174,9 @@ CONCORD_UNDO_SECONDS = env.int("CONCORD_UNDO_SECONDS", default=20)
 CONCORD_LOOKAHEAD = env.int("CONCORD_LOOKAHEAD", default=1)
 # Agreement is recomputed after every this many judgments (and every 10 minutes by beat).
 CONCORD_AGREEMENT_EVERY = env.int("CONCORD_AGREEMENT_EVERY", default=200)
+# Releases (issue 6) are built on local disk under this folder, each in its own directory
+# (<project slug>/v<n>), and renamed into place only when complete.
+CONCORD_RELEASES_ROOT = Path(env("CONCORD_RELEASES_ROOT", default=str(VAR_DIR / "releases")))
 
 # --- REST API -------------------------------------------------------------------------------
 REST_FRAMEWORK = {

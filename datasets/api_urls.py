@@ -12,4 +12,15 @@ urlpatterns = [
         name="api-image",
     ),
     path("projects/<slug:slug>/captions/", apis.CaptionListApi.as_view(), name="api-captions"),
+    path("projects/<slug:slug>/releases/", apis.ReleaseListApi.as_view(), name="api-releases"),
+    path(
+        "projects/<slug:slug>/releases/<int:version>/",
+        apis.ReleaseDetailApi.as_view(),
+        name="api-release",
+    ),
+    path(
+        "projects/<slug:slug>/releases/<int:version>/files/<path:name>",
+        apis.ReleaseFileApi.as_view(),
+        name="api-release-file",
+    ),
 ]

@@ -4,6 +4,8 @@ Invariants that matter to everyone downstream (one image per content hash per pr
 image and caption, rates within [0, 1]) are database constraints, not only Python checks.
 """
 
+import secrets
+
 from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
@@ -12,6 +14,16 @@ from django.db.models import F, Q
 class Role(models.TextChoices):
     ANNOTATOR = "annotator", "Annotator"
     MANAGER = "manager", "Manager"
+
+
+def _split_salt_new() -> str:
+    return secrets.token_hex(16)
+
+
+class BalanceMethod(models.TextChoices):
+    NONE = "none", "None"
+    UNDERSAMPLE = "undersample", "Under-sample the larger class"
+    OVERSAMPLE = "oversample", "Over-sample the smaller class (by weight)"
 
 
 class Project(models.Model):
@@ -70,6 +82,23 @@ class Project(models.Model):
     quality_caption_min_letter_ratio = models.FloatField(default=0.6)
     quality_caption_max_token_share = models.FloatField(default=0.5)
     quality_caption_repeat_min_count = models.PositiveSmallIntegerField(default=3)
+    # Releases (issue 6): split ratios, the salt that places new clusters, the training
+    # split's balance, and the caption sources whose captions count as positives unjudged.
+    split_train = models.FloatField(default=0.7, help_text="Share of clusters in train.")
+    split_val = models.FloatField(default=0.1, help_text="Share of clusters in validation.")
+    split_test = models.FloatField(default=0.2, help_text="Share of clusters in test.")
+    split_salt = models.CharField(max_length=64, default=_split_salt_new, editable=False)
+    balance_method = models.CharField(
+        max_length=12, choices=BalanceMethod.choices, default=BalanceMethod.NONE
+    )
+    balance_ratio = models.FloatField(
+        default=1.0, help_text="Target negatives per positive in the training split."
+    )
+    trusted_sources = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Caption sources whose captions count as positives without judgments.",
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         on_delete=models.SET_NULL,
@@ -113,6 +142,11 @@ class Project(models.Model):
                 & Q(quality_caption_max_token_share__gte=0, quality_caption_max_token_share__lte=1)
                 & Q(quality_image_max_aspect_ratio__gte=1),
                 name="datasets_project_cleaning_ranges",
+            ),
+            models.CheckConstraint(
+                condition=Q(split_train__gte=0, split_val__gte=0, split_test__gte=0)
+                & Q(balance_ratio__gt=0),
+                name="datasets_project_release_settings",
             ),
         ]
 
@@ -432,7 +466,96 @@ class CaptionFlag(models.Model):
         return f"{self.code} on caption {self.caption_id}"
 
 
+class ReleaseStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    BUILDING = "building", "Building"
+    READY = "ready", "Ready"
+    FAILED = "failed", "Failed"
+
+
+class Release(models.Model):
+    """One immutable, numbered snapshot of a project's labelled pairs, written as files.
+
+    ``options`` holds what the manager asked for (formats, copy_images, balance method and
+    ratio, shard size); ``counts`` what the build found (pairs per split and label source,
+    split moves, diff totals). ``directory`` is relative to ``CONCORD_RELEASES_ROOT`` and only
+    set once the finished directory is in place.
+    """
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="releases")
+    version = models.PositiveIntegerField()
+    status = models.CharField(
+        max_length=10, choices=ReleaseStatus.choices, default=ReleaseStatus.QUEUED
+    )
+    progress_done = models.PositiveBigIntegerField(default=0)
+    progress_total = models.PositiveBigIntegerField(default=0)
+    stage = models.CharField(max_length=80, blank=True)
+    options = models.JSONField(default=dict)
+    snapshot_at = models.DateTimeField()
+    counts = models.JSONField(default=dict, blank=True)
+    directory = models.CharField(max_length=255, blank=True)
+    error = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["project", "-version"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project", "version"], name="datasets_release_version_once"
+            ),
+            models.CheckConstraint(condition=Q(version__gte=1), name="datasets_release_version"),
+            models.CheckConstraint(
+                condition=Q(progress_done__lte=F("progress_total")),
+                name="datasets_release_progress",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status="ready") | ~Q(directory=""),
+                name="datasets_release_ready_has_files",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.project} v{self.version}"
+
+    @property
+    def name(self) -> str:
+        return f"v{self.version}"
+
+    @property
+    def percent(self) -> int:
+        if not self.progress_total:
+            return 100 if self.status == ReleaseStatus.READY else 0
+        return min(100, self.progress_done * 100 // self.progress_total)
+
+
+class ImageSplit(models.Model):
+    """The split an image had in one release: the memory that keeps splits stable.
+
+    Written for every image of the project (held-back duplicates too, so a cluster that later
+    merges still knows where its members were), in the same transaction that marks the release
+    ready; a failed build leaves none.
+    """
+
+    release = models.ForeignKey(Release, on_delete=models.CASCADE, related_name="image_splits")
+    image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="release_splits")
+    split = models.CharField(max_length=8, choices=Split.choices)
+
+    class Meta:
+        ordering = ["release", "image"]
+        constraints = [
+            models.UniqueConstraint(fields=["release", "image"], name="datasets_imagesplit_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"image {self.image_id} in {self.split} of release {self.release_id}"
+
+
 __all__ = [
+    "BalanceMethod",
     "Caption",
     "CaptionFlag",
     "ClusterMember",
@@ -442,11 +565,14 @@ __all__ = [
     "Image",
     "ImageFlag",
     "ImageFormat",
+    "ImageSplit",
     "Membership",
     "Pair",
     "PairKind",
     "PairLabel",
     "Project",
+    "Release",
+    "ReleaseStatus",
     "Role",
     "Source",
     "Split",

@@ -19,3 +19,12 @@ def clean_images(image_ids: list[int]) -> int:
 def check_captions(image_ids: list[int]) -> int:
     """Quality and duplicate flags for the captions of these images."""
     return captions_check(image_ids=image_ids)
+
+
+@shared_task(acks_late=True)
+def build_release(release_id: int) -> str | None:
+    """Build a queued release (default queue); a ready one is left alone, so a redelivery is harmless."""
+    from datasets.releases import release_build
+
+    release = release_build(release_id=release_id)
+    return release.status if release is not None else None

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from datasets import cleaning_views, views
+from datasets import cleaning_views, release_views, views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -47,5 +47,21 @@ urlpatterns = [
         "projects/<slug:slug>/quality/captions/<int:flag_id>/override",
         cleaning_views.caption_flag_override,
         name="caption-flag-override",
+    ),
+    path("projects/<slug:slug>/releases/", release_views.release_list, name="releases"),
+    path(
+        "projects/<slug:slug>/releases/v<int:version>/",
+        release_views.release_detail,
+        name="release-detail",
+    ),
+    path(
+        "projects/<slug:slug>/releases/v<int:version>/row",
+        release_views.release_row,
+        name="release-row",
+    ),
+    path(
+        "projects/<slug:slug>/releases/v<int:version>/files/<path:name>",
+        release_views.release_file,
+        name="release-file",
     ),
 ]

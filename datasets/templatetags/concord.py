@@ -9,7 +9,7 @@ register = template.Library()
 @register.filter
 def markdown(text: str) -> str:
     """Render a manager's Markdown for annotators, sanitised: no scripts, styles or event handlers."""
-    html = markdown_lib.markdown(text or "", extensions=["sane_lists"])
+    html = markdown_lib.markdown(text or "", extensions=["sane_lists", "tables"])
     return mark_safe(nh3.clean(html))  # nh3 output is sanitised HTML
 
 

@@ -19,7 +19,7 @@ from datasets.exporters import FORMATS
 from datasets.ingest import caption_create, upload_ingest
 from datasets.models import Caption, Image, Project, Release, ReleaseStatus, Source
 from datasets.pagination import IdCursorPagination
-from datasets.projects import PROJECT_SETTINGS
+from datasets.projects import PROJECT_SETTINGS, settings_problems
 
 NO_FILES = "Send one or more files in the multipart field 'files'."
 
@@ -36,21 +36,10 @@ class ProjectInput(serializers.ModelSerializer):
         fields = PROJECT_SETTINGS
 
     def validate(self, attrs):
-        gold = attrs.get("gold_rate", getattr(self.instance, "gold_rate", 0))
-        challenge = attrs.get("challenge_rate", getattr(self.instance, "challenge_rate", 0))
-        for rate in ("gold_rate", "challenge_rate", "agreement_threshold"):
-            if rate in attrs and not 0 <= attrs[rate] <= 1:
-                raise serializers.ValidationError({rate: "Enter a value between 0 and 1."})
-        low = attrs.get("caption_min_words", getattr(self.instance, "caption_min_words", 1))
-        high = attrs.get("caption_max_words", getattr(self.instance, "caption_max_words", 10**4))
-        if low > high:
-            raise serializers.ValidationError(
-                {"caption_max_words": "Must be at least the minimum."}
-            )
-        if gold + challenge > 1:
-            raise serializers.ValidationError(
-                {"challenge_rate": "Gold and challenge rates together cannot exceed 1."}
-            )
+        current = self.instance or Project()
+        values = {name: attrs.get(name, getattr(current, name)) for name in PROJECT_SETTINGS}
+        if problems := settings_problems(values=values):
+            raise serializers.ValidationError(problems)
         return attrs
 
 

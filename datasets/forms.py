@@ -1,33 +1,59 @@
 from django import forms
 from django.contrib.auth import get_user_model
 
-from datasets.models import Project, Role
-from datasets.projects import PROJECT_SETTINGS
+from datasets.models import Project, Role, Source
+from datasets.projects import PROJECT_SETTINGS, SETTINGS_GROUPS, settings_problems
 
 USER_NOT_FOUND = "No user with that username."
 
 
 class ProjectForm(forms.ModelForm):
+    """Every project setting, grouped; fields left out of a POST keep their current value."""
+
+    trusted_sources = forms.MultipleChoiceField(
+        choices=[(value, label) for value, label in Source.choices if value != Source.ANNOTATOR],
+        widget=forms.CheckboxSelectMultiple,
+        required=False,
+        help_text="Captions from these sources count as positives without judgments.",
+    )
+
     class Meta:
         model = Project
         fields = PROJECT_SETTINGS
         widgets = {
             "description": forms.Textarea(attrs={"rows": 2}),
             "guidelines": forms.Textarea(attrs={"rows": 10}),
+            "caption_banned_openings": forms.Textarea(attrs={"rows": 4}),
+        }
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for name, field in self.fields.items():
+            if name != "name" and Project._meta.get_field(name).has_default():
+                field.required = False
+
+    def groups(self) -> list[tuple[str, list]]:
+        return [(title, [self[name] for name in names]) for title, names in SETTINGS_GROUPS.items()]
+
+    def settings(self) -> dict:
+        """The cleaned values of the settings this POST carried (omitted ones stay as they are)."""
+        return {
+            name: value
+            for name, value in self.cleaned_data.items()
+            if name == "trusted_sources"
+            or not self.fields[name].widget.value_omitted_from_data(
+                self.data, self.files, self.add_prefix(name)
+            )
         }
 
     def clean(self):
         cleaned = super().clean()
-        for rate in ("gold_rate", "challenge_rate", "agreement_threshold"):
-            value = cleaned.get(rate)
-            if value is not None and not 0 <= value <= 1:
-                self.add_error(rate, "Enter a value between 0 and 1.")
-        low, high = cleaned.get("caption_min_words"), cleaned.get("caption_max_words")
-        if low is not None and high is not None and low > high:
-            self.add_error("caption_max_words", "Must be at least the minimum.")
-        gold, challenge = cleaned.get("gold_rate") or 0, cleaned.get("challenge_rate") or 0
-        if gold + challenge > 1:
-            self.add_error("challenge_rate", "Gold and challenge rates together cannot exceed 1.")
+        values = {
+            name: getattr(self.instance, name) if cleaned.get(name) is None else cleaned[name]
+            for name in PROJECT_SETTINGS
+        }
+        for name, problem in settings_problems(values=values).items():
+            self.add_error(name, problem)
         return cleaned
 
 

@@ -1,27 +1,90 @@
 """Creating and configuring projects and their membership."""
 
+from collections.abc import Mapping
+from typing import Any
+
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils.text import slugify
 
-from datasets.models import Membership, Project, Role
+from datasets.models import Membership, Project, Role, Source
 
 LAST_MANAGER = "A project needs at least one manager; make someone else a manager first."
 
-# The fields a manager sets on a project; shared by the form, the API serializer and the service.
-PROJECT_SETTINGS = (
-    "name",
-    "description",
-    "guidelines",
-    "captions_per_image",
-    "judgments_per_item",
+# The settings a manager sets on a project, grouped as the settings page shows them; shared by
+# the form, the API serializer and the service.
+SETTINGS_GROUPS: dict[str, tuple[str, ...]] = {
+    "Project": ("name", "description", "guidelines"),
+    "Annotation": (
+        "captions_per_image",
+        "judgments_per_item",
+        "max_judgments_per_item",
+        "gold_rate",
+        "challenge_rate",
+        "agreement_threshold",
+        "caption_min_words",
+        "caption_max_words",
+        "caption_banned_openings",
+    ),
+    "Duplicates and quality": (
+        "near_duplicate_threshold",
+        "caption_similarity_threshold",
+        "quality_image_min_width",
+        "quality_image_min_height",
+        "quality_image_max_aspect_ratio",
+        "quality_image_min_std",
+        "quality_caption_min_words",
+        "quality_caption_max_words",
+        "quality_caption_min_letter_ratio",
+        "quality_caption_max_token_share",
+        "quality_caption_repeat_min_count",
+    ),
+    "Releases": (
+        "split_train",
+        "split_val",
+        "split_test",
+        "balance_method",
+        "balance_ratio",
+        "trusted_sources",
+    ),
+}
+PROJECT_SETTINGS = tuple(field for group in SETTINGS_GROUPS.values() for field in group)
+SPLITS_NOT_ONE = "Train, validation and test shares must add up to 1."
+MAX_BELOW_TARGET = "Must be at least the judgments per item."
+NOT_A_SHARE = "Enter a value between 0 and 1."
+WORDS_RANGE = "Must be at least the minimum."
+RATES_OVER_ONE = "Gold and challenge rates together cannot exceed 1."
+UNKNOWN_SOURCES = "Unknown source(s): {sources}."
+_SHARES = (
     "gold_rate",
     "challenge_rate",
     "agreement_threshold",
-    "caption_min_words",
-    "caption_max_words",
-    "caption_banned_openings",
+    "split_train",
+    "split_val",
+    "split_test",
+    "caption_similarity_threshold",
 )
+
+
+def settings_problems(*, values: Mapping[str, Any]) -> dict[str, str]:
+    """What is wrong with a complete set of project settings, by field; empty when all is well.
+
+    The form and the API both call this with the project's current values overlaid by the new
+    ones, so the rules that span several settings live in one place.
+    """
+    problems = {name: NOT_A_SHARE for name in _SHARES if not 0 <= values[name] <= 1}
+    if values["caption_min_words"] > values["caption_max_words"]:
+        problems["caption_max_words"] = WORDS_RANGE
+    if values["max_judgments_per_item"] < values["judgments_per_item"]:
+        problems["max_judgments_per_item"] = MAX_BELOW_TARGET
+    if values["gold_rate"] + values["challenge_rate"] > 1:
+        problems.setdefault("challenge_rate", RATES_OVER_ONE)
+    if abs(values["split_train"] + values["split_val"] + values["split_test"] - 1) > 1e-6:
+        problems.setdefault("split_test", SPLITS_NOT_ONE)
+    unknown = sorted(set(values["trusted_sources"] or []) - set(Source.values))
+    if unknown:
+        problems["trusted_sources"] = UNKNOWN_SOURCES.format(sources=", ".join(map(str, unknown)))
+    return problems
 
 
 class MembershipError(ValueError):

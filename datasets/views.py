@@ -31,7 +31,7 @@ def project_create(request: HttpRequest) -> HttpResponse:
         raise PermissionDenied(access.CANNOT_CREATE_PROJECTS)
     form = ProjectForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        project = projects.project_create(creator=request.user, **form.cleaned_data)
+        project = projects.project_create(creator=request.user, **form.settings())
         messages.success(request, f"Project “{project.name}” created.")
         return redirect("project-detail", slug=project.slug)
     return render(request, "datasets/project_form.html", {"form": form, "creating": True})
@@ -56,7 +56,7 @@ def project_settings(request: HttpRequest, slug: str) -> HttpResponse:
     project, _ = access.project_get(user=request.user, slug=slug, manager=True)
     form = ProjectForm(request.POST or None, instance=project)
     if request.method == "POST" and form.is_valid():
-        projects.project_update(project=project, **form.cleaned_data)
+        projects.project_update(project=project, **form.settings())
         messages.success(request, "Settings saved.")
         return redirect("project-detail", slug=project.slug)
     return render(

@@ -142,3 +142,28 @@ def test_login_page_and_redirects(client, manager):
         reverse("login"), {"username": "manager", "password": factories.PASSWORD}
     )
     assert response.status_code == 302 and response["Location"] == reverse("home")
+
+
+def test_settings_page_edits_every_group_and_checks_rules_across_them(client, project, manager):
+    client.force_login(manager)
+    url = reverse("project-settings", kwargs={"slug": project.slug})
+    page = client.get(url).content.decode()
+    for group in ("Annotation", "Duplicates and quality", "Releases"):
+        assert f"<summary>{group}</summary>" in page
+    bad = client.post(url, {"name": project.name, "split_train": 0.8})
+    assert "must add up to 1" in bad.content.decode()
+    client.post(
+        url,
+        {
+            "name": project.name,
+            "split_train": 0.8,
+            "split_val": 0.05,
+            "split_test": 0.15,
+            "near_duplicate_threshold": 6,
+            "trusted_sources": ["coco", "manifest"],
+        },
+    )
+    project.refresh_from_db()
+    assert (project.split_train, project.near_duplicate_threshold) == (0.8, 6)
+    assert project.trusted_sources == ["coco", "manifest"]
+    assert project.judgments_per_item == 3  # left out of the POST: unchanged

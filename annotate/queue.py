@@ -12,6 +12,7 @@ same moment walk past each other's rows instead of queueing behind them.
 """
 
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -78,28 +79,52 @@ def assignment_get(
     up to the lookahead (the setting by default; API clients, which preload nothing, pass 0), and
     renews them all. ``rng`` makes the choice of tasks reproducible (the crowd simulator).
     """
+    if now is None and _reclaim_due(project.pk):
+        leases_reclaim(project=project, limit=20)
     now = now or timezone.now()
     lookahead = settings.CONCORD_LOOKAHEAD if lookahead is None else lookahead
-    leases_reclaim(project=project, now=now, limit=20)
     with transaction.atomic():
-        held = list(_active_leases(project=project, annotator=annotator))
+        existing = list(_active_leases(project=project, annotator=annotator))
+        held = list(existing)
         rng = rng or random.Random()
         while len(held) < 1 + lookahead:
-            lease = _lease_new(project=project, annotator=annotator, now=now, rng=rng)
+            lease = _lease_new(
+                project=project, annotator=annotator, now=now, rng=rng, shown=not held
+            )
             if lease is None:
                 break
             held.append(lease)
         if not held:
             return Assignment(current=None, upcoming=[])
-        expires = now + timedelta(seconds=settings.CONCORD_LEASE_SECONDS)
         current = held[0]
-        # One UPDATE per lease row: a second update of a row in the same transaction makes
-        # PostgreSQL re-check its foreign key at commit, taking a share lock on a task row that
-        # another annotator may hold, which can deadlock.
-        Lease.objects.filter(pk__in=[lease.pk for lease in held[1:]]).update(expires_at=expires)
-        current.shown_at = current.shown_at or now
-        Lease.objects.filter(pk=current.pk).update(expires_at=expires, shown_at=current.shown_at)
+        # Leases taken in this call already carry their expiry (and the first its shown_at); the
+        # ones held from before are renewed. One UPDATE per lease row: a second update of a row
+        # in the same transaction makes PostgreSQL re-check its foreign key at commit, taking a
+        # share lock on a task row another annotator may hold, which can deadlock.
+        if existing:
+            expires = now + timedelta(seconds=settings.CONCORD_LEASE_SECONDS)
+            Lease.objects.filter(pk__in=[lease.pk for lease in existing[1:]]).update(
+                expires_at=expires
+            )
+            current.shown_at = current.shown_at or now
+            Lease.objects.filter(pk=current.pk).update(
+                expires_at=expires, shown_at=current.shown_at
+            )
     return Assignment(current=_with_relations(current), upcoming=held[1:])
+
+
+_RECLAIM_EVERY_SECONDS = 5.0
+_last_reclaim: dict[int, float] = {}
+
+
+def _reclaim_due(project_id: int) -> bool:
+    """Whether this process should sweep the project's expired leases now: at most every few
+    seconds, since beat sweeps every minute anyway and the sweep is one query per hand-out."""
+    clock = time.monotonic()
+    if clock - _last_reclaim.get(project_id, float("-inf")) < _RECLAIM_EVERY_SECONDS:
+        return False
+    _last_reclaim[project_id] = clock
+    return True
 
 
 def leases_heartbeat(
@@ -184,9 +209,15 @@ def _with_relations(lease: Lease) -> Lease:
 
 
 def _lease_new(
-    *, project: Project, annotator: AbstractBaseUser, now: datetime, rng: random.Random
+    *,
+    project: Project,
+    annotator: AbstractBaseUser,
+    now: datetime,
+    rng: random.Random,
+    shown: bool,
 ) -> Lease | None:
     expires = now + timedelta(seconds=settings.CONCORD_LEASE_SECONDS)
+    shown_at = now if shown else None
     if choose_pool(draw=rng.random(), gold_rate=project.gold_rate) == "gold":
         gold = _gold_candidate(project=project, annotator=annotator, rng=rng)
         if gold is not None and _work_exists(project=project, annotator=annotator):
@@ -196,6 +227,7 @@ def _lease_new(
                 project=project,
                 annotator=annotator,
                 expires_at=expires,
+                shown_at=shown_at,
                 holds_slot=False,
             )
     task = _work_candidate(project=project, annotator=annotator, rng=rng)
@@ -203,7 +235,12 @@ def _lease_new(
         return None
     take_slot(task=task)
     return Lease.objects.create(
-        task=task, project=project, annotator=annotator, expires_at=expires, holds_slot=True
+        task=task,
+        project=project,
+        annotator=annotator,
+        expires_at=expires,
+        shown_at=shown_at,
+        holds_slot=True,
     )
 
 

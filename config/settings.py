@@ -216,6 +216,8 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "processed_folder": str(_spool / "processed"),
         "control_folder": str(_spool / "control"),
         "store_processed": False,
+        # The transport polls its folder; once a second drains one message a second or so.
+        "polling_interval": 0.1,
     }
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_TASK_IGNORE_RESULT = True

@@ -218,29 +218,24 @@ def _lease_new(
 ) -> Lease | None:
     expires = now + timedelta(seconds=settings.CONCORD_LEASE_SECONDS)
     shown_at = now if shown else None
+    task = None
     if choose_pool(draw=rng.random(), gold_rate=project.gold_rate) == "gold":
         gold = _gold_candidate(project=project, annotator=annotator, rng=rng)
         if gold is not None and _work_exists(project=project, annotator=annotator):
-            # Gold has no target: every annotator answers it, so it takes no slot.
-            return Lease.objects.create(
-                task=gold,
-                project=project,
-                annotator=annotator,
-                expires_at=expires,
-                shown_at=shown_at,
-                holds_slot=False,
-            )
-    task = _work_candidate(project=project, annotator=annotator, rng=rng)
+            task = gold
     if task is None:
-        return None
-    take_slot(task=task)
+        task = _work_candidate(project=project, annotator=annotator, rng=rng)
+        if task is None:
+            return None
+        take_slot(task=task)
     return Lease.objects.create(
         task=task,
         project=project,
         annotator=annotator,
         expires_at=expires,
         shown_at=shown_at,
-        holds_slot=True,
+        # Gold has no target: every annotator answers it, so it takes no slot.
+        holds_slot=not task.is_gold,
     )
 
 

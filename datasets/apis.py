@@ -1,7 +1,7 @@
 """REST API for projects, images and captions: one class per operation, nested serializers."""
 
 from django.core.exceptions import PermissionDenied
-from django.http import FileResponse, Http404
+from django.http import FileResponse
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
@@ -17,9 +17,10 @@ from datasets.balance import METHODS as BALANCE_METHODS
 from datasets.captions import CaptionError
 from datasets.exporters import FORMATS
 from datasets.ingest import caption_create, upload_ingest
-from datasets.models import Caption, Image, Project, Release, ReleaseStatus, Source
+from datasets.models import Caption, Image, Project, Release, Source
 from datasets.pagination import IdCursorPagination
 from datasets.projects import PROJECT_SETTINGS, settings_problems
+from datasets.release_views import release_file_response
 
 NO_FILES = "Send one or more files in the multipart field 'files'."
 
@@ -321,11 +322,4 @@ class ReleaseFileApi(APIView):
         description="One file of a ready release, streamed; only paths its manifest lists.",
     )
     def get(self, request: Request, slug: str, version: int, name: str) -> FileResponse:
-        project, _ = access.project_get(user=request.user, slug=slug, manager=True)
-        release = get_object_or_404(
-            Release, project=project, version=version, status=ReleaseStatus.READY
-        )
-        path = releases.release_file_path(release=release, name=name)
-        if path is None or not path.is_file():
-            raise Http404("No such file in this release.")
-        return FileResponse(open(path, "rb"), as_attachment=True, filename=path.name)
+        return release_file_response(user=request.user, slug=slug, version=version, name=name)

@@ -86,8 +86,12 @@ def release_detail(request: HttpRequest, slug: str, version: int) -> HttpRespons
 
 
 def release_file(request: HttpRequest, slug: str, version: int, name: str) -> FileResponse:
-    """A file of a ready release, streamed; only paths its manifest lists."""
-    project, _ = access.project_get(user=request.user, slug=slug, manager=True)
+    return release_file_response(user=request.user, slug=slug, version=version, name=name)
+
+
+def release_file_response(*, user, slug: str, version: int, name: str) -> FileResponse:
+    """A file of a ready release, streamed; only paths its manifest lists. Shared with the API."""
+    project, _ = access.project_get(user=user, slug=slug, manager=True)
     release = get_object_or_404(
         Release, project=project, version=version, status=ReleaseStatus.READY
     )

@@ -8,6 +8,7 @@ S3 variables; see .env.example for the full list.
 from pathlib import Path
 
 import environ
+from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -47,6 +48,7 @@ INSTALLED_APPS = [
     "template_partials",
     "datasets",
     "annotate",
+    "training.registry",
 ]
 
 MIDDLEWARE = [
@@ -177,6 +179,12 @@ CONCORD_AGREEMENT_EVERY = env.int("CONCORD_AGREEMENT_EVERY", default=200)
 # Releases (issue 6) are built on local disk under this folder, each in its own directory
 # (<project slug>/v<n>), and renamed into place only when complete.
 CONCORD_RELEASES_ROOT = Path(env("CONCORD_RELEASES_ROOT", default=str(VAR_DIR / "releases")))
+# Model versions (issue 7): checkpoints under <root>/<project slug>/<version id>/; the nightly
+# retrain runs at this hour (the Celery timezone); CONCORD_TRAIN_CONFIG holds TrainConfig fields
+# that override its defaults for every run (JSON in the environment, e.g. '{"epochs": 10}').
+CONCORD_MODELS_ROOT = Path(env("CONCORD_MODELS_ROOT", default=str(VAR_DIR / "models")))
+CONCORD_NIGHTLY_HOUR = env.int("CONCORD_NIGHTLY_HOUR", default=2)
+CONCORD_TRAIN_CONFIG: dict = env.json("CONCORD_TRAIN_CONFIG", default={})
 
 # --- REST API -------------------------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -229,7 +237,14 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_BEAT_SCHEDULE: dict = {
     "reclaim-expired-leases": {"task": "annotate.tasks.reclaim_expired_leases", "schedule": 60.0},
     "recompute-agreement": {"task": "annotate.tasks.recompute_agreement_due", "schedule": 600.0},
+    "nightly-retrain": {
+        "task": "training.registry.tasks.nightly_retrain",
+        "schedule": crontab(hour=CONCORD_NIGHTLY_HOUR, minute=0),
+    },
 }
+# Training runs have a queue of their own, so a long run never holds up thumbnails or releases:
+# start a worker for it with `celery -A config worker -Q training`.
+CELERY_TASK_ROUTES = {"training.registry.tasks.train_model": {"queue": "training"}}
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
 LOGGING = {

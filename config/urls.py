@@ -38,4 +38,5 @@ urlpatterns = [
     ),
     path("", include("annotate.urls")),
     path("", include("datasets.urls")),
+    path("", include("training.registry.urls")),
 ]

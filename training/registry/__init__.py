@@ -1,0 +1,1 @@
+"""The Django side of the matching model: model versions, training runs, promotion."""

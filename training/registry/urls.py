@@ -1,0 +1,7 @@
+from django.urls import path
+
+from training.registry import views
+
+urlpatterns = [
+    path("projects/<slug:slug>/models/", views.model_list, name="models"),
+]

@@ -29,7 +29,7 @@ class TrainConfig:
     # >0 trains the last N MBConv blocks (and the head conv) of EfficientNet-Lite0; the frozen
     # part's output is cached like the pooled features, so fine-tuning stays cheap on CPUs.
     finetune_image_blocks: int = 0
-    scratch_image_size: int = 64
+    scratch_image_size: int = 48
     scratch_image_width: int = 16
     scratch_word_dim: int = 128
     scratch_hidden_dim: int = 256
@@ -56,7 +56,9 @@ class TrainConfig:
 
     # optimisation
     epochs: int = 30
-    batch_size: int = 256
+    # 0 picks per encoder: 256 for frozen features (more in-batch negatives per step, and steps
+    # are cheap), 64 for scratch encoders (which need many more optimisation steps).
+    batch_size: int = 0
     lr: float = 1e-3
     weight_decay: float = 0.05
     warmup_steps: int = 50
@@ -84,6 +86,8 @@ class TrainConfig:
         weights = (self.w_infonce, self.w_triplet, self.w_bce, self.w_hinge)
         if min(weights) < 0 or sum(weights) == 0:
             raise ValueError("loss weights must be non-negative and at least one positive")
+        if self.batch_size == 0:
+            self.batch_size = 64 if self.encoder == "scratch" else 256
         if self.encoder == "scratch" and self.finetune_image_blocks:
             raise ValueError("finetune_image_blocks only applies to the pretrained encoder")
 

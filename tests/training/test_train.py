@@ -11,10 +11,11 @@ import torch
 from tests.training.synthetic import tiny_config
 from training.__main__ import main
 from training.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from training.config import TrainConfig
 from training.data import load_release
 from training.evaluate import embed_inputs, evaluate
 from training.inputs import InputBuilder
-from training.train import ERROR_RESUME_CONFIG, train
+from training.train import ERROR_RESUME_CONFIG, epoch_order, train
 
 
 class Killed(Exception):
@@ -137,3 +138,21 @@ def test_command_line_train_and_evaluate(tmp_path: Path, release_dir: Path, caps
     metrics = json.loads(capsys.readouterr().out)
     assert set(metrics) == {"train", "val", "test"}
     assert metrics == json.loads(json.dumps(summary["metrics"]))
+
+
+def test_epoch_order_gives_every_image_once_per_round(release_dir: Path) -> None:
+    split = load_release(release_dir).splits["train"]  # 12 images, 2 captions each
+    order = epoch_order(split, torch.Generator().manual_seed(0)).numpy()
+    assert sorted(order.tolist()) == list(range(len(split.pos_img)))
+    first_round, second_round = split.pos_img[order[:12]], split.pos_img[order[12:]]
+    assert sorted(first_round.tolist()) == sorted(second_round.tolist()) == list(range(12))
+
+
+def test_config_defaults_and_validation() -> None:
+    assert TrainConfig().batch_size == 256
+    assert TrainConfig(encoder="scratch").batch_size == 64
+    assert TrainConfig.from_dict({**TrainConfig().to_dict(), "unknown": 1}) == TrainConfig()
+    with pytest.raises(ValueError, match="encoder"):
+        TrainConfig(encoder="clip")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="loss weights"):
+        TrainConfig(w_infonce=0.0)

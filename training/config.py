@@ -15,6 +15,12 @@ ScoreKind = Literal["cosine", "bilinear"]
 HeadKind = Literal["linear", "mlp"]
 
 DEFAULT_CACHE_DIR_ENV = "CONCORD_EMBEDDING_CACHE"
+# Defaults for fields left at 0. Frozen features train best with large batches (many in-batch
+# negatives, and steps are cheap); scratch encoders need many more and larger steps.
+ENCODER_DEFAULTS: dict[str, dict[str, Any]] = {
+    "pretrained": {"batch_size": 256, "lr": 1e-3},
+    "scratch": {"batch_size": 64, "lr": 2e-3},
+}
 
 
 @dataclass
@@ -56,10 +62,9 @@ class TrainConfig:
 
     # optimisation
     epochs: int = 30
-    # 0 picks per encoder: 256 for frozen features (more in-batch negatives per step, and steps
-    # are cheap), 64 for scratch encoders (which need many more optimisation steps).
+    # 0 = the encoder's default (ENCODER_DEFAULTS)
     batch_size: int = 0
-    lr: float = 1e-3
+    lr: float = 0.0  # 0 = the encoder's default (ENCODER_DEFAULTS)
     weight_decay: float = 0.05
     warmup_steps: int = 50
     grad_clip: float = 1.0
@@ -86,8 +91,9 @@ class TrainConfig:
         weights = (self.w_infonce, self.w_triplet, self.w_bce, self.w_hinge)
         if min(weights) < 0 or sum(weights) == 0:
             raise ValueError("loss weights must be non-negative and at least one positive")
-        if self.batch_size == 0:
-            self.batch_size = 64 if self.encoder == "scratch" else 256
+        for name, value in ENCODER_DEFAULTS[self.encoder].items():
+            if not getattr(self, name):
+                setattr(self, name, value)
         if self.encoder == "scratch" and self.finetune_image_blocks:
             raise ValueError("finetune_image_blocks only applies to the pretrained encoder")
 

@@ -149,8 +149,12 @@ def test_epoch_order_gives_every_image_once_per_round(release_dir: Path) -> None
 
 
 def test_config_defaults_and_validation() -> None:
-    assert TrainConfig().batch_size == 256
-    assert TrainConfig(encoder="scratch").batch_size == 64
+    assert (TrainConfig().batch_size, TrainConfig().lr) == (256, 1e-3)
+    assert (TrainConfig(encoder="scratch").batch_size, TrainConfig(encoder="scratch").lr) == (
+        64,
+        2e-3,
+    )
+    assert TrainConfig(encoder="scratch", lr=0.1).lr == 0.1
     assert TrainConfig.from_dict({**TrainConfig().to_dict(), "unknown": 1}) == TrainConfig()
     with pytest.raises(ValueError, match="encoder"):
         TrainConfig(encoder="clip")  # type: ignore[arg-type]

@@ -172,10 +172,6 @@ def leases_reclaim(
     return reclaimed
 
 
-def tasks_remaining(*, project: Project) -> int:
-    return Task.objects.filter(project=project, is_gold=False, is_open=True).count()
-
-
 def take_slot(*, task: Task) -> None:
     """Count one more lease against a locked task; the database refuses it if the task is full."""
     task.lease_count += 1

@@ -15,7 +15,8 @@ from datasets.models import Caption, Image, Pair, Project
 class TaskKind(models.TextChoices):
     CAPTION = "caption", "Write a caption"
     VERIFY = "verify", "Verify a pair"
-    # Reserved for challenge items (one image, several captions, choose every match).
+    # One image and several captions (a known positive and proposed negatives); the annotator
+    # marks every caption that matches. Options and marks: ChallengeOption, ChallengeMark.
     CHALLENGE = "challenge", "Challenge"
 
 
@@ -24,6 +25,7 @@ class Answer(models.TextChoices):
     NO_MATCH = "no_match", "No match"
     UNSURE = "unsure", "Unsure"
     CAPTION = "caption", "Caption written"
+    CHALLENGE = "challenge", "Challenge answered"
 
 
 class Task(models.Model):
@@ -79,8 +81,14 @@ class Task(models.Model):
             # The queue's walk: open, non-gold tasks of a project, started ones first.
             models.Index(
                 fields=["project", "-priority", "random_key"],
-                condition=Q(is_open=True, is_gold=False),
+                condition=Q(is_open=True, is_gold=False) & ~Q(kind=TaskKind.CHALLENGE),
                 name="annotate_task_queue",
+            ),
+            # Challenge items are drawn at the project's challenge rate, from their own walk.
+            models.Index(
+                fields=["project", "-priority", "random_key"],
+                condition=Q(is_open=True, is_gold=False, kind=TaskKind.CHALLENGE),
+                name="annotate_task_challenge",
             ),
             models.Index(
                 fields=["project", "random_key"],
@@ -168,6 +176,57 @@ class Judgment(models.Model):
 
     def __str__(self) -> str:
         return f"{self.answer} on task {self.task_id} by {self.annotator_id}"
+
+
+class ChallengeOption(models.Model):
+    """One caption of a challenge item, as a pair with the task's image.
+
+    Exactly one option is the check: a verified positive whose answer is known (an attention
+    check that counts toward the annotator's quality, like gold). The others are proposed
+    negatives; each belongs to one challenge only, so its judgments have one redundancy count.
+    """
+
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="options")
+    pair = models.ForeignKey(Pair, on_delete=models.CASCADE, related_name="challenge_options")
+    position = models.PositiveSmallIntegerField()
+    is_check = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["task", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["task", "pair"], name="annotate_option_pair_once"),
+            models.UniqueConstraint(
+                fields=["task", "position"], name="annotate_option_position_once"
+            ),
+            models.UniqueConstraint(
+                fields=["task"], condition=Q(is_check=True), name="annotate_option_one_check"
+            ),
+            models.UniqueConstraint(
+                fields=["pair"],
+                condition=Q(is_check=False),
+                name="annotate_option_proposal_in_one_challenge",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"option {self.position} of task {self.task_id}"
+
+
+class ChallengeMark(models.Model):
+    """Whether one annotator marked one caption of a challenge as matching: a judgment on its pair."""
+
+    judgment = models.ForeignKey(Judgment, on_delete=models.CASCADE, related_name="marks")
+    option = models.ForeignKey(ChallengeOption, on_delete=models.CASCADE, related_name="marks")
+    marked = models.BooleanField()
+
+    class Meta:
+        ordering = ["judgment", "option"]
+        constraints = [
+            models.UniqueConstraint(fields=["judgment", "option"], name="annotate_mark_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{'marked' if self.marked else 'unmarked'} option {self.option_id}"
 
 
 class ItemStatus(models.TextChoices):

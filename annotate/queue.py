@@ -25,7 +25,7 @@ from django.db import OperationalError, connection, transaction
 from django.db.models import Exists, OuterRef, QuerySet
 from django.utils import timezone
 
-from annotate.models import Lease, LeaseState, Task
+from annotate.models import Lease, LeaseState, Task, TaskKind
 from datasets.models import Project
 
 P = ParamSpec("P")
@@ -59,9 +59,13 @@ class Assignment:
     upcoming: list[Lease]
 
 
-def choose_pool(*, draw: float, gold_rate: float) -> str:
+def choose_pool(*, draw: float, gold_rate: float, challenge_rate: float = 0.0) -> str:
     """Which pool the next hand-out comes from, given a uniform draw in [0, 1)."""
-    return "gold" if draw < gold_rate else "work"
+    if draw < gold_rate:
+        return "gold"
+    if draw < gold_rate + challenge_rate:
+        return "challenge"
+    return "work"
 
 
 @retry_transient
@@ -215,12 +219,23 @@ def _lease_new(
     expires = now + timedelta(seconds=settings.CONCORD_LEASE_SECONDS)
     shown_at = now if shown else None
     task = None
-    if choose_pool(draw=rng.random(), gold_rate=project.gold_rate) == "gold":
+    pool = choose_pool(
+        draw=rng.random(), gold_rate=project.gold_rate, challenge_rate=project.challenge_rate
+    )
+    if pool == "gold":
         gold = _gold_candidate(project=project, annotator=annotator, rng=rng)
         if gold is not None and _work_exists(project=project, annotator=annotator):
             task = gold
     if task is None:
-        task = _work_candidate(project=project, annotator=annotator, rng=rng)
+        # Each walk falls back on the other, so that nobody waits while either has work.
+        walks = (True, False) if pool == "challenge" else (False, True)
+        start = rng.randrange(_RANDOM_KEY_MAX)
+        for challenge in walks:
+            task = _work_candidate(
+                project=project, annotator=annotator, start=start, challenge=challenge
+            )
+            if task is not None:
+                break
         if task is None:
             return None
         take_slot(task=task)
@@ -239,28 +254,36 @@ def _leased_by(annotator: AbstractBaseUser) -> Exists:
     return Exists(Lease.objects.filter(task=OuterRef("pk"), annotator=annotator))
 
 
-def _work_pool(*, project: Project, annotator: AbstractBaseUser) -> QuerySet[Task]:
-    return (
-        Task.objects.filter(project=project, is_open=True, is_gold=False)
-        .exclude(author=annotator)
-        .exclude(_leased_by(annotator))
-    )
+def _work_pool(
+    *, project: Project, annotator: AbstractBaseUser, challenge: bool = False
+) -> QuerySet[Task]:
+    """Open non-gold tasks the annotator may take; challenge items and the rest are separate
+    walks (each has its own partial index)."""
+    tasks = Task.objects.filter(project=project, is_open=True, is_gold=False)
+    if challenge:
+        tasks = tasks.filter(kind=TaskKind.CHALLENGE)
+    else:
+        tasks = tasks.exclude(kind=TaskKind.CHALLENGE)
+    return tasks.exclude(author=annotator).exclude(_leased_by(annotator))
 
 
 def _work_exists(*, project: Project, annotator: AbstractBaseUser) -> bool:
-    return _work_pool(project=project, annotator=annotator).exists()
+    return any(
+        _work_pool(project=project, annotator=annotator, challenge=challenge).exists()
+        for challenge in (False, True)
+    )
 
 
 def _work_candidate(
-    *, project: Project, annotator: AbstractBaseUser, rng: random.Random
+    *, project: Project, annotator: AbstractBaseUser, start: int, challenge: bool = False
 ) -> Task | None:
     """Started tasks first (to finish items), then unstarted ones from a random point onwards.
 
     Each annotator starts the unstarted walk at a different random key, so concurrent annotators
     rarely race for the same row; SKIP LOCKED passes over rows another transaction holds.
     """
-    pool = _work_pool(project=project, annotator=annotator).order_by("random_key")
-    start = rng.randrange(_RANDOM_KEY_MAX)
+    pool = _work_pool(project=project, annotator=annotator, challenge=challenge)
+    pool = pool.order_by("random_key")
     # Three simple range walks rather than one OR: each follows the queue index directly.
     for candidates in (
         pool.filter(priority=1),

@@ -49,6 +49,7 @@ INSTALLED_APPS = [
     "datasets",
     "annotate",
     "training.registry",
+    "negatives",
 ]
 
 MIDDLEWARE = [

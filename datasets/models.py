@@ -82,6 +82,23 @@ class Project(models.Model):
     quality_caption_min_letter_ratio = models.FloatField(default=0.6)
     quality_caption_max_token_share = models.FloatField(default=0.5)
     quality_caption_repeat_min_count = models.PositiveSmallIntegerField(default=3)
+    # Hard negatives (issue 8): proposals per image and source, shown as challenge items.
+    negatives_random_per_image = models.PositiveSmallIntegerField(
+        default=1, help_text="Random captions of other images proposed per image."
+    )
+    negatives_model_per_image = models.PositiveSmallIntegerField(
+        default=2, help_text="Captions the promoted model scores highest proposed per image."
+    )
+    negatives_text_edit_per_image = models.PositiveSmallIntegerField(
+        default=1, help_text="Word edits of the image's own captions proposed per image."
+    )
+    mining_margin = models.FloatField(
+        default=0.1,
+        help_text=(
+            "Model-mined captions scoring above the image's best own caption by more than "
+            "this are left out as likely false negatives."
+        ),
+    )
     # Releases (issue 6): split ratios, the salt that places new clusters, the training
     # split's balance, and the caption sources whose captions count as positives unjudged.
     split_train = models.FloatField(default=0.7, help_text="Share of clusters in train.")
@@ -188,6 +205,9 @@ class Source(models.TextChoices):
     MANIFEST = "manifest", "Manifest import"
     DEMO = "demo", "Demo generator"
     ANNOTATOR = "annotator", "Written by an annotator"
+    # A caption made from one of the image's own captions by a word edit, as a proposed
+    # negative for that image: it never counts as describing it (see negatives.text_edits).
+    TEXT_EDIT = "text_edit", "Edited into a negative"
 
 
 class ImageFormat(models.TextChoices):

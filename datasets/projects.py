@@ -39,6 +39,12 @@ SETTINGS_GROUPS: dict[str, tuple[str, ...]] = {
         "quality_caption_max_token_share",
         "quality_caption_repeat_min_count",
     ),
+    "Hard negatives": (
+        "negatives_random_per_image",
+        "negatives_model_per_image",
+        "negatives_text_edit_per_image",
+        "mining_margin",
+    ),
     "Releases": (
         "split_train",
         "split_val",
@@ -53,6 +59,7 @@ SPLITS_NOT_ONE = "Train, validation and test shares must add up to 1."
 MAX_BELOW_TARGET = "Must be at least the judgments per item."
 NOT_A_SHARE = "Enter a value between 0 and 1."
 WORDS_RANGE = "Must be at least the minimum."
+MARGIN_RANGE = "Enter a margin between 0 and 2 (scores are cosine similarities)."
 RATES_OVER_ONE = "Gold and challenge rates together cannot exceed 1."
 UNKNOWN_SOURCES = "Unknown source(s): {sources}."
 _SHARES = (
@@ -79,6 +86,8 @@ def settings_problems(*, values: Mapping[str, Any]) -> dict[str, str]:
         problems["max_judgments_per_item"] = MAX_BELOW_TARGET
     if values["gold_rate"] + values["challenge_rate"] > 1:
         problems.setdefault("challenge_rate", RATES_OVER_ONE)
+    if not 0 <= values["mining_margin"] <= 2:
+        problems["mining_margin"] = MARGIN_RANGE
     if abs(values["split_train"] + values["split_val"] + values["split_test"] - 1) > 1e-6:
         problems.setdefault("split_test", SPLITS_NOT_ONE)
     unknown = sorted(set(values["trusted_sources"] or []) - set(Source.values))

@@ -2,20 +2,28 @@
 
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.utils import extend_schema, extend_schema_field, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from annotate import challenges
 from annotate.judgments import SubmitRefused, judgment_submit
 from annotate.models import Answer, Lease, TaskKind
 from annotate.queue import assignment_get, lease_skip, leases_heartbeat
 from datasets import access
 
 
+class OptionOutput(serializers.Serializer):
+    number = serializers.IntegerField()
+    option_id = serializers.IntegerField()
+    text = serializers.CharField()
+
+
 class LeaseOutput(serializers.Serializer):
-    """What an annotator needs to do the task; never the gold answer."""
+    """What an annotator needs to do the task; never the gold answer, nor which challenge
+    caption is the known positive."""
 
     lease_id = serializers.IntegerField(source="pk")
     expires_at = serializers.DateTimeField()
@@ -23,6 +31,7 @@ class LeaseOutput(serializers.Serializer):
     image_id = serializers.IntegerField(source="task.image_id")
     image_url = serializers.SerializerMethodField()
     caption = serializers.SerializerMethodField()
+    options = serializers.SerializerMethodField()
 
     def get_image_url(self, lease: Lease) -> str:
         return reverse(
@@ -30,9 +39,19 @@ class LeaseOutput(serializers.Serializer):
         )
 
     def get_caption(self, lease: Lease) -> str | None:
-        if lease.task.kind == TaskKind.CAPTION:
+        if lease.task.kind != TaskKind.VERIFY:
             return None
         return lease.task.pair.caption.text
+
+    @extend_schema_field(OptionOutput(many=True, allow_null=True))
+    def get_options(self, lease: Lease) -> list[dict] | None:
+        """A challenge's captions in this lease's order; mark the ones that match."""
+        if lease.task.kind != TaskKind.CHALLENGE:
+            return None
+        shown = challenges.options_shown(
+            options=challenges.options_for(task=lease.task), lease_id=lease.pk
+        )
+        return OptionOutput(shown, many=True).data
 
 
 class TaskNextApi(APIView):
@@ -56,6 +75,12 @@ class LeaseSubmitApi(APIView):
         caption_text = serializers.CharField(required=False, allow_blank=True, default="")
         image_unusable = serializers.BooleanField(required=False, default=False)
         caption_offensive = serializers.BooleanField(required=False, default=False)
+        marked = serializers.ListField(
+            child=serializers.IntegerField(),
+            required=False,
+            default=list,
+            help_text="For a challenge (answer 'challenge'): the option ids that match.",
+        )
 
     class Output(serializers.Serializer):
         judgment_id = serializers.IntegerField(source="judgment.pk")

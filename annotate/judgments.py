@@ -1,5 +1,6 @@
 """Taking answers back: submit (idempotent, late answers kept when a slot is free), and undo."""
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -8,8 +9,9 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
+from annotate import challenges
 from annotate.caption_rules import CaptionRules, caption_violations
-from annotate.models import Answer, Judgment, Lease, LeaseState, Task, TaskKind
+from annotate.models import Answer, ChallengeOption, Judgment, Lease, LeaseState, Task, TaskKind
 from annotate.pool import verify_task_create
 from annotate.queue import refresh_open, retry_transient, take_slot
 from datasets.ingest import caption_create
@@ -49,12 +51,14 @@ def judgment_submit(
     caption_text: str = "",
     image_unusable: bool = False,
     caption_offensive: bool = False,
+    marked: Collection[int] = (),
     now: datetime | None = None,
 ) -> SubmitResult:
     """Record the annotator's answer on a lease; submitting the same lease again returns the first.
 
     A lease that expired is still honoured if its task has a free slot; otherwise SubmitRefused
     says so plainly (with the caption text, if any, so the annotator keeps what they wrote).
+    ``marked`` are the ids of the options marked as matching, for a challenge item.
     """
     now = now or timezone.now()
     with transaction.atomic():
@@ -79,8 +83,14 @@ def judgment_submit(
                 take_slot(task=task)
                 lease.holds_slot = True
         caption = None
+        options: list[ChallengeOption] = []
         if task.kind == TaskKind.CAPTION:
             caption = _caption_write(task=task, text=caption_text, author=lease.annotator)
+        elif task.kind == TaskKind.CHALLENGE:
+            try:
+                options = challenges.marks_check(task=task, marked=marked)
+            except challenges.MarksRefused as refused:
+                raise SubmitRefused(str(refused)) from None
         judgment = Judgment.objects.create(
             task=task,
             lease=lease,
@@ -90,8 +100,10 @@ def judgment_submit(
             image_unusable=image_unusable,
             caption_offensive=caption_offensive,
             seconds=max(0.0, (now - (lease.shown_at or lease.created_at)).total_seconds()),
-            gold_correct=(answer == task.gold_answer) if task.is_gold else None,
+            gold_correct=_gold_correct(task=task, answer=answer, options=options, marked=marked),
         )
+        if options:
+            challenges.marks_write(judgment=judgment, options=options, marked=marked)
         if lease.holds_slot:
             task.lease_count -= 1
             task.judgment_count += 1
@@ -153,6 +165,16 @@ def _agreement_recompute_every(*, judgment: Judgment, project_id: int) -> None:
         transaction.on_commit(lambda: recompute_agreement.delay(project_id))
 
 
+def _gold_correct(
+    *, task: Task, answer: str, options: list[ChallengeOption], marked: Collection[int]
+) -> bool | None:
+    if task.is_gold:
+        return answer == task.gold_answer
+    if task.kind == TaskKind.CHALLENGE:
+        return challenges.check_passed(options=options, marked=marked)
+    return None
+
+
 def caption_rules_for(project: Project) -> CaptionRules:
     return CaptionRules(
         min_words=project.caption_min_words,
@@ -162,11 +184,10 @@ def caption_rules_for(project: Project) -> CaptionRules:
 
 
 def _check_answer_kind(*, task: Task, answer: str) -> None:
-    expected = (
-        {Answer.CAPTION}
-        if task.kind == TaskKind.CAPTION
-        else {Answer.MATCH, Answer.NO_MATCH, Answer.UNSURE}
-    )
+    expected = {
+        TaskKind.CAPTION: {Answer.CAPTION},
+        TaskKind.CHALLENGE: {Answer.CHALLENGE},
+    }.get(task.kind, {Answer.MATCH, Answer.NO_MATCH, Answer.UNSURE})
     if answer not in expected:
         raise SubmitRefused(WRONG_ANSWER_KIND)
 

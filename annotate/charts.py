@@ -289,3 +289,63 @@ def kappa_colour(value: float | None) -> str:
 
 def _points(pairs: Sequence[tuple[float, float]]) -> str:
     return " ".join(f"{x},{y}" for x, y in pairs)
+
+
+def histogram_chart(
+    *,
+    key: str,
+    title: str,
+    series: Sequence[tuple[str, str, Sequence[float]]],
+    low: float,
+    high: float,
+    bins: int = 10,
+) -> Chart:
+    """Side-by-side histograms over [low, high]: (label, css class, values) per series, each
+    as shares of its own total so that series of different sizes compare."""
+    chart = Chart(key=key, title=title)
+    if not any(len(values) for _, _, values in series):
+        return _empty(chart, "Nothing judged yet")
+    edges = [low + (high - low) * i / bins for i in range(bins + 1)]
+    shares = []
+    for _, _, values in series:
+        counts = [0] * bins
+        for value in values:
+            index = (
+                int((min(max(value, low), high) - low) / (high - low) * bins) if high > low else 0
+            )
+            counts[min(index, bins - 1)] += 1
+        total = sum(counts)
+        shares.append([c / total if total else 0.0 for c in counts])
+    top = max(max(s) for s in shares) or 1.0
+    _frame(chart, y_min=0, y_max=top * 100, y_format="{:.0f}%")
+    plot_bottom = chart.height - BOTTOM
+    slot = (chart.width - LEFT - RIGHT) / bins
+    width = (slot - 4) / max(1, len(series))
+    for b in range(bins):
+        for s, ((label, cls, _), share) in enumerate(zip(series, shares, strict=True)):
+            height = _scale(share[b], 0, top, 0, plot_bottom - TOP)
+            chart.add(
+                "rect",
+                f"bar {cls}".strip(),
+                x=round(LEFT + b * slot + 2 + s * width, 1),
+                y=round(plot_bottom - height, 1),
+                width=round(width, 1),
+                height=round(height, 1),
+                title=f"{label}, {edges[b]:.2f}–{edges[b + 1]:.2f}: {100 * share[b]:.0f}%",
+            )
+        if b % 2 == 0:
+            chart.add(
+                "text",
+                "tick",
+                x=round(LEFT + b * slot, 1),
+                y=plot_bottom + 16,
+                text_anchor="start",
+                text=f"{edges[b]:.2f}",
+            )
+    for s, (label, cls, values) in enumerate(series):
+        x = chart.width - RIGHT - 170
+        chart.add("rect", f"bar {cls}".strip(), x=x, y=TOP + 4 + 18 * s, width=12, height=12)
+        chart.add(
+            "text", "bar-label", x=x + 18, y=TOP + 14 + 18 * s, text=f"{label} ({len(values)})"
+        )
+    return chart

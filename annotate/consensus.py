@@ -24,7 +24,7 @@ import pandas as pd
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
-from django.db.models import Max
+from django.db.models import Count, Max
 from django.utils import timezone
 
 from annotate.aggregation import ANNOTATOR, ITEM, LABEL, dawid_skene, majority_vote
@@ -38,6 +38,8 @@ from annotate.models import (
     AgreementSnapshot,
     AnnotatorFlag,
     Answer,
+    ChallengeMark,
+    ChallengeOption,
     ItemLabel,
     ItemStatus,
     Judgment,
@@ -87,7 +89,42 @@ def consensus_recompute(*, project: Project, now: datetime | None = None) -> Rec
     reopened = 0
     for task_id, seen in state.reopen:
         reopened += task_target_raise(task_id=task_id, seen_judgments=seen, limit=state.limit)
+    # Settled proposals become verified negatives or found positives (imported here: negatives
+    # builds on annotate).
+    from negatives.outcomes import proposals_decide
+
+    proposals_decide(project=project, now=now)
     return RecomputeResult(snapshot=snapshot, reopened=reopened)
+
+
+def _challenge_rows(*, project: Project) -> list[tuple]:
+    """Each caption of an answered challenge as a judgment on its pair: marked is a match,
+    unmarked no match; the answer's time is shared among its captions."""
+    marks = (
+        ChallengeMark.objects.filter(judgment__task__project=project)
+        .annotate(options=Count("judgment__marks"))
+        .order_by("judgment_id", "option_id")
+        .values_list(
+            "judgment_id",
+            "option__pair_id",
+            "judgment__annotator_id",
+            "marked",
+            "judgment__seconds",
+            "option__is_check",
+            "options",
+        )
+    )
+    return [
+        (
+            judgment_id,
+            pair_id,
+            annotator_id,
+            Answer.MATCH if marked else Answer.NO_MATCH,
+            seconds / max(1, options),
+            is_check,
+        )
+        for judgment_id, pair_id, annotator_id, marked, seconds, is_check, options in marks
+    ]
 
 
 def task_target_raise(*, task_id: int, seen_judgments: int, limit: int) -> int:
@@ -210,7 +247,8 @@ def _consensus_state(*, project: Project) -> _State:
             .values_list(
                 "id", "task__pair_id", "annotator_id", "answer", "seconds", "task__is_gold"
             )
-        ),
+        )
+        + _challenge_rows(project=project),
         columns=["id", ITEM, ANNOTATOR, "answer", SECONDS, "is_gold"],
     )
     answers: dict[int, dict[str, int]] = {}
@@ -224,6 +262,11 @@ def _consensus_state(*, project: Project) -> _State:
         ).values_list("pair_id", "gold_answer")
         if answer in VOTES
     }
+    # A challenge's known positive is an attention check: scored like gold.
+    for pair_id in ChallengeOption.objects.filter(task__project=project, is_check=True).values_list(
+        "pair_id", flat=True
+    ):
+        gold.setdefault(pair_id, VOTES[Answer.MATCH])
     adjudicated = dict(
         ItemLabel.objects.filter(project=project, adjudicated_label__isnull=False).values_list(
             "pair_id", "adjudicated_label"
@@ -239,6 +282,12 @@ def _consensus_state(*, project: Project) -> _State:
         list(
             Task.objects.filter(project=project, kind=TaskKind.VERIFY, is_gold=False).values_list(
                 "pk", "pair_id", "target", "judgment_count", "lease_count"
+            )
+        )
+        # A challenge's proposals share its task's slots: each is an item of its own.
+        + list(
+            ChallengeOption.objects.filter(task__project=project, is_check=False).values_list(
+                "task_id", "pair_id", "task__target", "task__judgment_count", "task__lease_count"
             )
         ),
         columns=["task", ITEM, "task_target", "judgment_count", "lease_count"],
@@ -309,9 +358,13 @@ def _consensus_state(*, project: Project) -> _State:
         last_judgment_id=int(rows["id"].max()) if len(rows) else 0,
         target=target,
         limit=limit,
-        reopen=[
-            (int(row.task), int(row.judgment_count)) for row in items[items["reopen"]].itertuples()
-        ],
+        # One row per task: a challenge with several unsettled proposals asks for one more.
+        reopen=sorted(
+            {
+                (int(row.task), int(row.judgment_count))
+                for row in items[items["reopen"]].itertuples()
+            }
+        ),
     )
 
 

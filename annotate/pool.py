@@ -10,7 +10,8 @@ from django.db.models.functions import Coalesce
 
 from annotate.models import Answer, Task, TaskKind
 from datasets.cleaning import captions_held_back, images_held_back
-from datasets.models import Caption, Image, Pair, Project
+from datasets.models import Caption, Image, Pair, Project, Source
+from negatives.models import Proposal
 
 _BATCH = 2000
 _RANDOM_KEY_MAX = 2**31 - 1
@@ -66,6 +67,7 @@ def gold_set(*, pair: Pair, answer: str) -> Task:
 def _caption_tasks_open(*, project: Project, rng: random.Random) -> int:
     usable_captions = (
         Caption.objects.filter(image=OuterRef("pk"))
+        .exclude(source=Source.TEXT_EDIT)
         .exclude(captions_held_back())
         .order_by()
         .values("image")
@@ -102,6 +104,8 @@ def _verify_tasks_open(*, project: Project, rng: random.Random) -> int:
     needing = (
         Pair.objects.filter(image__project=project)
         .exclude(Exists(Task.objects.filter(pair=OuterRef("pk"), kind=TaskKind.VERIFY)))
+        # Proposed negatives are judged inside challenge items, not one by one.
+        .exclude(Exists(Proposal.objects.filter(pair=OuterRef("pk"))))
         .exclude(images_held_back(image="image_id"))
         .exclude(captions_held_back(caption="caption_id"))
         .values_list("pk", "image_id", "caption__author_id")

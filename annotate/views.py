@@ -7,6 +7,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
+from annotate import challenges
 from annotate.judgments import SubmitRefused, caption_rules_for, judgment_submit, judgment_undo
 from annotate.models import Answer, Lease, TaskKind
 from annotate.pool import GOLD_ANSWERS, GOLD_BAD_ANSWER, gold_set
@@ -33,6 +34,7 @@ def annotate_submit(request: HttpRequest, slug: str, lease_id: int) -> HttpRespo
     if answer not in Answer.values:
         return _workspace(request, project, error=BAD_ANSWER)
     text = request.POST.get("caption_text", "")
+    marked = [int(v) for v in request.POST.getlist("marked") if v.isdigit()]
     try:
         judgment_submit(
             lease=lease,
@@ -40,6 +42,7 @@ def annotate_submit(request: HttpRequest, slug: str, lease_id: int) -> HttpRespo
             caption_text=text,
             image_unusable=request.POST.get("image_unusable") == "on",
             caption_offensive=request.POST.get("caption_offensive") == "on",
+            marked=marked,
         )
     except SubmitRefused as refused:
         if refused.problems:  # the caption broke a writing rule: same task, text kept
@@ -109,6 +112,8 @@ def _workspace(
         "task": lease.task if lease else None,
         "upcoming": assignment.upcoming,
         "is_caption": lease is not None and lease.task.kind == TaskKind.CAPTION,
+        "is_challenge": lease is not None and lease.task.kind == TaskKind.CHALLENGE,
+        "options": _options(lease),
         "rules": caption_rules_for(project),
         "progress": annotator_progress(project=project, annotator=request.user),
         "undo_until": undo_deadline(project=project, annotator=request.user),
@@ -120,6 +125,14 @@ def _workspace(
     }
     template = "annotate/annotate.html#workspace" if request.htmx else "annotate/annotate.html"
     return render(request, template, context)
+
+
+def _options(lease: Lease | None) -> list[challenges.ShownOption]:
+    if lease is None or lease.task.kind != TaskKind.CHALLENGE:
+        return []
+    return challenges.options_shown(
+        options=challenges.options_for(task=lease.task), lease_id=lease.pk
+    )
 
 
 @require_POST

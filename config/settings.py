@@ -245,7 +245,10 @@ CELERY_BEAT_SCHEDULE: dict = {
 }
 # Training runs have a queue of their own, so a long run never holds up thumbnails or releases:
 # start a worker for it with `celery -A config worker -Q training`.
-CELERY_TASK_ROUTES = {"training.registry.tasks.train_model": {"queue": "training"}}
+CELERY_TASK_ROUTES = {
+    "training.registry.tasks.train_model": {"queue": "training"},
+    "negatives.tasks.mine_negatives": {"queue": "training"},
+}
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
 LOGGING = {

@@ -34,6 +34,7 @@ from datasets.models import (
     Image,
     ImageFlag,
     Project,
+    Source,
 )
 from datasets.quality import (
     QualityThresholds,
@@ -218,7 +219,7 @@ def _captions_check_batch(*, image_ids: list[int]) -> int:
     rows = list(
         Caption.objects.filter(image_id__in=image_ids)
         .order_by("image_id", "id")
-        .values_list("pk", "image_id", "text", "image__project_id")
+        .values_list("pk", "image_id", "text", "image__project_id", "source")
     )
     project_ids = {row[3] for row in rows}
     settings_by_project = {
@@ -228,8 +229,11 @@ def _captions_check_batch(*, image_ids: list[int]) -> int:
     by_image: dict[int, list[tuple[int, str]]] = {}
     wanted: dict[tuple[int, str], tuple[str, int | None]] = {}
     project_of: dict[int, int] = {}
-    for caption_id, image_id, text, project_id in rows:
-        by_image.setdefault(image_id, []).append((caption_id, text))
+    for caption_id, image_id, text, project_id, source in rows:
+        # A text-edit negative is close to the caption it was made from on purpose: it is not
+        # a repeat of a description, so only the quality filters apply to it.
+        if source != Source.TEXT_EDIT:
+            by_image.setdefault(image_id, []).append((caption_id, text))
         project_of[image_id] = project_id
         thresholds, _ = settings_by_project[project_id]
         for flag in caption_quality_flags(text=text, thresholds=thresholds):

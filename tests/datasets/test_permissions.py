@@ -46,6 +46,8 @@ MATRIX = {
     "annotate undo": ("post", "annotate-undo", False, (LOGIN, 404, 404, 200, 200, 200)),
     "annotate heartbeat": ("post", "annotate-heartbeat", False, (LOGIN, 404, 404, 204, 204, 204)),
     "open tasks": ("post", "tasks-open", False, (LOGIN, 404, 404, 403, 302, 302)),
+    "negatives page": ("get", "negatives", False, (LOGIN, 404, 404, 403, 200, 200)),
+    "mine negatives": ("post", "negatives", False, (LOGIN, 404, 404, 403, 302, 302)),
     "api task next": ("post", "api-task-next", False, (401, 404, 404, 204, 204, 204)),
     "api heartbeat": ("post", "api-task-heartbeat", False, (401, 404, 404, 200, 200, 200)),
 }

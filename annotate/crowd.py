@@ -2,9 +2,11 @@
 for work with ``assignment_get`` and answer with ``judgment_submit``, like people in browsers.
 
 Truth comes from how pairs were made: a positive pair whose caption was imported or uploaded is
-a true match, a random negative a true non-match. Other pairs (annotators' captions, proposed
-hard negatives) have no known truth, so simulated annotators skip them, as they skip caption
-tasks.
+a true match; a random, model-mined or text-edit negative a true non-match (the source
+dataset's own assumption: a caption written for another image, or edited, does not describe
+this one; the simulator cannot know the real false negatives among them, so it finds positives
+only by mistake). Annotators' captions have no known truth, so simulated annotators skip them,
+as they skip caption tasks. Challenge items are answered caption by caption.
 """
 
 from __future__ import annotations
@@ -20,13 +22,18 @@ from django.utils import timezone
 
 from annotate.consensus import consensus_recompute, max_judgments
 from annotate.judgments import judgment_submit
-from annotate.models import Answer, ItemLabel, TaskKind
+from annotate.models import Answer, ChallengeOption, ItemLabel, TaskKind
 from annotate.pool import tasks_open
 from annotate.queue import assignment_get, lease_skip
 from annotate.simulation import CrowdSpec, score_labels, simulate_annotators, simulate_answer
 from datasets.models import Caption, Membership, Pair, PairKind, Project, Role, Source
 
 LABELS = (0, 1)
+NEGATIVE_KINDS = (
+    PairKind.RANDOM_NEGATIVE,
+    PairKind.HARD_NEGATIVE,
+    PairKind.TEXT_EDIT_NEGATIVE,
+)
 ANSWERS = {1: Answer.MATCH, 0: Answer.NO_MATCH}
 
 
@@ -79,7 +86,7 @@ def pair_truth(*, project: Project) -> dict[int, int]:
     truth = {}
     rows = Pair.objects.filter(image__project=project).values_list("pk", "kind", "caption__source")
     for pair_id, kind, source in rows:
-        if kind == PairKind.RANDOM_NEGATIVE:
+        if kind in NEGATIVE_KINDS:
             truth[pair_id] = 0
         elif kind == PairKind.POSITIVE and source != Source.ANNOTATOR:
             truth[pair_id] = 1
@@ -130,6 +137,11 @@ def crowd_simulate(
                     continue
                 lease = lease.current
                 task = lease.task
+                if task.kind == TaskKind.CHALLENGE:
+                    judgments += _challenge_answer(
+                        lease=lease, annotator=crowd[position], truth=truth, rng=rng
+                    )
+                    continue
                 known = truth.get(task.pair_id) if task.kind == TaskKind.VERIFY else None
                 if known is None:
                     lease_skip(lease=lease)
@@ -162,6 +174,26 @@ def crowd_simulate(
         dawid_skene_accuracy=ds_score.accuracy,
         scored_items=ds_score.items,
     )
+
+
+def _challenge_answer(*, lease, annotator, truth: dict[int, int], rng) -> int:
+    """Mark each caption the simulated annotator takes for a match (the check is a match)."""
+    marked, spent = [], 0.0
+    for option in ChallengeOption.objects.filter(task=lease.task):
+        known = 1 if option.is_check else truth.get(option.pair_id, 0)
+        label, seconds = simulate_answer(
+            annotator=annotator, true_label=known, labels=LABELS, rng=rng
+        )
+        spent += seconds
+        if label == 1:
+            marked.append(option.pk)
+    judgment_submit(
+        lease=lease,
+        answer=Answer.CHALLENGE,
+        marked=marked,
+        now=(lease.shown_at or timezone.now()) + timedelta(seconds=spent),
+    )
+    return 1
 
 
 @transaction.atomic

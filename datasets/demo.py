@@ -63,8 +63,10 @@ def demo_project_seed(*, images: int, seed: int = 0, on_image=None) -> Project:
             description="Synthetic scenes of coloured shapes with true captions.",
             guidelines=DEMO_GUIDELINES,
         )
-        # project_create derives the slug from the name; the demo keeps a fixed one.
-        Project.objects.filter(pk=project.pk).update(slug=DEMO_SLUG)
+        # project_create derives the slug from the name; the demo keeps a fixed one. Its
+        # captions are true by construction, so they count as positives unjudged (and can be
+        # the known positive of challenge items).
+        Project.objects.filter(pk=project.pk).update(slug=DEMO_SLUG, trusted_sources=[Source.DEMO])
         project.refresh_from_db()
     for account in DEMO_ACCOUNTS[1:]:
         Membership.objects.get_or_create(
@@ -91,6 +93,10 @@ def demo_project_seed(*, images: int, seed: int = 0, on_image=None) -> Project:
             on_image()
     _random_negatives_ensure(image_ids=image_ids, seed=seed)
     tasks_open(project=project)
+    # Text-edit and random proposals as challenge items (model mining waits for a model).
+    from negatives.mining import mining_run
+
+    mining_run(project=project, seed=seed, model=False)
     return project
 
 

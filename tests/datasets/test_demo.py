@@ -7,7 +7,7 @@ from django.contrib.auth import authenticate
 from django.core.management import call_command
 
 from datasets.demo import DEMO_ACCOUNTS, DEMO_SLUG
-from datasets.models import Caption, Project
+from datasets.models import Caption, Project, Source
 from datasets.synthetic import COLOURS, INVERSE, draw_scene, generate, random_scene
 
 
@@ -52,7 +52,11 @@ def test_seed_demo_creates_accounts_and_project_once():
     call_command("seed_demo", "--images", "6", stdout=out)
     project = Project.objects.get(slug=DEMO_SLUG)
     assert project.images.count() == 6
-    assert Caption.objects.filter(image__project=project).count() == 18
+    described = Caption.objects.filter(image__project=project).exclude(source=Source.TEXT_EDIT)
+    assert described.count() == 18
+    # One text edit per image, and a challenge item per image to judge it and a random caption.
+    assert Caption.objects.filter(image__project=project, source=Source.TEXT_EDIT).count() == 6
+    assert project.tasks.filter(kind="challenge").count() == 6
     for account in DEMO_ACCOUNTS:
         assert authenticate(username=account.username, password=account.password)
         assert f"{account.username} / {account.password}" in out.getvalue()
@@ -61,4 +65,5 @@ def test_seed_demo_creates_accounts_and_project_once():
     call_command("seed_demo", "--images", "6", "--if-empty", stdout=io.StringIO())
     call_command("seed_demo", "--images", "6", stdout=io.StringIO())  # same seed: nothing new
     assert project.images.count() == 6
-    assert Caption.objects.filter(image__project=project).count() == 18
+    assert described.count() == 18
+    assert project.tasks.filter(kind="challenge").count() == 6

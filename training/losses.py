@@ -72,6 +72,29 @@ class TripletLoss(nn.Module):
         }
 
 
+class LabelledTripletLoss(nn.Module):
+    """Margin ranking of labelled negatives against their image's positive caption:
+    ``max(0, margin - s(i, positive) + s(i, negative))``, weighted by each label's confidence.
+
+    In-batch triplets only see other images' captions, which are mostly easy; this is where
+    human-verified hard negatives (a caption close to the image that people said does not
+    describe it) push the model apart where it was wrong.
+    """
+
+    def __init__(self, margin: float = 0.2) -> None:
+        super().__init__()
+        self.margin = margin
+
+    def forward(
+        self,
+        positive_scores: torch.Tensor,
+        negative_scores: torch.Tensor,
+        weights: torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor]:
+        costs = (self.margin - positive_scores + negative_scores).clamp(min=0)
+        return {"triplet_labelled": _weighted_mean(costs, weights)}
+
+
 def _weighted_mean(values: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
     if weights is None:
         return values.mean()
@@ -119,6 +142,7 @@ class MatchingLoss(nn.Module):
         }
         self.infonce = InfoNCELoss()
         self.triplet = TripletLoss(config.triplet_margin, config.triplet_hardest)
+        self.labelled_triplet = LabelledTripletLoss(config.triplet_margin)
         self.bce = BCELoss()
         self.hinge = HingeLoss(config.hinge_margin)
 
@@ -133,14 +157,26 @@ class MatchingLoss(nn.Module):
         pair_logits: torch.Tensor | None = None,
         pair_labels: torch.Tensor | None = None,
         pair_weights: torch.Tensor | None = None,
+        negative_scores: torch.Tensor | None = None,
+        negative_positive_scores: torch.Tensor | None = None,
+        negative_weights: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """``outputs`` is the model's forward on a batch of positive pairs; ``pair_*`` describe
-        a batch of labelled pairs and are needed only when a binary term is on."""
+        a batch of labelled pairs and are needed only when a binary term is on;
+        ``negative_scores`` are the scores of labelled negatives and
+        ``negative_positive_scores`` those of a positive caption of the same image, which the
+        triplet term then also ranks (added to the in-batch triplet)."""
         terms: dict[str, torch.Tensor] = {}
         if self.weights["infonce"] > 0:
             terms |= self.infonce(outputs["logit_scale"] * outputs["scores"], same)
         if self.weights["triplet"] > 0:
             terms |= self.triplet(outputs["scores"], same)
+            if negative_scores is not None and negative_positive_scores is not None:
+                labelled = self.labelled_triplet(
+                    negative_positive_scores, negative_scores, negative_weights
+                )
+                terms |= labelled
+                terms["triplet"] = terms["triplet"] + labelled["triplet_labelled"]
         if self.needs_labelled_pairs:
             if pair_logits is None or pair_labels is None:
                 raise ValueError("bce/hinge weights are set but no labelled pairs were given")

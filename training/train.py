@@ -166,6 +166,8 @@ def train_epoch(
     if criterion.needs_labelled_pairs and not split.has_negatives:
         labelled = add_random_negatives(split, seed=config.seed * 1_000_003 + epoch)
 
+    hard = _hard_negatives(split) if criterion.weights["triplet"] > 0 else None
+
     order = epoch_order(split, generator)
     batches = list(torch.split(order, config.batch_size))
     # A last batch of one pair has no in-batch negatives; fold it into the previous one.
@@ -197,6 +199,8 @@ def train_epoch(
                     labelled.lab_confidence[rows_np], dtype=torch.float, device=device
                 ),
             }
+        if hard is not None:
+            pair_args |= _hard_negative_scores(model, inputs, hard, config, generator)
         terms = criterion(outputs, same(img, txt), **pair_args)
         optimizer.zero_grad(set_to_none=True)
         terms["loss"].backward()
@@ -207,6 +211,59 @@ def train_epoch(
             sums[name] += float(value.detach())
         bar.set_postfix(loss=f"{sums['loss'] / (offset + 1):.3f}")
     return {name: total / max(1, len(batches)) for name, total in sums.items()}
+
+
+@dataclass(frozen=True)
+class HardNegatives:
+    """A split's labelled negatives whose image has a positive caption to rank them against."""
+
+    image: np.ndarray
+    negative: np.ndarray
+    positive: np.ndarray
+    weight: np.ndarray
+    confidence: np.ndarray
+
+
+def _hard_negatives(split: SplitData) -> HardNegatives | None:
+    """Real labelled negatives only (the synthetic random ones are easy by construction)."""
+    if split.synthetic_negatives or not split.has_negatives:
+        return None
+    positive_of = np.full(split.num_images, -1, dtype=np.int64)
+    # Reversed, so that each image keeps its first positive caption.
+    positive_of[split.pos_img[::-1]] = split.pos_txt[::-1]
+    rows = np.flatnonzero((split.lab_label == 0) & (positive_of[split.lab_img] >= 0))
+    if not len(rows):
+        return None
+    return HardNegatives(
+        image=split.lab_img[rows],
+        negative=split.lab_txt[rows],
+        positive=positive_of[split.lab_img[rows]],
+        weight=split.lab_weight[rows],
+        confidence=split.lab_confidence[rows],
+    )
+
+
+def _hard_negative_scores(
+    model: MatchingModel,
+    inputs: SplitInputs,
+    hard: HardNegatives,
+    config: TrainConfig,
+    generator: torch.Generator,
+) -> dict[str, torch.Tensor]:
+    """Scores of a draw of labelled negatives and of their images' positives, for the triplet."""
+    rows = _draw(hard.weight, config.batch_size, generator)[: config.batch_size].numpy()
+    device = inputs.images.device
+    image = torch.as_tensor(hard.image[rows], device=device)
+    image_emb = model.encode_image(inputs.images[image])
+    negative = model.encode_text(inputs.texts[torch.as_tensor(hard.negative[rows], device=device)])
+    positive = model.encode_text(inputs.texts[torch.as_tensor(hard.positive[rows], device=device)])
+    return {
+        "negative_scores": model.pair_scores(image_emb, negative),
+        "negative_positive_scores": model.pair_scores(image_emb, positive),
+        "negative_weights": torch.as_tensor(
+            hard.confidence[rows], dtype=torch.float, device=device
+        ),
+    }
 
 
 def _config_changes(saved: dict[str, Any], config: TrainConfig) -> list[str]:

@@ -80,3 +80,20 @@ def test_manager_page_counts_by_source(client, challenge, manager):
     cells = re.findall(r"<td[^>]*>(.*?)</td>", row)
     assert cells[:6] == ["Random", "12", "12", "1", "0", "1"]
     assert 'data-chart="proposal-scores"' in page
+
+
+def test_mining_settings_are_checked_and_saved_through_the_api(client, project, manager):
+    client.force_login(manager)
+    url = reverse("api-project", kwargs={"slug": project.slug})
+    refused = client.patch(url, {"mining_margin": 3}, content_type="application/json")
+    assert refused.status_code == 400 and "mining_margin" in refused.json()
+    saved = client.patch(
+        url,
+        {"mining_margin": 0.2, "negatives_model_per_image": 4, "challenge_rate": 0.25},
+        content_type="application/json",
+    )
+    assert saved.status_code == 200, saved.content
+    project.refresh_from_db()
+    assert (project.mining_margin, project.negatives_model_per_image) == (0.2, 4)
+    page = client.get(reverse("project-settings", kwargs={"slug": project.slug})).content.decode()
+    assert "Hard negatives" in page and 'name="negatives_text_edit_per_image"' in page

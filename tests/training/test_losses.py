@@ -6,7 +6,14 @@ import pytest
 import torch
 
 from tests.training.synthetic import tiny_config
-from training.losses import BCELoss, HingeLoss, InfoNCELoss, MatchingLoss, TripletLoss
+from training.losses import (
+    BCELoss,
+    HingeLoss,
+    InfoNCELoss,
+    LabelledTripletLoss,
+    MatchingLoss,
+    TripletLoss,
+)
 
 # A 3x3 score matrix: row i = image i, column j = text j, (i, i) positive.
 SCORES = torch.tensor(
@@ -109,6 +116,30 @@ def test_hinge() -> None:
     #   max(0, 1 - 0.5) = 0.5;  max(0, 1 - 2) = 0;  max(0, 1 + 0.3) = 1.3   -> mean 0.6
     terms = HingeLoss(margin=1.0)(torch.tensor([0.5, -2.0, 0.3]), torch.tensor([1, 0, 0]))
     assert approx(terms["hinge"], 0.6)
+
+
+def test_labelled_triplet() -> None:
+    # margin 0.2; (positive, negative) = (0.9, 0.5): 0.2 - 0.9 + 0.5 = -0.2 -> 0;
+    # (0.4, 0.5): 0.2 - 0.4 + 0.5 = 0.3; (0.1, 0.3): 0.2 - 0.1 + 0.3 = 0.4 -> mean 0.7 / 3.
+    # Weighted [1, 2, 1]: (0 + 0.6 + 0.4) / 4 = 0.25.
+    positive, negative = torch.tensor([0.9, 0.4, 0.1]), torch.tensor([0.5, 0.5, 0.3])
+    loss = LabelledTripletLoss(margin=0.2)
+    assert approx(loss(positive, negative)["triplet_labelled"], 0.7 / 3)
+    assert approx(loss(positive, negative, torch.tensor([1.0, 2.0, 1.0]))["triplet_labelled"], 0.25)
+
+
+def test_matching_loss_adds_labelled_negatives_to_the_triplet(tmp_path) -> None:
+    config = tiny_config(tmp_path, w_infonce=1.0, w_triplet=0.5)
+    outputs = {"scores": SCORES, "logit_scale": torch.tensor(1.0)}
+    terms = MatchingLoss(config)(
+        outputs,
+        negative_scores=torch.tensor([0.5, 0.5, 0.3]),
+        negative_positive_scores=torch.tensor([0.9, 0.4, 0.1]),
+    )
+    assert approx(terms["triplet_labelled"], 0.7 / 3)
+    assert approx(terms["triplet"], 1 / 3 + 0.7 / 3)
+    infonce = float(InfoNCELoss()(SCORES)["infonce"])
+    assert approx(terms["loss"], infonce + 0.5 * (1 / 3 + 0.7 / 3))
 
 
 def test_matching_loss_weighs_the_terms(tmp_path) -> None:

@@ -34,7 +34,15 @@ def test_smoke_train_with_every_loss(tmp_path: Path, release_dir: Path) -> None:
     }
     log = [json.loads(line) for line in (tmp_path / "out" / "log.jsonl").read_text().splitlines()]
     assert len(log) == result.epochs_run == 4
-    assert set(log[0]["train"]) >= {"loss", "infonce", "triplet", "bce", "hinge"}
+    # train has verified hard negatives: the triplet also ranks them against their positives.
+    assert set(log[0]["train"]) >= {
+        "loss",
+        "infonce",
+        "triplet",
+        "triplet_labelled",
+        "bce",
+        "hinge",
+    }
     assert log[-1]["train"]["loss"] < log[0]["train"]["loss"]
     assert set(result.metrics) == {"train", "val", "test"}
     for split in result.metrics.values():

@@ -172,7 +172,10 @@ def train_epoch(
     batches = list(torch.split(order, config.batch_size))
     # A last batch of one pair has no in-batch negatives; fold it into the previous one.
     if len(batches) > 1 and len(batches[-1]) < 2:
-        batches[-2] = torch.cat([batches[-2], batches.pop()])
+        # Pop first: ``batches[-2] = cat([batches[-2], batches.pop()])`` would assign after the
+        # pop has shortened the list, overwriting the wrong batch (or raising with two batches).
+        last = batches.pop()
+        batches[-1] = torch.cat([batches[-1], last])
     pos_img = torch.as_tensor(split.pos_img, device=device)
     pos_txt = torch.as_tensor(split.pos_txt, device=device)
 

@@ -1,4 +1,6 @@
+import json
 import time
+from pathlib import Path
 
 import pytest
 from celery.contrib.testing.worker import start_worker
@@ -96,8 +98,66 @@ def test_nightly_skips_projects_without_release_and_busy_ones(project, manager, 
 
     factories.project(manager=manager, name="Empty")
     first = versions.nightly_retrain()
-    assert [v.project for v in first] == [project]
-    assert versions.nightly_retrain() == []  # still queued: not requested twice
+    assert [(o.project.name, o.action) for o in first] == [
+        ("Street scenes", versions.NIGHTLY_TRAIN),
+        ("Empty", versions.NIGHTLY_SKIP),
+    ]
+    assert first[0].version.release == release
+    assert first[1].reason == versions.NIGHTLY_NO_PAIRS
+    # Still queued: not requested twice.
+    assert [o.version for o in versions.nightly_retrain()] == [None, None]
+    assert ModelVersion.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_a_run_records_its_training_log_and_the_confusion_at_the_threshold(
+    project, release, settings
+):
+    settings.CONCORD_TRAIN_CONFIG = {**settings.CONCORD_TRAIN_CONFIG, "epochs": 2}
+    version = versions.model_train(version_id=versions.model_request(project=project).pk)
+    assert version.status == VersionStatus.READY, version.error
+    assert [h["epoch"] for h in version.history] == [1, 2]
+    log = Path(version.checkpoint).parent / "log.jsonl"
+    assert version.history == [json.loads(line) for line in log.read_text().splitlines()]
+    for record in version.history:
+        assert record["train"]["loss"] > 0 and 0 <= record["val"]["i2t_r1"] <= 1
+    assert any(record["best"] for record in version.history)
+
+    val, test = version.metrics["val"], version.metrics["test"]
+    assert val["threshold_source"] == test["threshold_source"] == "val"
+    assert test["threshold"] == val["threshold"]
+    for split in (val, test):
+        counts = split["tp"] + split["fp"] + split["fn"] + split["tn"]
+        assert counts == split["num_labelled_pairs"]
+        assert split["precision"] == pytest.approx(split["tp"] / max(1, split["tp"] + split["fp"]))
+
+
+@pytest.mark.django_db
+def test_a_resumed_run_keeps_the_epochs_logged_before_it_stopped(project, release, settings):
+    """A worker killed after epoch 1: the core left ``last.pt``, the row its first log record;
+    the redelivered task resumes and ends with the whole log."""
+    from training.config import TrainConfig
+    from training.train import train
+
+    settings.CONCORD_TRAIN_CONFIG = {**settings.CONCORD_TRAIN_CONFIG, "epochs": 2}
+    version = versions.model_request(project=project, enqueue=False)
+    out_dir = versions.models_root() / project.slug / str(version.pk)
+    first_epoch = TrainConfig.from_dict({**version.config, "epochs": 1})
+    stopped = train(
+        first_epoch,
+        settings.CONCORD_RELEASES_ROOT / release.directory,
+        out_dir,
+        show_progress=False,
+    )
+    ModelVersion.objects.filter(pk=version.pk).update(
+        status=VersionStatus.TRAINING, epochs_done=1, history=stopped.history
+    )
+
+    version = versions.model_train(version_id=version.pk)
+    assert version.status == VersionStatus.READY, version.error
+    assert [h["epoch"] for h in version.history] == [1, 2]
+    assert version.history[0] == json.loads(json.dumps(stopped.history[0]))
+    assert version.epochs_done == 2
 
 
 @pytest.mark.django_db
@@ -130,3 +190,13 @@ def test_nightly_job_through_a_real_worker_promotes_a_model(project, release):
     assert version is not None, "the worker did not run the nightly job"
     assert version.status == VersionStatus.READY, version.error
     assert version.is_promoted and version.release == release
+
+
+@pytest.mark.django_db
+def test_a_run_whose_last_batch_has_one_pair_trains(project, release, settings):
+    """The synthetic release's train split has 24 positive pairs: with batches of 23 the lone
+    last pair joins the first batch (this once raised IndexError, and with three or more batches
+    silently replaced the first batch by the merged one)."""
+    settings.CONCORD_TRAIN_CONFIG = {**settings.CONCORD_TRAIN_CONFIG, "batch_size": 23}
+    version = versions.model_train(version_id=versions.model_request(project=project).pk)
+    assert version.status == VersionStatus.READY, version.error

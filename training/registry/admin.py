@@ -16,4 +16,12 @@ class ModelVersionAdmin(admin.ModelAdmin):
     )
     list_filter = ("status", "is_promoted")
     raw_id_fields = ("project", "release")
-    readonly_fields = ("metrics", "config", "checkpoint", "error", "created_at", "finished_at")
+    readonly_fields = (
+        "metrics",
+        "history",
+        "config",
+        "checkpoint",
+        "error",
+        "created_at",
+        "finished_at",
+    )

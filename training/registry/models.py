@@ -16,7 +16,10 @@ class VersionStatus(models.TextChoices):
 class ModelVersion(models.Model):
     """``config`` is the ``TrainConfig`` dict the run used; ``metrics`` the evaluation per split
     (``{"train": {...}, "val": {...}, "test": {...}}``); ``metric_value`` the validation score
-    promotion compares (``TrainConfig.select_metric``, R@1/5/10 summed by default)."""
+    promotion compares (``TrainConfig.select_metric``, R@1/5/10 summed by default);
+    ``history`` the training log, one record per epoch as ``training.train`` writes it
+    (``epoch``, ``lr``, ``seconds``, mean loss terms under ``train``, validation metrics under
+    ``val``, ``best``), filled while the run trains."""
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="model_versions")
     release = models.ForeignKey(Release, on_delete=models.PROTECT, related_name="model_versions")
@@ -25,6 +28,7 @@ class ModelVersion(models.Model):
         max_length=10, choices=VersionStatus.choices, default=VersionStatus.QUEUED
     )
     epochs_done = models.PositiveIntegerField(default=0)
+    history = models.JSONField(default=list, blank=True)
     metrics = models.JSONField(default=dict, blank=True)
     metric_name = models.CharField(max_length=40, blank=True)
     metric_value = models.FloatField(null=True, blank=True)

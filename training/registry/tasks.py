@@ -11,8 +11,9 @@ def train_model(version_id: int) -> str | None:
 
 
 @shared_task
-def nightly_retrain() -> list[int]:
-    """Beat entry: queue a training run per project on its newest ready release."""
+def nightly_retrain() -> list[dict]:
+    """Beat entry: per project, cut or take the newest release and queue a training run on it;
+    returns what was done or skipped per project, and why."""
     from training.registry.versions import nightly_retrain as retrain
 
-    return [version.pk for version in retrain()]
+    return [outcome.to_json() for outcome in retrain()]

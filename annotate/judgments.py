@@ -62,17 +62,17 @@ def judgment_submit(
     """
     now = now or timezone.now()
     with transaction.atomic():
-        # of=("self",): lock only the task row, not the joined project and image rows, which
-        # every other annotator's inserts reference.
-        task = (
-            Task.objects.select_for_update(of=("self",))
-            .select_related("image", "project")
-            .get(pk=lease.task_id)
+        # One query locks the task row, then the lease row (the order every path takes).
+        lease = (
+            Lease.objects.select_for_update(of=("task", "self"))
+            .select_related("task")
+            .get(pk=lease.pk)
         )
-        lease = Lease.objects.select_for_update().get(pk=lease.pk)
-        existing = Judgment.objects.filter(lease=lease).first()
-        if existing is not None:
-            return SubmitResult(judgment=existing, created=False)
+        task = lease.task
+        # A lease is SUBMITTED exactly while its judgment exists (this function and undo change
+        # both under the lease lock), so the first submission is looked up only for a repeat.
+        if lease.state == LeaseState.SUBMITTED:
+            return SubmitResult(judgment=Judgment.objects.get(lease=lease), created=False)
         _check_answer_kind(task=task, answer=answer)
         if lease.state == LeaseState.SKIPPED:
             raise SubmitRefused(LEASE_SKIPPED, text=caption_text)

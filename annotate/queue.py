@@ -8,7 +8,8 @@ The guarantees, on PostgreSQL and SQLite alike:
 Every change to a task's counters happens with the task row locked (``select_for_update``; on
 SQLite the IMMEDIATE transaction mode serialises writers instead), and the database checks the
 counters against the target. Candidates are found with ``SKIP LOCKED`` so annotators asking at the
-same moment walk past each other's rows instead of queueing behind them.
+same moment walk past each other's rows instead of queueing behind them. On PostgreSQL a hand-out
+is one statement (walk, lock, count, lease), since round trips are most of a request's cost.
 """
 
 import random
@@ -22,11 +23,11 @@ from typing import ParamSpec, TypeVar
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import OperationalError, connection, transaction
-from django.db.models import Exists, OuterRef, QuerySet
+from django.db.models import Case, Exists, F, Model, OuterRef, QuerySet, Value, When
 from django.utils import timezone
 
 from annotate.models import Lease, LeaseState, Task, TaskKind
-from datasets.models import Project
+from datasets.models import Caption, Image, Pair, Project
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -82,39 +83,40 @@ def assignment_get(
     Returns the leases the annotator already holds (a reload shows the same task), takes new ones
     up to the lookahead (the setting by default; API clients, which preload nothing, pass 0), and
     renews them all. ``rng`` makes the choice of tasks reproducible (the crowd simulator).
+
+    Each hand-out is a transaction of its own (on PostgreSQL a single statement), so a request
+    that finds its work costs a few round trips and one commit.
     """
     if now is None and _reclaim_due(project.pk):
         leases_reclaim(project=project, limit=20)
     now = now or timezone.now()
     lookahead = settings.CONCORD_LOOKAHEAD if lookahead is None else lookahead
-    with transaction.atomic():
-        existing = list(_active_leases(project=project, annotator=annotator))
-        held = list(existing)
-        rng = rng or random.Random()
-        while len(held) < 1 + lookahead:
-            lease = _lease_new(
-                project=project, annotator=annotator, now=now, rng=rng, shown=not held
-            )
-            if lease is None:
-                break
-            held.append(lease)
-        if not held:
-            return Assignment(current=None, upcoming=[])
-        current = held[0]
+    rng = rng or random.Random()
+    # The task (for its image id) comes along: the page preloads the upcoming leases' images.
+    existing = list(_active_leases(project=project, annotator=annotator).select_related("task"))
+    held = list(existing)
+    while len(held) < 1 + lookahead:
+        lease = _lease_new(project=project, annotator=annotator, now=now, rng=rng, shown=not held)
+        if lease is None:
+            break
+        held.append(lease)
+    if not held:
+        return Assignment(current=None, upcoming=[])
+    current = held[0]
+    if existing:
         # Leases taken in this call already carry their expiry (and the first its shown_at); the
-        # ones held from before are renewed. One UPDATE per lease row: a second update of a row
-        # in the same transaction makes PostgreSQL re-check its foreign key at commit, taking a
-        # share lock on a task row another annotator may hold, which can deadlock.
-        if existing:
-            expires = now + timedelta(seconds=settings.CONCORD_LEASE_SECONDS)
-            Lease.objects.filter(pk__in=[lease.pk for lease in existing[1:]]).update(
-                expires_at=expires
-            )
-            current.shown_at = current.shown_at or now
-            Lease.objects.filter(pk=current.pk).update(
-                expires_at=expires, shown_at=current.shown_at
-            )
-    return Assignment(current=_with_relations(current), upcoming=held[1:])
+        # ones held from before are renewed, in one UPDATE.
+        Lease.objects.filter(pk__in=[lease.pk for lease in existing]).update(
+            expires_at=now + timedelta(seconds=settings.CONCORD_LEASE_SECONDS),
+            shown_at=Case(
+                When(pk=current.pk, shown_at__isnull=True, then=Value(now)),
+                default=F("shown_at"),
+            ),
+        )
+        # A new lease comes with its task, image, pair and caption; a held one is read again.
+        current = _with_relations(current)
+    current.project = project
+    return Assignment(current=current, upcoming=held[1:])
 
 
 _RECLAIM_EVERY_SECONDS = 5.0
@@ -203,9 +205,7 @@ def _active_leases(*, project: Project, annotator: AbstractBaseUser) -> QuerySet
 
 
 def _with_relations(lease: Lease) -> Lease:
-    return Lease.objects.select_related(
-        "project", "task", "task__image", "task__pair", "task__pair__caption"
-    ).get(pk=lease.pk)
+    return Lease.objects.select_related("task__image", "task__pair__caption").get(pk=lease.pk)
 
 
 def _lease_new(
@@ -218,36 +218,178 @@ def _lease_new(
 ) -> Lease | None:
     expires = now + timedelta(seconds=settings.CONCORD_LEASE_SECONDS)
     shown_at = now if shown else None
-    task = None
     pool = choose_pool(
         draw=rng.random(), gold_rate=project.gold_rate, challenge_rate=project.challenge_rate
     )
     if pool == "gold":
         gold = _gold_candidate(project=project, annotator=annotator, rng=rng)
         if gold is not None and _work_exists(project=project, annotator=annotator):
-            task = gold
-    if task is None:
-        # Each walk falls back on the other, so that nobody waits while either has work.
-        walks = (True, False) if pool == "challenge" else (False, True)
-        start = rng.randrange(_RANDOM_KEY_MAX)
+            # Gold has no target: every annotator answers it, so it takes no slot (and needs no
+            # lock); the unique constraint on leases still stops a second hand-out.
+            return Lease.objects.create(
+                task=gold,
+                project=project,
+                annotator=annotator,
+                expires_at=expires,
+                shown_at=shown_at,
+                holds_slot=False,
+            )
+    # Each walk falls back on the other, so that nobody waits while either has work.
+    walks = (True, False) if pool == "challenge" else (False, True)
+    start = rng.randrange(_RANDOM_KEY_MAX)
+    if connection.vendor == "postgresql":
+        return _lease_take_postgresql(
+            project=project,
+            annotator=annotator,
+            walks=walks,
+            start=start,
+            expires=expires,
+            shown_at=shown_at,
+        )
+    with transaction.atomic():
         for challenge in walks:
             task = _work_candidate(
                 project=project, annotator=annotator, start=start, challenge=challenge
             )
             if task is not None:
                 break
-        if task is None:
+        else:
             return None
         take_slot(task=task)
-    return Lease.objects.create(
-        task=task,
-        project=project,
-        annotator=annotator,
-        expires_at=expires,
-        shown_at=shown_at,
-        # Gold has no target: every annotator answers it, so it takes no slot.
-        holds_slot=not task.is_gold,
+        return Lease.objects.create(
+            task=task,
+            project=project,
+            annotator=annotator,
+            expires_at=expires,
+            shown_at=shown_at,
+            holds_slot=True,
+        )
+
+
+# The same walks as _work_candidate, for PostgreSQL: each is one range of a queue index (started
+# tasks first, then unstarted ones from the random start key onwards, then those before it).
+_WALK = """(
+    SELECT t.id FROM annotate_task t
+    WHERE t.project_id = %(project)s AND t.is_open AND NOT t.is_gold AND t.kind {kind} %(challenge)s
+        AND {range}
+        AND (t.author_id IS NULL OR t.author_id <> %(annotator)s)
+        AND NOT EXISTS (
+            SELECT 1 FROM annotate_lease l
+            WHERE l.task_id = t.id AND l.annotator_id = %(annotator)s
+        )
+    ORDER BY t.random_key LIMIT 1
+    FOR UPDATE OF t SKIP LOCKED
+)"""
+_RANGES = (
+    "t.priority = 1",
+    "t.priority = 0 AND t.random_key >= %(start)s",
+    "t.priority = 0 AND t.random_key < %(start)s",
+)
+# Take a slot on the first task any walk finds and lease it, in one statement that also returns
+# what the annotator's screen shows. COALESCE stops at the first walk that finds a task, and
+# PostgreSQL runs each walk (an InitPlan) only when it is first needed, so later walks cost
+# nothing when an earlier one succeeds. The walk locks the task row, so the counters are read and
+# written under the lock, as take_slot does.
+_TAKE = """
+WITH taken AS (
+    UPDATE annotate_task
+    SET lease_count = lease_count + 1, priority = 1,
+        is_open = judgment_count + lease_count + 1 < target
+    WHERE id = COALESCE({walks})
+    RETURNING *
+), leased AS (
+    INSERT INTO annotate_lease
+        (task_id, project_id, annotator_id, state, created_at, shown_at, expires_at, holds_slot)
+    SELECT id, %(project)s, %(annotator)s, %(state)s, %(created)s, %(shown)s, %(expires)s, true
+    FROM taken
+    RETURNING id, task_id
+)
+SELECT leased.id, {columns}
+FROM leased
+JOIN taken ON taken.id = leased.task_id
+JOIN datasets_image ON datasets_image.id = taken.image_id
+LEFT JOIN datasets_pair ON datasets_pair.id = taken.pair_id
+LEFT JOIN datasets_caption ON datasets_caption.id = datasets_pair.caption_id
+"""
+# The rows the statement returns beside the lease id, by table alias.
+_TAKEN_MODELS = (
+    ("taken", Task),
+    ("datasets_image", Image),
+    ("datasets_pair", Pair),
+    ("datasets_caption", Caption),
+)
+
+
+def _lease_take_postgresql(
+    *,
+    project: Project,
+    annotator: AbstractBaseUser,
+    walks: tuple[bool, bool],
+    start: int,
+    expires: datetime,
+    shown_at: datetime | None,
+) -> Lease | None:
+    walk_sql = ", ".join(
+        _WALK.format(kind="=" if challenge else "<>", range=walk_range)
+        for challenge in walks
+        for walk_range in _RANGES
     )
+    columns = ", ".join(
+        f"{alias}.{field.column}"
+        for alias, model in _TAKEN_MODELS
+        for field in model._meta.concrete_fields
+    )
+    created = timezone.now()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _TAKE.format(walks=walk_sql, columns=columns),
+            {
+                "project": project.pk,
+                "annotator": annotator.pk,
+                "challenge": TaskKind.CHALLENGE.value,
+                "start": start,
+                "state": LeaseState.ACTIVE.value,
+                "created": created,
+                "shown": shown_at,
+                "expires": expires,
+            },
+        )
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    task, image, pair, caption = _instances(row[1:], [model for _, model in _TAKEN_MODELS])
+    task.image = image
+    if pair is not None:
+        pair.caption = caption
+    task.pair = pair
+    values = {
+        "id": row[0],
+        "task_id": task.pk,
+        "project_id": project.pk,
+        "annotator_id": annotator.pk,
+        "state": LeaseState.ACTIVE,
+        "created_at": created,
+        "shown_at": shown_at,
+        "expires_at": expires,
+        "holds_slot": True,
+    }
+    lease = Lease.from_db(connection.alias, list(values), list(values.values()))
+    lease.task = task
+    lease.project = project
+    return lease
+
+
+def _instances(values: tuple, models: list[type[Model]]) -> list[Model | None]:
+    """Model instances from consecutive slices of a row, each model's concrete columns in order;
+    None for a model whose primary key is null (a LEFT JOIN that found nothing)."""
+    instances: list[Model | None] = []
+    for model in models:
+        fields = model._meta.concrete_fields
+        chunk, values = values[: len(fields)], values[len(fields) :]
+        names = [field.attname for field in fields]
+        pk = chunk[names.index(model._meta.pk.attname)]
+        instances.append(None if pk is None else model.from_db(connection.alias, names, chunk))
+    return instances
 
 
 def _leased_by(annotator: AbstractBaseUser) -> Exists:
@@ -290,7 +432,11 @@ def _work_candidate(
         pool.filter(priority=0, random_key__gte=start),
         pool.filter(priority=0, random_key__lt=start),
     ):
-        task = candidates.select_for_update(skip_locked=True, of=("self",)).first()
+        task = (
+            candidates.select_for_update(skip_locked=True, of=("self",))
+            .select_related("image", "pair__caption")
+            .first()
+        )
         if task is not None:
             return task
     return None
@@ -299,7 +445,11 @@ def _work_candidate(
 def _gold_candidate(
     *, project: Project, annotator: AbstractBaseUser, rng: random.Random
 ) -> Task | None:
-    pool = Task.objects.filter(project=project, is_gold=True).exclude(_leased_by(annotator))
+    pool = (
+        Task.objects.filter(project=project, is_gold=True)
+        .exclude(_leased_by(annotator))
+        .select_related("image", "pair__caption")
+    )
     start = rng.randrange(_RANDOM_KEY_MAX)
     return (
         pool.filter(random_key__gte=start).order_by("random_key").first()

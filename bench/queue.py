@@ -1,12 +1,21 @@
 """Queue benchmark: concurrent annotators over HTTP against gunicorn on PostgreSQL.
 
     .venv/bin/python bench/queue.py [--items 100000] [--annotators 16] [--seconds 30]
-                                    [--workers 4] [--pg postgres://postgres@127.0.0.1:5432]
+                                    [--think 0] [--workers 4] [--threads 4] [--reuse]
+                                    [--pg postgres://postgres@127.0.0.1:5432]
 
 Creates a throwaway database (concord_bench), bulk-inserts --items verification tasks with SQL,
 starts gunicorn on it, then runs --annotators client threads, each looping POST tasks/next →
 POST leases/{id}/submit through the REST API with token auth, for --seconds. Prints next-task
-p50/p95/p99, submit p50/p95, judgments per second and the over-assignment count (must be 0).
+p50/p95/p99, submit p50/p95, judgments per second, the over-assignment count (must be 0) and the
+load average before and after (other work on the machine shows in the figures).
+
+With --think 0 each annotator asks again the moment an answer is recorded: on a small machine
+that measures queueing for the CPU that the clients, gunicorn and PostgreSQL share, not how long
+one request takes. --think 1 (about a second per answer, still far quicker than a person) gives
+the service at a realistic load. gunicorn runs 4 workers of 4 threads by default: on 2 cores that
+gave the shortest next-task tail at --think 1; 2 x 8 (more threads behind one interpreter lock),
+8 x 2 and 16 sync workers (a new connection per request) were slower.
 """
 
 import sys
@@ -86,15 +95,21 @@ def main() -> None:
     )
     try:
         _wait_for(port)
+        load_before = os.getloadavg()[0]
         results = _run_clients(
             port=port, tokens=tokens[: args.annotators], seconds=args.seconds, think=args.think
         )
+        load_after = os.getloadavg()[0]
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=30)
     over, duplicates = _over_assignment(env=env)
     _report(results=results, seconds=args.seconds, annotators=args.annotators, items=args.items)
     print(f"think time {args.think:.1f} s per task")
+    print(
+        f"gunicorn {args.workers} workers x {args.threads} threads; 1-minute load average "
+        f"{load_before:.2f} before, {load_after:.2f} after ({os.cpu_count()} CPUs)"
+    )
     print(f"over-assigned tasks: {over}   duplicate judgments: {duplicates}")
 
 
@@ -199,9 +214,23 @@ def _run_clients(
         rng = random.Random(token)
         nexts, submits, errors = [], [], []
         # Warm-up, not timed: the first requests of each worker build URL resolvers, schema
-        # classes and database connections.
+        # classes and database connections, and the first hand-out on a connection loads the
+        # queue tables' catalog entries into its server process. A long-running server has done
+        # all this long before; the figures are for that steady state.
         for _ in range(3):
             connection.request("GET", "/api/v1/projects/", headers=headers)
+            connection.getresponse().read()
+        connection.request("POST", "/api/v1/projects/queue-bench/tasks/next/", headers=headers)
+        response = connection.getresponse()
+        body = response.read()
+        if response.status == 200:
+            lease = json.loads(body)["lease_id"]
+            connection.request(
+                "POST",
+                f"/api/v1/leases/{lease}/submit/",
+                body='{"answer": "unsure"}',
+                headers=headers,
+            )
             connection.getresponse().read()
         barrier.wait()
         while time.monotonic() < deadline:

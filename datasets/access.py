@@ -6,7 +6,7 @@ Staff users are administrators and act as managers of every project.
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied
-from django.db.models import QuerySet
+from django.db.models import OuterRef, QuerySet, Subquery
 from django.http import Http404
 
 from datasets.models import Membership, Project, Role
@@ -37,8 +37,15 @@ def project_role(*, user: AbstractBaseUser, project: Project) -> str | None:
 def project_get(*, user: AbstractBaseUser, slug: str, manager: bool = False) -> tuple[Project, str]:
     """The project and the user's role in it; Http404 for outsiders, PermissionDenied for annotators
     when a manager is required."""
-    project = Project.objects.filter(slug=slug).first()
-    role = project_role(user=user, project=project) if project is not None else None
+    # One query: the project with the user's role beside it (every page and API call starts here).
+    projects = Project.objects.filter(slug=slug).order_by()
+    if not user.is_staff:
+        roles = Membership.objects.filter(project=OuterRef("pk"), user=user).order_by()
+        projects = projects.annotate(member_role=Subquery(roles.values("role")[:1]))
+    project = projects.first()
+    role = None
+    if project is not None:
+        role = Role.MANAGER if user.is_staff else project.member_role
     if role is None:
         raise Http404("No such project.")
     if manager and role != Role.MANAGER:

@@ -5,8 +5,12 @@ from datetime import timedelta
 import pytest
 from django.db import connection
 from django.db.models import Count, Sum
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
 from django.utils import timezone
+from rest_framework.authtoken.models import Token
 
+from annotate import queue
 from annotate.judgments import (
     LEASE_SKIPPED,
     SLOT_TAKEN,
@@ -15,7 +19,7 @@ from annotate.judgments import (
     judgment_submit,
     judgment_undo,
 )
-from annotate.models import Judgment, Lease, LeaseState, Task
+from annotate.models import Judgment, Lease, LeaseState, Task, TaskKind
 from annotate.pool import gold_set
 from annotate.queue import assignment_get, lease_skip, leases_heartbeat, leases_reclaim
 from tests import factories
@@ -110,6 +114,37 @@ def test_late_answer_is_refused_plainly_when_the_slot_was_taken(project):
     assert Judgment.objects.count() == 1
 
 
+def test_started_tasks_come_first(project):
+    factories.verify_tasks(project=project, count=20, target=3)
+    alice, bob = _user("alice", project), _user("bob", project)
+    started = assignment_get(project=project, annotator=alice, lookahead=0).current
+    judgment_submit(lease=started, answer="match")
+    assert assignment_get(project=project, annotator=bob, lookahead=0).current.task_id == (
+        started.task_id
+    )
+
+
+@pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="the one-statement hand-out is PostgreSQL's"
+)
+def test_api_next_and_submit_take_few_queries(client, project, annotator, monkeypatch):
+    """Pinned: token, project with role, held leases, one hand-out statement; the submit locks
+    task and lease in one query and writes three rows (inside the test's transaction, savepoints
+    stand in for BEGIN and COMMIT)."""
+    monkeypatch.setattr(queue, "_reclaim_due", lambda project_id: False)
+    factories.verify_tasks(project=project, count=3)
+    auth = {"HTTP_AUTHORIZATION": f"Token {Token.objects.create(user=annotator).key}"}
+    next_url = reverse("api-task-next", kwargs={"slug": project.slug})
+    with CaptureQueriesContext(connection) as taken:
+        lease_id = client.post(next_url, **auth).json()["lease_id"]
+    submit = reverse("api-lease-submit", kwargs={"lease_id": lease_id})
+    with CaptureQueriesContext(connection) as submitted:
+        response = client.post(submit, {"answer": "match"}, content_type="application/json", **auth)
+    assert response.status_code == 201
+    assert len(taken) == 4, [query["sql"][:60] for query in taken]
+    assert len(submitted) == 8, [query["sql"][:60] for query in submitted]
+
+
 def test_heartbeat_keeps_a_lease_alive(project, annotator):
     factories.verify_tasks(project=project, count=1)
     lease = assignment_get(project=project, annotator=annotator).current
@@ -191,7 +226,8 @@ def _judge_until_empty(project_id: int, username: str, barrier: threading.Barrie
         user = get_user_model().objects.get(username=username)
         barrier.wait()
         while (lease := assignment_get(project=project, annotator=user).current) is not None:
-            judgment_submit(lease=lease, answer="match")
+            challenge = lease.task.kind == TaskKind.CHALLENGE
+            judgment_submit(lease=lease, answer="challenge" if challenge else "match")
     except Exception as exc:  # surfaced by the test
         errors.append(repr(exc))
     finally:
@@ -201,8 +237,10 @@ def _judge_until_empty(project_id: int, username: str, barrier: threading.Barrie
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_annotators_never_over_assign(manager):
     """Many annotators with their own connections race through the queue; count what happened."""
-    project = factories.project(manager=manager, name="Race")
+    project = factories.project(manager=manager, name="Race", challenge_rate=0.3)
     tasks = factories.verify_tasks(project=project, count=30, target=3)
+    # A third are challenge items, so both walks (and their fallbacks) are raced through.
+    Task.objects.filter(pk__in=[task.pk for task in tasks[::3]]).update(kind=TaskKind.CHALLENGE)
     names = [f"racer{i}" for i in range(8)]
     for name in names:
         _user(name, project)

@@ -88,7 +88,16 @@ def test_gold_answers_never_reach_the_annotator(client, project, annotator):
     assert "no_match" in body  # the button value exists...
     assert "gold" not in body.lower()  # ...but nothing marks the item or its answer
     api = client.post(reverse("api-task-next", kwargs={"slug": project.slug})).json()
-    assert set(api) == {"lease_id", "expires_at", "kind", "image_id", "image_url", "caption"}
+    assert set(api) == {
+        "lease_id",
+        "expires_at",
+        "kind",
+        "image_id",
+        "image_url",
+        "caption",
+        "options",  # a challenge's captions; None for a pair
+    }
+    assert api["options"] is None
     assert "gold" not in str(api).lower()
 
 

@@ -100,6 +100,7 @@ def crowd_simulate(
     spammer_fraction: float,
     seed: int,
     judgments_per_item: int | None = None,
+    challenges_only: bool = False,
 ) -> CrowdReport:
     """Run a simulated crowd over the project until the queue has nothing left for it (disputed
     items reopened by recomputes included), then score the aggregated labels against the truth."""
@@ -110,9 +111,12 @@ def crowd_simulate(
         )
         project.refresh_from_db()
     negatives = 0
-    if not Pair.objects.filter(image__project=project, kind=PairKind.RANDOM_NEGATIVE).exists():
-        negatives = random_negatives_create(project=project, seed=seed)
-    tasks_open(project=project, seed=seed)
+    # challenges_only: answer the challenge items there are, opening no other tasks.
+    if not challenges_only:
+        random_made = Pair.objects.filter(image__project=project, kind=PairKind.RANDOM_NEGATIVE)
+        if not random_made.exists():
+            negatives = random_negatives_create(project=project, seed=seed)
+        tasks_open(project=project, seed=seed)
     truth = pair_truth(project=project)
 
     crowd = simulate_annotators(

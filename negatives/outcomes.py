@@ -32,7 +32,7 @@ class Decided:
 
 def outcome_of(*, adjudicated: int | None, status: str | None, label: int | None) -> Outcome:
     """A manager's adjudication first; else an agreed crowd label; else still pending."""
-    final = adjudicated if adjudicated is not None else None
+    final = adjudicated
     if final is None and status == ItemStatus.AGREED:
         final = label
     if final is None:

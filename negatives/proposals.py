@@ -188,7 +188,10 @@ def text_edit_propose(
         for row in rows:
             if need <= 0:
                 break
-            for edit in text_edits(row.text, rng=rng):
+            edits = text_edits(row.text, rng=rng)
+            # Any family may come first: shuffled, so that one kind of edit does not dominate.
+            rng.shuffle(edits)
+            for edit in edits:
                 key = caption_key(text=edit.text)
                 if key in corpus.own_keys.get(image_id, ()) or key in taken:
                     continue
@@ -210,7 +213,7 @@ def model_propose(
     up to the model quota per image; each records its score, rank and the model version."""
     from training.data import text_key
     from training.embedding import embed_with_checkpoint
-    from training.mining import mine_negatives
+    from training.mining import mine_hard_negatives
 
     if version is None:
         version = ModelVersion.objects.filter(project=project, is_promoted=True).first()
@@ -250,13 +253,13 @@ def model_propose(
     for n, found in enumerate(own_groups):
         image_text_groups[n, : len(found)] = found
     pending = pending_counts(project=project, source=ProposalSource.MODEL)
-    mined = mine_negatives(
-        embedded.images,
-        embedded.texts,
+    mined = mine_hard_negatives(
+        image_emb=embedded.images,
+        caption_emb=embedded.texts,
         caption_image=caption_image,
         image_group=groups,
         caption_text_group=caption_text_group,
-        image_text_groups=image_text_groups,
+        own_text_groups=image_text_groups,
         margin=project.mining_margin,
         k=quota + _MINING_SLACK,
         progress=progress,

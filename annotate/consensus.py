@@ -273,6 +273,11 @@ def _consensus_state(*, project: Project) -> _State:
         )
     )
 
+    # An annotator may meet the same known positive in two challenges, or also judge it on its
+    # own: one judgment per (item, annotator) counts, and a check never displaces a real vote.
+    ordered = rows.sort_values(["is_gold", "id"], kind="stable")
+    repeated = ordered.duplicated([ITEM, ANNOTATOR]) & ordered["is_gold"].astype(bool)
+    rows = ordered[~repeated].sort_values("id", kind="stable").reset_index(drop=True)
     is_vote = rows["answer"].isin(list(VOTES))
     counted = rows[is_vote & ~rows[ANNOTATOR].isin(suspended)].copy()
     counted[LABEL] = counted["answer"].map(VOTES).astype(np.int64)

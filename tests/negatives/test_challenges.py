@@ -163,3 +163,25 @@ def test_queue_mixes_challenges_at_the_rate_and_falls_back(challenge_project, cr
     challenge_project.save()
     lease = assignment_get(project=challenge_project, annotator=crowd[1], lookahead=0).current
     assert lease.task.kind == TaskKind.CHALLENGE
+
+
+def test_the_same_known_positive_in_two_challenges_counts_once(project, crowd):
+    project.trusted_sources = [Source.COCO]
+    project.negatives_random_per_image = 6
+    project.negatives_text_edit_per_image = 0
+    project.gold_rate = 0
+    project.challenge_rate = 1.0
+    project.save()
+    for seed in range(8):
+        image = factories.image(project=project, seed=seed)
+        caption_create(image=image, text=f"Scene {seed} with things in it", source=Source.COCO)
+    proposals.random_propose(project=project, seed=0)
+    assert challenges.challenges_open(project=project, seed=0) == 16  # two per image
+    person = crowd[0]
+    for _ in range(16):
+        _answer(project, person)
+    result = consensus_recompute(project=project)
+    row = next(r for r in result.snapshot.annotator_rows if r["id"] == person.pk)
+    # Eight known positives, each seen twice: eight gold answers, all right.
+    assert row["gold_items"] == 8
+    assert row["gold_accuracy"] == 1.0

@@ -57,6 +57,7 @@ def ablation(
     from negatives.mining import mining_run
     from negatives.stats import source_rows
     from training.config import TrainConfig
+    from training.evaluate import evaluate
     from training.registry.models import ModelVersion, VersionStatus
     from training.train import train
 
@@ -139,18 +140,16 @@ def ablation(
         result = train(
             config, directory, var / "models" / name.replace(" ", "-"), show_progress=False
         )
-        results[name] = result.metrics
+        # Both scored on v2: the same test images and the same labelled pairs, the verified
+        # hard and text-edit negatives among them (each model's threshold from v2's val split).
+        results[name] = evaluate(result.checkpoint, v2)
         print(f"trained {name}: {time.perf_counter() - started:.0f} s, {result.epochs_run} epochs")
     print()
-    print("test split (same images for both), percentages:")
+    print("test split of v2, the same images and labelled pairs for both; percentages:")
     print(f"{'model':<24}" + "".join(f"{m:>9}" for m in METRICS))
     for name, metrics in results.items():
         test = metrics["test"]
         print(f"{name:<24}" + "".join(f"{100 * test[m]:9.1f}" for m in METRICS))
-    print(
-        "(ap and f1 are over the test split's labelled pairs of each model's own release: the "
-        "random-only one has no hard negatives to tell apart, so compare them with care)"
-    )
     shutil.rmtree(var, ignore_errors=True)
 
 

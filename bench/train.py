@@ -154,11 +154,14 @@ def main() -> None:
             f"{cached['text']['computed']} captions; run took "
             f"{time.perf_counter() - started:.1f} s"
         )
-        print_result("pretrained (frozen EfficientNet-Lite0 + MiniLM, MLP heads, InfoNCE)", result)
+        print_result(
+            "pretrained (frozen EfficientNet-Lite0 + MiniLM, MLP heads, InfoNCE + triplet 0.1)",
+            result,
+        )
 
         scratch = TrainConfig(encoder="scratch", epochs=args.scratch_epochs, cache_dir=str(cache))
         result = train(scratch, release_dir, work / "scratch", show_progress=False)
-        print_result("scratch (CNN + word embeddings/BiLSTM, InfoNCE)", result)
+        print_result("scratch (CNN + word embeddings/BiLSTM, InfoNCE + triplet 0.1)", result)
 
 
 if __name__ == "__main__":

@@ -92,6 +92,8 @@ def tiny_config(tmp_path: Path, **overrides: object) -> TrainConfig:
         "scratch_hidden_dim": 32,
         "vocab_min_freq": 1,
         "embed_dim": 32,
+        # Tests switch loss terms on explicitly; InfoNCE alone unless they do.
+        "w_triplet": 0.0,
         "head_hidden_dim": 64,
         "batch_size": 8,
         "epochs": 3,

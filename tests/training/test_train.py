@@ -167,4 +167,4 @@ def test_config_defaults_and_validation() -> None:
     with pytest.raises(ValueError, match="encoder"):
         TrainConfig(encoder="clip")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="loss weights"):
-        TrainConfig(w_infonce=0.0)
+        TrainConfig(w_infonce=0.0, w_triplet=0.0)

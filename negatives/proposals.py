@@ -289,14 +289,51 @@ def proposals_make(
     """Every source in turn (the model one when a model is promoted), on one snapshot."""
     corpus = corpus_load(project=project)
     mined = 0
-    promoted = ModelVersion.objects.filter(project=project, is_promoted=True).exists()
-    if model and promoted:
-        mined = model_propose(project=project, corpus=corpus)
-    return ProposalCounts(
+    promoted = ModelVersion.objects.filter(project=project, is_promoted=True).first()
+    if model and promoted is not None:
+        mined = model_propose(project=project, version=promoted, corpus=corpus)
+    counts = ProposalCounts(
         random=random_propose(project=project, seed=seed, corpus=corpus),
         model=mined,
         text_edit=text_edit_propose(project=project, seed=seed, corpus=corpus),
     )
+    if model and promoted is not None and promoted.checkpoint:
+        proposals_score(project=project, version=promoted)
+    return counts
+
+
+def proposals_score(*, project: Project, version: ModelVersion) -> int:
+    """Score the proposals that have no model score yet (random and text-edit ones) with
+    ``version``, so that the manager compares the model's scores across every source."""
+    from training.data import text_key
+    from training.embedding import embed_with_checkpoint
+
+    unscored = list(
+        Proposal.objects.filter(project=project, score__isnull=True)
+        .select_related("pair__image", "pair__caption")
+        .order_by("pk")
+    )
+    if not unscored:
+        return 0
+    images = {p.pair.image_id: p.pair.image for p in unscored}
+    texts = {p.pair.caption_id: p.pair.caption.text for p in unscored}
+    image_ids, caption_ids = list(images), list(texts)
+    embedded = embed_with_checkpoint(
+        Path(version.checkpoint),
+        image_keys=[images[i].sha256 for i in image_ids],
+        image_paths=[images[i].file.path for i in image_ids],
+        text_keys=[text_key(texts[c]) for c in caption_ids],
+        texts=[texts[c] for c in caption_ids],
+    )
+    image_row = {image_id: n for n, image_id in enumerate(image_ids)}
+    caption_row = {caption_id: n for n, caption_id in enumerate(caption_ids)}
+    for proposal in unscored:
+        vector = embedded.images[image_row[proposal.pair.image_id]]
+        text = embedded.texts[caption_row[proposal.pair.caption_id]]
+        proposal.score = float(np.dot(vector, text))
+        proposal.model_version = version
+    Proposal.objects.bulk_update(unscored, ["score", "model_version"], batch_size=500)
+    return len(unscored)
 
 
 _KIND = {

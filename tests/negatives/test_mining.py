@@ -48,8 +48,8 @@ def eager_celery():
 def test_a_promotion_mines_with_the_new_model_and_keeps_the_exclusions(
     project, settings, eager_celery, django_capture_on_commit_callbacks
 ):
-    project.negatives_random_per_image = 0
-    project.negatives_text_edit_per_image = 0
+    project.negatives_random_per_image = 1
+    project.negatives_text_edit_per_image = 1
     project.negatives_model_per_image = 3
     project.mining_margin = 2.0  # no cap: the tiny model's scores say little
     project.save()
@@ -69,8 +69,11 @@ def test_a_promotion_mines_with_the_new_model_and_keeps_the_exclusions(
         version = versions.model_train(version_id=versions.model_request(project=project).pk)
     assert version.is_promoted
 
-    mined = list(Proposal.objects.filter(project=project).select_related("pair__caption"))
-    assert mined and all(p.source == ProposalSource.MODEL for p in mined)
+    everything = Proposal.objects.filter(project=project).select_related("pair__caption")
+    # Random and text-edit proposals are scored by the same model, for the manager's histogram.
+    assert {p.source for p in everything} == set(ProposalSource)
+    assert all(p.score is not None and p.model_version_id == version.pk for p in everything)
+    mined = [p for p in everything if p.source == ProposalSource.MODEL]
     eligible = [image for image in images if image.pk != images[3].pk]
     own = {
         image.pk: list(image.captions.values_list("text", flat=True))
@@ -89,6 +92,7 @@ def test_a_promotion_mines_with_the_new_model_and_keeps_the_exclusions(
         assert all(caption_similarity(a=pair.caption.text, b=o) < 0.8 for o in own[pair.image_id])
     assert per_image == {image.pk: 3 for image in eligible}
     ranks = sorted(p.rank for p in mined if p.pair.image_id == images[0].pk)
+    assert all(p.rank is None for p in everything if p.source != ProposalSource.MODEL)
     assert ranks[0] >= 0 and len(set(ranks)) == 3
     # Mining again with the same model adds nothing: the quota counts pending proposals.
     from negatives.proposals import model_propose

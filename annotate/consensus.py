@@ -276,12 +276,13 @@ def _consensus_state(*, project: Project) -> _State:
     # An annotator may meet the same known positive in two challenges, or also judge it on its
     # own: one judgment per (item, annotator) counts, and a check never displaces a real vote.
     ordered = rows.sort_values(["is_gold", "id"], kind="stable")
-    repeated = ordered.duplicated([ITEM, ANNOTATOR]) & ordered["is_gold"].astype(bool)
-    rows = ordered[~repeated].sort_values("id", kind="stable").reset_index(drop=True)
+    repeated = (ordered.duplicated([ITEM, ANNOTATOR]) & ordered["is_gold"]).astype(bool)
+    # .loc with a boolean mask: on an empty frame, [] would read an empty mask as column names.
+    rows = ordered.loc[~repeated].sort_values("id", kind="stable").reset_index(drop=True)
     is_vote = rows["answer"].isin(list(VOTES))
     counted = rows[is_vote & ~rows[ANNOTATOR].isin(suspended)].copy()
     counted[LABEL] = counted["answer"].map(VOTES).astype(np.int64)
-    votes = counted[~counted["is_gold"]]
+    votes = counted.loc[~counted["is_gold"].astype(bool)]
 
     tasks = pd.DataFrame.from_records(
         list(

@@ -26,7 +26,7 @@ from django.db import OperationalError, connection, transaction
 from django.db.models import Case, Exists, F, Model, OuterRef, QuerySet, Value, When
 from django.utils import timezone
 
-from annotate.models import Lease, LeaseState, Task, TaskKind
+from annotate.models import Lease, LeaseState, Suspension, Task, TaskKind
 from datasets.models import Caption, Image, Pair, Project
 
 P = ParamSpec("P")
@@ -277,6 +277,11 @@ _WALK = """(
             SELECT 1 FROM annotate_lease l
             WHERE l.task_id = t.id AND l.annotator_id = %(annotator)s
         )
+        AND NOT EXISTS (
+            SELECT 1 FROM annotate_suspension s
+            WHERE s.project_id = %(project)s AND s.annotator_id = %(annotator)s
+                AND s.lifted_at IS NULL
+        )
     ORDER BY t.random_key LIMIT 1
     FOR UPDATE OF t SKIP LOCKED
 )"""
@@ -406,7 +411,20 @@ def _work_pool(
         tasks = tasks.filter(kind=TaskKind.CHALLENGE)
     else:
         tasks = tasks.exclude(kind=TaskKind.CHALLENGE)
-    return tasks.exclude(author=annotator).exclude(_leased_by(annotator))
+    return (
+        tasks.exclude(author=annotator)
+        .exclude(_leased_by(annotator))
+        .exclude(Exists(_suspensions(project=project, annotator=annotator)))
+    )
+
+
+def _suspensions(*, project: Project, annotator: AbstractBaseUser) -> QuerySet[Suspension]:
+    """A suspended annotator gets no new work (nor gold, which needs work to exist)."""
+    return Suspension.objects.filter(project=project, annotator=annotator, lifted_at__isnull=True)
+
+
+def is_suspended(*, project: Project, annotator: AbstractBaseUser) -> bool:
+    return _suspensions(project=project, annotator=annotator).exists()
 
 
 def _work_exists(*, project: Project, annotator: AbstractBaseUser) -> bool:

@@ -7,7 +7,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from annotate.consensus import RecomputeResult, consensus_recompute
-from annotate.models import Suspension
+from annotate.models import Lease, LeaseState, Suspension
+from annotate.queue import lease_skip
 from datasets.models import Project
 
 ALREADY_SUSPENDED = "This annotator is already suspended."
@@ -36,6 +37,11 @@ def annotator_suspend(
         Suspension.objects.create(
             project=project, annotator=annotator, suspended_by=by, suspended_at=now, reason=reason
         )
+    # The items they hold go back to the pool; they get no new ones (annotate.queue).
+    for lease in Lease.objects.filter(
+        project=project, annotator=annotator, state=LeaseState.ACTIVE
+    ):
+        lease_skip(lease=lease)
     return consensus_recompute(project=project, now=now)
 
 

@@ -12,7 +12,7 @@ from annotate.judgments import SubmitRefused, caption_rules_for, judgment_submit
 from annotate.models import Answer, Lease, TaskKind
 from annotate.pool import GOLD_ANSWERS, GOLD_BAD_ANSWER, gold_set
 from annotate.progress import annotator_progress, undo_deadline
-from annotate.queue import assignment_get, lease_skip, leases_heartbeat
+from annotate.queue import assignment_get, is_suspended, lease_skip, leases_heartbeat
 from annotate.tasks import open_tasks
 from datasets import access
 from datasets.models import Pair
@@ -116,6 +116,7 @@ def _workspace(
         "options": _options(lease),
         "rules": caption_rules_for(project),
         "progress": annotator_progress(project=project, annotator=request.user),
+        "suspended": lease is None and is_suspended(project=project, annotator=request.user),
         "undo_until": undo_deadline(project=project, annotator=request.user),
         "error": error,
         "notice": notice,

@@ -271,3 +271,30 @@ def test_concurrent_annotators_never_over_assign(manager):
         judgments=Sum("judgment_count"), leases=Sum("lease_count")
     )
     assert totals == {"judgments": 90, "leases": 0}
+
+
+def test_a_suspended_annotator_gets_no_work_and_gives_back_what_they_held(
+    client, project, annotator, manager
+):
+    from annotate.suspensions import annotator_reinstate, annotator_suspend
+
+    # Enough work that some is left for them after the two items they give back.
+    tasks = factories.verify_tasks(project=project, count=6)
+    gold_set(pair=tasks[0].pair, answer="match")
+    project.gold_rate = 0.5
+    project.save()
+    held = assignment_get(project=project, annotator=annotator, lookahead=1)
+    assert held.current is not None
+    annotator_suspend(project=project, annotator=annotator, by=manager, reason="spam")
+    assert not Lease.objects.filter(annotator=annotator, state=LeaseState.ACTIVE).exists()
+    assert Task.objects.filter(is_gold=False).aggregate(n=Sum("lease_count"))["n"] == 0
+    for _ in range(5):  # neither work nor gold, whatever the draw
+        assert assignment_get(project=project, annotator=annotator, lookahead=0).current is None
+    client.force_login(annotator)
+    page = client.get(reverse("annotate", kwargs={"slug": project.slug})).content.decode()
+    assert "paused your work on this project" in page
+    api = client.post(reverse("api-task-next", kwargs={"slug": project.slug}))
+    assert api.status_code == 204
+
+    annotator_reinstate(project=project, annotator=annotator, by=manager)
+    assert assignment_get(project=project, annotator=annotator, lookahead=0).current is not None

@@ -69,20 +69,22 @@ def _frame(chart: Chart, *, y_min: float, y_max: float, y_format: str = "{:.1f}"
     chart.add("line", "axis", x1=LEFT, y1=plot_bottom, x2=chart.width - RIGHT, y2=plot_bottom)
     for step in range(5):
         value = y_min + (y_max - y_min) * step / 4
-        y = _scale(value, y_min, y_max, plot_bottom, TOP)
+        y = scale(value, y_min, y_max, plot_bottom, TOP)
         chart.add("line", "grid", x1=LEFT, y1=y, x2=chart.width - RIGHT, y2=y)
         chart.add(
             "text", "tick", x=LEFT - 6, y=y + 4, text_anchor="end", text=y_format.format(value)
         )
 
 
-def _scale(value: float, low: float, high: float, out_low: float, out_high: float) -> float:
+def scale(value: float, low: float, high: float, out_low: float, out_high: float) -> float:
+    """``value`` mapped linearly from [low, high] onto [out_low, out_high], to 0.1 px."""
     if high == low:
-        return (out_low + out_high) / 2
+        return round((out_low + out_high) / 2, 1)
     return round(out_low + (value - low) / (high - low) * (out_high - out_low), 1)
 
 
-def _empty(chart: Chart, message: str) -> Chart:
+def empty_chart(chart: Chart, message: str) -> Chart:
+    """The chart as an empty box saying ``message`` (nothing to draw yet)."""
     chart.empty = message
     chart.add("rect", "empty-box", x=1, y=1, width=chart.width - 2, height=chart.height - 2, rx=6)
     chart.add(
@@ -110,14 +112,14 @@ def time_chart(
     chart = Chart(key=key, title=title)
     known = [p for p in points if p.value is not None]
     if not known:
-        return _empty(chart, "Not computed yet")
+        return empty_chart(chart, "Not computed yet")
     _frame(chart, y_min=y_min, y_max=y_max, y_format=y_format)
     start, end = known[0].at.timestamp(), known[-1].at.timestamp()
     plot_bottom = chart.height - BOTTOM
 
     def xy(point: TimePoint, value: float) -> tuple[float, float]:
-        x = _scale(point.at.timestamp(), start, end, LEFT + 8, chart.width - RIGHT - 8)
-        y = _scale(min(max(value, y_min), y_max), y_min, y_max, plot_bottom, TOP)
+        x = scale(point.at.timestamp(), start, end, LEFT + 8, chart.width - RIGHT - 8)
+        y = scale(min(max(value, y_min), y_max), y_min, y_max, plot_bottom, TOP)
         return x, y
 
     banded = [p for p in known if p.low is not None and p.high is not None]
@@ -159,7 +161,7 @@ def scatter_chart(
     chart = Chart(key=key, title=title)
     known = [p for p in points if p.x is not None and p.y is not None and p.x > 0]
     if not known:
-        return _empty(chart, "No annotator figures yet")
+        return empty_chart(chart, "No annotator figures yet")
     _frame(chart, y_min=0.0, y_max=1.0, y_format="{:.0%}")
     low = math.log10(min(p.x for p in known)) - 0.1
     high = math.log10(max(p.x for p in known)) + 0.1
@@ -168,7 +170,7 @@ def scatter_chart(
         for base in (1, 2, 5):
             tick = math.log10(base) + exponent
             if low <= tick <= high:
-                x = _scale(tick, low, high, LEFT + 8, chart.width - RIGHT - 8)
+                x = scale(tick, low, high, LEFT + 8, chart.width - RIGHT - 8)
                 chart.add(
                     "text",
                     "tick",
@@ -178,8 +180,8 @@ def scatter_chart(
                     text=f"{base * 10.0**exponent:g}",
                 )
     for point in known:
-        x = _scale(math.log10(point.x), low, high, LEFT + 8, chart.width - RIGHT - 8)
-        y = _scale(point.y, 0.0, 1.0, plot_bottom, TOP)
+        x = scale(math.log10(point.x), low, high, LEFT + 8, chart.width - RIGHT - 8)
+        y = scale(point.y, 0.0, 1.0, plot_bottom, TOP)
         chart.add(
             "circle",
             f"dot {point.cls}".strip(),
@@ -205,7 +207,7 @@ def bar_chart(*, key: str, title: str, bars: Sequence[tuple[str, int, str]]) -> 
     chart = Chart(key=key, title=title, height=max(120, 34 * len(bars) + 24))
     total = max((count for _, count, _ in bars), default=0)
     if not bars:
-        return _empty(chart, "Nothing yet")
+        return empty_chart(chart, "Nothing yet")
     label_width = 150
     usable = chart.width - label_width - 70
     for row, (label, count, cls) in enumerate(bars):
@@ -240,7 +242,7 @@ def heatmap_chart(
         height=max(160, 110 + cell * size),
     )
     if size == 0:
-        return _empty(chart, "No pair of annotators shares enough items yet")
+        return empty_chart(chart, "No pair of annotators shares enough items yet")
     left, top = 120, 100
     for row, name in enumerate(names):
         chart.add(
@@ -304,7 +306,7 @@ def histogram_chart(
     as shares of its own total so that series of different sizes compare."""
     chart = Chart(key=key, title=title)
     if not any(len(values) for _, _, values in series):
-        return _empty(chart, "Nothing judged yet")
+        return empty_chart(chart, "Nothing judged yet")
     edges = [low + (high - low) * i / bins for i in range(bins + 1)]
     shares = []
     for _, _, values in series:
@@ -323,7 +325,7 @@ def histogram_chart(
     width = (slot - 4) / max(1, len(series))
     for b in range(bins):
         for s, ((label, cls, _), share) in enumerate(zip(series, shares, strict=True)):
-            height = _scale(share[b], 0, top, 0, plot_bottom - TOP)
+            height = scale(share[b], 0, top, 0, plot_bottom - TOP)
             chart.add(
                 "rect",
                 f"bar {cls}".strip(),

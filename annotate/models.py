@@ -11,6 +11,9 @@ from django.db.models import F, Q
 
 from datasets.models import Caption, Image, Pair, Project
 
+# Task.random_key is drawn uniformly from [0, RANDOM_KEY_MAX): a fixed random order of the pool.
+RANDOM_KEY_MAX = 2**31 - 1
+
 
 class TaskKind(models.TextChoices):
     CAPTION = "caption", "Write a caption"

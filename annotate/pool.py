@@ -8,13 +8,12 @@ from django.db import transaction
 from django.db.models import Count, Exists, OuterRef, Subquery
 from django.db.models.functions import Coalesce
 
-from annotate.models import Answer, Task, TaskKind
+from annotate.models import RANDOM_KEY_MAX, Answer, Task, TaskKind
 from datasets.cleaning import captions_held_back, images_held_back
 from datasets.models import Caption, Image, Pair, Project, Source
 from negatives.models import Proposal
 
 _BATCH = 2000
-_RANDOM_KEY_MAX = 2**31 - 1
 GOLD_ANSWERS = (Answer.MATCH, Answer.NO_MATCH)
 GOLD_BAD_ANSWER = "A gold answer is match or no_match."
 
@@ -47,7 +46,7 @@ def verify_task_create(*, pair: Pair, author: AbstractBaseUser | None = None) ->
             "image_id": pair.image_id,
             "author": author,
             "target": project.judgments_per_item,
-            "random_key": random.randrange(_RANDOM_KEY_MAX),
+            "random_key": random.randrange(RANDOM_KEY_MAX),
         },
     )
     return task
@@ -91,7 +90,7 @@ def _caption_tasks_open(*, project: Project, rng: random.Random) -> int:
                 kind=TaskKind.CAPTION,
                 image_id=image_id,
                 target=project.captions_per_image - have,
-                random_key=rng.randrange(_RANDOM_KEY_MAX),
+                random_key=rng.randrange(RANDOM_KEY_MAX),
             )
         )
         if len(batch) >= _BATCH:
@@ -121,7 +120,7 @@ def _verify_tasks_open(*, project: Project, rng: random.Random) -> int:
                 pair_id=pair_id,
                 author_id=author_id,
                 target=project.judgments_per_item,
-                random_key=rng.randrange(_RANDOM_KEY_MAX),
+                random_key=rng.randrange(RANDOM_KEY_MAX),
             )
         )
         if len(batch) >= _BATCH:

@@ -26,12 +26,11 @@ from django.db import OperationalError, connection, transaction
 from django.db.models import Case, Exists, F, Model, OuterRef, QuerySet, Value, When
 from django.utils import timezone
 
-from annotate.models import Lease, LeaseState, Suspension, Task, TaskKind
+from annotate.models import RANDOM_KEY_MAX, Lease, LeaseState, Suspension, Task, TaskKind
 from datasets.models import Caption, Image, Pair, Project
 
 P = ParamSpec("P")
 R = TypeVar("R")
-_RANDOM_KEY_MAX = 2**31 - 1
 # PostgreSQL's deadlock and serialisation failures: the transaction did nothing and may be retried.
 _TRANSIENT_SQLSTATES = {"40P01", "40001"}
 _ATTEMPTS = 3
@@ -236,7 +235,7 @@ def _lease_new(
             )
     # Each walk falls back on the other, so that nobody waits while either has work.
     walks = (True, False) if pool == "challenge" else (False, True)
-    start = rng.randrange(_RANDOM_KEY_MAX)
+    start = rng.randrange(RANDOM_KEY_MAX)
     if connection.vendor == "postgresql":
         return _lease_take_postgresql(
             project=project,
@@ -468,7 +467,7 @@ def _gold_candidate(
         .exclude(_leased_by(annotator))
         .select_related("image", "pair__caption")
     )
-    start = rng.randrange(_RANDOM_KEY_MAX)
+    start = rng.randrange(RANDOM_KEY_MAX)
     return (
         pool.filter(random_key__gte=start).order_by("random_key").first()
         or pool.filter(random_key__lt=start).order_by("random_key").first()

@@ -14,13 +14,19 @@ from collections import defaultdict
 from django.db import transaction
 from django.db.models import Exists, OuterRef, Q
 
-from annotate.models import ChallengeOption, ItemLabel, ItemStatus, Task, TaskKind
+from annotate.models import (
+    RANDOM_KEY_MAX,
+    ChallengeOption,
+    ItemLabel,
+    ItemStatus,
+    Task,
+    TaskKind,
+)
 from datasets.cleaning import captions_held_back, images_held_back
 from datasets.models import Pair, PairKind, Project, Source
 from negatives.models import Outcome, Proposal
 
 PROPOSALS_PER_CHALLENGE = 3
-_RANDOM_KEY_MAX = 2**31 - 1
 
 
 def verified_positives(*, project: Project) -> dict[int, list[int]]:
@@ -104,7 +110,7 @@ def _challenge_create(
         image_id=image_id,
         pair_id=check,
         target=project.judgments_per_item,
-        random_key=rng.randrange(_RANDOM_KEY_MAX),
+        random_key=rng.randrange(RANDOM_KEY_MAX),
     )
     members = [(check, True)] + [(pair_id, False) for pair_id in proposals]
     rng.shuffle(members)

@@ -29,6 +29,7 @@ from datasets.captions import normalize_caption
 from datasets.cleaning import captions_held_back, images_held_back
 from datasets.models import Caption, ClusterMember, Image, Pair, PairKind, Project, Source
 from negatives.models import Outcome, Proposal, ProposalSource
+from negatives.outcomes import NEGATIVE_KIND
 from negatives.text_edits import text_edits
 from training.registry.models import ModelVersion
 
@@ -336,13 +337,6 @@ def proposals_score(*, project: Project, version: ModelVersion) -> int:
     return len(unscored)
 
 
-_KIND = {
-    ProposalSource.RANDOM: PairKind.RANDOM_NEGATIVE,
-    ProposalSource.MODEL: PairKind.HARD_NEGATIVE,
-    ProposalSource.TEXT_EDIT: PairKind.TEXT_EDIT_NEGATIVE,
-}
-
-
 def _create(
     *, project: Project, source: ProposalSource, made: list[tuple[int, CaptionRow, dict]]
 ) -> int:
@@ -350,7 +344,7 @@ def _create(
     for batch in _batches(made):
         with transaction.atomic():
             pairs = Pair.objects.bulk_create(
-                Pair(image_id=image_id, caption_id=row.id, kind=_KIND[source])
+                Pair(image_id=image_id, caption_id=row.id, kind=NEGATIVE_KIND[source])
                 for image_id, row, _ in batch
             )
             Proposal.objects.bulk_create(

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from django.db.models import Count, Exists, OuterRef, Q
+from django.db.models import Count, Exists, OuterRef, Q, Sum
 
 from annotate.models import ChallengeOption, Task, TaskKind
 from datasets.models import Project
@@ -98,5 +98,5 @@ def challenge_counts(*, project: Project) -> dict[str, int]:
     return {
         "total": tasks.count(),
         "open": tasks.filter(is_open=True).count(),
-        "answers": sum(tasks.values_list("judgment_count", flat=True)),
+        "answers": tasks.aggregate(n=Sum("judgment_count"))["n"] or 0,
     }

@@ -13,7 +13,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from annotate.charts import Chart
+from annotate.charts import Chart, empty_chart, scale
 
 WIDTH, HEIGHT = 520, 250
 LEFT, RIGHT, TOP, BOTTOM = 52, 18, 40, 34
@@ -51,7 +51,7 @@ def line_chart(
     chart = Chart(key=key, title=title, width=WIDTH, height=HEIGHT)
     known = [v for s in series for v in s.values if v is not None and math.isfinite(v)]
     if not labels or not known:
-        return _empty(chart, empty)
+        return empty_chart(chart, empty)
     low = min(known) if y_min is None else y_min
     high = max(known) if y_max is None else y_max
     low, high = _readable_range(low, high, fit_low=y_min is None, fit_high=y_max is None)
@@ -59,7 +59,7 @@ def line_chart(
     _frame(chart, low=low, high=high, y_format=y_format)
 
     count = len(labels)
-    xs = [_scale(i, 0, count - 1, LEFT + 14, chart.width - RIGHT - 14) for i in range(count)]
+    xs = [scale(i, 0, count - 1, LEFT + 14, chart.width - RIGHT - 14) for i in range(count)]
     step = math.ceil(count / LABELS_MAX)
     for index, label in enumerate(labels):
         if index % step == 0 or index == count - 1:
@@ -90,7 +90,7 @@ def line_chart(
 
     for line in series:
         points = [
-            (index, xs[index], _scale(min(max(v, low), high), low, high, plot_bottom, TOP), v)
+            (index, xs[index], scale(min(max(v, low), high), low, high, plot_bottom, TOP), v)
             for index, v in enumerate(line.values[:count])
             if v is not None and math.isfinite(v)
         ]
@@ -125,7 +125,7 @@ def _frame(chart: Chart, *, low: float, high: float, y_format: str) -> None:
     plot_bottom = chart.height - BOTTOM
     for step in range(5):
         value = low + (high - low) * step / 4
-        y = _scale(value, low, high, plot_bottom, TOP)
+        y = scale(value, low, high, plot_bottom, TOP)
         chart.add("line", "grid", x1=LEFT, y1=y, x2=chart.width - RIGHT, y2=y)
         chart.add(
             "text", "tick", x=LEFT - 6, y=y + 4, text_anchor="end", text=y_format.format(value)
@@ -152,23 +152,3 @@ def _readable_range(
         if not fit_high or end >= high - 1e-9 * max(1.0, abs(high)):
             return start, end
         wanted = step * 1.001
-
-
-def _scale(value: float, low: float, high: float, out_low: float, out_high: float) -> float:
-    if high == low:
-        return round((out_low + out_high) / 2, 1)
-    return round(out_low + (value - low) / (high - low) * (out_high - out_low), 1)
-
-
-def _empty(chart: Chart, message: str) -> Chart:
-    chart.empty = message
-    chart.add("rect", "empty-box", x=1, y=1, width=chart.width - 2, height=chart.height - 2, rx=6)
-    chart.add(
-        "text",
-        "empty-text",
-        x=chart.width / 2,
-        y=chart.height / 2,
-        text_anchor="middle",
-        text=message,
-    )
-    return chart

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from annotate import apis
+from annotate.queue import apis
 
 urlpatterns = [
     path("projects/<slug:slug>/tasks/next/", apis.TaskNextApi.as_view(), name="api-task-next"),

@@ -374,7 +374,7 @@ class Suspension(models.Model):
 
 
 class AnnotatorFlag(models.Model):
-    """A reason to look at an annotator, from the last recompute (see annotate.quality)."""
+    """A reason to look at an annotator, from the last recompute (see annotate.agreement.annotators)."""
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="annotator_flags")
     annotator = models.ForeignKey(

@@ -49,7 +49,7 @@ INSTALLED_APPS = [
     "datasets",
     "annotate",
     "training.registry",
-    "negatives",
+    "training.negatives",
 ]
 
 MIDDLEWARE = [
@@ -239,18 +239,18 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_BEAT_SCHEDULE: dict = {
-    "reclaim-expired-leases": {"task": "annotate.tasks.reclaim_expired_leases", "schedule": 60.0},
-    "recompute-agreement": {"task": "annotate.tasks.recompute_agreement_due", "schedule": 600.0},
+    "reclaim-expired-leases": {"task": "queue.reclaim_expired_leases", "schedule": 60.0},
+    "recompute-agreement": {"task": "agreement.recompute_due", "schedule": 600.0},
     "nightly-retrain": {
-        "task": "training.registry.tasks.nightly_retrain",
+        "task": "registry.nightly_retrain",
         "schedule": crontab(hour=CONCORD_NIGHTLY_HOUR, minute=0),
     },
 }
 # Training runs have a queue of their own, so a long run never holds up thumbnails or releases:
 # start a worker for it with `celery -A config worker -Q training`.
 CELERY_TASK_ROUTES = {
-    "training.registry.tasks.train_model": {"queue": "training"},
-    "negatives.tasks.mine_negatives": {"queue": "training"},
+    "registry.train_model": {"queue": "training"},
+    "negatives.mine": {"queue": "training"},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 

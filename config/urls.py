@@ -39,5 +39,5 @@ urlpatterns = [
     path("", include("annotate.urls")),
     path("", include("datasets.urls")),
     path("", include("training.registry.urls")),
-    path("", include("negatives.urls")),
+    path("", include("training.negatives.urls")),
 ]

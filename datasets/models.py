@@ -206,7 +206,7 @@ class Source(models.TextChoices):
     DEMO = "demo", "Demo generator"
     ANNOTATOR = "annotator", "Written by an annotator"
     # A caption made from one of the image's own captions by a word edit, as a proposed
-    # negative for that image: it never counts as describing it (see negatives.text_edits).
+    # negative for that image: it never counts as describing it (see training.negatives.text_edits).
     TEXT_EDIT = "text_edit", "Edited into a negative"
 
 

@@ -6,9 +6,9 @@ import random
 from django.contrib.auth import get_user_model
 from PIL import Image as PILImage
 
-from datasets.ingest import Provenance, image_ingest
+from datasets.ingest.services.uploads import Provenance, image_ingest
 from datasets.models import Membership, Project, Source
-from datasets.projects import project_create
+from datasets.projects.services import project_create
 
 PASSWORD = "correct horse battery staple"
 
@@ -61,8 +61,8 @@ def verify_tasks(
 ) -> list:
     """count images, each with one caption, and a verification task for each positive pair."""
     from annotate.models import Task
-    from annotate.pool import tasks_open
-    from datasets.ingest import caption_create
+    from annotate.queue.services.pool import tasks_open
+    from datasets.ingest.services.uploads import caption_create
 
     if target is not None:
         Project.objects.filter(pk=project.pk).update(judgments_per_item=target)

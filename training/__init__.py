@@ -1,14 +1,15 @@
-"""Concord's image–text matching model: plain PyTorch, no Django.
+"""The image–text matching model (the pipeline's "learn" stage), in three parts:
 
-Public API (what the Django side and ``python -m training`` call)::
+* ``training.core``: the model itself in plain PyTorch, with no Django and nothing of the other
+  apps (model, encoders, losses, data, train loop, metrics, mining). It reads a release directory
+  and writes checkpoints; ``python -m training`` is its command line.
+* ``training.registry``: the Django side of the model (app label ``training_registry``): model
+  versions trained from releases on the "training" queue, promotion, the nightly retrain, the
+  Models page.
+* ``training.negatives``: hard negatives (app label ``negatives``): proposals from random
+  captions, the promoted model and text edits, bundled into challenge items people judge, and
+  their outcomes.
 
-    from training.config import TrainConfig
-    from training.train import train, TrainResult
-    from training.evaluate import evaluate
-
-    result = train(TrainConfig(), release_dir, out_dir)   # -> TrainResult (checkpoint, metrics)
-    metrics = evaluate(result.checkpoint, release_dir)    # -> {split: {metric: value}}
-
-The input is a release directory (``pairs.parquet`` or ``pairs.jsonl``, see ``training.data``);
-the checkpoint format is described in ``training.checkpoint``.
+Importing this package imports nothing; the import contract (tests/test_architecture.py) keeps
+``training.core`` free of Django.
 """

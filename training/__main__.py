@@ -1,7 +1,7 @@
 """Command line: ``python -m training train RELEASE_DIR --out DIR [--encoder scratch] [...]``
 and ``python -m training evaluate CHECKPOINT RELEASE_DIR``.
 
-Every :class:`~training.config.TrainConfig` field is a ``train`` option, so the two never drift.
+Every :class:`~training.core.config.TrainConfig` field is a ``train`` option, so the two never drift.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import sys
 import typing
 from collections.abc import Sequence
 
-from training.config import TrainConfig
-from training.evaluate import evaluate
-from training.train import train
+from training.core.config import TrainConfig
+from training.core.evaluate import evaluate
+from training.core.train import train
 
 
 def _add_config_options(parser: argparse.ArgumentParser) -> None:

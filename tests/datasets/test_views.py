@@ -2,10 +2,10 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
-from datasets.ingest import caption_create
+from datasets.browse.views import GRID_PAGE_SIZE
+from datasets.ingest.services.uploads import caption_create
 from datasets.models import Project, Role
-from datasets.projects import LAST_MANAGER
-from datasets.views import GRID_PAGE_SIZE
+from datasets.projects.services import LAST_MANAGER
 from tests import factories
 
 pytestmark = pytest.mark.django_db

@@ -1,6 +1,6 @@
 from annotate.models import Judgment, Task
-from annotate.pool import gold_set, tasks_open
-from datasets.ingest import caption_create
+from annotate.queue.services.pool import gold_set, tasks_open
+from datasets.ingest.services.uploads import caption_create
 from datasets.models import Caption
 from tests import factories
 from tests.e2e.conftest import log_in

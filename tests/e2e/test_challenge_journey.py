@@ -1,9 +1,9 @@
 from annotate.models import ChallengeMark, ChallengeOption, Judgment
-from datasets.ingest import caption_create
+from datasets.ingest.services.uploads import caption_create
 from datasets.models import Source
-from negatives import challenges, proposals
 from tests import factories
 from tests.e2e.conftest import log_in
+from training.negatives.services import challenges, proposals
 
 
 def test_annotator_answers_a_challenge_by_keyboard(page, transactional_db):

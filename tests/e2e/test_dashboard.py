@@ -1,6 +1,6 @@
-from annotate.consensus import consensus_recompute
-from annotate.judgments import judgment_submit
-from annotate.queue import assignment_get
+from annotate.agreement.services.consensus import consensus_recompute
+from annotate.queue.services.judgments import judgment_submit
+from annotate.queue.services.leases import assignment_get
 from tests import factories
 from tests.e2e.conftest import log_in
 

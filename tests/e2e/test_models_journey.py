@@ -4,9 +4,9 @@ import torch
 
 from tests import factories
 from tests.e2e.conftest import log_in
-from tests.training.synthetic import tiny_config
-from tests.training_registry.conftest import ready_release
-from training.registry import versions
+from tests.training.core.synthetic import tiny_config
+from tests.training.registry.conftest import ready_release
+from training.registry import services
 from training.registry.models import ModelVersion
 
 
@@ -29,7 +29,7 @@ def test_manager_trains_a_model_and_reads_its_figures(page, transactional_db, se
 
     # No worker in this test: train here, as the training queue's worker would.
     version = ModelVersion.objects.get(project=project)
-    versions.model_train(version_id=version.pk)
+    services.model_train(version_id=version.pk)
     # The card polls while queued, and the page reloads itself once the run has ended.
     page.locator("[data-model][data-status=ready]").wait_for(timeout=20_000)
     ready = page.locator("[data-model][data-status=ready]")

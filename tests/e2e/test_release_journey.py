@@ -3,9 +3,9 @@
 from pathlib import Path
 
 from annotate.models import ItemLabel
-from datasets.ingest import caption_create
+from datasets.ingest.services.uploads import caption_create
 from datasets.models import Pair, Release
-from datasets.releases import release_build
+from datasets.releases.services import release_build
 from tests import factories
 from tests.e2e.conftest import log_in
 

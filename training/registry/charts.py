@@ -1,8 +1,8 @@
-"""Line charts of the model page, built from :mod:`annotate.charts`' shapes.
+"""Line charts of the model page, built from :mod:`annotate.agreement.charts`' shapes.
 
-``annotate.charts`` draws one series over time; the model page needs several series over
+``annotate.agreement.charts`` draws one series over time; the model page needs several series over
 categories (model versions, epochs), a legend, and one marked column (the promoted model, the
-best epoch). The result is an :class:`annotate.charts.Chart`, so ``annotate/_chart.html``
+best epoch). The result is an :class:`annotate.agreement.charts.Chart`, so ``annotate/_chart.html``
 writes it out exactly as it does the agreement dashboard's charts. Colours come from the CSS
 classes ``c1``…``c4``.
 """
@@ -13,7 +13,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from annotate.charts import Chart, empty_chart, scale
+from annotate.agreement.charts import Chart, empty_chart, scale
 
 WIDTH, HEIGHT = 520, 250
 LEFT, RIGHT, TOP, BOTTOM = 52, 18, 40, 34

@@ -17,7 +17,7 @@ class ModelVersion(models.Model):
     """``config`` is the ``TrainConfig`` dict the run used; ``metrics`` the evaluation per split
     (``{"train": {...}, "val": {...}, "test": {...}}``); ``metric_value`` the validation score
     promotion compares (``TrainConfig.select_metric``, R@1/5/10 summed by default);
-    ``history`` the training log, one record per epoch as ``training.train`` writes it
+    ``history`` the training log, one record per epoch as ``training.core.train`` writes it
     (``epoch``, ``lr``, ``seconds``, mean loss terms under ``train``, validation metrics under
     ``val``, ``best``), filled while the run trains."""
 

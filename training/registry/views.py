@@ -8,7 +8,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 from django_htmx.http import HttpResponseClientRefresh
 
 from datasets import access
-from training.registry import dashboard, versions
+from training.registry import selectors, services
 from training.registry.models import ModelVersion
 
 
@@ -17,13 +17,13 @@ def model_list(request: HttpRequest, slug: str) -> HttpResponse:
     project, _ = access.project_get(user=request.user, slug=slug, manager=True)
     if request.method == "POST":
         try:
-            version = versions.model_request(project=project)
+            version = services.model_request(project=project)
         except ValueError as exc:
             messages.error(request, str(exc))
         else:
             messages.success(request, f"Model #{version.pk} queued; it trains in the background.")
         return redirect("models", slug=project.slug)
-    page = dashboard.model_page(project=project)
+    page = selectors.model_page(project=project)
     return render(request, "training_registry/models.html", {"project": project, "page": page})
 
 
@@ -35,7 +35,7 @@ def model_card(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
     version = get_object_or_404(
         ModelVersion.objects.select_related("release"), project=project, pk=pk
     )
-    card = dashboard.version_card(version=version, expanded=True)
+    card = selectors.version_card(version=version, expanded=True)
     if request.htmx and not card.running:
         return HttpResponseClientRefresh()
     return render(

@@ -3,7 +3,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from annotate.pool import GOLD_ANSWERS, gold_set
+from annotate.queue.services.pool import GOLD_ANSWERS, gold_set
 from datasets.models import Pair, Project
 
 

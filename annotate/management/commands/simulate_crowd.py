@@ -2,7 +2,7 @@
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from annotate.crowd import crowd_simulate
+from annotate.simulation.services import crowd_simulate
 from datasets.models import Project
 
 

@@ -5,9 +5,9 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from datasets.imports import ImportSummary, records_import
+from datasets.ingest.services.imports import ImportSummary, records_import
+from datasets.ingest.sources import ImportRecord, Problem
 from datasets.models import Project
-from datasets.sources import ImportRecord, Problem
 
 MAX_PROBLEMS_SHOWN = 50
 

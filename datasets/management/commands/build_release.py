@@ -1,9 +1,9 @@
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from datasets.exporters import FORMATS
 from datasets.models import Project, ReleaseStatus
-from datasets.releases import release_build, release_options, release_request
+from datasets.releases.exporters import FORMATS
+from datasets.releases.services import release_build, release_options, release_request
 
 
 class Command(BaseCommand):

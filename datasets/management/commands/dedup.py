@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from datasets.cleaning import project_clean
+from datasets.curation.services.cleaning import project_clean
 from datasets.models import Project
 
 

@@ -2,9 +2,9 @@ from pathlib import Path
 
 from django.core.management.base import CommandError
 
+from datasets.ingest.sources import SourceError, parse_manifest
 from datasets.management.commands._importing import ImportCommand
 from datasets.models import Source
-from datasets.sources import SourceError, parse_manifest
 
 
 class Command(ImportCommand):

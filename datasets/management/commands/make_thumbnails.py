@@ -1,8 +1,8 @@
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
+from datasets.ingest.services.thumbnails import thumbnails_make
 from datasets.models import Project
-from datasets.thumbnails import thumbnails_make
 
 BATCH = 200
 

@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand
 from tqdm import tqdm
 
-from datasets.demo import DEMO_ACCOUNTS, DEMO_SLUG, demo_exists, demo_project_seed
+from datasets.demo.services import DEMO_ACCOUNTS, DEMO_SLUG, demo_exists, demo_project_seed
 
 
 class Command(BaseCommand):

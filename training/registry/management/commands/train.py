@@ -4,7 +4,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from datasets.models import Project, Release, ReleaseStatus
 from training.registry.models import VersionStatus
-from training.registry.versions import model_request, model_train
+from training.registry.services import model_request, model_train
 
 
 class Command(BaseCommand):

@@ -1,0 +1,548 @@
+"""Consensus for a project: aggregated labels, disputes, adjudication and the agreement figures.
+
+``consensus_recompute`` is the one place that reads a project's judgments and writes what
+follows from them: every pair's aggregated label (Dawid–Skene, majority vote beside it), the
+pair's final label, the annotator flags and an agreement snapshot. It is a pure function of the
+judgments, the gold answers, the adjudications and the active suspensions, so running it twice
+writes the same figures, and lifting a suspension restores exactly what was there before.
+
+What counts as a vote: match / no match answers on verification tasks. Unsure answers and caption
+tasks are no votes; suspended annotators' judgments stay in the database but count for nothing.
+Gold items' judgments anchor Dawid–Skene and give the annotators' gold accuracy, but gold items
+are not part of the agreement statistics (everyone answers them, which would weigh them heavily).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Hashable
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+import pandas as pd
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.db.models import Count, Max
+from django.utils import timezone
+
+from annotate.agreement.aggregation import ANNOTATOR, ITEM, LABEL, dawid_skene, majority_vote
+from annotate.agreement.annotators import SECONDS, annotator_flags, annotator_stats
+from annotate.agreement.coefficients import (
+    cohen_kappa_matrix,
+    fleiss_kappa,
+    krippendorff_alpha_interval,
+    percent_agreement,
+)
+from annotate.agreement.signals import labels_recomputed
+from annotate.models import (
+    AgreementSnapshot,
+    AnnotatorFlag,
+    Answer,
+    ChallengeMark,
+    ChallengeOption,
+    ItemLabel,
+    ItemStatus,
+    Judgment,
+    Suspension,
+    Task,
+    TaskKind,
+)
+from annotate.queue.services.leases import refresh_open
+from annotate.queue.services.pool import gold_set
+from datasets.models import Pair, PairLabel, Project
+
+VOTES = {Answer.MATCH: PairLabel.MATCH, Answer.NO_MATCH: PairLabel.NO_MATCH}
+ANSWER_OF_LABEL = {PairLabel.MATCH: Answer.MATCH, PairLabel.NO_MATCH: Answer.NO_MATCH}
+
+NOT_AN_ITEM = "Only pairs under verification in this project can be adjudicated."
+BAD_LABEL = "An adjudication is match (1) or no match (0)."
+
+# Bootstrap resamples for α's interval: the interval's ends move by well under 0.01 beyond this.
+ALPHA_RESAMPLES = 1000
+# Pairs of annotators need this many shared items for a Cohen's κ worth showing.
+KAPPA_MIN_SHARED_ITEMS = 10
+# The heat map shows the most active annotators only; beyond this it is unreadable anyway.
+KAPPA_MAX_ANNOTATORS = 40
+# The status rule needs a threshold above one half, so that a tie is never agreed.
+_MIN_THRESHOLD = 0.5 + 1e-9
+
+
+@dataclass(frozen=True)
+class RecomputeResult:
+    snapshot: AgreementSnapshot
+    reopened: int  # disputed items given one more judgment slot
+
+
+def max_judgments(project: Project) -> int:
+    """The most judgments an item gets before a manager decides (never below the target)."""
+    return max(project.max_judgments_per_item, project.judgments_per_item)
+
+
+def consensus_recompute(*, project: Project, now: datetime | None = None) -> RecomputeResult:
+    """Aggregate the project's judgments and write labels, flags and a snapshot; then give each
+    disputed item that has all its judgments one more slot, up to the project's maximum."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        state = _consensus_state(project=project)
+        snapshot = _write(project=project, state=state, now=now)
+    reopened = 0
+    for task_id, seen in state.reopen:
+        reopened += task_target_raise(task_id=task_id, seen_judgments=seen, limit=state.limit)
+    # Later stages act on the new labels (settled hard-negative proposals become verified
+    # negatives or found positives) without this stage knowing them.
+    labels_recomputed.send(sender=RecomputeResult, project=project, now=now)
+    return RecomputeResult(snapshot=snapshot, reopened=reopened)
+
+
+def _challenge_rows(*, project: Project) -> list[tuple]:
+    """Each caption of an answered challenge as a judgment on its pair: marked is a match,
+    unmarked no match; the answer's time is shared among its captions."""
+    marks = (
+        ChallengeMark.objects.filter(judgment__task__project=project)
+        .annotate(options=Count("judgment__marks"))
+        .order_by("judgment_id", "option_id")
+        .values_list(
+            "judgment_id",
+            "option__pair_id",
+            "judgment__annotator_id",
+            "marked",
+            "judgment__seconds",
+            "option__is_check",
+            "options",
+        )
+    )
+    return [
+        (
+            judgment_id,
+            pair_id,
+            annotator_id,
+            Answer.MATCH if marked else Answer.NO_MATCH,
+            seconds / max(1, options),
+            is_check,
+        )
+        for judgment_id, pair_id, annotator_id, marked, seconds, is_check, options in marks
+    ]
+
+
+def task_target_raise(*, task_id: int, seen_judgments: int, limit: int) -> int:
+    """Ask for one more judgment on a task, if it still has exactly the judgments the caller saw,
+    no lease outstanding and room under ``limit``; returns 1 when it did, else 0.
+
+    The counters change only under the task row lock, as everywhere in annotate.queue.
+    """
+    with transaction.atomic():
+        task = Task.objects.select_for_update().filter(pk=task_id, is_gold=False).first()
+        if task is None or task.judgment_count != seen_judgments:
+            return 0
+        if task.judgment_count + task.lease_count < task.target or task.target >= limit:
+            return 0
+        task.target += 1
+        refresh_open(task)
+        task.save(update_fields=["target", "is_open"])
+    return 1
+
+
+@transaction.atomic
+def item_adjudicate(
+    *,
+    project: Project,
+    pair: Pair,
+    label: int,
+    by: AbstractBaseUser,
+    make_gold: bool = False,
+    now: datetime | None = None,
+) -> ItemLabel:
+    """A manager's final label for a pair: later recomputes keep it. The pair's task stops taking
+    judgments; with ``make_gold`` the pair becomes a gold item with this answer."""
+    if label not in (PairLabel.MATCH, PairLabel.NO_MATCH):
+        raise ValueError(BAD_LABEL)
+    task = (
+        Task.objects.select_for_update()
+        .filter(project=project, pair=pair, kind=TaskKind.VERIFY)
+        .first()
+    )
+    if task is None:
+        raise ValueError(NOT_AN_ITEM)
+    now = now or timezone.now()
+    if not task.is_gold:
+        # Close it: whatever is leased may still come in, nothing more is handed out.
+        task.target = max(task.judgment_count + task.lease_count, 1)
+        refresh_open(task)
+        task.save(update_fields=["target", "is_open"])
+    item, _ = ItemLabel.objects.get_or_create(project=project, pair=pair)
+    item.adjudicated_label = label
+    item.adjudicated_by = by
+    item.adjudicated_at = now
+    item.needs_manager = False
+    item.save()
+    Pair.objects.filter(pk=pair.pk).update(label=label, confidence=1.0)
+    if make_gold:
+        gold_set(pair=pair, answer=ANSWER_OF_LABEL[label])
+    return item
+
+
+def suspended_annotator_ids(*, project: Project) -> set[int]:
+    return set(
+        Suspension.objects.filter(project=project, lifted_at__isnull=True).values_list(
+            "annotator_id", flat=True
+        )
+    )
+
+
+def snapshot_latest(*, project: Project) -> AgreementSnapshot | None:
+    return AgreementSnapshot.objects.filter(project=project).order_by("-computed_at", "-id").first()
+
+
+def projects_needing_recompute() -> list[int]:
+    """Projects with judgments newer than their latest snapshot (what the periodic task does)."""
+    latest_judgment = (
+        Judgment.objects.values("task__project_id")
+        .annotate(last=Max("id"))
+        .values_list("task__project_id", "last")
+    )
+    latest_snapshot = dict(
+        AgreementSnapshot.objects.values("project_id")
+        .annotate(last=Max("last_judgment_id"))
+        .values_list("project_id", "last")
+    )
+    return sorted(
+        project_id
+        for project_id, last in latest_judgment
+        if last > (latest_snapshot.get(project_id) or 0)
+    )
+
+
+# --- reading ---------------------------------------------------------------------------------
+
+
+@dataclass
+class _State:
+    items: pd.DataFrame  # one row per non-gold verify pair, see _consensus_state
+    gold: dict[int, int]
+    adjudicated: dict[int, int]
+    votes: pd.DataFrame  # counted votes on non-gold items: item, annotator, label, seconds
+    stats: pd.DataFrame
+    flags: dict[Hashable, list]
+    suspended_rows: list[dict]
+    answers: dict[int, dict[str, int]]
+    last_judgment_id: int
+    target: int
+    limit: int
+    reopen: list[tuple[int, int]]
+
+
+def _consensus_state(*, project: Project) -> _State:
+    target = project.judgments_per_item
+    threshold = min(1.0, max(project.agreement_threshold, _MIN_THRESHOLD))
+    limit = max_judgments(project)
+    suspended = suspended_annotator_ids(project=project)
+
+    rows = pd.DataFrame.from_records(
+        list(
+            Judgment.objects.filter(task__project=project, task__kind=TaskKind.VERIFY)
+            .order_by("id")
+            .values_list(
+                "id", "task__pair_id", "annotator_id", "answer", "seconds", "task__is_gold"
+            )
+        )
+        + _challenge_rows(project=project),
+        columns=["id", ITEM, ANNOTATOR, "answer", SECONDS, "is_gold"],
+    )
+    answers: dict[int, dict[str, int]] = {}
+    for (annotator, answer), count in rows.groupby([ANNOTATOR, "answer"]).size().items():
+        answers.setdefault(int(annotator), {})[answer] = int(count)
+
+    gold = {
+        pair_id: VOTES[answer]
+        for pair_id, answer in Task.objects.filter(
+            project=project, kind=TaskKind.VERIFY, is_gold=True
+        ).values_list("pair_id", "gold_answer")
+        if answer in VOTES
+    }
+    # A challenge's known positive is an attention check: scored like gold.
+    for pair_id in ChallengeOption.objects.filter(task__project=project, is_check=True).values_list(
+        "pair_id", flat=True
+    ):
+        gold.setdefault(pair_id, VOTES[Answer.MATCH])
+    adjudicated = dict(
+        ItemLabel.objects.filter(project=project, adjudicated_label__isnull=False).values_list(
+            "pair_id", "adjudicated_label"
+        )
+    )
+
+    # An annotator may meet the same known positive in two challenges, or also judge it on its
+    # own: one judgment per (item, annotator) counts, and a check never displaces a real vote.
+    ordered = rows.sort_values(["is_gold", "id"], kind="stable")
+    repeated = (ordered.duplicated([ITEM, ANNOTATOR]) & ordered["is_gold"]).astype(bool)
+    # .loc with a boolean mask: on an empty frame, [] would read an empty mask as column names.
+    rows = ordered.loc[~repeated].sort_values("id", kind="stable").reset_index(drop=True)
+    is_vote = rows["answer"].isin(list(VOTES))
+    counted = rows[is_vote & ~rows[ANNOTATOR].isin(suspended)].copy()
+    counted[LABEL] = counted["answer"].map(VOTES).astype(np.int64)
+    votes = counted.loc[~counted["is_gold"].astype(bool)]
+
+    tasks = pd.DataFrame.from_records(
+        list(
+            Task.objects.filter(project=project, kind=TaskKind.VERIFY, is_gold=False).values_list(
+                "pk", "pair_id", "target", "judgment_count", "lease_count"
+            )
+        )
+        # A challenge's proposals share its task's slots: each is an item of its own.
+        + list(
+            ChallengeOption.objects.filter(task__project=project, is_check=False).values_list(
+                "task_id", "pair_id", "task__target", "task__judgment_count", "task__lease_count"
+            )
+        ),
+        columns=["task", ITEM, "task_target", "judgment_count", "lease_count"],
+    ).set_index(ITEM)
+
+    known = {**adjudicated, **gold}
+    if len(counted):
+        ds = dawid_skene(
+            judgments=counted[[ITEM, ANNOTATOR, LABEL]],
+            target_judgments=target,
+            agreement_threshold=threshold,
+            gold=known,
+        )
+        ds_items = ds.items
+        stats = annotator_stats(
+            judgments=counted[[ITEM, ANNOTATOR, LABEL, SECONDS]], gold=gold, dawid_skene=ds
+        )
+        flags = annotator_flags(stats=stats)
+    else:
+        ds_items = pd.DataFrame(columns=["label", "confidence", "judgments", "status"])
+        stats, flags = pd.DataFrame(), {}
+    if len(votes):
+        mv_items = majority_vote(
+            judgments=votes[[ITEM, ANNOTATOR, LABEL]],
+            target_judgments=target,
+            agreement_threshold=threshold,
+        )
+    else:
+        mv_items = pd.DataFrame(columns=["label", "confidence"])
+
+    items = tasks.join(ds_items, how="left").join(
+        mv_items[["label", "confidence"]].rename(
+            columns={"label": "mv_label", "confidence": "mv_share"}
+        ),
+        how="left",
+    )
+    items["judgments"] = items["judgments"].fillna(0).astype(int)
+    items["status"] = items["status"].fillna(ItemStatus.PENDING)
+    items["adjudicated"] = items.index.isin(list(adjudicated))
+    complete = items["judgment_count"] + items["lease_count"] >= items["task_target"]
+    unsettled = ~items["adjudicated"] & items["status"].isin(
+        [ItemStatus.DISPUTED, ItemStatus.PENDING]
+    )
+    # A pending item with all its slots used got unsure answers or lost suspended votes: it
+    # needs more judgments just as a disputed one does.
+    items["reopen"] = unsettled & complete & (items["task_target"] < limit)
+    items["needs_manager"] = unsettled & complete & (items["task_target"] >= limit)
+
+    suspended_rows = []
+    if suspended:
+        everyone = rows[is_vote].copy()
+        everyone[LABEL] = everyone["answer"].map(VOTES).astype(np.int64)
+        full = annotator_stats(judgments=everyone[[ITEM, ANNOTATOR, LABEL, SECONDS]], gold=gold)
+        suspended_rows = [
+            _annotator_row(annotator=annotator, row=row, flags=[], answers=answers)
+            for annotator, row in full.iterrows()
+            if annotator in suspended
+        ]
+    return _State(
+        items=items,
+        gold=gold,
+        adjudicated=adjudicated,
+        votes=votes,
+        stats=stats,
+        flags=flags,
+        suspended_rows=suspended_rows,
+        answers=answers,
+        last_judgment_id=int(rows["id"].max()) if len(rows) else 0,
+        target=target,
+        limit=limit,
+        # One row per task: a challenge with several unsettled proposals asks for one more.
+        reopen=sorted(
+            {
+                (int(row.task), int(row.judgment_count))
+                for row in items[items["reopen"]].itertuples()
+            }
+        ),
+    )
+
+
+# --- writing ---------------------------------------------------------------------------------
+
+
+def _write(*, project: Project, state: _State, now: datetime) -> AgreementSnapshot:
+    items = state.items
+    existing = {label.pair_id: label for label in ItemLabel.objects.filter(project=project)}
+    to_save = []
+    final: dict[int, tuple[int | None, float | None]] = {}
+    for row in items.itertuples():
+        pair_id = int(row.Index)
+        item = existing.get(pair_id) or ItemLabel(project=project, pair_id=pair_id)
+        item.label = _int_or_none(row.label)
+        item.confidence = _float_or_none(row.confidence)
+        item.mv_label = _int_or_none(row.mv_label)
+        item.mv_share = _float_or_none(row.mv_share)
+        item.judgments = int(row.judgments)
+        item.status = row.status
+        item.needs_manager = bool(row.needs_manager)
+        item.updated_at = now
+        to_save.append(item)
+        if item.is_adjudicated:
+            final[pair_id] = (item.adjudicated_label, 1.0)
+        elif item.status == ItemStatus.AGREED:
+            final[pair_id] = (item.label, item.confidence)
+        else:
+            final[pair_id] = (None, None)
+    fields = ["label", "confidence", "mv_label", "mv_share", "judgments", "status"]
+    fields += ["needs_manager", "updated_at"]
+    ItemLabel.objects.bulk_update([i for i in to_save if i.pk], fields, batch_size=500)
+    ItemLabel.objects.bulk_create([i for i in to_save if not i.pk], batch_size=500)
+    for pair_id, answer in state.gold.items():
+        final[pair_id] = (answer, 1.0)
+    _pair_labels_write(project=project, final=final)
+
+    AnnotatorFlag.objects.filter(project=project).delete()
+    AnnotatorFlag.objects.bulk_create(
+        AnnotatorFlag(
+            project=project,
+            annotator_id=annotator,
+            code=flag.code,
+            reason=flag.reason[:300],
+            computed_at=now,
+        )
+        for annotator, found in state.flags.items()
+        for flag in found
+    )
+    return _snapshot_create(project=project, state=state, final=final, now=now)
+
+
+def _pair_labels_write(*, project: Project, final: dict[int, tuple[int | None, float | None]]):
+    changed = []
+    for pair in Pair.objects.filter(pk__in=list(final)).only("pk", "label", "confidence"):
+        label, confidence = final[pair.pk]
+        if (pair.label, pair.confidence) != (label, confidence):
+            pair.label, pair.confidence = label, confidence
+            changed.append(pair)
+    Pair.objects.bulk_update(changed, ["label", "confidence"], batch_size=500)
+
+
+def _snapshot_create(
+    *, project: Project, state: _State, final: dict, now: datetime
+) -> AgreementSnapshot:
+    items, votes = state.items, state.votes
+    frame = votes[[ITEM, ANNOTATOR, LABEL]]
+    if len(frame):
+        alpha = krippendorff_alpha_interval(judgments=frame, resamples=ALPHA_RESAMPLES, seed=0)
+        fleiss = (
+            fleiss_kappa(judgments=frame, ratings_per_item=state.target)
+            if state.target >= 2
+            else None
+        )
+        agreement = percent_agreement(judgments=frame)
+    else:
+        alpha, fleiss, agreement = None, None, math.nan
+    settled = ~items["adjudicated"]
+    labels = [final[int(pair_id)][0] for pair_id in items.index]
+    names = dict(
+        get_user_model()
+        .objects.filter(
+            pk__in=[int(a) for a in state.stats.index] + [r["id"] for r in state.suspended_rows]
+        )
+        .values_list("pk", "username")
+    )
+    rows = [
+        _annotator_row(
+            annotator=annotator,
+            row=row,
+            flags=state.flags.get(annotator, []),
+            answers=state.answers,
+        )
+        for annotator, row in state.stats.iterrows()
+    ] + state.suspended_rows
+    for row in rows:
+        row["name"] = names.get(row["id"], str(row["id"]))
+    with_votes = items[items["judgments"] > 0]
+    return AgreementSnapshot.objects.create(
+        project=project,
+        computed_at=now,
+        last_judgment_id=state.last_judgment_id,
+        judgments=len(votes),
+        annotators=int(votes[ANNOTATOR].nunique()) if len(votes) else 0,
+        alpha=_float_or_none(alpha.alpha) if alpha else None,
+        alpha_low=_float_or_none(alpha.low) if alpha else None,
+        alpha_high=_float_or_none(alpha.high) if alpha else None,
+        fleiss_kappa=_float_or_none(fleiss.kappa) if fleiss else None,
+        fleiss_items=fleiss.items if fleiss else 0,
+        percent_agreement=_float_or_none(agreement),
+        items_total=len(items),
+        items_pending=int((settled & (items["status"] == ItemStatus.PENDING)).sum()),
+        items_agreed=int((settled & (items["status"] == ItemStatus.AGREED)).sum()),
+        items_disputed=int(
+            (settled & (items["status"] == ItemStatus.DISPUTED) & ~items["needs_manager"]).sum()
+        ),
+        items_waiting=int(items["needs_manager"].sum()),
+        items_adjudicated=int(items["adjudicated"].sum()),
+        labels_match=sum(label == PairLabel.MATCH for label in labels),
+        labels_no_match=sum(label == PairLabel.NO_MATCH for label in labels),
+        mv_ds_disagreements=int((with_votes["label"] != with_votes["mv_label"]).sum()),
+        kappa_matrix=_kappa_json(votes=frame, names=names),
+        annotator_rows=rows,
+    )
+
+
+def _kappa_json(*, votes: pd.DataFrame, names: dict[int, str]) -> dict:
+    if votes.empty:
+        return {"annotators": [], "names": [], "kappa": []}
+    busiest = votes[ANNOTATOR].value_counts().index[:KAPPA_MAX_ANNOTATORS]
+    matrix = cohen_kappa_matrix(
+        judgments=votes[votes[ANNOTATOR].isin(busiest)], min_shared_items=KAPPA_MIN_SHARED_ITEMS
+    ).kappa
+    ids = [int(a) for a in matrix.index]
+    return {
+        "annotators": ids,
+        "names": [names.get(a, str(a)) for a in ids],
+        "kappa": [[_float_or_none(v) for v in row] for row in matrix.to_numpy()],
+    }
+
+
+def _annotator_row(
+    *, annotator: Hashable, row: pd.Series, flags: list, answers: dict[int, dict[str, int]]
+) -> dict:
+    accuracy = _float_or_none(row.get("gold_accuracy"))
+    consensus = _float_or_none(row.get("consensus_agreement"))
+    return {
+        "id": int(annotator),
+        "items_done": int(row["items_done"]),
+        "gold_items": int(row["gold_items"]),
+        "gold_accuracy": accuracy,
+        "consensus_agreement": consensus,
+        "ds_accuracy": _float_or_none(row.get("ds_accuracy")),
+        "median_seconds": _float_or_none(row.get("median_seconds")),
+        "answers": {
+            answer: answers.get(int(annotator), {}).get(answer, 0)
+            for answer in (Answer.MATCH, Answer.NO_MATCH, Answer.UNSURE)
+        },
+        "flags": [{"code": flag.code, "reason": flag.reason} for flag in flags],
+    }
+
+
+def _float_or_none(value) -> float | None:
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(number) else round(number, 6)
+
+
+def _int_or_none(value) -> int | None:
+    if value is None or (isinstance(value, float) and math.isnan(value)) or pd.isna(value):
+        return None
+    return int(value)

@@ -1,0 +1,118 @@
+"""The manager's agreement pages: dashboard, disputed items, adjudication and suspensions.
+Managers only (datasets.access); thin: parse, call one service, render or redirect."""
+
+from django.contrib import messages
+from django.contrib.auth import get_user_model
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_POST
+
+from annotate.agreement.selectors import dashboard_get, disputed_items
+from annotate.agreement.services.consensus import consensus_recompute, item_adjudicate
+from annotate.agreement.services.suspensions import (
+    SuspensionRefused,
+    annotator_reinstate,
+    annotator_suspend,
+)
+from datasets import access
+from datasets.models import Membership, Pair
+
+BAD_LABEL = "Choose match or no match."
+
+
+@require_GET
+def agreement_dashboard(request: HttpRequest, slug: str) -> HttpResponse:
+    project, _ = access.project_get(user=request.user, slug=slug, manager=True)
+    sort = request.GET.get("sort", "flags")
+    descending = request.GET.get("dir", "desc") != "asc"
+    dashboard = dashboard_get(project=project, sort=sort, descending=descending)
+    return render(
+        request,
+        "annotate/agreement.html",
+        {
+            "project": project,
+            "dashboard": dashboard,
+            "snapshot": dashboard.snapshot,
+            "tab": "agreement",
+            "show_tabs": True,
+        },
+    )
+
+
+@require_POST
+def agreement_recompute(request: HttpRequest, slug: str) -> HttpResponse:
+    project, _ = access.project_get(user=request.user, slug=slug, manager=True)
+    result = consensus_recompute(project=project)
+    note = (
+        f" {result.reopened} disputed items asked for one more judgment." if result.reopened else ""
+    )
+    messages.success(request, "Agreement recomputed." + note)
+    return redirect("agreement", slug=project.slug)
+
+
+@require_GET
+def disputed_list(request: HttpRequest, slug: str) -> HttpResponse:
+    project, _ = access.project_get(user=request.user, slug=slug, manager=True)
+    return render(
+        request,
+        "annotate/disputed.html",
+        {
+            "project": project,
+            "items": disputed_items(project=project),
+            "tab": "agreement",
+            "show_tabs": True,
+        },
+    )
+
+
+@require_POST
+def item_adjudicate_request(request: HttpRequest, slug: str, pair_id: int) -> HttpResponse:
+    project, _ = access.project_get(user=request.user, slug=slug, manager=True)
+    pair = get_object_or_404(Pair, pk=pair_id, image__project=project)
+    label = request.POST.get("label")
+    if label not in ("0", "1"):
+        return HttpResponseBadRequest(BAD_LABEL)
+    make_gold = request.POST.get("make_gold") == "on"
+    item_adjudicate(
+        project=project, pair=pair, label=int(label), by=request.user, make_gold=make_gold
+    )
+    messages.success(request, "Decided." + (" The pair is now a gold item." if make_gold else ""))
+    return redirect("agreement-disputed", slug=project.slug)
+
+
+@require_POST
+def annotator_suspend_request(request: HttpRequest, slug: str, user_id: int) -> HttpResponse:
+    project, _ = access.project_get(user=request.user, slug=slug, manager=True)
+    annotator = _member(project, user_id)
+    try:
+        annotator_suspend(
+            project=project,
+            annotator=annotator,
+            by=request.user,
+            reason=request.POST.get("reason", "")[:1000],
+        )
+    except SuspensionRefused as refused:
+        messages.error(request, str(refused))
+    else:
+        messages.success(
+            request, f"{annotator.username} is suspended: their answers no longer count."
+        )
+    return redirect("agreement", slug=project.slug)
+
+
+@require_POST
+def annotator_reinstate_request(request: HttpRequest, slug: str, user_id: int) -> HttpResponse:
+    project, _ = access.project_get(user=request.user, slug=slug, manager=True)
+    annotator = _member(project, user_id)
+    try:
+        annotator_reinstate(project=project, annotator=annotator, by=request.user)
+    except SuspensionRefused as refused:
+        messages.error(request, str(refused))
+    else:
+        messages.success(request, f"{annotator.username} is reinstated: their answers count again.")
+    return redirect("agreement", slug=project.slug)
+
+
+def _member(project, user_id: int):
+    get_object_or_404(Membership, project=project, user_id=user_id)
+    return get_object_or_404(get_user_model(), pk=user_id)

@@ -1,0 +1,140 @@
+"""The annotation queue for programmatic annotators: next, submit, skip, heartbeat."""
+
+from django.shortcuts import get_object_or_404
+from django.urls import reverse
+from drf_spectacular.utils import extend_schema, extend_schema_field, inline_serializer
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from annotate.models import Answer, Lease, TaskKind
+from annotate.queue.services import challenges
+from annotate.queue.services.judgments import SubmitRefused, judgment_submit
+from annotate.queue.services.leases import assignment_get, lease_skip, leases_heartbeat
+from datasets import access
+
+
+class OptionOutput(serializers.Serializer):
+    number = serializers.IntegerField()
+    option_id = serializers.IntegerField()
+    text = serializers.CharField()
+
+
+class LeaseOutput(serializers.Serializer):
+    """What an annotator needs to do the task; never the gold answer, nor which challenge
+    caption is the known positive."""
+
+    lease_id = serializers.IntegerField(source="pk")
+    expires_at = serializers.DateTimeField()
+    kind = serializers.CharField(source="task.kind")
+    image_id = serializers.IntegerField(source="task.image_id")
+    image_url = serializers.SerializerMethodField()
+    caption = serializers.SerializerMethodField()
+    options = serializers.SerializerMethodField()
+
+    def get_image_url(self, lease: Lease) -> str:
+        return reverse(
+            "image-file", kwargs={"slug": lease.project.slug, "image_id": lease.task.image_id}
+        )
+
+    def get_caption(self, lease: Lease) -> str | None:
+        if lease.task.kind != TaskKind.VERIFY:
+            return None
+        return lease.task.pair.caption.text
+
+    @extend_schema_field(OptionOutput(many=True, allow_null=True))
+    def get_options(self, lease: Lease) -> list[dict] | None:
+        """A challenge's captions in this lease's order; mark the ones that match."""
+        if lease.task.kind != TaskKind.CHALLENGE:
+            return None
+        shown = challenges.options_shown(
+            options=challenges.options_for(task=lease.task), lease_id=lease.pk
+        )
+        return OptionOutput(shown, many=True).data
+
+
+class TaskNextApi(APIView):
+    @extend_schema(
+        request=None,
+        responses={200: LeaseOutput, 204: None},
+        description="Your current task (the same one until you answer or skip it), or 204 when "
+        "there is nothing to do.",
+    )
+    def post(self, request: Request, slug: str) -> Response:
+        project, _ = access.project_get(user=request.user, slug=slug)
+        assignment = assignment_get(project=project, annotator=request.user, lookahead=0)
+        if assignment.current is None:
+            return Response(status=status.HTTP_204_NO_CONTENT)
+        return Response(LeaseOutput(assignment.current).data)
+
+
+class LeaseSubmitApi(APIView):
+    class Input(serializers.Serializer):
+        answer = serializers.ChoiceField(choices=Answer.choices)
+        caption_text = serializers.CharField(required=False, allow_blank=True, default="")
+        image_unusable = serializers.BooleanField(required=False, default=False)
+        caption_offensive = serializers.BooleanField(required=False, default=False)
+        marked = serializers.ListField(
+            child=serializers.IntegerField(),
+            required=False,
+            default=list,
+            help_text="For a challenge (answer 'challenge'): the option ids that match.",
+        )
+
+    class Output(serializers.Serializer):
+        judgment_id = serializers.IntegerField(source="judgment.pk")
+        answer = serializers.CharField(source="judgment.answer")
+        created = serializers.BooleanField()
+
+    @extend_schema(
+        request=Input,
+        responses={
+            201: Output,
+            200: Output,
+            409: inline_serializer(
+                "SubmitRefused",
+                {
+                    "detail": serializers.CharField(),
+                    "problems": serializers.ListField(child=serializers.CharField()),
+                    "text": serializers.CharField(),
+                },
+            ),
+        },
+        description="Answer a leased task. Submitting the same lease again returns the first "
+        "judgment with 200. 409 when the answer cannot be recorded (skipped, or expired and "
+        "taken by others) or a caption breaks the project's rules; any text is returned.",
+    )
+    def post(self, request: Request, lease_id: int) -> Response:
+        lease = get_object_or_404(Lease, pk=lease_id, annotator=request.user)
+        serializer = self.Input(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            result = judgment_submit(lease=lease, **serializer.validated_data)
+        except SubmitRefused as refused:
+            return Response(
+                {"detail": str(refused), "problems": refused.problems, "text": refused.text},
+                status=status.HTTP_409_CONFLICT,
+            )
+        return Response(
+            self.Output(result).data,
+            status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK,
+        )
+
+
+class LeaseSkipApi(APIView):
+    @extend_schema(request=None, responses={204: None})
+    def post(self, request: Request, lease_id: int) -> Response:
+        lease = get_object_or_404(Lease, pk=lease_id, annotator=request.user)
+        lease_skip(lease=lease)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class HeartbeatApi(APIView):
+    @extend_schema(
+        request=None,
+        responses=inline_serializer("Heartbeat", {"renewed": serializers.IntegerField()}),
+    )
+    def post(self, request: Request, slug: str) -> Response:
+        project, _ = access.project_get(user=request.user, slug=slug)
+        return Response({"renewed": leases_heartbeat(project=project, annotator=request.user)})

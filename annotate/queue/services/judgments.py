@@ -1,0 +1,204 @@
+"""Taking answers back: submit (idempotent, late answers kept when a slot is free), and undo."""
+
+from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.utils import timezone
+
+from annotate.models import Answer, ChallengeOption, Judgment, Lease, LeaseState, Task, TaskKind
+from annotate.queue.caption_rules import CaptionRules, caption_violations
+from annotate.queue.services import challenges
+from annotate.queue.services.leases import refresh_open, retry_transient, take_slot
+from annotate.queue.services.pool import verify_task_create
+from config.celery import enqueue_on_commit
+from datasets.ingest.services.uploads import caption_create
+from datasets.models import Caption, Project, Source
+
+LEASE_SKIPPED = "You skipped this item, so this answer was not recorded."
+SLOT_TAKEN = (
+    "Your time on this item ran out and other annotators have since completed it, so this answer "
+    "was not recorded. Nothing else was lost."
+)
+WRONG_ANSWER_KIND = "That answer does not fit this kind of task."
+UNDO_NOTHING = "There is no recent answer to undo."
+UNDO_TOO_LATE = "Answers can be undone for {seconds} seconds after submitting."
+UNDO_UNDER_REVIEW = "Someone is already reviewing that caption, so it can no longer be undone."
+
+
+class SubmitRefused(Exception):
+    """The answer was not recorded; the message says why, and any text written is handed back."""
+
+    def __init__(self, message: str, *, problems: list[str] | None = None, text: str = ""):
+        super().__init__(message)
+        self.problems = problems or []
+        self.text = text
+
+
+@dataclass(frozen=True)
+class SubmitResult:
+    judgment: Judgment
+    created: bool  # False when the same submission arrived before
+
+
+@retry_transient
+def judgment_submit(
+    *,
+    lease: Lease,
+    answer: str,
+    caption_text: str = "",
+    image_unusable: bool = False,
+    caption_offensive: bool = False,
+    marked: Collection[int] = (),
+    now: datetime | None = None,
+) -> SubmitResult:
+    """Record the annotator's answer on a lease; submitting the same lease again returns the first.
+
+    A lease that expired is still honoured if its task has a free slot; otherwise SubmitRefused
+    says so plainly (with the caption text, if any, so the annotator keeps what they wrote).
+    ``marked`` are the ids of the options marked as matching, for a challenge item.
+    """
+    now = now or timezone.now()
+    with transaction.atomic():
+        # One query locks the task row, then the lease row (the order every path takes).
+        lease = (
+            Lease.objects.select_for_update(of=("task", "self"))
+            .select_related("task")
+            .get(pk=lease.pk)
+        )
+        task = lease.task
+        # A lease is SUBMITTED exactly while its judgment exists (this function and undo change
+        # both under the lease lock), so the first submission is looked up only for a repeat.
+        if lease.state == LeaseState.SUBMITTED:
+            return SubmitResult(judgment=Judgment.objects.get(lease=lease), created=False)
+        _check_answer_kind(task=task, answer=answer)
+        if lease.state == LeaseState.SKIPPED:
+            raise SubmitRefused(LEASE_SKIPPED, text=caption_text)
+        if lease.state == LeaseState.EXPIRED:
+            if not task.is_gold and task.judgment_count + task.lease_count >= task.target:
+                raise SubmitRefused(SLOT_TAKEN, text=caption_text)
+            if not task.is_gold:
+                take_slot(task=task)
+                lease.holds_slot = True
+        caption = None
+        options: list[ChallengeOption] = []
+        if task.kind == TaskKind.CAPTION:
+            caption = _caption_write(task=task, text=caption_text, author=lease.annotator)
+        elif task.kind == TaskKind.CHALLENGE:
+            try:
+                options = challenges.marks_check(task=task, marked=marked)
+            except challenges.MarksRefused as refused:
+                raise SubmitRefused(str(refused)) from None
+        judgment = Judgment.objects.create(
+            task=task,
+            lease=lease,
+            annotator_id=lease.annotator_id,
+            answer=answer,
+            caption=caption,
+            image_unusable=image_unusable,
+            caption_offensive=caption_offensive,
+            seconds=max(0.0, (now - (lease.shown_at or lease.created_at)).total_seconds()),
+            gold_correct=_gold_correct(task=task, answer=answer, options=options, marked=marked),
+        )
+        if options:
+            challenges.marks_write(judgment=judgment, options=options, marked=marked)
+        if lease.holds_slot:
+            task.lease_count -= 1
+            task.judgment_count += 1
+            refresh_open(task)
+            task.save(update_fields=["lease_count", "judgment_count", "is_open"])
+        elif task.is_gold:
+            task.judgment_count += 1
+            task.save(update_fields=["judgment_count"])
+        lease.state = LeaseState.SUBMITTED
+        lease.holds_slot = False
+        lease.save(update_fields=["state", "holds_slot"])
+        _agreement_recompute_every(judgment=judgment, project_id=task.project_id)
+    return SubmitResult(judgment=judgment, created=True)
+
+
+def judgment_undo(
+    *, project: Project, annotator: AbstractBaseUser, now: datetime | None = None
+) -> Lease:
+    """Take back the annotator's last answer within the grace window; its task is shown again."""
+    now = now or timezone.now()
+    grace = timedelta(seconds=settings.CONCORD_UNDO_SECONDS)
+    with transaction.atomic():
+        last = (
+            Judgment.objects.filter(annotator=annotator, task__project=project)
+            .order_by("-id")
+            .first()
+        )
+        if last is None:
+            raise SubmitRefused(UNDO_NOTHING)
+        if now - last.created_at > grace:
+            raise SubmitRefused(UNDO_TOO_LATE.format(seconds=settings.CONCORD_UNDO_SECONDS))
+        task = Task.objects.select_for_update().get(pk=last.task_id)
+        lease = Lease.objects.select_for_update().get(pk=last.lease_id)
+        if last.caption_id is not None:
+            review = Task.objects.filter(pair__caption_id=last.caption_id)
+            if Lease.objects.filter(task__in=review).exists():
+                raise SubmitRefused(UNDO_UNDER_REVIEW)
+            # The caption, its positive pair and the pair's review task go with the answer.
+            last.caption.delete()
+        last.delete()
+        task.judgment_count -= 1
+        if not task.is_gold:
+            task.lease_count += 1
+            lease.holds_slot = True
+        refresh_open(task)
+        task.save(update_fields=["judgment_count", "lease_count", "is_open"])
+        lease.state = LeaseState.ACTIVE
+        lease.shown_at = now
+        lease.expires_at = now + timedelta(seconds=settings.CONCORD_LEASE_SECONDS)
+        lease.save(update_fields=["state", "holds_slot", "shown_at", "expires_at"])
+    return lease
+
+
+def _agreement_recompute_every(*, judgment: Judgment, project_id: int) -> None:
+    """Every CONCORD_AGREEMENT_EVERY-th judgment (by id, so no query) asks for fresh figures."""
+    if judgment.pk % settings.CONCORD_AGREEMENT_EVERY == 0:
+        enqueue_on_commit(
+            "agreement.recompute", project_id, what=f"agreement recompute of {project_id}"
+        )
+
+
+def _gold_correct(
+    *, task: Task, answer: str, options: list[ChallengeOption], marked: Collection[int]
+) -> bool | None:
+    if task.is_gold:
+        return answer == task.gold_answer
+    if task.kind == TaskKind.CHALLENGE:
+        return challenges.check_passed(options=options, marked=marked)
+    return None
+
+
+def caption_rules_for(project: Project) -> CaptionRules:
+    return CaptionRules(
+        min_words=project.caption_min_words,
+        max_words=project.caption_max_words,
+        banned_openings=tuple(project.banned_openings),
+    )
+
+
+def _check_answer_kind(*, task: Task, answer: str) -> None:
+    expected = {
+        TaskKind.CAPTION: {Answer.CAPTION},
+        TaskKind.CHALLENGE: {Answer.CHALLENGE},
+    }.get(task.kind, {Answer.MATCH, Answer.NO_MATCH, Answer.UNSURE})
+    if answer not in expected:
+        raise SubmitRefused(WRONG_ANSWER_KIND)
+
+
+def _caption_write(*, task: Task, text: str, author: AbstractBaseUser) -> Caption:
+    existing = list(task.image.captions.values_list("text", flat=True))
+    problems = caption_violations(text, rules=caption_rules_for(task.project), existing=existing)
+    if problems:
+        raise SubmitRefused(problems[0], problems=problems, text=text)
+    caption = caption_create(image=task.image, text=text, source=Source.ANNOTATOR, author=author)
+    # Every caption written is itself judged: its positive pair becomes a verification task.
+    verify_task_create(pair=caption.pairs.get(), author=author)
+    return caption

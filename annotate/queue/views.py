@@ -1,0 +1,161 @@
+"""The annotator's screen: one page per project, swapped in place by htmx, usable without JS."""
+
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
+
+from annotate.models import Answer, Lease, TaskKind
+from annotate.queue.selectors import annotator_progress, undo_deadline
+from annotate.queue.services import challenges
+from annotate.queue.services.judgments import (
+    SubmitRefused,
+    caption_rules_for,
+    judgment_submit,
+    judgment_undo,
+)
+from annotate.queue.services.leases import (
+    assignment_get,
+    is_suspended,
+    lease_skip,
+    leases_heartbeat,
+)
+from annotate.queue.services.pool import GOLD_ANSWERS, GOLD_BAD_ANSWER, gold_set
+from config.celery import enqueue_on_commit
+from datasets import access
+from datasets.models import Pair
+
+BAD_ANSWER = "Choose match, no match or unsure."
+
+
+@require_GET
+def annotate_page(request: HttpRequest, slug: str) -> HttpResponse:
+    project, _ = access.project_get(user=request.user, slug=slug)
+    return _workspace(request, project)
+
+
+@require_POST
+def annotate_submit(request: HttpRequest, slug: str, lease_id: int) -> HttpResponse:
+    project, _ = access.project_get(user=request.user, slug=slug)
+    lease = get_object_or_404(Lease, pk=lease_id, project=project, annotator=request.user)
+    answer = request.POST.get("answer", "")
+    if answer not in Answer.values:
+        return _workspace(request, project, error=BAD_ANSWER)
+    text = request.POST.get("caption_text", "")
+    marked = [int(v) for v in request.POST.getlist("marked") if v.isdigit()]
+    try:
+        judgment_submit(
+            lease=lease,
+            answer=answer,
+            caption_text=text,
+            image_unusable=request.POST.get("image_unusable") == "on",
+            caption_offensive=request.POST.get("caption_offensive") == "on",
+            marked=marked,
+        )
+    except SubmitRefused as refused:
+        if refused.problems:  # the caption broke a writing rule: same task, text kept
+            return _workspace(request, project, problems=refused.problems, text=text)
+        return _workspace(request, project, error=str(refused), kept_text=refused.text)
+    return _after_post(request, project)
+
+
+@require_POST
+def annotate_skip(request: HttpRequest, slug: str, lease_id: int) -> HttpResponse:
+    project, _ = access.project_get(user=request.user, slug=slug)
+    lease = get_object_or_404(Lease, pk=lease_id, project=project, annotator=request.user)
+    lease_skip(lease=lease)
+    return _after_post(request, project)
+
+
+@require_POST
+def annotate_undo(request: HttpRequest, slug: str) -> HttpResponse:
+    project, _ = access.project_get(user=request.user, slug=slug)
+    try:
+        judgment_undo(project=project, annotator=request.user)
+    except SubmitRefused as refused:
+        return _workspace(request, project, error=str(refused))
+    return _after_post(request, project, notice="Answer undone: here it is again.")
+
+
+@require_POST
+def annotate_heartbeat(request: HttpRequest, slug: str) -> HttpResponse:
+    project, _ = access.project_get(user=request.user, slug=slug)
+    leases_heartbeat(project=project, annotator=request.user)
+    return HttpResponse(status=204)
+
+
+@require_POST
+def tasks_open_request(request: HttpRequest, slug: str) -> HttpResponse:
+    """Managers ask a worker to create the tasks new images and pairs need."""
+    project, _ = access.project_get(user=request.user, slug=slug, manager=True)
+    enqueue_on_commit("queue.open_tasks", project.pk, what=f"opening tasks of {project.slug}")
+    messages.success(request, "Tasks for new images and pairs are being created in the background.")
+    return redirect("project-detail", slug=project.slug)
+
+
+def _after_post(request: HttpRequest, project, notice: str = "") -> HttpResponse:
+    if request.htmx:
+        return _workspace(request, project, notice=notice)
+    if notice:
+        messages.info(request, notice)
+    # Post/redirect/get: a reload never re-submits.
+    return redirect(reverse("annotate", kwargs={"slug": project.slug}))
+
+
+def _workspace(
+    request: HttpRequest,
+    project,
+    *,
+    error: str = "",
+    notice: str = "",
+    problems: list[str] | None = None,
+    text: str = "",
+    kept_text: str = "",
+) -> HttpResponse:
+    assignment = assignment_get(project=project, annotator=request.user)
+    lease = assignment.current
+    context = {
+        "project": project,
+        "lease": lease,
+        "task": lease.task if lease else None,
+        "upcoming": assignment.upcoming,
+        "is_caption": lease is not None and lease.task.kind == TaskKind.CAPTION,
+        "is_challenge": lease is not None and lease.task.kind == TaskKind.CHALLENGE,
+        "options": _options(lease),
+        "rules": caption_rules_for(project),
+        "progress": annotator_progress(project=project, annotator=request.user),
+        "suspended": lease is None and is_suspended(project=project, annotator=request.user),
+        "undo_until": undo_deadline(project=project, annotator=request.user),
+        "error": error,
+        "notice": notice,
+        "problems": problems or [],
+        "text": text,
+        "kept_text": kept_text,
+    }
+    template = "annotate/annotate.html#workspace" if request.htmx else "annotate/annotate.html"
+    return render(request, template, context)
+
+
+def _options(lease: Lease | None) -> list[challenges.ShownOption]:
+    if lease is None or lease.task.kind != TaskKind.CHALLENGE:
+        return []
+    return challenges.options_shown(
+        options=challenges.options_for(task=lease.task), lease_id=lease.pk
+    )
+
+
+@require_POST
+def pair_gold_set(request: HttpRequest, slug: str, pair_id: int) -> HttpResponse:
+    """Managers mark a pair as gold with its known answer, from the image page."""
+    project, _ = access.project_get(user=request.user, slug=slug, manager=True)
+    pair = get_object_or_404(
+        Pair.objects.select_related("image"), pk=pair_id, image__project=project
+    )
+    answer = request.POST.get("answer", "")
+    if answer not in GOLD_ANSWERS:
+        messages.error(request, GOLD_BAD_ANSWER)
+    else:
+        gold_set(pair=pair, answer=answer)
+        messages.success(request, f"Gold item set: {Answer(answer).label.lower()}.")
+    return redirect("image-detail", slug=project.slug, image_id=pair.image_id)

@@ -1,0 +1,65 @@
+"""REST API for projects and their settings: one class per operation, nested serializers."""
+
+from django.core.exceptions import PermissionDenied
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from datasets import access
+from datasets.models import Project
+from datasets.pagination import IdCursorPagination
+from datasets.projects import services
+from datasets.projects.services import PROJECT_SETTINGS, settings_problems
+
+
+class ProjectOutput(serializers.ModelSerializer):
+    class Meta:
+        model = Project
+        fields = ("id", "slug", *PROJECT_SETTINGS, "created_at")
+
+
+class ProjectInput(serializers.ModelSerializer):
+    class Meta:
+        model = Project
+        fields = PROJECT_SETTINGS
+
+    def validate(self, attrs):
+        current = self.instance or Project()
+        values = {name: attrs.get(name, getattr(current, name)) for name in PROJECT_SETTINGS}
+        if problems := settings_problems(values=values):
+            raise serializers.ValidationError(problems)
+        return attrs
+
+
+class ProjectListApi(APIView):
+    @extend_schema(responses=ProjectOutput(many=True))
+    def get(self, request: Request) -> Response:
+        paginator = IdCursorPagination()
+        page = paginator.paginate_queryset(access.projects_visible(user=request.user), request)
+        return paginator.get_paginated_response(ProjectOutput(page, many=True).data)
+
+    @extend_schema(request=ProjectInput, responses={201: ProjectOutput})
+    def post(self, request: Request) -> Response:
+        if not access.can_create_projects(request.user):
+            raise PermissionDenied(access.CANNOT_CREATE_PROJECTS)
+        serializer = ProjectInput(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        project = services.project_create(creator=request.user, **serializer.validated_data)
+        return Response(ProjectOutput(project).data, status=status.HTTP_201_CREATED)
+
+
+class ProjectDetailApi(APIView):
+    @extend_schema(responses=ProjectOutput)
+    def get(self, request: Request, slug: str) -> Response:
+        project, _ = access.project_get(user=request.user, slug=slug)
+        return Response(ProjectOutput(project).data)
+
+    @extend_schema(request=ProjectInput, responses=ProjectOutput)
+    def patch(self, request: Request, slug: str) -> Response:
+        project, _ = access.project_get(user=request.user, slug=slug, manager=True)
+        serializer = ProjectInput(instance=project, data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        services.project_update(project=project, **serializer.validated_data)
+        return Response(ProjectOutput(project).data)

@@ -1,0 +1,792 @@
+"""Cutting releases: a consistent snapshot of a project's labelled pairs, written as files.
+
+``release_request`` numbers a release (v1, v2 …) and enqueues its build after commit;
+``release_build`` does the work, safe to run twice (a ready release is left alone). The pure
+parts live elsewhere: :mod:`datasets.releases.splits` (per-cluster, stable splits), :mod:`datasets.releases.balance`
+(training weights), :mod:`datasets.releases.exporters` (every file format), :mod:`datasets.releases.datasheet`
+and :mod:`datasets.releases.diff`. This module reads the database around them.
+
+The snapshot. Every database read of a build happens inside one transaction: on PostgreSQL it
+is opened ``REPEATABLE READ`` (one snapshot for every statement), on SQLite a read transaction
+in WAL mode already is one. The pass over the pairs inside it streams rows ``ORDER BY
+image_id, pair_id`` with a chunked iterator (a server-side cursor on PostgreSQL) into three
+spool files, one per split, while counting labels; the transaction then ends, so no lock or
+snapshot is held while files are written. Replaying the spools train, val, test gives the
+``split, image_id, pair_id`` order the writers need with one query, and the label counts the
+balance plan needs before the first training row is weighted.
+
+The label of each pair, decided in SQL, first that applies:
+
+``adjudicated``  a manager's adjudication of the item;
+``gold``         a gold item's known answer (match / no match);
+``crowd``        the aggregated item label, when its status is agreed;
+``import``       a positive whose caption comes from a source the project trusts (unless
+                 people disputed it);
+``construction`` a random negative, a negative by construction (unless people disputed it).
+
+Anything else (pending or disputed items, unjudged hard and text-edit negatives, untrusted
+positives) stays out, as do held-back images and captions (non-canonical duplicates, standing
+quality flags: :func:`datasets.curation.services.cleaning.images_held_back`).
+
+Files are written into a temporary directory beside the final one and renamed into place
+only when complete, manifest last; a failure removes it and marks the release failed. Then
+the images' splits are stored (:class:`~datasets.models.ImageSplit`) with the ready status in
+one transaction: the next release keeps every image where this one put it. Releases live on
+local disk under ``CONCORD_RELEASES_ROOT``; object storage is future work.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import marshal
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.files.storage import default_storage
+from django.db import connection, transaction
+from django.db.models import (
+    Avg,
+    Case,
+    F,
+    FloatField,
+    IntegerField,
+    Max,
+    OuterRef,
+    Q,
+    Subquery,
+    Value,
+    When,
+)
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from annotate.agreement.services.consensus import snapshot_latest
+from annotate.models import Answer, ItemStatus, Judgment, Task
+from config.celery import enqueue_on_commit
+from datasets.curation.services.cleaning import captions_held_back, images_held_back
+from datasets.models import (
+    CaptionFlag,
+    ClusterMember,
+    Image,
+    ImageFlag,
+    ImageSplit,
+    Pair,
+    PairKind,
+    Project,
+    Release,
+    ReleaseStatus,
+)
+from datasets.releases.balance import (
+    METHODS,
+    BalanceTally,
+    LabelCounts,
+    apply_balance,
+    plan_balance,
+)
+from datasets.releases.datasheet import (
+    AgreementStats,
+    CollectionStats,
+    CompositionTally,
+    DatasheetStats,
+    PreprocessingStats,
+    write_datasheet,
+)
+from datasets.releases.diff import DIFF_FILE, read_pair_states, write_diff
+from datasets.releases.exporters import (
+    FORMATS,
+    MAX_SAMPLES_PER_SHARD,
+    PAIRS_PARQUET,
+    export_rows,
+    release_image_path,
+    release_sinks,
+    write_manifest,
+)
+from datasets.releases.splits import SPLITS, assign_splits
+
+logger = logging.getLogger(__name__)
+
+CHUNK_SIZE = 5_000
+PROGRESS_EVERY = 5_000
+# Parquet is always written: the next release's diff reads it.
+REQUIRED_FORMATS = ("parquet",)
+SHARD_SAMPLES_MAX = 1_000_000
+_EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}
+_SPLIT_MEMORY_BATCH = 5_000
+
+ERROR_FORMATS_EMPTY = "Choose at least one format."
+ERROR_UNKNOWN_FORMAT = "Unknown format {name!r}; expected some of {formats}."
+ERROR_BALANCE_METHOD = "Unknown balance method {method!r}; expected one of {methods}."
+ERROR_BALANCE_RATIO = "The negatives:positives ratio must be a positive number."
+ERROR_SHARD_SAMPLES = "Shard size must be between 1 and {limit:,} samples."
+ERROR_SPLIT_RATIOS = "The project's split ratios must sum to 1."
+
+# (pair id, image id, caption id, caption, kind, label, label source, confidence, judgments,
+#  sha256, storage name, format, width, height, licence, licence url, source url, name)
+_ROW_FIELDS = (
+    "pk",
+    "image_id",
+    "caption_id",
+    "caption__text",
+    "kind",
+    "release_label",
+    "release_source",
+    "release_confidence",
+    "release_judgments",
+    "image__sha256",
+    "image__file",
+    "image__format",
+    "image__width",
+    "image__height",
+    "image__license_name",
+    "image__license_url",
+    "image__source_url",
+    "image__original_name",
+)
+
+ProgressCallback = Callable[[int, int, str], None]
+
+
+@dataclass(frozen=True)
+class ReleaseOptions:
+    """What a manager chooses when cutting a release, as stored in ``Release.options``."""
+
+    formats: tuple[str, ...]
+    copy_images: bool
+    balance_method: str
+    balance_ratio: float
+    shard_samples: int
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["formats"] = list(self.formats)
+        return data
+
+
+def release_options(
+    *,
+    project: Project,
+    formats: Sequence[str] | None = None,
+    copy_images: bool = True,
+    balance_method: str | None = None,
+    balance_ratio: float | None = None,
+    shard_samples: int | None = None,
+) -> ReleaseOptions:
+    """Checked options, the project's balance settings filling what is not given.
+
+    Raises ``ValueError`` with one of this module's messages. Formats come back in the
+    canonical order, Parquet always among them.
+    """
+    chosen = list(FORMATS if formats is None else formats)
+    if not chosen:
+        raise ValueError(ERROR_FORMATS_EMPTY)
+    for name in chosen:
+        if name not in FORMATS:
+            raise ValueError(ERROR_UNKNOWN_FORMAT.format(name=name, formats=", ".join(FORMATS)))
+    wanted = set(chosen) | set(REQUIRED_FORMATS)
+    method = balance_method if balance_method is not None else project.balance_method
+    if method not in METHODS:
+        raise ValueError(ERROR_BALANCE_METHOD.format(method=method, methods=", ".join(METHODS)))
+    ratio = balance_ratio if balance_ratio is not None else project.balance_ratio
+    if not ratio or ratio <= 0:
+        raise ValueError(ERROR_BALANCE_RATIO)
+    samples = MAX_SAMPLES_PER_SHARD if shard_samples is None else shard_samples
+    if not 1 <= samples <= SHARD_SAMPLES_MAX:
+        raise ValueError(ERROR_SHARD_SAMPLES.format(limit=SHARD_SAMPLES_MAX))
+    return ReleaseOptions(
+        formats=tuple(name for name in FORMATS if name in wanted),
+        copy_images=bool(copy_images),
+        balance_method=method,
+        balance_ratio=float(ratio),
+        shard_samples=int(samples),
+    )
+
+
+@transaction.atomic
+def release_request(
+    *,
+    project: Project,
+    user: AbstractBaseUser | None,
+    options: ReleaseOptions,
+    enqueue: bool = True,
+) -> Release:
+    """Number a new release of ``project`` and, after commit, queue its build."""
+    # The project row lock serialises numbering; the unique constraint backs it up.
+    Project.objects.select_for_update().filter(pk=project.pk).first()
+    last = Release.objects.filter(project=project).aggregate(v=Max("version"))["v"] or 0
+    release = Release.objects.create(
+        project=project,
+        version=last + 1,
+        options=options.to_json(),
+        snapshot_at=timezone.now(),
+        created_by=user if user is not None and user.is_authenticated else None,
+        stage="queued",
+    )
+    if enqueue:
+        release_enqueue(release_id=release.pk)
+    return release
+
+
+def release_enqueue(*, release_id: int) -> None:
+    """Send the build to a worker once the release row is committed; if the broker is away the
+    release stays queued and `manage.py build_release` or a retry builds it."""
+    enqueue_on_commit("releases.build", release_id, what=f"the build of release {release_id}")
+
+
+def release_directory(*, release: Release) -> Path | None:
+    """The finished release's directory, or ``None`` until it is ready."""
+    if not release.directory:
+        return None
+    return Path(settings.CONCORD_RELEASES_ROOT) / release.directory
+
+
+def release_file_path(*, release: Release, name: str) -> Path | None:
+    """A file of a ready release by its manifest path; ``None`` for anything not listed."""
+    from datasets.releases.exporters import read_manifest
+
+    directory = release_directory(release=release)
+    if directory is None or release.status != ReleaseStatus.READY:
+        return None
+    if name == "manifest.json":
+        return directory / name
+    listed = {entry.path for entry in read_manifest(directory=directory)}
+    return directory / name if name in listed else None
+
+
+def release_files(*, release: Release) -> list[dict[str, Any]]:
+    """The files of a ready release as listed in its manifest (path, size, sha256)."""
+    from datasets.releases.exporters import MANIFEST, file_sha256, read_manifest
+
+    directory = release_directory(release=release)
+    if directory is None or release.status != ReleaseStatus.READY:
+        return []
+    files = [asdict(entry) for entry in read_manifest(directory=directory)]
+    manifest = directory / MANIFEST
+    files.append(
+        {"path": MANIFEST, "size": manifest.stat().st_size, "sha256": file_sha256(manifest)}
+    )
+    return files
+
+
+def release_build(
+    *, release_id: int, on_progress: ProgressCallback | None = None
+) -> Release | None:
+    """Build a queued (or failed) release; a ready or building one is left as it is.
+
+    Returns the release as it ends: ready, or failed with ``error`` set and no directory left.
+    """
+    claimed = Release.objects.filter(
+        pk=release_id, status__in=[ReleaseStatus.QUEUED, ReleaseStatus.FAILED]
+    ).update(
+        status=ReleaseStatus.BUILDING,
+        stage="reading labels",
+        error="",
+        progress_done=0,
+        progress_total=0,
+        # The snapshot is the data as the build reads it; a rebuild on the same day writes the
+        # same bytes (files carry the date only).
+        snapshot_at=timezone.now(),
+    )
+    release = Release.objects.filter(pk=release_id).select_related("project").first()
+    if release is None or not claimed:
+        return release
+    project = release.project
+    root = Path(settings.CONCORD_RELEASES_ROOT) / project.slug
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / release.name
+    relative = f"{project.slug}/{release.name}"
+    work = Path(tempfile.mkdtemp(prefix=f".{release.name}-", dir=root))
+    renamed = False
+    try:
+        if final.exists():
+            # Left by a build that crashed after its rename, before the ready status.
+            shutil.rmtree(final)
+        splits, counts = _build(
+            release=release, project=project, work=work, on_progress=on_progress
+        )
+        work.rename(final)
+        renamed = True
+        with transaction.atomic():
+            _split_memory_write(release=release, image_splits=splits)
+            Release.objects.filter(pk=release.pk).update(
+                status=ReleaseStatus.READY,
+                directory=relative,
+                counts=counts,
+                stage="ready",
+                progress_done=F("progress_total"),
+                finished_at=timezone.now(),
+            )
+    except Exception as exc:
+        logger.exception("Release %s of %s failed", release.name, project.slug)
+        shutil.rmtree(work, ignore_errors=True)
+        if renamed:
+            shutil.rmtree(final, ignore_errors=True)
+        ImageSplit.objects.filter(release=release).delete()
+        Release.objects.filter(pk=release.pk).update(
+            status=ReleaseStatus.FAILED,
+            directory="",
+            stage="failed",
+            error=f"{type(exc).__name__}: {exc}"[:2000],
+            finished_at=timezone.now(),
+        )
+    release.refresh_from_db()
+    return release
+
+
+# --- the build ----------------------------------------------------------------------------
+
+
+@dataclass
+class _Snapshot:
+    """What the snapshot transaction read: splits, stats and the spooled rows."""
+
+    assignment: Any
+    canonical_of: dict[int, int]
+    previous: Release | None
+    spools: dict[str, Path]
+    counts: dict[str, LabelCounts]
+    rows: int
+    collection: CollectionStats
+    agreement: AgreementStats
+    preprocessing: PreprocessingStats
+
+
+def _build(
+    *, release: Release, project: Project, work: Path, on_progress: ProgressCallback | None
+) -> tuple[Mapping[int, str], dict[str, Any]]:
+    options = ReleaseOptions(**{**release.options, "formats": tuple(release.options["formats"])})
+    spool_dir = Path(tempfile.mkdtemp(prefix="spool-", dir=work.parent))
+    try:
+        snapshot = _snapshot_read(release=release, project=project, spool_dir=spool_dir)
+        _progress(release, done=0, total=snapshot.rows, stage="writing files", cb=on_progress)
+        train = snapshot.counts.get("train", LabelCounts())
+        plan = plan_balance(
+            train=train,
+            target_ratio=options.balance_ratio,
+            method=options.balance_method,
+            seed=release.project_id,
+        )
+        tally = BalanceTally()
+        composition = CompositionTally()
+
+        def read_image(row: Mapping[str, Any]) -> bytes:
+            return release_image_read(
+                directory=work, path=str(row["image_path"]), copied=options.copy_images
+            )
+
+        sinks = release_sinks(
+            directory=work,
+            formats=options.formats,
+            read_image=read_image,
+            coco_info={
+                "description": f"{project.name} {release.name}",
+                "version": release.name,
+                "year": release.snapshot_at.year,
+            },
+            max_samples=options.shard_samples,
+        )
+        rows = _replay(
+            snapshot=snapshot,
+            work=work,
+            copy_images=options.copy_images,
+            release=release,
+            cb=on_progress,
+        )
+        export_rows(
+            rows=apply_balance(rows=rows, plan=plan, tally=tally), sinks=[*sinks, composition]
+        )
+    finally:
+        shutil.rmtree(spool_dir, ignore_errors=True)
+
+    _progress(release, done=snapshot.rows, total=snapshot.rows, stage="diff", cb=on_progress)
+    previous_parquet = None
+    if snapshot.previous is not None:
+        previous_dir = release_directory(release=snapshot.previous)
+        if previous_dir is not None and (previous_dir / PAIRS_PARQUET).is_file():
+            previous_parquet = previous_dir / PAIRS_PARQUET
+    old = read_pair_states(path=previous_parquet) if previous_parquet else ()
+    diff = write_diff(
+        path=work / DIFF_FILE, old=old, new=read_pair_states(path=work / PAIRS_PARQUET)
+    )
+    balance = tally.summary(plan=plan)
+    comp = composition.composition()
+    previous_name = snapshot.previous.name if snapshot.previous is not None else None
+    write_datasheet(
+        directory=work,
+        stats=DatasheetStats(
+            project=project.name,
+            version=release.name,
+            composition=comp,
+            collection=snapshot.collection,
+            agreement=snapshot.agreement,
+            preprocessing=snapshot.preprocessing,
+            split_ratios=(project.split_train, project.split_val, project.split_test),
+            motivation=project.description,
+            created=release.snapshot_at.date().isoformat(),
+            previous_version=previous_name,
+            balance=balance,
+            diff=diff if previous_name else None,
+            split_moves=len(snapshot.assignment.moves),
+            images_included=options.copy_images,
+            formats=options.formats,
+        ),
+    )
+    _progress(release, done=snapshot.rows, total=snapshot.rows, stage="manifest", cb=on_progress)
+    write_manifest(
+        directory=work,
+        release={
+            "project": project.slug,
+            "version": release.name,
+            "previous_version": previous_name,
+            "snapshot": release.snapshot_at.date().isoformat(),
+            "formats": list(options.formats),
+            "images": "copied" if options.copy_images else "referenced",
+        },
+    )
+    counts = {
+        "pairs": comp.total_pairs,
+        "images": sum(comp.images.values()),
+        "splits": {
+            split: {
+                "pairs": comp.split_pairs(split),
+                "images": comp.images.get(split, 0),
+                "positives": balance.natural.get(split, LabelCounts()).positives,
+                "negatives": balance.natural.get(split, LabelCounts()).negatives,
+            }
+            for split in SPLITS
+        },
+        "label_sources": _by_source(comp.label_sources),
+        "moves": len(snapshot.assignment.moves),
+        "merged_clusters": len(snapshot.assignment.merged_clusters),
+        "previous_version": previous_name,
+        "diff": asdict(diff) if previous_name else None,
+        "balance": balance.describe(),
+    }
+    return snapshot.assignment.image_splits, counts
+
+
+def release_image_read(*, directory: Path, path: str, copied: bool) -> bytes:
+    """An image's bytes for a WebDataset sample: the release's copy, or the stored file."""
+    if copied:
+        return (directory / path).read_bytes()
+    with default_storage.open(path, "rb") as fh:
+        return fh.read()
+
+
+def _snapshot_read(*, release: Release, project: Project, spool_dir: Path) -> _Snapshot:
+    with transaction.atomic():
+        _repeatable_read()
+        previous = (
+            Release.objects.filter(
+                project=project, status=ReleaseStatus.READY, version__lt=release.version
+            )
+            .order_by("-version")
+            .first()
+        )
+        clusters, canonical_of = _clusters(project=project)
+        remembered: dict[int, str] = {}
+        if previous is not None:
+            remembered = dict(
+                ImageSplit.objects.filter(release=previous).values_list("image_id", "split")
+            )
+        if abs(project.split_train + project.split_val + project.split_test - 1) > 1e-9:
+            raise ValueError(ERROR_SPLIT_RATIOS)
+        assignment = assign_splits(
+            clusters=clusters,
+            previous=remembered,
+            salt=project.split_salt,
+            ratios=(project.split_train, project.split_val, project.split_test),
+        )
+        spools, counts, rows = _spool_pairs(
+            project=project, image_splits=assignment.image_splits, spool_dir=spool_dir
+        )
+        eligible = _eligible_pairs(project=project).count()
+        return _Snapshot(
+            assignment=assignment,
+            canonical_of=canonical_of,
+            previous=previous,
+            spools=spools,
+            counts=counts,
+            rows=rows,
+            collection=_collection_stats(project=project),
+            agreement=_agreement_stats(project=project),
+            preprocessing=_preprocessing_stats(project=project, low_agreement=eligible - rows),
+        )
+
+
+def _repeatable_read() -> None:
+    """One snapshot for every statement of the outermost transaction, on PostgreSQL.
+
+    Must be the transaction's first statement. Inside an enclosing transaction (the tests'),
+    the snapshot is already that transaction's; a SQLite transaction in WAL mode reads one
+    snapshot by nature.
+    """
+    if connection.vendor == "postgresql" and len(connection.atomic_blocks) == 1:
+        with connection.cursor() as cursor:
+            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+
+
+def _clusters(*, project: Project) -> tuple[dict[int, list[int]], dict[int, int]]:
+    """Every image as a cluster member: canonical id → members, and member → canonical id."""
+    canonical_of = dict(
+        ClusterMember.objects.filter(cluster__project=project).values_list(
+            "image_id", "cluster__canonical_id"
+        )
+    )
+    clusters: dict[int, list[int]] = {}
+    for image_id in (
+        Image.objects.filter(project=project).order_by("pk").values_list("pk", flat=True)
+    ):
+        canonical = canonical_of.get(image_id, image_id)
+        clusters.setdefault(canonical, []).append(image_id)
+    return clusters, canonical_of
+
+
+def _eligible_pairs(*, project: Project):
+    return (
+        Pair.objects.filter(image__project=project)
+        .exclude(images_held_back(image="image"))
+        .exclude(captions_held_back(caption="caption"))
+    )
+
+
+def _labelled_pairs(*, project: Project):
+    """The pairs that go into the release, with their label, source, confidence, judgments."""
+    trusted = [str(s) for s in project.trusted_sources or []]
+    gold = Subquery(
+        Task.objects.filter(pair=OuterRef("pk"), is_gold=True).values("gold_answer")[:1]
+    )
+    not_disputed = Q(item_label__isnull=True) | ~Q(item_label__status=ItemStatus.DISPUTED)
+    adjudicated = Q(item_label__adjudicated_label__isnull=False)
+    agreed = Q(item_label__status=ItemStatus.AGREED, item_label__label__isnull=False)
+    imported = Q(kind=PairKind.POSITIVE, caption__source__in=trusted) & not_disputed
+    constructed = Q(kind=PairKind.RANDOM_NEGATIVE) & not_disputed
+    return (
+        _eligible_pairs(project=project)
+        .annotate(gold_answer=gold)
+        .annotate(
+            release_source=Case(
+                When(adjudicated, then=Value("adjudicated")),
+                When(gold_answer__in=[Answer.MATCH, Answer.NO_MATCH], then=Value("gold")),
+                When(agreed, then=Value("crowd")),
+                When(imported, then=Value("import")),
+                When(constructed, then=Value("construction")),
+                default=Value(""),
+            ),
+            release_label=Case(
+                When(adjudicated, then=F("item_label__adjudicated_label")),
+                When(gold_answer=Answer.MATCH, then=Value(1)),
+                When(gold_answer=Answer.NO_MATCH, then=Value(0)),
+                When(agreed, then=F("item_label__label")),
+                When(imported, then=Value(1)),
+                default=Value(0),
+                output_field=IntegerField(),
+            ),
+            release_confidence=Case(
+                When(adjudicated, then=Value(1.0)),
+                When(gold_answer__in=[Answer.MATCH, Answer.NO_MATCH], then=Value(1.0)),
+                When(agreed, then=Coalesce(F("item_label__confidence"), Value(1.0))),
+                default=Value(1.0),
+                output_field=FloatField(),
+            ),
+            release_judgments=Coalesce(F("item_label__judgments"), Value(0)),
+        )
+        .exclude(release_source="")
+    )
+
+
+def _spool_pairs(
+    *, project: Project, image_splits: Mapping[int, str], spool_dir: Path
+) -> tuple[dict[str, Path], dict[str, LabelCounts], int]:
+    """One chunked pass over the pairs into a spool file per split; label counts per split."""
+    paths = {split: spool_dir / f"{split}.marshal" for split in SPLITS}
+    labels = {split: [0, 0] for split in SPLITS}
+    rows = 0
+    with contextlib.ExitStack() as stack:
+        files = {
+            split: stack.enter_context(open(path, "wb", buffering=1 << 20))
+            for split, path in paths.items()
+        }
+        queryset = _labelled_pairs(project=project).order_by("image_id", "pk")
+        dump = marshal.dump
+        for values in queryset.values_list(*_ROW_FIELDS).iterator(chunk_size=CHUNK_SIZE):
+            split = image_splits[values[1]]
+            dump(values, files[split])
+            labels[split][values[5]] += 1
+            rows += 1
+    counts = {s: LabelCounts(positives=c[1], negatives=c[0]) for s, c in labels.items()}
+    return paths, counts, rows
+
+
+def _replay(
+    *,
+    snapshot: _Snapshot,
+    work: Path,
+    copy_images: bool,
+    release: Release,
+    cb: ProgressCallback | None,
+) -> Iterator[dict[str, Any]]:
+    """The spooled rows as release rows, train then val then test; copies images as they come."""
+    done = 0
+    canonical_of = snapshot.canonical_of
+    for split in SPLITS:
+        last_image = None
+        image_path = ""
+        with open(snapshot.spools[split], "rb", buffering=1 << 20) as fh:
+            while True:
+                try:
+                    values = marshal.load(fh)
+                except EOFError:
+                    break
+                (pair_id, image_id, caption_id, caption, kind, label, source, confidence,
+                 judgments, sha256, file_name, fmt, width, height, licence, licence_url,
+                 source_url, original_name) = values  # fmt: skip
+                if image_id != last_image:
+                    last_image = image_id
+                    if copy_images:
+                        image_path = release_image_path(
+                            sha256=sha256, extension=_EXTENSIONS.get(fmt, "jpg")
+                        )
+                        _image_copy(name=file_name, target=work / image_path)
+                    else:
+                        image_path = file_name
+                yield {
+                    "pair_id": pair_id,
+                    "image_id": image_id,
+                    "caption_id": caption_id,
+                    "image_path": image_path,
+                    "image_sha256": sha256,
+                    "caption": caption,
+                    "kind": kind,
+                    "label": label,
+                    "label_source": source,
+                    "confidence": confidence,
+                    "n_judgments": judgments,
+                    "split": split,
+                    "cluster_id": canonical_of.get(image_id, image_id),
+                    "weight": 1.0,
+                    "license": licence,
+                    "width": width,
+                    "height": height,
+                    "license_url": licence_url,
+                    "source_url": source_url,
+                    "original_name": original_name,
+                }
+                done += 1
+                if done % PROGRESS_EVERY == 0:
+                    _progress(release, done=done, total=snapshot.rows, stage="writing files", cb=cb)
+
+
+def _image_copy(*, name: str, target: Path) -> None:
+    if target.exists():
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with default_storage.open(name, "rb") as source, open(target, "wb") as out:
+        shutil.copyfileobj(source, out, 1 << 20)
+
+
+def _progress(
+    release: Release, *, done: int, total: int, stage: str, cb: ProgressCallback | None
+) -> None:
+    Release.objects.filter(pk=release.pk).update(
+        progress_done=done, progress_total=total, stage=stage
+    )
+    if cb is not None:
+        cb(done, total, stage)
+
+
+def _split_memory_write(*, release: Release, image_splits: Mapping[int, str]) -> None:
+    ImageSplit.objects.filter(release=release).delete()
+    batch: list[ImageSplit] = []
+    for image_id, split in sorted(image_splits.items()):
+        batch.append(ImageSplit(release=release, image_id=image_id, split=split))
+        if len(batch) >= _SPLIT_MEMORY_BATCH:
+            ImageSplit.objects.bulk_create(batch)
+            batch = []
+    if batch:
+        ImageSplit.objects.bulk_create(batch)
+
+
+def _by_source(label_sources: Mapping[tuple[str, str], int]) -> dict[str, int]:
+    totals: dict[str, int] = {}
+    for (_split, source), n in label_sources.items():
+        totals[source] = totals.get(source, 0) + n
+    return dict(sorted(totals.items()))
+
+
+def _collection_stats(*, project: Project) -> CollectionStats:
+    judgments = Judgment.objects.filter(task__project=project)
+    figures = judgments.aggregate(
+        gold_accuracy=Avg(
+            Case(
+                When(gold_correct=True, then=Value(1.0)),
+                When(gold_correct=False, then=Value(0.0)),
+                output_field=FloatField(),
+            )
+        )
+    )
+    return CollectionStats(
+        annotators=judgments.values("annotator_id").distinct().count(),
+        judgments=judgments.count(),
+        judgments_per_item=project.judgments_per_item,
+        gold_rate=project.gold_rate,
+        challenge_rate=project.challenge_rate,
+        gold_accuracy=figures["gold_accuracy"],
+        trusted_sources=tuple(str(s) for s in project.trusted_sources or []),
+    )
+
+
+def _agreement_stats(*, project: Project) -> AgreementStats:
+    snapshot = snapshot_latest(project=project)
+    figures: dict[str, float] = {}
+    if snapshot is not None:
+        for name, value in (
+            ("Krippendorff's α", snapshot.alpha),
+            ("Fleiss' κ", snapshot.fleiss_kappa),
+            ("percent agreement", snapshot.percent_agreement),
+        ):
+            if value is not None:
+                figures[name] = value
+    return AgreementStats(
+        aggregation="Dawid–Skene (majority vote kept beside it); an item counts as agreed "
+        f"when its agreement reaches {project.agreement_threshold:g}",
+        figures=figures,
+        min_confidence=project.agreement_threshold,
+    )
+
+
+def _preprocessing_stats(*, project: Project, low_agreement: int) -> PreprocessingStats:
+    duplicates = (
+        ClusterMember.objects.filter(cluster__project=project)
+        .exclude(cluster__canonical=F("image"))
+        .count()
+    )
+    flagged_images = (
+        ImageFlag.objects.filter(image__project=project, overridden_at__isnull=True)
+        .values("image_id")
+        .distinct()
+        .count()
+    )
+    flagged_captions = (
+        CaptionFlag.objects.filter(caption__image__project=project, overridden_at__isnull=True)
+        .values("caption_id")
+        .distinct()
+        .count()
+    )
+    return PreprocessingStats(
+        phash_threshold=project.near_duplicate_threshold,
+        duplicates_excluded=duplicates,
+        flagged_excluded=flagged_images + flagged_captions,
+        low_agreement_excluded=max(0, low_agreement),
+        filters=(
+            "Pairs without a usable label are left out: pending or disputed items, "
+            "unjudged hard and text-edit negatives, and positives from untrusted sources "
+            "that no one judged.",
+        ),
+    )

@@ -1,0 +1,12 @@
+"""Celery tasks of the release stage: ids in, the service does the work; safe to run twice."""
+
+from celery import shared_task
+
+from datasets.releases.services import release_build
+
+
+@shared_task(name="releases.build", acks_late=True)
+def build_release(release_id: int) -> str | None:
+    """Build a queued release (default queue); a ready one is left alone, so a redelivery is harmless."""
+    release = release_build(release_id=release_id)
+    return release.status if release is not None else None

@@ -1,0 +1,88 @@
+"""The manager's agreement pages, through real requests."""
+
+import pytest
+from django.urls import reverse
+
+from annotate.agreement.services.consensus import consensus_recompute
+from annotate.models import ItemLabel, Suspension
+from annotate.queue.services.judgments import judgment_submit
+from annotate.queue.services.leases import assignment_get
+from datasets.models import Project
+from tests import factories
+
+pytestmark = pytest.mark.django_db
+
+CHARTS = ["progress", "alpha", "accuracy-speed", "kappa", "labels", "disputed"]
+
+
+@pytest.fixture
+def judged(project, annotator):
+    Project.objects.filter(pk=project.pk).update(max_judgments_per_item=2)
+    tasks = factories.verify_tasks(project=project, count=3, target=2)
+    other = factories.user("other")
+    factories.member(project=project, user=other, role="annotator")
+    for user, answer in ((annotator, "match"), (other, "no_match")):
+        while lease := assignment_get(project=project, annotator=user, lookahead=0).current:
+            judgment_submit(lease=lease, answer=answer)
+    consensus_recompute(project=project)
+    return tasks
+
+
+def test_only_managers_see_the_dashboard(client, project, annotator, outsider):
+    for name in ("agreement", "agreement-disputed"):
+        url = reverse(name, kwargs={"slug": project.slug})
+        client.force_login(annotator)
+        assert client.get(url).status_code == 403
+        client.force_login(outsider)
+        assert client.get(url).status_code == 404
+    client.force_login(annotator)
+    recompute = reverse("agreement-recompute", kwargs={"slug": project.slug})
+    assert client.post(recompute).status_code == 403
+
+
+def test_dashboard_draws_every_chart_even_before_any_figures(client, project, manager):
+    client.force_login(manager)
+    page = client.get(reverse("agreement", kwargs={"slug": project.slug}))
+    html = page.content.decode()
+    assert page.status_code == 200 and "Not computed yet" in html
+    for key in CHARTS:
+        assert f'data-chart="{key}"' in html
+
+
+def test_dashboard_shows_figures_table_and_freshness(client, project, manager, judged):
+    client.force_login(manager)
+    page = client.get(reverse("agreement", kwargs={"slug": project.slug}), {"sort": "name"})
+    html = page.content.decode()
+    assert page.status_code == 200
+    assert "Computed 0" in html and "minutes ago" in html
+    assert [row["name"] for row in page.context["dashboard"].annotators] == ["other", "annotator"]
+    assert html.count("<svg") == len(CHARTS)
+    assert "style=" not in html and "<script>" not in html
+
+
+def test_recompute_suspend_reinstate_and_adjudicate_through_the_pages(
+    client, project, manager, annotator, judged
+):
+    client.force_login(manager)
+    slug = project.slug
+    assert client.post(reverse("agreement-recompute", kwargs={"slug": slug})).status_code == 302
+    disputed = client.get(reverse("agreement-disputed", kwargs={"slug": slug}))
+    items = list(disputed.context["items"])
+    assert len(items) == 3 and all(item.needs_manager for item in items)
+    assert items[0].pair.caption.text in disputed.content.decode()
+
+    url = reverse("agreement-suspend", kwargs={"slug": slug, "user_id": annotator.pk})
+    assert client.post(url, {"reason": "too fast"}).status_code == 302
+    assert Suspension.objects.get(lifted_at=None).annotator == annotator
+    url = reverse("agreement-reinstate", kwargs={"slug": slug, "user_id": annotator.pk})
+    assert client.post(url).status_code == 302
+    assert Suspension.objects.get().lifted_at is not None
+
+    pair = items[0].pair
+    url = reverse("agreement-adjudicate", kwargs={"slug": slug, "pair_id": pair.pk})
+    assert client.post(url, {"label": "7"}).status_code == 400
+    assert client.post(url, {"label": "1", "make_gold": "on"}).status_code == 302
+    item = ItemLabel.objects.get(pair=pair)
+    assert (item.adjudicated_label, item.adjudicated_by) == (1, manager)
+    pair.refresh_from_db()
+    assert pair.label == 1

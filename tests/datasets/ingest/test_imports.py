@@ -1,0 +1,147 @@
+import io
+import json
+from pathlib import Path
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from datasets.models import Caption, Image, Pair
+from tests import factories
+from tests.sample_data import SHARED_DATA
+
+pytestmark = pytest.mark.django_db
+
+
+def _images_folder(tmp_path: Path, names: list[str]) -> Path:
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for seed, name in enumerate(names):
+        (folder / name).write_bytes(factories.image_bytes(seed=seed))
+    return folder
+
+
+def _run(command: str, *args) -> None:
+    call_command(command, *args, stdout=io.StringIO(), stderr=io.StringIO())
+
+
+def test_manifest_import_is_idempotent_and_keeps_repeated_captions(project, tmp_path):
+    images = _images_folder(tmp_path, ["a.jpg", "b.jpg"])
+    manifest = tmp_path / "m.csv"
+    manifest.write_text(
+        "image,caption,license,source_url\n"
+        "a.jpg,a dog on grass,CC0,http://example.org/a\n"
+        "a.jpg,a dog on grass,,\n"  # the same text twice on purpose, as Flickr8k has once
+        "b.jpg,  a   boat \u200b,,\n"
+    )
+    _run("import_manifest", project.slug, str(manifest), "--images", str(images))
+    assert project.images.count() == 2
+    assert Caption.objects.filter(image__project=project).count() == 3
+    assert Pair.objects.filter(image__project=project, kind="positive").count() == 3
+    a = project.images.get(original_name="a.jpg")
+    assert (a.license_name, a.source_url, a.source) == ("CC0", "http://example.org/a", "manifest")
+    assert project.images.get(original_name="b.jpg").captions.get().text == "a boat"
+
+    _run("import_manifest", project.slug, str(manifest), "--images", str(images))
+    assert project.images.count() == 2
+    assert Caption.objects.filter(image__project=project).count() == 3
+
+
+def test_import_reports_problems_keeps_valid_rows_and_exits_non_zero(project, tmp_path, capsys):
+    images = _images_folder(tmp_path, ["good.jpg"])
+    (images / "broken.jpg").write_bytes(b"\xff\xd8\xff not a jpeg")
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text(
+        '{"image": "good.jpg", "caption": "a fine picture"}\n'
+        '{"image": "missing.jpg", "caption": "no file"}\n'
+        '{"image": "broken.jpg", "caption": "bad bytes"}\n'
+        '{"image": "../../etc/passwd", "caption": "escape"}\n'
+        '{"image": "good.jpg", "caption": "   "}\n'
+        "{oops\n"
+    )
+    with pytest.raises(CommandError) as raised:
+        call_command("import_manifest", project.slug, str(manifest), "--images", str(images))
+    assert raised.value.returncode == 1
+    err = capsys.readouterr().err
+    assert "line 2: image file not found: missing.jpg" in err
+    assert "line 3: broken.jpg: Not a readable image" in err
+    assert "line 4: image path leaves the images folder" in err
+    assert "line 5: Caption is empty." in err
+    assert "line 6: not valid JSON" in err
+    assert list(project.images.values_list("original_name", flat=True)) == ["good.jpg"]
+    assert Caption.objects.filter(image__project=project).count() == 1
+
+
+def test_coco_import_keeps_licences(project, tmp_path):
+    images = _images_folder(tmp_path, ["1.jpg", "2.jpg"])
+    coco = tmp_path / "captions.json"
+    coco.write_text(
+        json.dumps(
+            {
+                "licenses": [{"id": 1, "name": "Attribution License", "url": "http://cc/by"}],
+                "images": [
+                    {"id": 1, "file_name": "1.jpg", "license": 1, "flickr_url": "http://f/1"},
+                    {"id": 2, "file_name": "2.jpg", "license": 1, "coco_url": "http://c/2"},
+                ],
+                "annotations": [
+                    {"id": 5, "image_id": 1, "caption": "one"},
+                    {"id": 6, "image_id": 2, "caption": "two"},
+                ],
+            }
+        )
+    )
+    _run("import_coco", project.slug, str(coco), "--images", str(images))
+    first = project.images.get(original_name="1.jpg")
+    assert (first.license_name, first.license_url, first.source_url) == (
+        "Attribution License",
+        "http://cc/by",
+        "http://f/1",
+    )
+    assert project.images.get(original_name="2.jpg").source_url == "http://c/2"
+
+
+def test_import_into_unknown_project_fails_clearly(db, tmp_path):
+    with pytest.raises(CommandError, match="No project with slug 'nope'"):
+        call_command("import_coco", "nope", str(tmp_path / "x.json"), "--images", str(tmp_path))
+
+
+def test_malformed_coco_file_fails_clearly(project, tmp_path):
+    coco = tmp_path / "bad.json"
+    coco.write_text("{nope")
+    with pytest.raises(CommandError, match="Not valid COCO captions JSON"):
+        call_command("import_coco", project.slug, str(coco), "--images", str(tmp_path))
+
+
+requires_shared = pytest.mark.skipif(
+    not SHARED_DATA.is_dir(), reason=f"sample data folder {SHARED_DATA} is absent"
+)
+
+
+@requires_shared
+def test_coco_mini_sample(project, capsys):
+    folder = SHARED_DATA / "coco-mini"
+    call_command(
+        "import_coco",
+        project.slug,
+        str(folder / "captions.json"),
+        "--images",
+        str(folder / "images"),
+    )
+    assert project.images.count() == 80
+    assert Caption.objects.filter(image__project=project).count() == 400
+    assert not project.images.filter(license_name="").exists()
+    assert "Images: 80 added" in capsys.readouterr().out
+
+
+@requires_shared
+def test_flickr8k_sample_imports_then_adds_nothing(project, capsys):
+    folder = SHARED_DATA / "flickr8k-1k"
+    args = ("import_manifest", project.slug, str(folder / "captions.csv"), "--images")
+    call_command(*args, str(folder / "images"))
+    assert Image.objects.filter(project=project).count() == 1000
+    assert Caption.objects.filter(image__project=project).count() == 5000
+    capsys.readouterr()
+    call_command(*args, str(folder / "images"))  # exits 0: no CommandError
+    out = capsys.readouterr().out
+    assert "Images: 0 added, 1000 already present" in out
+    assert "Captions: 0 added, 5000 already present" in out
+    assert Caption.objects.filter(image__project=project).count() == 5000

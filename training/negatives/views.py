@@ -1,0 +1,51 @@
+"""The manager's page of hard negatives: figures per source, scores, examples, mine now."""
+
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_http_methods
+
+from annotate.agreement.charts import histogram_chart
+from datasets import access
+from training.negatives import selectors
+from training.negatives.models import Outcome
+from training.negatives.services.mining import mining_request
+from training.registry.models import ModelVersion
+
+
+@require_http_methods(["GET", "POST"])
+def negatives_page(request: HttpRequest, slug: str) -> HttpResponse:
+    project, _ = access.project_get(user=request.user, slug=slug, manager=True)
+    if request.method == "POST":
+        mining_request(project=project)
+        messages.success(
+            request,
+            "Mining queued: new proposals and challenge items appear here when a worker is done.",
+        )
+        return redirect("negatives", slug=project.slug)
+    scores = selectors.scores_by_outcome(project=project)
+    chart = histogram_chart(
+        key="proposal-scores",
+        title="Model score of judged proposals",
+        series=[
+            ("Confirmed negatives", "no-match", scores[Outcome.NEGATIVE]),
+            ("Found positives", "match", scores[Outcome.POSITIVE]),
+        ],
+        low=-0.2,
+        high=1.0,
+        bins=12,
+    )
+    return render(
+        request,
+        "negatives/negatives.html",
+        {
+            "project": project,
+            "rows": selectors.source_rows(project=project),
+            "challenges": selectors.challenge_counts(project=project),
+            "chart": chart,
+            "confirmed": selectors.examples(project=project, outcome=Outcome.NEGATIVE),
+            "found": selectors.examples(project=project, outcome=Outcome.POSITIVE),
+            "pending": selectors.examples(project=project, outcome=Outcome.PENDING),
+            "promoted": ModelVersion.objects.filter(project=project, is_promoted=True).first(),
+        },
+    )

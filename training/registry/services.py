@@ -1,0 +1,336 @@
+"""Services for model versions: request a training run, run it, promote the better model.
+
+A run trains on a READY release's directory with ``training.core.train.train`` and writes its
+checkpoints under ``settings.CONCORD_MODELS_ROOT/<project slug>/<version id>/``. Promotion is
+atomic and only ever replaces the promoted model with a strictly better one (on the validation
+metric ``TrainConfig.select_metric``); a failed run is marked failed and changes nothing else.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from config.celery import enqueue_on_commit
+from datasets.models import Project, Release, ReleaseStatus
+from datasets.releases.services import release_directory
+from training.registry.models import ModelVersion, VersionStatus
+from training.registry.signals import model_promoted
+
+logger = logging.getLogger(__name__)
+
+ERROR_NO_RELEASE = "Project {slug} has no ready release to train on; cut one first."
+
+
+def models_root() -> Path:
+    return Path(getattr(settings, "CONCORD_MODELS_ROOT", Path(settings.VAR_DIR) / "models"))
+
+
+def default_config() -> dict[str, Any]:
+    """The config a run gets when none is given: ``settings.CONCORD_TRAIN_CONFIG`` over the
+    ``TrainConfig`` defaults."""
+    return dict(getattr(settings, "CONCORD_TRAIN_CONFIG", {}) or {})
+
+
+def newest_ready_release(*, project: Project) -> Release | None:
+    return (
+        Release.objects.filter(project=project, status=ReleaseStatus.READY)
+        .order_by("-version")
+        .first()
+    )
+
+
+def _full_config(config: dict[str, Any] | None) -> dict[str, Any]:
+    """Every ``TrainConfig`` field of ``config`` over the defaults; raises ``ValueError``."""
+    from training.core.config import TrainConfig
+
+    return TrainConfig.from_dict(default_config() | (config or {})).to_dict()
+
+
+def model_request(
+    *,
+    project: Project,
+    release: Release | None = None,
+    config: dict[str, Any] | None = None,
+    enqueue: bool = True,
+) -> ModelVersion:
+    """A queued model version on ``release`` (default: the newest ready one); its training task
+    is sent once the row is committed."""
+    if release is None:
+        release = newest_ready_release(project=project)
+    if release is None or release.status != ReleaseStatus.READY:
+        raise ValueError(ERROR_NO_RELEASE.format(slug=project.slug))
+    # Validate now (a bad config fails the request, not the worker) and store every field.
+    full = _full_config(config)
+    version = ModelVersion.objects.create(project=project, release=release, config=full)
+    if enqueue:
+        model_enqueue(version_id=version.pk)
+    return version
+
+
+def model_enqueue(*, version_id: int) -> None:
+    """Send the run to a training worker once the version row is committed; if the broker is
+    away the version stays queued and `manage.py train` or a retry runs it."""
+    enqueue_on_commit(
+        "registry.train_model", version_id, what=f"training of model version {version_id}"
+    )
+
+
+def _json_safe(value: Any) -> Any:
+    """NaN/inf become None (PostgreSQL's jsonb rejects them); numpy scalars become floats."""
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, bool | int | str) or value is None:
+        return value
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    return number if math.isfinite(number) else None
+
+
+def model_train(*, version_id: int, show_progress: bool = False) -> ModelVersion | None:
+    """Train, evaluate and maybe promote one version. Safe to re-run: a finished version is left
+    alone, and an interrupted one resumes from its ``last.pt``."""
+    from training.core.config import TrainConfig
+    from training.core.evaluate import evaluate
+    from training.core.train import train
+
+    version = ModelVersion.objects.select_related("project", "release").filter(pk=version_id)
+    version = version.first()
+    if version is None or version.status in (VersionStatus.READY, VersionStatus.FAILED):
+        return version
+    version.status, version.error = VersionStatus.TRAINING, ""
+    version.save(update_fields=["status", "error"])
+
+    # A resumed run reports only its new epochs: keep the ones before them.
+    history = list(version.history or [])
+
+    def on_epoch(record: dict[str, Any]) -> None:
+        nonlocal history
+        history = [h for h in history if h.get("epoch", 0) < record["epoch"]]
+        history.append(_json_safe(record))
+        ModelVersion.objects.filter(pk=version.pk).update(
+            epochs_done=record["epoch"], history=history
+        )
+
+    try:
+        config = TrainConfig.from_dict(version.config)
+        release_dir = release_directory(release=version.release)
+        if release_dir is None or version.release.status != ReleaseStatus.READY:
+            raise ValueError(f"Release {version.release.name} is not ready.")
+        out_dir = models_root() / version.project.slug / str(version.pk)
+        result = train(config, release_dir, out_dir, show_progress=show_progress, on_epoch=on_epoch)
+        metrics = _json_safe(evaluate(result.checkpoint, release_dir))
+    except Exception as exc:
+        logger.exception("Training of model version %d failed", version.pk)
+        ModelVersion.objects.filter(pk=version.pk).update(
+            status=VersionStatus.FAILED,
+            error=f"{type(exc).__name__}: {exc}"[:2000],
+            finished_at=timezone.now(),
+        )
+        version.refresh_from_db()
+        return version
+
+    value = metrics.get("val", {}).get(config.select_metric)
+    with transaction.atomic():
+        # The project row lock serialises promotions of concurrent runs.
+        Project.objects.select_for_update().filter(pk=version.project_id).first()
+        current = ModelVersion.objects.filter(project_id=version.project_id, is_promoted=True)
+        current = current.first()
+        promote = value is not None and (
+            current is None or current.metric_value is None or value > current.metric_value
+        )
+        if promote and current is not None:
+            current.is_promoted = False
+            current.save(update_fields=["is_promoted"])
+        version.status = VersionStatus.READY
+        version.epochs_done = result.epochs_run
+        # The checkpoint's log is complete even where a killed run missed a callback.
+        version.history = _json_safe(result.history)
+        version.metrics = metrics
+        version.metric_name = config.select_metric
+        version.metric_value = value
+        version.checkpoint = str(result.checkpoint)
+        version.is_promoted = promote
+        version.finished_at = timezone.now()
+        version.save()
+        if promote:
+            transaction.on_commit(lambda: model_promoted.send(sender=ModelVersion, version=version))
+    return version
+
+
+def promoted_version(*, project: Project) -> ModelVersion | None:
+    return ModelVersion.objects.filter(project=project, is_promoted=True).first()
+
+
+# --- nightly ---------------------------------------------------------------------------------
+
+NIGHTLY_CUT, NIGHTLY_TRAIN, NIGHTLY_SKIP = "cut", "train", "skip"
+NIGHTLY_NO_RELEASE = "no release yet"
+NIGHTLY_CHANGED = "labels changed since {release}"
+NIGHTLY_NO_PAIRS = "the project has no pairs to release yet"
+NIGHTLY_NO_POSITIVES = "{release} has no positive pairs in its train split"
+NIGHTLY_BUSY = "model #{pk} on {release} is still {status}"
+NIGHTLY_DONE = "model #{pk} already trained on {release} with this config"
+NIGHTLY_RELEASE_FAILED = "release {release} failed: {error}"
+NIGHTLY_BAD_CONFIG = "CONCORD_TRAIN_CONFIG is not a valid training config: {error}"
+NIGHTLY_ERROR = "{error}"
+
+
+@dataclass(frozen=True)
+class NightlyPlan:
+    """What the nightly job does for one project: ``cut`` a new release and train on it, ``train``
+    on ``release``, or ``skip``; ``reason`` says why in words a manager reads on the models page."""
+
+    action: str
+    release: Release | None = None
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class NightlyOutcome:
+    """What the nightly job did for one project (the task's record of the night)."""
+
+    project: Project
+    action: str
+    release: Release | None = None
+    version: ModelVersion | None = None
+    reason: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "project": self.project.slug,
+            "action": self.action,
+            "release": self.release.name if self.release is not None else None,
+            "version": self.version.pk if self.version is not None else None,
+            "reason": self.reason,
+        }
+
+
+def labels_changed_since(*, project: Project, release: Release) -> bool:
+    """Whether anything that decides a release's pairs or labels is newer than ``release``'s
+    snapshot: new pairs (imports, captions, proposed negatives), judgments, gold items,
+    adjudications, or an edit of the project's settings (trusted sources, splits, balance).
+
+    Conservative: a judgment that changes no aggregated label still counts, so the worst case
+    is one release more than needed, never a stale one.
+    """
+    from annotate.models import ItemLabel, Judgment, Task
+    from datasets.models import Pair
+
+    since = release.snapshot_at
+    return (
+        project.updated_at > since
+        or Pair.objects.filter(image__project=project, created_at__gt=since).exists()
+        or Judgment.objects.filter(task__project=project, created_at__gt=since).exists()
+        or Task.objects.filter(project=project, is_gold=True, created_at__gt=since).exists()
+        or ItemLabel.objects.filter(project=project, adjudicated_at__gt=since).exists()
+    )
+
+
+def _train_positives(release: Release) -> int | None:
+    """Positive pairs in the release's train split, by its build counts; None if not recorded."""
+    split = ((release.counts or {}).get("splits") or {}).get("train") or {}
+    positives = split.get("positives")
+    return None if positives is None else int(positives)
+
+
+def nightly_plan(*, project: Project) -> NightlyPlan:
+    """Decide tonight's work for ``project`` without changing anything.
+
+    A new release is cut when there is none or the labels changed since the newest one; else
+    the newest ready release is trained on, unless a version with the current default config
+    is already trained, queued or running on it (retraining the same data with the same seed
+    gives the same model).
+    """
+    from datasets.models import Pair
+
+    release = newest_ready_release(project=project)
+    if release is None or labels_changed_since(project=project, release=release):
+        if not Pair.objects.filter(image__project=project).exists():
+            return NightlyPlan(NIGHTLY_SKIP, release, NIGHTLY_NO_PAIRS)
+        reason = NIGHTLY_NO_RELEASE if release is None else NIGHTLY_CHANGED
+        return NightlyPlan(NIGHTLY_CUT, release, reason.format(release=release and release.name))
+    if _train_positives(release) == 0:
+        return NightlyPlan(NIGHTLY_SKIP, release, NIGHTLY_NO_POSITIVES.format(release=release.name))
+    active = [VersionStatus.QUEUED, VersionStatus.TRAINING]
+    busy = ModelVersion.objects.filter(release=release, status__in=active).order_by("pk").first()
+    if busy is not None:
+        reason = NIGHTLY_BUSY.format(
+            pk=busy.pk, release=release.name, status=busy.get_status_display().lower()
+        )
+        return NightlyPlan(NIGHTLY_SKIP, release, reason)
+    try:
+        config = _json_safe(_full_config(None))
+    except (TypeError, ValueError) as exc:
+        return NightlyPlan(NIGHTLY_SKIP, release, NIGHTLY_BAD_CONFIG.format(error=exc))
+    for done in ModelVersion.objects.filter(release=release, status=VersionStatus.READY):
+        if done.config == config:
+            reason = NIGHTLY_DONE.format(pk=done.pk, release=release.name)
+            return NightlyPlan(NIGHTLY_SKIP, release, reason)
+    return NightlyPlan(NIGHTLY_TRAIN, release)
+
+
+def _release_cut(*, project: Project) -> Release:
+    """Cut and build a release with the manager form's defaults, here in this process."""
+    from datasets.releases.services import release_build, release_options, release_request
+
+    options = release_options(project=project)
+    release = release_request(project=project, user=None, options=options, enqueue=False)
+    built = release_build(release_id=release.pk)
+    return built if built is not None else release
+
+
+def nightly_project(*, project: Project) -> NightlyOutcome:
+    """Carry out :func:`nightly_plan` for one project: cut a release if needed (built in this
+    process), then queue a training run on it. Never raises; a failure is the outcome's reason."""
+    plan = nightly_plan(project=project)
+    release = plan.release
+    if plan.action == NIGHTLY_SKIP:
+        return NightlyOutcome(project, NIGHTLY_SKIP, release, reason=plan.reason)
+    try:
+        if plan.action == NIGHTLY_CUT:
+            release = _release_cut(project=project)
+            if release.status != ReleaseStatus.READY:
+                reason = NIGHTLY_RELEASE_FAILED.format(release=release.name, error=release.error)
+                return NightlyOutcome(project, NIGHTLY_SKIP, release, reason=reason)
+            if _train_positives(release) == 0:
+                reason = NIGHTLY_NO_POSITIVES.format(release=release.name)
+                return NightlyOutcome(project, NIGHTLY_SKIP, release, reason=reason)
+        with transaction.atomic():
+            version = model_request(project=project, release=release)
+    except Exception as exc:
+        logger.exception("Nightly retraining of %s failed", project.slug)
+        reason = NIGHTLY_ERROR.format(error=f"{type(exc).__name__}: {exc}")
+        return NightlyOutcome(project, NIGHTLY_SKIP, release, reason=reason)
+    return NightlyOutcome(project, plan.action, release, version, plan.reason)
+
+
+def nightly_retrain() -> list[NightlyOutcome]:
+    """Beat's nightly job: for every project, cut or take the newest release and queue a
+    training run on it (see :func:`nightly_plan`); each project's outcome is logged."""
+    outcomes = []
+    for project in Project.objects.order_by("pk"):
+        outcome = nightly_project(project=project)
+        if outcome.version is not None:
+            logger.info(
+                "Nightly: %s model #%d queued on %s%s",
+                project.slug,
+                outcome.version.pk,
+                outcome.release.name if outcome.release else "?",
+                f" ({outcome.reason})" if outcome.reason else "",
+            )
+        else:
+            logger.info("Nightly: %s skipped: %s", project.slug, outcome.reason)
+        outcomes.append(outcome)
+    return outcomes

@@ -2,7 +2,7 @@
 
     python bench/agreement.py [--seed S] [--resamples N] [--crowdkit]
 
-Synthesises a seeded crowd (20% spammers) with annotate.simulation, then times each step
+Synthesises a seeded crowd (20% spammers) with annotate.simulation.crowd, then times each step
 and measures its peak memory. Each step runs twice: once for the wall time, once under
 tracemalloc for the peak of what the step itself allocates (numpy and pandas buffers
 included). The process's maximum resident set size at the end bounds everything together.
@@ -25,16 +25,16 @@ import numpy as np
 # Run as a script from the repository root: make the project's packages importable.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from annotate.aggregation import dawid_skene, encode_judgments, majority_vote
-from annotate.agreement import (
+from annotate.agreement.aggregation import dawid_skene, encode_judgments, majority_vote
+from annotate.agreement.annotators import annotator_stats
+from annotate.agreement.coefficients import (
     cohen_kappa_matrix,
     fleiss_kappa,
     krippendorff_alpha,
     krippendorff_alpha_interval,
     percent_agreement,
 )
-from annotate.quality import annotator_stats
-from annotate.simulation import (
+from annotate.simulation.crowd import (
     CrowdSpec,
     score_labels,
     simulate_annotators,

@@ -15,6 +15,7 @@ Run from the repository root: ``python bench/dedup.py``. A few minutes on two co
 
 from __future__ import annotations
 
+import argparse
 import io
 import os
 import random
@@ -31,7 +32,7 @@ from PIL import Image, ImageEnhance, ImageOps
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from datasets.dedup import (  # noqa: E402
+from datasets.curation.dedup import (
     DHASH_THRESHOLD_DEFAULT,
     PHASH_THRESHOLD_DEFAULT,
     HammingIndex,
@@ -363,6 +364,8 @@ def search_speed() -> None:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.parse_args()
     # The machine may be shared: the load average tells how much the figures can be trusted.
     load = " ".join(f"{x:.1f}" for x in os.getloadavg())
     print(f"machine: {os.cpu_count()} CPU cores, load average {load}; numpy {np.__version__}")

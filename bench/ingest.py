@@ -36,9 +36,9 @@ def main() -> None:
     from django.core.management import call_command
     from django.db import connection
 
-    from datasets.imports import records_import
-    from datasets.projects import project_create
-    from datasets.sources import parse_manifest
+    from datasets.ingest.services.imports import records_import
+    from datasets.ingest.sources import parse_manifest
+    from datasets.projects.services import project_create
 
     if connection.vendor != "sqlite":
         sys.exit("Run against a throwaway database: unset DATABASE_URL (SQLite in a temp folder).")

@@ -21,10 +21,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-# Run as a script, bench/ heads sys.path and its modules (e.g. bench/queue.py) would shadow the
-# standard library's; the repository root takes its place.
-sys.path.pop(0)
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+# Run as a script from anywhere: the repository root holds the project's packages.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import argparse
 import multiprocessing
@@ -36,11 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from training.mining import (
-    CAPTION_CHUNK_DEFAULT,
-    IMAGE_BLOCK_DEFAULT,
-    mine_hard_negatives,
-)
+from training.core.mining import CAPTION_CHUNK_DEFAULT, IMAGE_BLOCK_DEFAULT, mine_hard_negatives
 
 SEED = 0
 DUPLICATE_SHARE = 0.02

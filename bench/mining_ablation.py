@@ -21,6 +21,7 @@ cached on disk (``CONCORD_EMBEDDING_CACHE``), so a second run embeds nothing.
 
 from __future__ import annotations
 
+import argparse
 import os
 import shutil
 import sys
@@ -30,11 +31,8 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-if __name__ == "__main__":
-    # Run as a script, bench/ heads sys.path and bench/queue.py would shadow the standard
-    # library's queue; the repository root takes its place.
-    sys.path.pop(0)
-    sys.path.insert(0, str(ROOT))
+# Run as a script from anywhere: the repository root holds the project's packages.
+sys.path.insert(0, str(ROOT))
 
 # Both models get the BCE and triplet terms beside InfoNCE: they are where labelled negatives
 # enter training (the baseline's are random negatives, B's also the verified hard ones).
@@ -62,17 +60,17 @@ def ablation(
     from django.contrib.auth import get_user_model
     from django.core.management import call_command
 
-    from annotate.crowd import crowd_simulate, random_negatives_create
-    from datasets import releases
-    from datasets.imports import records_import
-    from datasets.projects import project_create
-    from datasets.sources import parse_manifest
-    from negatives.mining import mining_run
-    from negatives.stats import source_rows
-    from training.config import TrainConfig
-    from training.evaluate import evaluate
+    from annotate.simulation.services import crowd_simulate, random_negatives_create
+    from datasets.ingest.services.imports import records_import
+    from datasets.ingest.sources import parse_manifest
+    from datasets.projects.services import project_create
+    from datasets.releases import services
+    from training.core.config import TrainConfig
+    from training.core.evaluate import evaluate
+    from training.core.train import train
+    from training.negatives.selectors import source_rows
+    from training.negatives.services.mining import mining_run
     from training.registry.models import ModelVersion, VersionStatus
-    from training.train import train
 
     call_command("migrate", verbosity=0)
     user = get_user_model().objects.create_user("bench")
@@ -93,12 +91,12 @@ def ablation(
     random_negatives_create(project=project, seed=seed)
 
     def cut(name: str) -> Path:
-        options = releases.release_options(project=project)
-        release = releases.release_request(project=project, user=user, options=options)
-        release = releases.release_build(release_id=release.pk)
+        options = services.release_options(project=project)
+        release = services.release_request(project=project, user=user, options=options)
+        release = services.release_build(release_id=release.pk)
         assert release.status == "ready", release.error
         print(f"release {name}: {release.counts.get('pairs', release.counts)}")
-        return release, releases.release_directory(release=release)
+        return release, services.release_directory(release=release)
 
     config = TrainConfig.from_dict(
         ABLATION_CONFIG | {"seed": seed} | ({"epochs": epochs} if epochs else {})
@@ -185,4 +183,11 @@ def _without_verified_negatives(release_dir: Path, target: Path) -> None:
 
 
 if __name__ == "__main__":
-    ablation(data=ROOT.parent / "shared/data/flickr8k-1k")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=ROOT.parent / "shared/data/flickr8k-1k",
+        help="flickr8k-1k folder (captions.csv, images/)",
+    )
+    ablation(data=parser.parse_args().data)

@@ -14,16 +14,15 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-# A script in bench/ named like a stdlib module (bench/queue.py) would shadow it.
+# Run as a script from anywhere: the repository root holds the project's packages.
 _BENCH = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _BENCH]
 sys.path.insert(0, str(_BENCH.parent))
 
-import argparse  # noqa: E402
-import os  # noqa: E402
-import resource  # noqa: E402
-import subprocess  # noqa: E402
-import time  # noqa: E402
+import argparse
+import os
+import resource
+import subprocess
+import time
 
 ROOT = _BENCH.parent
 DB_NAME = "concord_release_bench"
@@ -79,7 +78,7 @@ def _seed(*, env: dict, pairs: int) -> None:
     from django.contrib.auth import get_user_model
     from django.db import connection
 
-    from datasets.projects import project_create
+    from datasets.projects.services import project_create
 
     owner = get_user_model().objects.create_user("bench-owner")
     project = project_create(creator=owner, name="Release bench")
@@ -160,7 +159,7 @@ def _build(*, env: dict) -> None:
     from django.conf import settings
 
     from datasets.models import Project
-    from datasets.releases import release_build, release_options, release_request
+    from datasets.releases.services import release_build, release_options, release_request
 
     project = Project.objects.get(slug="release-bench")
     options = release_options(project=project, formats=["jsonl", "parquet"], copy_images=False)

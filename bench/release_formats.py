@@ -31,18 +31,15 @@ import tracemalloc
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-# Run as a script from the repository root: make the project's packages importable, and drop
-# bench/ itself from the path, where a sibling script (bench/queue.py) would shadow the
-# standard library module pyarrow imports.
-_BENCH = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _BENCH]
-sys.path.insert(0, str(_BENCH.parent))
+# Run as a script from anywhere: the repository root holds the project's packages.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import pyarrow as pa  # noqa: E402
+import pyarrow as pa
 
-from datasets.balance import BalanceTally, LabelCounts, apply_balance, plan_balance  # noqa: E402
-from datasets.datasheet import CompositionTally  # noqa: E402
-from datasets.exporters import (  # noqa: E402
+from datasets.releases.balance import BalanceTally, LabelCounts, apply_balance, plan_balance
+from datasets.releases.datasheet import CompositionTally
+from datasets.releases.diff import read_pair_states, write_diff
+from datasets.releases.exporters import (
     PAIRS_PARQUET,
     CocoSink,
     CsvSink,
@@ -52,7 +49,6 @@ from datasets.exporters import (  # noqa: E402
     export_rows,
     write_manifest,
 )
-from datasets.release_diff import read_pair_states, write_diff  # noqa: E402
 
 MiB = 1024 * 1024
 PAIRS_PER_IMAGE = 5

@@ -14,10 +14,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-# Run as a script, bench/ heads sys.path and its modules (e.g. bench/queue.py) would shadow the
-# standard library's; the repository root takes its place, before anything imports ``queue``.
-sys.path.pop(0)
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+# Run as a script from anywhere: the repository root holds the project's packages.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import argparse
 import hashlib
@@ -27,12 +25,12 @@ import time
 import numpy as np
 import pandas as pd
 
-from training.config import TrainConfig
-from training.data import load_release
-from training.inputs import InputBuilder
-from training.train import TrainResult, train
+from training.core.config import TrainConfig
+from training.core.data import load_release
+from training.core.inputs import InputBuilder
+from training.core.train import TrainResult, train
 
-DEFAULT_DATA = Path("/work/shared/data/flickr8k-1k")
+DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "flickr8k-1k"
 
 
 def split_for(name: str) -> str:

@@ -1,6 +1,6 @@
 """Queue benchmark: concurrent annotators over HTTP against gunicorn on PostgreSQL.
 
-    .venv/bin/python bench/queue.py [--items 100000] [--annotators 16] [--seconds 30]
+    .venv/bin/python bench/queue_load.py [--items 100000] [--annotators 16] [--seconds 30]
                                     [--think 0] [--workers 4] [--threads 4] [--reuse]
                                     [--pg postgres://postgres@127.0.0.1:5432]
 
@@ -18,12 +18,6 @@ gave the shortest next-task tail at --think 1; 2 x 8 (more threads behind one in
 8 x 2 and 16 sync workers (a new connection per request) were slower.
 """
 
-import sys
-
-# This file is named queue.py, like the standard library module that Django and asgiref import:
-# drop its folder from the import path so that `import queue` finds the real one.
-sys.path[:] = [path for path in sys.path if not path.rstrip("/").endswith("bench")]
-
 import argparse
 import http.client
 import json
@@ -33,6 +27,7 @@ import signal
 import socket
 import statistics
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -134,7 +129,7 @@ def _seed(*, env: dict, items: int, annotators: int) -> list[str]:
     from rest_framework.authtoken.models import Token
 
     from datasets.models import Membership
-    from datasets.projects import project_create
+    from datasets.projects.services import project_create
 
     user_model = get_user_model()
     owner = user_model.objects.create_user("bench-owner")

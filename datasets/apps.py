@@ -5,3 +5,8 @@ class DatasetsConfig(AppConfig):
     name = "datasets"
     verbose_name = "Datasets"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from datasets.accounts import signals
+
+        signals.connect()

@@ -1,5 +1,6 @@
 import pytest
 from django.contrib.auth.models import Permission
+from django.core.cache import cache
 
 from tests import factories
 
@@ -11,6 +12,10 @@ def media_storage(settings, tmp_path):
     # Password hashing is deliberately slow; tests create many users.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     settings.MEDIA_ROOT = media
+    # The test client and live server speak plain HTTP; everything else of DEBUG=false stays on.
+    settings.SECURE_SSL_REDIRECT = False
+    # Throttle counts live in the cache: each test starts with none.
+    cache.clear()
     settings.STORAGES = {
         "default": {
             "BACKEND": "django.core.files.storage.FileSystemStorage",

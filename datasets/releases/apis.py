@@ -70,6 +70,8 @@ class ReleaseDetailOutput(ReleaseOutput):
 
 
 class ReleaseListApi(APIView):
+    project_need = access.MANAGE
+
     class ReleaseCutInput(serializers.Serializer):
         formats = serializers.ListField(
             child=serializers.ChoiceField(choices=list(FORMATS)), required=False
@@ -81,7 +83,7 @@ class ReleaseListApi(APIView):
 
     @extend_schema(responses=ReleaseOutput(many=True))
     def get(self, request: Request, slug: str) -> Response:
-        project, _ = access.project_get(user=request.user, slug=slug, manager=True)
+        project, _ = access.api_project(request)
         paginator = IdCursorPagination()
         queryset = project.releases.select_related("created_by")
         page = paginator.paginate_queryset(queryset, request)
@@ -94,7 +96,7 @@ class ReleaseListApi(APIView):
         "progress. Parquet is always written.",
     )
     def post(self, request: Request, slug: str) -> Response:
-        project, _ = access.project_get(user=request.user, slug=slug, manager=True)
+        project, _ = access.api_project(request)
         serializer = self.ReleaseCutInput(data=request.data)
         serializer.is_valid(raise_exception=True)
         try:
@@ -106,9 +108,11 @@ class ReleaseListApi(APIView):
 
 
 class ReleaseDetailApi(APIView):
+    project_need = access.MANAGE
+
     @extend_schema(responses=ReleaseDetailOutput)
     def get(self, request: Request, slug: str, version: int) -> Response:
-        project, _ = access.project_get(user=request.user, slug=slug, manager=True)
+        project, _ = access.api_project(request)
         release = get_object_or_404(
             Release.objects.select_related("project", "created_by"),
             project=project,
@@ -118,6 +122,8 @@ class ReleaseDetailApi(APIView):
 
 
 class ReleaseFileApi(APIView):
+    project_need = access.MANAGE
+
     @extend_schema(
         responses={(200, "application/octet-stream"): OpenApiTypes.BINARY},
         description="One file of a ready release, streamed; only paths its manifest lists.",

@@ -17,7 +17,6 @@ from rest_framework import status
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
-from rest_framework.views import exception_handler as drf_exception_handler
 
 API_PREFIX = "/api/"
 # Deeper than any body the API takes (a list of ids is depth 2).
@@ -90,6 +89,9 @@ def exception_handler(exc, context) -> Response | None:
         return Response(
             {"detail": TOO_MANY_FIELDS}, status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
         )
+    # Imported here: rest_framework.views reads the parser setting, which names this module.
+    from rest_framework.views import exception_handler as drf_exception_handler
+
     return drf_exception_handler(exc, context)
 
 

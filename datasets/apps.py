@@ -7,6 +7,7 @@ class DatasetsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from datasets import openapi  # noqa: F401  (registers the token scheme)
         from datasets.accounts import signals
 
         signals.connect()

@@ -11,7 +11,7 @@ from datasets import access
 from datasets.models import Project, Source
 from datasets.pagination import IdCursorPagination
 from datasets.projects import services
-from datasets.projects.services import PROJECT_SETTINGS, settings_problems
+from datasets.projects.services import PROJECT_SETTINGS, RELATED_SETTINGS, settings_problems
 
 TRUSTABLE_SOURCES = [value for value in Source.values if value != Source.ANNOTATOR]
 
@@ -38,8 +38,20 @@ class ProjectInput(serializers.ModelSerializer):
         current = self.instance or Project()
         values = {name: attrs.get(name, getattr(current, name)) for name in PROJECT_SETTINGS}
         if problems := settings_problems(values=values):
-            raise serializers.ValidationError(problems)
+            raise serializers.ValidationError(_on_sent_fields(problems, sent=attrs))
         return attrs
+
+
+def _on_sent_fields(problems: dict[str, str], *, sent) -> dict[str, list[str]]:
+    """Each problem on its setting, and also on the settings of the request it involves (a
+    rule over several settings reports on one of them, maybe not the one that was sent)."""
+    errors = {name: [message] for name, message in problems.items()}
+    for name, message in problems.items():
+        if name not in sent:
+            for related in RELATED_SETTINGS.get(name, ()):
+                if related in sent:
+                    errors.setdefault(related, []).append(message)
+    return errors
 
 
 class ProjectListApi(APIView):

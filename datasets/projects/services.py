@@ -85,6 +85,14 @@ _AT_LEAST = {
     "quality_image_max_aspect_ratio": 1,
 }
 _AT_MOST = {"near_duplicate_threshold": 64}
+# Rules over several settings report on one of them; these are the others each one involves,
+# so that an edge can say it on the setting the request changed.
+RELATED_SETTINGS: dict[str, tuple[str, ...]] = {
+    "caption_max_words": ("caption_min_words",),
+    "max_judgments_per_item": ("judgments_per_item",),
+    "challenge_rate": ("gold_rate",),
+    "split_test": ("split_train", "split_val"),
+}
 _ABOVE_ZERO = ("balance_ratio",)
 
 

@@ -74,12 +74,17 @@ class ReleaseListApi(APIView):
 
     class ReleaseCutInput(serializers.Serializer):
         formats = serializers.ListField(
-            child=serializers.ChoiceField(choices=list(FORMATS)), required=False
+            child=serializers.ChoiceField(choices=list(FORMATS)),
+            required=False,
+            allow_empty=False,
+            max_length=len(FORMATS) * 2,
         )
         copy_images = serializers.BooleanField(default=True)
         balance_method = serializers.ChoiceField(choices=list(BALANCE_METHODS), required=False)
         balance_ratio = serializers.FloatField(min_value=0.001, required=False)
-        shard_samples = serializers.IntegerField(min_value=1, required=False)
+        shard_samples = serializers.IntegerField(
+            min_value=1, max_value=services.SHARD_SAMPLES_MAX, required=False
+        )
 
     @extend_schema(responses=ReleaseOutput(many=True))
     def get(self, request: Request, slug: str) -> Response:
@@ -101,7 +106,7 @@ class ReleaseListApi(APIView):
         serializer.is_valid(raise_exception=True)
         try:
             options = services.release_options(project=project, **serializer.validated_data)
-        except ValueError as exc:
+        except ValueError as exc:  # the project's own settings (split ratios): no field sent
             return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
         release = services.release_request(project=project, user=request.user, options=options)
         return Response(ReleaseOutput(release).data, status=status.HTTP_201_CREATED)

@@ -126,7 +126,9 @@ class CsvSink(_FileSink):
         self._handle = open(  # noqa: SIM115 — closed by close() or abort()
             self.path, "w", encoding="utf-8", newline="", buffering=_BUFFER_BYTES
         )
-        self._writer = csv.writer(self._handle, lineterminator="\n")
+        # Every text cell quoted: with "\n" line ends the csv module would leave a lone "\r"
+        # in a cell unquoted, and readers would split the row there.
+        self._writer = csv.writer(self._handle, lineterminator="\n", quoting=csv.QUOTE_NONNUMERIC)
         self._writer.writerow(PAIR_COLUMNS)
 
     def write(self, row: ReleaseRow) -> None:

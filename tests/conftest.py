@@ -5,6 +5,15 @@ from django.core.cache import cache
 from tests import factories
 
 
+@pytest.fixture(scope="session", autouse=True)
+def plain_http():
+    """The live server of the browser tests speaks plain HTTP: no redirect to HTTPS. Set for the
+    whole session, before the server's middleware reads it (per test, below, for the client)."""
+    from django.conf import settings
+
+    settings.SECURE_SSL_REDIRECT = False
+
+
 @pytest.fixture(autouse=True)
 def media_storage(settings, tmp_path):
     """Every test writes media to its own temporary folder and serves static files unhashed."""

@@ -58,6 +58,8 @@ def main() -> None:
         DATABASE_URL=f"{args.pg}/{DB_NAME}",
         SECRET_KEY="bench-only",
         DEBUG="0",
+        # gunicorn is spoken to over plain HTTP on the loopback.
+        SECURE_SSL_REDIRECT="false",
         LOG_LEVEL="WARNING",
         CONN_MAX_AGE="600",
         CONCORD_VAR_DIR=str(ROOT / "var" / "bench"),
@@ -126,8 +128,7 @@ def _seed(*, env: dict, items: int, annotators: int) -> list[str]:
     _django(env)
     from django.contrib.auth import get_user_model
     from django.db import connection
-    from rest_framework.authtoken.models import Token
-
+    from datasets.accounts.services import token_create
     from datasets.models import Membership
     from datasets.projects.services import project_create
 
@@ -180,19 +181,24 @@ def _seed(*, env: dict, items: int, annotators: int) -> list[str]:
     for index in range(annotators):
         user = user_model.objects.create_user(f"bench-annotator-{index}")
         Membership.objects.create(project=project, user=user, role="annotator")
-        tokens.append(Token.objects.create(user=user).key)
+        tokens.append(token_create(user=user, name="queue bench")[1])
     return tokens
 
 
 def _tokens(*, env: dict) -> list[str]:
+    """Fresh tokens for the seeded annotators (only digests are stored, so old ones cannot be
+    read back)."""
     _django(env)
-    from rest_framework.authtoken.models import Token
+    from django.contrib.auth import get_user_model
 
-    return list(
-        Token.objects.filter(user__username__startswith="bench-annotator-")
-        .order_by("user__username")
-        .values_list("key", flat=True)
-    )
+    from datasets.accounts.services import token_create, tokens_revoke_all
+
+    tokens = []
+    users = get_user_model().objects.filter(username__startswith="bench-annotator-")
+    for user in users.order_by("username"):
+        tokens_revoke_all(user=user)
+        tokens.append(token_create(user=user, name="queue bench")[1])
+    return tokens
 
 
 def _run_clients(

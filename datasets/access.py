@@ -21,6 +21,7 @@ image files accept too (:func:`request_user`).
 from datetime import timedelta
 from typing import Any
 
+from axes.backends import AxesStandaloneBackend
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.exceptions import ImproperlyConfigured, PermissionDenied
 from django.db.models import Exists, OuterRef, QuerySet, Subquery
@@ -219,3 +220,14 @@ def credentials_wait(request: HttpRequest) -> int | None:
     if throttle.allow_request(request, None):
         return None
     return max(1, int(throttle.wait() or 1))
+
+
+class LockoutBackend(AxesStandaloneBackend):
+    """django-axes's lockout for every authentication that comes with a request (the login
+    pages, the token endpoint); one without (a shell, a management command, a test checking a
+    password) is nobody guessing over the network, and is left to the next backend."""
+
+    def authenticate(self, request, username=None, password=None, **kwargs):
+        if request is None:
+            return None
+        return super().authenticate(request, username=username, password=password, **kwargs)

@@ -128,6 +128,7 @@ def _seed(*, env: dict, items: int, annotators: int) -> list[str]:
     _django(env)
     from django.contrib.auth import get_user_model
     from django.db import connection
+
     from datasets.accounts.services import token_create
     from datasets.models import Membership
     from datasets.projects.services import project_create

@@ -8,6 +8,7 @@ from django.db import transaction
 from django.utils.text import slugify
 
 from datasets.models import Membership, Project, Role, Source
+from datasets.projects.signals import member_removed
 
 LAST_MANAGER = "A project needs at least one manager; make someone else a manager first."
 
@@ -167,12 +168,18 @@ def membership_set(*, project: Project, user: AbstractBaseUser, role: str) -> Me
 
 @transaction.atomic
 def membership_remove(*, project: Project, user: AbstractBaseUser) -> None:
+    """Remove the user from the project (never its last manager: MembershipError). Every path of
+    the project closes to them at once; ``member_removed`` is sent once this commits."""
     membership = Membership.objects.select_for_update().filter(project=project, user=user).first()
     if membership is None:
         return
     if membership.role == Role.MANAGER:
         _ensure_another_manager(project=project, user=user)
     membership.delete()
+    # Their access ends with the membership (datasets.access); what they held goes back after.
+    transaction.on_commit(
+        lambda: member_removed.send(sender=Membership, project=project, user=user)
+    )
 
 
 def _ensure_another_manager(*, project: Project, user: AbstractBaseUser) -> None:

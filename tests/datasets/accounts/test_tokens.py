@@ -182,3 +182,19 @@ def test_removed_annotator_loses_work_at_once(client, project, annotator):
         reverse("api-lease-skip", args=[lease.pk]),
     ):
         assert client.post(url, **_auth(secret)).status_code == 404, url
+
+
+def test_removing_a_member_gives_back_the_tasks_they_held(
+    client, project, manager, annotator, django_capture_on_commit_callbacks
+):
+    image = factories.image(project=project)
+    caption_create(image=image, text="A blue square under a red circle", source="api")
+    tasks_open(project=project, seed=2)
+    lease = assignment_get(project=project, annotator=annotator, lookahead=0).current
+    client.force_login(manager)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(reverse("project-member-remove", args=[project.slug, annotator.pk]))
+    assert response.status_code == 302
+    lease.refresh_from_db()
+    lease.task.refresh_from_db()
+    assert lease.state == "skipped" and lease.task.lease_count == 0

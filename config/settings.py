@@ -273,6 +273,10 @@ REST_FRAMEWORK = {
     },
     # Errors are JSON with the field's name for a bad value; 413 for over-large bodies.
     "EXCEPTION_HANDLER": "datasets.api.exception_handler",
+    # JSON only: DRF's browsable API would answer a browser (Accept: text/html) with HTML pages,
+    # errors included, and inline scripts the Content-Security-Policy refuses. People use the
+    # docs page (/api/v1/docs/).
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": [
         "datasets.api.BoundedJSONParser",
         "rest_framework.parsers.FormParser",

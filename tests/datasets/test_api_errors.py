@@ -233,6 +233,10 @@ def test_api_errors_are_json(client, project, manager, settings, monkeypatch):
     anonymous = Client()
     response = anonymous.get(reverse("api-projects"))
     assert response.status_code == 401 and response.json()["detail"]
+    # A browser asking for HTML still gets JSON from the API.
+    for url in ("/api/v1/projects/no-such-project/", "/api/v1/nothing/", reverse("api-projects")):
+        response = client.get(url, HTTP_ACCEPT="text/html,application/xhtml+xml")
+        assert response["Content-Type"] == "application/json", url
     # 413: a JSON body over DATA_UPLOAD_MAX_MEMORY_SIZE, and a form with too many fields.
     settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
     settings.DATA_UPLOAD_MAX_NUMBER_FIELDS = 10

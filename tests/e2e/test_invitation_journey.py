@@ -27,7 +27,8 @@ def test_manager_invites_and_the_person_lands_on_the_annotate_page(
     browser, live_server, transactional_db
 ):
     manager = factories.user("maria")
-    project = factories.project(manager=manager, name="Harbour")
+    # One caption per image is enough: only verification tasks, answered by one key.
+    project = factories.project(manager=manager, name="Harbour", captions_per_image=1)
     for seed in range(3):
         image = factories.image(project=project, seed=seed)
         caption_create(image=image, text=f"A boat in the harbour number {seed}", source="api")
@@ -78,7 +79,7 @@ def test_manager_invites_and_the_person_lands_on_the_annotate_page(
     page.fill("input[name=password2]", PASSWORD)
     page.click("button:has-text('Create my account and join')")
     page.wait_for_url(f"**/projects/{project.slug}/annotate/")
-    page.wait_for_selector("[data-task-kind]")
+    page.wait_for_selector("[data-task-kind=verify]")
     # htmx and the annotator's script run: a key answers the task in place.
     lease = page.get_attribute("[data-task-kind]", "data-lease")
     page.locator("body").focus()

@@ -238,6 +238,7 @@ def token_create(
     Returns the row and the token itself, which is shown once: only its digest is stored.
     """
     days = days or settings.CONCORD_TOKEN_DAYS
+    ApiToken.objects.filter(user=user, expiry__lt=timezone.now()).delete()
     return ApiToken.objects.create(user=user, expiry=timedelta(days=days), name=name)
 
 

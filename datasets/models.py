@@ -62,7 +62,7 @@ class Project(models.Model):
         default="There is\nThere are\nThis is\nThis image\nAn image of\nA picture of",
         help_text="One per line; captions may not start with these (case-insensitive).",
     )
-    # Cleaning (issue 4). Defaults come from bench/dedup.py and datasets/quality.py; a test keeps
+    # Cleaning (issue 4). Defaults come from bench/dedup.py and datasets/curation/quality.py; a test keeps
     # them equal to PHASH_THRESHOLD_DEFAULT, CAPTION_SIMILARITY_DEFAULT and QualityThresholds().
     near_duplicate_threshold = models.PositiveSmallIntegerField(
         default=8,
@@ -240,7 +240,7 @@ class Image(models.Model):
         related_name="+",
     )
     created_at = models.DateTimeField(auto_now_add=True)
-    # Perceptual hashes (datasets/dedup.py), 64-bit unsigned stored as signed (hash_to_signed).
+    # Perceptual hashes (datasets/curation/dedup.py), 64-bit unsigned stored as signed (hash_to_signed).
     # hashed_at is set in the same transaction that stores the hashes and quality flags and
     # joins the image to its duplicate cluster: null means that work is still to do.
     phash = models.BigIntegerField(null=True, blank=True)
@@ -360,7 +360,7 @@ class Pair(models.Model):
 class DuplicateCluster(models.Model):
     """Near-duplicate images of one project grouped together, with one canonical image.
 
-    Rebuilt by datasets/duplicates.py from the hashes and the manager's decisions; never edited
+    Rebuilt by datasets/curation/services/clusters.py from the hashes and the manager's decisions; never edited
     by hand. Non-canonical members are duplicates: kept, but given no new tasks.
     """
 
@@ -435,7 +435,7 @@ class DuplicateDecision(models.Model):
 
 
 class ImageFlag(models.Model):
-    """A quality problem found in an image (datasets/quality.py); the image gets no tasks and
+    """A quality problem found in an image (datasets/curation/quality.py); the image gets no tasks and
     stays out of releases while a flag stands that no manager has overridden."""
 
     image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="flags")

@@ -13,7 +13,6 @@ from tests.e2e.conftest import log_in
 def test_manager_cuts_a_release_and_downloads_its_datasheet(
     page, transactional_db, settings, tmp_path
 ):
-    settings.CONCORD_RELEASES_ROOT = tmp_path / "releases"
     manager = factories.user("rita")
     project = factories.project(manager=manager, name="Harbour photos")
     for seed in range(3):

@@ -65,5 +65,5 @@ class Command(BaseCommand):
         self.stdout.write(
             f"{target.slug} {release.name}: {counts['pairs']:,} pairs, {counts['images']:,} "
             f"images ({splits}); labels: {sources}; {counts['moves']} images changed split.\n"
-            f"Directory: {release.directory} under the releases root"
+            f"Stored under {release.directory}/ in the releases storage."
         )

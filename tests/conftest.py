@@ -1,7 +1,28 @@
+from pathlib import Path
+
 import pytest
 from django.contrib.auth.models import Permission
 
 from tests import factories
+
+SCALEOUT = Path(__file__).parent / "scaleout"
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--scaleout",
+        action="store_true",
+        help="run tests/scaleout (workers in their own folders, PostgreSQL, Redis and an S3 "
+        "server); they are not collected otherwise",
+    )
+
+
+def pytest_ignore_collect(collection_path, config):
+    # The scale-out tests need PostgreSQL and Redis, which the SQLite run of the suite lacks:
+    # they run on their own (make test-scaleout), not skipped inside every run.
+    if collection_path == SCALEOUT and not config.getoption("--scaleout"):
+        return True
+    return None
 
 
 @pytest.fixture(autouse=True)

@@ -47,6 +47,7 @@ never a pinned one.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import marshal
@@ -54,7 +55,7 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from django.conf import settings
@@ -229,9 +230,12 @@ def release_options(
 
     Raises ``ValueError`` with one of this module's messages. Formats come back in the
     canonical order, Parquet always among them. Copied images and WebDataset shards are not
-    chosen together: each image is stored once per release.
+    chosen together: each image is stored once per release (with copies and no formats given,
+    every format but WebDataset).
     """
-    chosen = list(FORMATS if formats is None else formats)
+    if formats is None:
+        formats = [name for name in FORMATS if not (copy_images and name == "webdataset")]
+    chosen = list(formats)
     if not chosen:
         raise ValueError(ERROR_FORMATS_EMPTY)
     for name in chosen:
@@ -313,8 +317,6 @@ def release_manifest(*, release: Release) -> tuple[list[ManifestEntry], bytes]:
 def release_files(*, release: Release) -> list[dict[str, Any]]:
     """The files of a ready release as its manifest lists them (path, size, sha256), the
     manifest itself last. Raises :class:`ReleaseFilesError` (see :func:`release_manifest`)."""
-    import hashlib
-
     entries, raw = release_manifest(release=release)
     files = [asdict(entry) for entry in entries]
     files.append({"path": MANIFEST, "size": len(raw), "sha256": hashlib.sha256(raw).hexdigest()})
@@ -407,6 +409,10 @@ def release_download(*, release: Release, target: Path) -> list[str]:
     target.mkdir(parents=True, exist_ok=True)
     copied = []
     for entry in entries:
+        parts = PurePosixPath(entry.path).parts
+        if not parts or parts[0] == "/" or ".." in parts:
+            reason = f"the manifest lists {entry.path!r}, outside the release"
+            raise ReleaseFilesError(ERROR_FILES_GONE.format(release=release.name, reason=reason))
         try:
             storage_download(
                 alias=RELEASES,

@@ -200,6 +200,9 @@ def test_copied_images_are_stored_once_under_images(project, manager, tmp_path):
 def test_copied_images_and_webdataset_are_not_offered_together(project, client, manager):
     with pytest.raises(ValueError, match="not both"):
         services.release_options(project=project, formats=["webdataset"], copy_images=True)
+    # Asked for copies without naming formats: every format whose files do not hold images.
+    chosen = services.release_options(project=project, copy_images=True)
+    assert chosen.formats == ("jsonl", "csv", "parquet", "coco") and chosen.copy_images
     client.force_login(manager)
     refused = client.post(
         reverse("api-releases", args=[project.slug]),

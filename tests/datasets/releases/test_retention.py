@@ -12,6 +12,7 @@ from django.urls import reverse
 from annotate.models import ItemLabel
 from datasets.models import ImageSplit, Release, ReleaseStatus
 from datasets.releases import services
+from datasets.releases.exporters import verify_manifest
 from datasets.releases.tasks import prune_releases
 from tests.datasets.releases.test_releases import _cut, _dataset
 
@@ -196,3 +197,15 @@ def test_files_that_went_missing_are_a_message_not_a_500(client, project, manage
         client.get(reverse("release-file", args=[project.slug, 3, "pairs.jsonl"])).status_code
         == 404
     )
+
+
+def test_download_release_copies_every_file_checked(project, releases, tmp_path):
+    out = io.StringIO()
+    call_command("download_release", project.slug, "v2", str(tmp_path / "v2"), stdout=out)
+    assert "checked against the manifest" in out.getvalue()
+    assert verify_manifest(directory=tmp_path / "v2") == []
+    storages["releases"].delete(f"{releases[2].directory}/pairs.jsonl")
+    with pytest.raises(CommandError, match="cannot be read from storage"):
+        call_command("download_release", project.slug, "v3", str(tmp_path / "v3"))
+    with pytest.raises(CommandError, match="no release v7"):
+        call_command("download_release", project.slug, "v7", str(tmp_path / "v7"))

@@ -44,9 +44,16 @@ def check_broker() -> None:
 
 
 def check_storage() -> None:
-    from config.storage import ALIASES, storage_check
+    from config.storage import ALIASES, storage, storage_check
 
+    checked = set()
     for alias in ALIASES:
+        target = storage(alias)
+        # Aliases that share a bucket (the default) are checked once.
+        where = getattr(target, "bucket_name", None) or alias
+        if where in checked:
+            continue
+        checked.add(where)
         try:
             storage_check(alias)
         except Exception as exc:

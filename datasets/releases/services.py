@@ -544,8 +544,8 @@ def release_prune(*, release: Release, reason: str = PRUNED_BY_HAND) -> PruneOut
                 release=release.name, status=release.get_status_display().lower()
             )
         )
-    # Marked first, so no reader is handed files that are being deleted; a crash part-way
-    # leaves a pruned release with some files, which the next prune run deletes.
+    # Marked first, so no reader is handed files that are being deleted; the folder name is
+    # cleared only once they are gone, so a prune cut short is finished by the next run.
     with transaction.atomic():
         marked = Release.objects.filter(
             pk=release.pk, status=ReleaseStatus.READY, pinned=False
@@ -553,11 +553,17 @@ def release_prune(*, release: Release, reason: str = PRUNED_BY_HAND) -> PruneOut
         if not marked:
             raise ValueError(ERROR_PRUNE_PINNED.format(release=release.name))
         ImageSplit.objects.filter(release=release).delete()
-    files = (
-        storage_delete_tree(alias=RELEASES, prefix=release.directory) if release.directory else 0
-    )
+    files = _pruned_files_delete(release=release)
     release.refresh_from_db()
     return PruneOutcome(project=release.project.slug, release=release.name, files=files)
+
+
+def _pruned_files_delete(*, release: Release) -> int:
+    files = 0
+    if release.directory:
+        files = storage_delete_tree(alias=RELEASES, prefix=release.directory)
+    Release.objects.filter(pk=release.pk, status=ReleaseStatus.PRUNED).update(directory="")
+    return files
 
 
 def releases_to_prune(*, project: Project, keep: int) -> list[Release]:
@@ -579,6 +585,11 @@ def releases_prune(
     outcomes = []
     reason = PRUNED_BY_RETENTION.format(keep=keep)
     for target in projects:
+        # Prunes cut short (a worker stopped while deleting): their remaining files go now.
+        unfinished = Release.objects.filter(project=target, status=ReleaseStatus.PRUNED)
+        for release in unfinished.exclude(directory=""):
+            files = _pruned_files_delete(release=release)
+            outcomes.append(PruneOutcome(project=target.slug, release=release.name, files=files))
         for release in releases_to_prune(project=target, keep=keep):
             try:
                 outcomes.append(release_prune(release=release, reason=reason))

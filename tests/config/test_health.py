@@ -8,11 +8,13 @@ from tests.s3 import new_bucket, s3_storages
 
 
 @pytest.fixture
-def broker_url():
-    """Point the Celery app at another broker for one test."""
+def broker_url(monkeypatch):
+    """Point the Celery app at another broker for one test (Celery reads CELERY_BROKER_URL
+    from the environment before its own setting)."""
     before = app.conf.broker_url
 
     def point(url: str) -> None:
+        monkeypatch.setenv("CELERY_BROKER_URL", url)
         app.conf.broker_url = url
 
     yield point

@@ -90,6 +90,7 @@ def test_retention_keeps_the_newest_and_every_pinned_release(project, releases, 
     assert _stored(v2) == [] and _stored(v1) and _stored(v3)
     assert not ImageSplit.objects.filter(release=v2).exists()
     assert ImageSplit.objects.filter(release=v4).exists()
+    assert v2.directory == ""
     # Run again: nothing more. Unpinning lets the next run take v1.
     assert services.releases_prune() == []
     services.release_pin(release=v1, pinned=False)
@@ -209,3 +210,17 @@ def test_download_release_copies_every_file_checked(project, releases, tmp_path)
         call_command("download_release", project.slug, "v3", str(tmp_path / "v3"))
     with pytest.raises(CommandError, match="no release v7"):
         call_command("download_release", project.slug, "v7", str(tmp_path / "v7"))
+
+
+def test_a_prune_cut_short_is_finished_by_the_next_run(project, releases, settings):
+    settings.CONCORD_RELEASES_KEEP = 3
+    v1 = releases[0]
+    # As a worker stopped between marking v1 pruned and deleting its files leaves it.
+    Release.objects.filter(pk=v1.pk).update(
+        status=ReleaseStatus.PRUNED, pruned_at=v1.finished_at, pruned_reason="retention"
+    )
+    assert _stored(v1)
+    outcomes = services.releases_prune()
+    assert [(o.release, o.files > 0) for o in outcomes] == [("v1", True)]
+    assert _stored(v1) == [] and Release.objects.get(pk=v1.pk).directory == ""
+    assert services.releases_prune() == []

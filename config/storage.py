@@ -21,6 +21,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
 
 from django.conf import settings
@@ -34,6 +35,7 @@ RELEASES = "releases"
 MODELS = "models"
 ALIASES = (MEDIA, RELEASES, MODELS)
 _BLOCK = 1 << 20
+FETCH_THREADS = 8
 
 ERROR_SAVED_ELSEWHERE = "Storage {alias!r} saved {name!r} as {saved!r}; expected the same name."
 ERROR_SHA256 = "{alias}:{name} does not have the SHA-256 its manifest gives ({expected})."
@@ -225,16 +227,18 @@ class StorageDataStore:
         self._shards_alias = shards_alias
 
     def image_files(self, keys: Sequence[str]) -> list[str]:
-        paths = []
-        for key in keys:
-            if key not in self._images:
-                raise StoredFileError(f"no stored copy is known for image {key}")
+        missing = [key for key in keys if key not in self._images]
+        if missing:
+            raise StoredFileError(f"no stored copy is known for image {missing[0]}")
+
+        def fetch(key: str) -> str:
             alias, name = self._images[key]
             suffix = PurePosixPath(name).suffix
-            paths.append(
-                str(scratch_fetch(alias=alias, name=name, key=key, suffix=suffix, verify=False))
-            )
-        return paths
+            return str(scratch_fetch(alias=alias, name=name, key=key, suffix=suffix, verify=False))
+
+        # A batch of images from an object store comes faster over several connections.
+        with ThreadPoolExecutor(max_workers=FETCH_THREADS) as pool:
+            return list(pool.map(fetch, keys))
 
     def embedding_shards(self, namespace: str) -> StorageShards:
         return StorageShards(alias=self._shards_alias, prefix=f"embeddings/{namespace}")

@@ -54,6 +54,7 @@ import marshal
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -89,6 +90,7 @@ from config.storage import (
     storage,
     storage_delete_tree,
     storage_download,
+    storage_is_local,
     storage_read,
     storage_upload,
 )
@@ -143,6 +145,7 @@ PROGRESS_EVERY = 5_000
 # Parquet is always written: the next release's diff reads it.
 REQUIRED_FORMATS = ("parquet",)
 SHARD_SAMPLES_MAX = 1_000_000
+UPLOAD_THREADS = 8
 _EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}
 _SPLIT_MEMORY_BATCH = 5_000
 
@@ -502,10 +505,18 @@ def _store(
     whose manifest is stored has all its files."""
     names = folder_files(work)
     total = len(names) + 1
-    for done, relative in enumerate(names):
-        if done % 50 == 0:
-            _progress(release, done=done, total=total, stage="storing files", cb=on_progress)
+
+    def upload(relative: str) -> None:
         storage_upload(alias=RELEASES, name=f"{prefix}/{relative}", source=work / relative)
+
+    # Object stores answer each request in tens of milliseconds: copied images go up in
+    # parallel. Any failure propagates, and the caller deletes what was stored.
+    with ThreadPoolExecutor(
+        max_workers=1 if storage_is_local(RELEASES) else UPLOAD_THREADS
+    ) as pool:
+        for done, _ in enumerate(pool.map(upload, names), start=1):
+            if done % 50 == 0:
+                _progress(release, done=done, total=total, stage="storing files", cb=on_progress)
     storage_upload(alias=RELEASES, name=f"{prefix}/{MANIFEST}", source=work / MANIFEST)
     _progress(release, done=total, total=total, stage="storing files", cb=on_progress)
 

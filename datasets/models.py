@@ -491,6 +491,8 @@ class ReleaseStatus(models.TextChoices):
     BUILDING = "building", "Building"
     READY = "ready", "Ready"
     FAILED = "failed", "Failed"
+    # Ready once; its files were deleted by retention (the row, counts and diff stay).
+    PRUNED = "pruned", "Pruned"
 
 
 class Release(models.Model):
@@ -498,8 +500,10 @@ class Release(models.Model):
 
     ``options`` holds what the manager asked for (formats, copy_images, balance method and
     ratio, shard size); ``counts`` what the build found (pairs per split and label source,
-    split moves, diff totals). ``directory`` is relative to ``CONCORD_RELEASES_ROOT`` and only
-    set once the finished directory is in place.
+    split moves, diff totals). ``directory`` is the release's folder in the ``releases``
+    storage (``<slug>/v<n>``), set once every file is stored. ``pinned`` releases are kept
+    forever; others beyond the newest ``CONCORD_RELEASES_KEEP`` are pruned: their files
+    deleted, ``pruned_at`` set and the status ``pruned``.
     """
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="releases")
@@ -520,6 +524,10 @@ class Release(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    pinned = models.BooleanField(default=False)
+    pruned_at = models.DateTimeField(null=True, blank=True)
+    # Why the files went: retention, or a manager's explicit prune (files already lost).
+    pruned_reason = models.CharField(max_length=300, blank=True)
 
     class Meta:
         ordering = ["project", "-version"]
@@ -535,6 +543,10 @@ class Release(models.Model):
             models.CheckConstraint(
                 condition=~Q(status="ready") | ~Q(directory=""),
                 name="datasets_release_ready_has_files",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status="pruned") | Q(pruned_at__isnull=False, pinned=False),
+                name="datasets_release_pruned_when_unpinned",
             ),
         ]
 

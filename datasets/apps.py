@@ -8,6 +8,6 @@ class DatasetsConfig(AppConfig):
 
     def ready(self) -> None:
         from datasets import openapi  # noqa: F401  (registers the token scheme)
-        from datasets.accounts import signals
+        from datasets.accounts import services
 
-        signals.connect()
+        services.receivers_connect()

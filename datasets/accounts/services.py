@@ -19,6 +19,7 @@ from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
+from django.db.models.signals import post_save
 from django.utils import timezone
 
 from datasets.models import ApiToken, Invitation, Membership, Project, Role
@@ -260,3 +261,24 @@ def tokens_revoke_all(*, user: AbstractBaseUser) -> int:
 def account_unlock(*, username: str) -> int:
     """Forget the failed attempts that lock this username out (django-axes); returns how many."""
     return axes_reset(username=username)
+
+
+def tokens_revoke_on_password_change(sender, instance, created: bool, **kwargs) -> None:
+    """post_save receiver of the user model: a new password revokes every token of its user.
+
+    set_password() leaves the new raw password in ``_password`` until the save completes (Django
+    calls its password validators' password_changed() from it); a hash upgrade at login does
+    not, so only a real change revokes. Any path counts: the password change and reset pages,
+    the admin, `changepassword`, the shell.
+    """
+    if not created and getattr(instance, "_password", None) is not None:
+        tokens_revoke_all(user=instance)
+
+
+def receivers_connect() -> None:
+    """Connect this stage's receivers (DatasetsConfig.ready)."""
+    post_save.connect(
+        tokens_revoke_on_password_change,
+        sender=get_user_model(),
+        dispatch_uid="concord-revoke-tokens-on-password-change",
+    )

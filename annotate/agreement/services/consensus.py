@@ -399,11 +399,14 @@ def _consensus_state(*, project: Project) -> _State:
 def _write(*, project: Project, state: _State, now: datetime) -> AgreementSnapshot:
     items = state.items
     existing = {label.pair_id: label for label in ItemLabel.objects.filter(project=project)}
+    fields = ["label", "confidence", "mv_label", "mv_share", "judgments", "status"]
+    fields += ["needs_manager"]
     to_save = []
     final: dict[int, tuple[int | None, float | None]] = {}
     for row in items.itertuples():
         pair_id = int(row.Index)
         item = existing.get(pair_id) or ItemLabel(project=project, pair_id=pair_id)
+        before = [getattr(item, field) for field in fields]
         item.label = _int_or_none(row.label)
         item.confidence = _float_or_none(row.confidence)
         item.mv_label = _int_or_none(row.mv_label)
@@ -411,17 +414,20 @@ def _write(*, project: Project, state: _State, now: datetime) -> AgreementSnapsh
         item.judgments = int(row.judgments)
         item.status = row.status
         item.needs_manager = bool(row.needs_manager)
-        item.updated_at = now
-        to_save.append(item)
+        # Only rows that changed are written: most items of a large project are untouched
+        # between two recomputes, and rewriting them all took minutes at 50,000 items.
+        if item.pk is None or before != [getattr(item, field) for field in fields]:
+            item.updated_at = now
+            to_save.append(item)
         if item.is_adjudicated:
             final[pair_id] = (item.adjudicated_label, 1.0)
         elif item.status == ItemStatus.AGREED:
             final[pair_id] = (item.label, item.confidence)
         else:
             final[pair_id] = (None, None)
-    fields = ["label", "confidence", "mv_label", "mv_share", "judgments", "status"]
-    fields += ["needs_manager", "updated_at"]
-    ItemLabel.objects.bulk_update([i for i in to_save if i.pk], fields, batch_size=500)
+    ItemLabel.objects.bulk_update(
+        [i for i in to_save if i.pk], [*fields, "updated_at"], batch_size=500
+    )
     ItemLabel.objects.bulk_create([i for i in to_save if not i.pk], batch_size=500)
     for pair_id, answer in state.gold.items():
         final[pair_id] = (answer, 1.0)

@@ -230,6 +230,22 @@ def test_a_target_goes_up_only_on_the_judgments_the_verdict_was_drawn_from(proje
     assert task.target == 3
 
 
+def test_a_recompute_rewrites_only_the_labels_that_changed(project):
+    tasks = factories.verify_tasks(project=project, count=3, target=1)
+    users = _crowd(project, 1)
+    _answer(project, users[0], "match")
+    consensus_recompute(project=project)
+    stamps = dict(ItemLabel.objects.values_list("pair_id", "updated_at"))
+    consensus_recompute(project=project)
+    assert dict(ItemLabel.objects.values_list("pair_id", "updated_at")) == stamps
+    answered = _answer(project, users[0], "no_match")
+    consensus_recompute(project=project)
+    after = dict(ItemLabel.objects.values_list("pair_id", "updated_at"))
+    changed = {pair for pair, stamp in after.items() if stamp != stamps[pair]}
+    assert changed == {answered.task.pair_id}
+    assert len(after) == len(tasks)
+
+
 def _figures(snapshot):
     return {
         field: getattr(snapshot, field)

@@ -137,6 +137,9 @@ def test_api_next_and_submit_take_few_queries(client, project, annotator, monkey
     task and lease in one query and writes three rows (inside the test's transaction, savepoints
     stand in for BEGIN and COMMIT)."""
     monkeypatch.setattr(leases, "_reclaim_due", lambda project_id: False)
+    # No gold: a gold draw (one in ten at the default rate) looks for a gold item first.
+    project.gold_rate = 0.0
+    project.save(update_fields=["gold_rate"])
     factories.verify_tasks(project=project, count=3)
     auth = {"HTTP_AUTHORIZATION": f"Token {Token.objects.create(user=annotator).key}"}
     next_url = reverse("api-task-next", kwargs={"slug": project.slug})

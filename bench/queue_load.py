@@ -99,6 +99,8 @@ def main() -> None:
         DATABASE_URL=f"{args.pg}/{db_name}",
         SECRET_KEY="bench-only",
         DEBUG="0",
+        # gunicorn is spoken to over plain HTTP on the loopback.
+        SECURE_SSL_REDIRECT="false",
         LOG_LEVEL="WARNING",
         CONN_MAX_AGE="600",
         CONCORD_VAR_DIR=str(var_dir),
@@ -242,8 +244,8 @@ def _seed(*, env: dict, items: int, annotators: int, judgments_per_item: int) ->
     _django(env)
     from django.contrib.auth import get_user_model
     from django.db import connection
-    from rest_framework.authtoken.models import Token
 
+    from datasets.accounts.services import token_create
     from datasets.models import Membership
     from datasets.projects.services import project_create
 
@@ -302,19 +304,24 @@ def _seed(*, env: dict, items: int, annotators: int, judgments_per_item: int) ->
     for index in range(annotators):
         user = user_model.objects.create_user(f"bench-annotator-{index}")
         Membership.objects.create(project=project, user=user, role="annotator")
-        tokens.append(Token.objects.create(user=user).key)
+        tokens.append(token_create(user=user, name="queue bench")[1])
     return tokens
 
 
 def _tokens(*, env: dict) -> list[str]:
+    """Fresh tokens for the seeded annotators (only digests are stored, so old ones cannot be
+    read back)."""
     _django(env)
-    from rest_framework.authtoken.models import Token
+    from django.contrib.auth import get_user_model
 
-    return list(
-        Token.objects.filter(user__username__startswith="bench-annotator-")
-        .order_by("user__username")
-        .values_list("key", flat=True)
-    )
+    from datasets.accounts.services import token_create, tokens_revoke_all
+
+    tokens = []
+    users = get_user_model().objects.filter(username__startswith="bench-annotator-")
+    for user in users.order_by("username"):
+        tokens_revoke_all(user=user)
+        tokens.append(token_create(user=user, name="queue bench")[1])
+    return tokens
 
 
 def _project(*, env: dict) -> tuple[int, int]:
@@ -325,9 +332,12 @@ def _project(*, env: dict) -> tuple[int, int]:
 
 
 def _annotator_id(token: str) -> int:
-    from rest_framework.authtoken.models import Token
+    from knox.crypto import hash_token
 
-    return Token.objects.get(key=token).user_id
+    from datasets.models import ApiToken
+
+    # Only a digest of a token is stored (django-rest-knox).
+    return ApiToken.objects.get(digest=hash_token(token)).user_id
 
 
 def _work_left(*, project_id: int, annotator_id: int, redundancy: int) -> bool:

@@ -5,6 +5,7 @@ the local filesystem, media on local disk. Production sets DATABASE_URL, CELERY_
 S3 variables; see .env.example for the full list.
 """
 
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -41,7 +42,9 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.humanize",
     "rest_framework",
-    "rest_framework.authtoken",
+    "knox",
+    "axes",
+    "csp",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_htmx",
@@ -56,6 +59,7 @@ MIDDLEWARE = [
     # First: a load balancer's probe is answered before host checks, HTTPS redirects and logins.
     "config.health.HealthCheckMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -65,6 +69,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Last, so that it sees the lockout flag the login attempt set and answers for it.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -115,6 +121,54 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
+# Axes first: it refuses a locked-out username before the (deliberately slow) password hash runs.
+AUTHENTICATION_BACKENDS = [
+    "datasets.access.LockoutBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+# Brute force (issue 14): after CONCORD_LOGIN_FAILURE_LIMIT wrong passwords for one username, on
+# the login page, the admin's or the token endpoint, that username is locked for
+# CONCORD_LOCKOUT_MINUTES (or until a manager or administrator unlocks it). Locking by username
+# rather than address stops a guesser spread over many addresses, and works behind a proxy.
+AXES_FAILURE_LIMIT = env.int("CONCORD_LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("CONCORD_LOCKOUT_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = ["username"]
+# axes.W006 asks for the address among the lockout parameters. Annotators often share one
+# address (an office, a vendor's NAT): five typos among them would lock everyone out. Addresses
+# are limited by the "credentials" throttle below instead (CONCORD_THROTTLE_CREDENTIALS).
+SILENCED_SYSTEM_CHECKS = ["axes.W006"]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "datasets.accounts.views.lockout_response"
+AXES_COOLOFF_MESSAGE = (
+    "Too many failed attempts: this account is locked for a while. Try again later, or ask a "
+    "project manager or an administrator to unlock it."
+)
+AXES_VERBOSE = False
+# Invitation links (issue 14) stay valid this long, and work once.
+CONCORD_INVITATION_DAYS = env.int("CONCORD_INVITATION_DAYS", default=7)
+# API tokens expire after this many days unless their owner picks another lifetime.
+CONCORD_TOKEN_DAYS = env.int("CONCORD_TOKEN_DAYS", default=90)
+KNOX_TOKEN_MODEL = "datasets.ApiToken"
+# knox's own migrations create its AuthToken table even when the model is swapped out (for
+# datasets.ApiToken above); without them the swapped model gets no table.
+MIGRATION_MODULES = {"knox": None}
+REST_KNOX = {
+    "TOKEN_TTL": timedelta(days=CONCORD_TOKEN_DAYS),
+    "AUTH_HEADER_PREFIX": "Token",
+    "TOKEN_PREFIX": "concord_",
+}
+
+# --- Mail -----------------------------------------------------------------------------------
+# Unset: no mail server. Invitation links are shown to copy, and the password reset page says
+# plainly that it cannot send mail. Set EMAIL_URL (smtp://user:password@host:587/?tls=True, or
+# consolemail:// to print mails) to mail invitations and password resets.
+EMAIL_URL = env("EMAIL_URL", default="")
+CONCORD_MAIL_CONFIGURED = bool(EMAIL_URL)
+if EMAIL_URL:
+    globals().update(env.email_url_config(EMAIL_URL))
+else:
+    EMAIL_BACKEND = "django.core.mail.backends.dummy.EmailBackend"
+DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="concord@localhost")
 
 # --- Internationalisation -------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"
@@ -227,14 +281,44 @@ CONCORD_RELEASES_KEEP = env.int("CONCORD_RELEASES_KEEP", default=10)
 CONCORD_NIGHTLY_HOUR = env.int("CONCORD_NIGHTLY_HOUR", default=2)
 CONCORD_TRAIN_CONFIG: dict = env.json("CONCORD_TRAIN_CONFIG", default={})
 
+# --- Cache ----------------------------------------------------------------------------------
+# The API's throttles count requests here. The default is per process; with several gunicorn
+# workers set CACHE_URL=redis://… (e.g. the broker's Redis, another db number) so they share counts.
+CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://")}
+
 # --- REST API -------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     # Token first so that an anonymous request is answered 401 with a WWW-Authenticate header.
+    # Tokens are django-rest-knox's (hashed, named, expiring, revocable; datasets.access).
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "datasets.access.ApiTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # Every view: a logged-in user, and for a view of one project (its slug or a lease in the
+    # URL) the one access check of datasets.access.
+    "DEFAULT_PERMISSION_CLASSES": ["datasets.access.ProjectAccess"],
+    "DEFAULT_THROTTLE_CLASSES": [
+        "rest_framework.throttling.AnonRateThrottle",
+        "rest_framework.throttling.UserRateThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {
+        "anon": env("CONCORD_THROTTLE_ANON", default="120/minute"),
+        "user": env("CONCORD_THROTTLE_USER", default="6000/minute"),
+        # Credential endpoints (token creation, login, password reset, invitation acceptance),
+        # per client address, on top of the per-username lockout.
+        "credentials": env("CONCORD_THROTTLE_CREDENTIALS", default="20/minute"),
+    },
+    # Errors are JSON with the field's name for a bad value; 413 for over-large bodies.
+    "EXCEPTION_HANDLER": "datasets.api.exception_handler",
+    # JSON only: DRF's browsable API would answer a browser (Accept: text/html) with HTML pages,
+    # errors included, and inline scripts the Content-Security-Policy refuses. People use the
+    # docs page (/api/v1/docs/).
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": [
+        "datasets.api.BoundedJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_PAGINATION_CLASS": "datasets.pagination.IdCursorPagination",
     "PAGE_SIZE": 100,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -249,6 +333,13 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "SCHEMA_PATH_PREFIX": "/api/v1",
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    # One name per choice set, so the schema builds without a warning (a test runs it with
+    # --fail-on-warn).
+    "ENUM_NAME_OVERRIDES": {
+        "ReleaseStatusEnum": "datasets.models.ReleaseStatus",
+        "BalanceMethodEnum": "datasets.models.BalanceMethod",
+        "UploadStatusEnum": ["accepted", "duplicate", "rejected"],
+    },
 }
 
 # --- Celery ---------------------------------------------------------------------------------
@@ -297,9 +388,53 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.db.backends": {"level": "INFO"}},
+    "loggers": {
+        "django.db.backends": {"level": "INFO"},
+        # Every login and every failed one at INFO is noise; lockouts are WARNING.
+        "axes": {"level": env("AXES_LOG_LEVEL", default="WARNING")},
+    },
 }
 
+# --- Security headers -----------------------------------------------------------------------
+# Content-Security-Policy (django-csp): scripts, styles, images and fonts from this site only;
+# templates carry no inline script or style. Image files may come from the S3 endpoint, which
+# signs their URLs.
+_img_src = ["'self'", "data:"]
+if AWS_STORAGE_BUCKET_NAME:
+    _img_src.append(env("AWS_S3_ENDPOINT_URL", default="") or "https:")
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": _img_src,
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    },
+}
+
+# With DEBUG off Concord assumes HTTPS (served behind a TLS-terminating reverse proxy): cookies only
+# over HTTPS, HSTS, plain HTTP redirected. Each can be turned off by its variable for a site that
+# is not yet on HTTPS. SECURE_PROXY_SSL_HEADER=HTTP_X_FORWARDED_PROTO,https tells Django that the
+# proxy's X-Forwarded-Proto says which scheme the browser used; set it only when the proxy always
+# sets that header itself (overwriting any a client sent). gunicorn already trusts that header
+# from a proxy on 127.0.0.1 (its forwarded_allow_ips), so the README's set-up works without it.
 if not DEBUG:
-    SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=False)
-    CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=False)
+    SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=True)
+    CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=True)
+    SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
+    SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31_536_000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True)
+    SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=True)
+_proxy_header = env.list("SECURE_PROXY_SSL_HEADER", default=[])
+if _proxy_header:
+    if len(_proxy_header) != 2:
+        raise ImproperlyConfigured(
+            "SECURE_PROXY_SSL_HEADER is a header and a value, e.g. HTTP_X_FORWARDED_PROTO,https"
+        )
+    SECURE_PROXY_SSL_HEADER = tuple(_proxy_header)
+SESSION_COOKIE_HTTPONLY = True

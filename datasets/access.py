@@ -1,18 +1,53 @@
-"""Who may see and change what: one place for the rules that views and the API both apply.
+"""Who may see and change what: the one access check that every page and API view applies.
 
-Non-members get "not found" rather than "forbidden", so guessing slugs or ids reveals nothing.
-Staff users are administrators and act as managers of every project.
+A project is reached with a *need*:
+
+* ``READ``: any member (an annotator whose work is suspended still sees their screen);
+* ``WORK``: annotation writes (take, submit, skip, undo, heartbeat): a member whose work in the
+  project is not suspended;
+* ``MANAGE``: the project's managers.
+
+Non-members get "not found" rather than "forbidden", so guessing slugs or ids reveals nothing;
+a member lacking the need gets "forbidden" with the reason. Staff users are administrators and
+act as managers of every project. Removing a member deletes their membership, so every path
+answers them "not found" at once; suspending one (annotate.agreement) closes every WORK path.
+
+Pages call :func:`project_get`; API views get the same check from :class:`ProjectAccess`, the
+default DRF permission class, and read its result with :func:`api_project`. API clients
+authenticate with a django-rest-knox token (:class:`ApiTokenAuthentication`), which the stored
+image files accept too (:func:`request_user`).
 """
 
-from django.contrib.auth.models import AbstractBaseUser
-from django.core.exceptions import PermissionDenied
-from django.db.models import OuterRef, QuerySet, Subquery
-from django.http import Http404
+from datetime import timedelta
+from typing import Any
 
-from datasets.models import Membership, Project, Role
+from axes.backends import AxesStandaloneBackend
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.core.exceptions import ImproperlyConfigured, PermissionDenied
+from django.db.models import Exists, OuterRef, QuerySet, Subquery
+from django.http import Http404, HttpRequest
+from django.utils import timezone
+from knox.auth import TokenAuthentication
+from rest_framework import exceptions
+from rest_framework.permissions import SAFE_METHODS, BasePermission
+from rest_framework.throttling import SimpleRateThrottle
+
+from annotate.models import Suspension
+from datasets.models import ApiToken, Membership, Project, Role
+
+READ = "read"
+WORK = "work"
+MANAGE = "manage"
+NEEDS = (READ, WORK, MANAGE)
 
 NOT_A_MANAGER = "Only the project's managers can do this."
+WORK_SUSPENDED = (
+    "Your work in this project is paused by its managers: you cannot take, answer or skip tasks."
+)
 CANNOT_CREATE_PROJECTS = "Your account cannot create projects; ask an administrator."
+NO_SUCH_PROJECT = "No such project."
+# A token's last use is written at most this often, so a busy client costs no write per request.
+LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 
 def can_create_projects(user: AbstractBaseUser) -> bool:
@@ -22,6 +57,8 @@ def can_create_projects(user: AbstractBaseUser) -> bool:
 def projects_visible(*, user: AbstractBaseUser) -> QuerySet[Project]:
     if user.is_staff:
         return Project.objects.all()
+    if not user.is_authenticated:
+        return Project.objects.none()
     return Project.objects.filter(memberships__user=user)
 
 
@@ -29,25 +66,176 @@ def project_role(*, user: AbstractBaseUser, project: Project) -> str | None:
     """The user's role in the project: manager, annotator, or None for outsiders."""
     if user.is_staff:
         return Role.MANAGER
+    if not user.is_authenticated:
+        return None
     return (
         Membership.objects.filter(project=project, user=user).values_list("role", flat=True).first()
     )
 
 
-def project_get(*, user: AbstractBaseUser, slug: str, manager: bool = False) -> tuple[Project, str]:
-    """The project and the user's role in it; Http404 for outsiders, PermissionDenied for annotators
-    when a manager is required."""
-    # One query: the project with the user's role beside it (every page and API call starts here).
-    projects = Project.objects.filter(slug=slug).order_by()
+def project_get(
+    *, user: AbstractBaseUser, slug: str, manager: bool = False, need: str = READ
+) -> tuple[Project, str]:
+    """The project with this slug and the user's role in it, if the user has the need.
+
+    ``manager=True`` is ``need=MANAGE``. Raises Http404 for outsiders (and anonymous users),
+    PermissionDenied (with the reason) for a member without the need.
+    """
+    return project_access(user=user, need=MANAGE if manager else need, slug=slug)
+
+
+def project_access(*, user: AbstractBaseUser, need: str, **lookup: Any) -> tuple[Project, str]:
+    """The one check: the project matching ``lookup`` (e.g. ``slug=…``), the user's role in it.
+
+    One query: the project, the user's role and (for WORK) whether their work is suspended.
+    Raises Http404 when there is no such project or the user is not a member, PermissionDenied
+    when the member lacks ``need`` (one of READ, WORK, MANAGE).
+    """
+    if need not in NEEDS:
+        raise ValueError(f"need must be one of {NEEDS}, not {need!r}")
+    if user is None or not user.is_authenticated:
+        raise Http404(NO_SUCH_PROJECT)
+    projects = Project.objects.filter(**lookup).order_by()
     if not user.is_staff:
         roles = Membership.objects.filter(project=OuterRef("pk"), user=user).order_by()
         projects = projects.annotate(member_role=Subquery(roles.values("role")[:1]))
+    if need == WORK:
+        projects = projects.annotate(
+            work_suspended=Exists(
+                Suspension.objects.filter(
+                    project=OuterRef("pk"), annotator=user, lifted_at__isnull=True
+                )
+            )
+        )
     project = projects.first()
     role = None
     if project is not None:
         role = Role.MANAGER if user.is_staff else project.member_role
     if role is None:
-        raise Http404("No such project.")
-    if manager and role != Role.MANAGER:
+        raise Http404(NO_SUCH_PROJECT)
+    if need == MANAGE and role != Role.MANAGER:
         raise PermissionDenied(NOT_A_MANAGER)
+    if need == WORK and project.work_suspended:
+        raise PermissionDenied(WORK_SUSPENDED)
     return project, role
+
+
+class ProjectAccess(BasePermission):
+    """DRF: a signed-in user, and for a view of one project the check of :func:`project_access`.
+
+    The project comes from the URL's ``slug``, or from the view's ``access_lookup(request)``
+    (the lookup of a project for views addressed by another id, e.g. a lease). The need is the
+    view's ``project_need``: one need, or a dict by HTTP method; by default READ for safe methods
+    and WORK otherwise. A view with other URL arguments and neither a slug nor a lookup must say
+    ``project_scoped = False`` (it touches no project), or the request fails: nothing that names
+    an object is left unchecked by accident. The result is kept for :func:`api_project`.
+    """
+
+    def has_permission(self, request, view) -> bool:
+        if not (request.user and request.user.is_authenticated):
+            return False
+        lookup = _lookup(request, view)
+        if lookup is None:
+            return True
+        need = _need(view, request.method)
+        request.project_access = project_access(user=request.user, need=need, **lookup)
+        return True
+
+
+def _lookup(request, view) -> dict | None:
+    kwargs = getattr(view, "kwargs", {}) or {}
+    if hasattr(view, "access_lookup"):
+        return view.access_lookup(request)
+    if "slug" in kwargs:
+        return {"slug": kwargs["slug"]}
+    if kwargs and getattr(view, "project_scoped", True):
+        raise ImproperlyConfigured(
+            f"{type(view).__name__} takes {sorted(kwargs)} but neither a project slug nor "
+            "access_lookup(); say project_scoped = False if it touches no project."
+        )
+    return None
+
+
+def _need(view, method: str) -> str:
+    need = getattr(view, "project_need", None)
+    if isinstance(need, dict):
+        need = need.get(method)
+    if need is None:
+        need = READ if method in SAFE_METHODS else WORK
+    return need
+
+
+def api_project(request) -> tuple[Project, str]:
+    """The (project, role) that :class:`ProjectAccess` checked for this API request."""
+    checked = getattr(request, "project_access", None)
+    if checked is None:
+        raise ImproperlyConfigured("api_project() needs ProjectAccess among the view's permissions")
+    return checked
+
+
+class ApiTokenAuthentication(TokenAuthentication):
+    """django-rest-knox tokens (``Authorization: Token …``), noting each token's last use."""
+
+    def authenticate_credentials(self, token: bytes):
+        try:
+            token.decode("ascii")
+        except UnicodeDecodeError as exc:  # knox would fail on it with a 500
+            raise exceptions.AuthenticationFailed("Invalid token.") from exc
+        user, auth_token = super().authenticate_credentials(token)
+        now = timezone.now()
+        if auth_token.last_used_at is None or now - auth_token.last_used_at > LAST_USED_RESOLUTION:
+            ApiToken.objects.filter(pk=auth_token.pk).update(last_used_at=now)
+            auth_token.last_used_at = now
+        return user, auth_token
+
+    def _cleanup_token(self, auth_token) -> bool:
+        # knox reads every token of the user on every request to delete expired ones; only the
+        # one presented matters here (token creation clears the user's expired ones).
+        if auth_token.expiry is not None and auth_token.expiry < timezone.now():
+            auth_token.delete()
+            return True
+        return False
+
+
+def request_user(request: HttpRequest) -> AbstractBaseUser:
+    """The user of a plain Django view that API clients call too (the stored image files).
+
+    The session's user if signed in, else the owner of a valid API token in the Authorization
+    header, else AnonymousUser. Raises rest_framework's AuthenticationFailed for a token that is
+    wrong, expired or revoked.
+    """
+    if request.user.is_authenticated:
+        return request.user
+    result = ApiTokenAuthentication().authenticate(request)
+    return result[0] if result else AnonymousUser()
+
+
+class CredentialsThrottle(SimpleRateThrottle):
+    """Attempts at a credential (a password, an invitation) per client address: the login page,
+    token creation, password change and reset, invitation acceptance. The rate is the
+    ``credentials`` throttle rate (CONCORD_THROTTLE_CREDENTIALS); django-axes locks usernames."""
+
+    scope = "credentials"
+
+    def get_cache_key(self, request, view) -> str:
+        return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
+
+
+def credentials_wait(request: HttpRequest) -> int | None:
+    """For a plain Django view: None when this address may try a credential now, else the
+    seconds to wait (the attempt is counted when allowed)."""
+    throttle = CredentialsThrottle()
+    if throttle.allow_request(request, None):
+        return None
+    return max(1, int(throttle.wait() or 1))
+
+
+class LockoutBackend(AxesStandaloneBackend):
+    """django-axes's lockout for every authentication that comes with a request (the login
+    pages, the token endpoint); one without (a shell, a management command, a test checking a
+    password) is nobody guessing over the network, and is left to the next backend."""
+
+    def authenticate(self, request, username=None, password=None, **kwargs):
+        if request is None:
+            return None
+        return super().authenticate(request, username=username, password=password, **kwargs)

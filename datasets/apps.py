@@ -5,3 +5,9 @@ class DatasetsConfig(AppConfig):
     name = "datasets"
     verbose_name = "Datasets"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from datasets import openapi  # noqa: F401  (registers the token scheme)
+        from datasets.accounts import services
+
+        services.receivers_connect()

@@ -5,10 +5,12 @@ image and caption, rates within [0, 1]) are database constraints, not only Pytho
 """
 
 import secrets
+import uuid
 
 from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
+from knox.models import AbstractAuthToken
 
 
 class Role(models.TextChoices):
@@ -131,24 +133,29 @@ class Project(models.Model):
             models.CheckConstraint(
                 condition=Q(gold_rate__gte=0, gold_rate__lte=1),
                 name="datasets_project_gold_rate_unit",
+                violation_error_message="The gold rate must be between 0 and 1.",
             ),
             models.CheckConstraint(
                 condition=Q(challenge_rate__gte=0, challenge_rate__lte=1),
                 name="datasets_project_challenge_rate_unit",
+                violation_error_message="The challenge rate must be between 0 and 1.",
             ),
             models.CheckConstraint(
                 condition=Q(agreement_threshold__gte=0, agreement_threshold__lte=1),
                 name="datasets_project_agreement_threshold_unit",
+                violation_error_message="The agreement threshold must be between 0 and 1.",
             ),
             models.CheckConstraint(
                 condition=Q(captions_per_image__gte=1, judgments_per_item__gte=1),
                 name="datasets_project_targets_positive",
+                violation_error_message="Captions per image and judgments per item must be at least 1.",
             ),
             models.CheckConstraint(
                 condition=Q(
                     caption_min_words__gte=1, caption_max_words__gte=F("caption_min_words")
                 ),
                 name="datasets_project_caption_words_range",
+                violation_error_message="Caption words: the minimum must be at least 1 and the maximum at least the minimum.",
             ),
             models.CheckConstraint(
                 condition=Q(near_duplicate_threshold__lte=64)
@@ -159,11 +166,13 @@ class Project(models.Model):
                 & Q(quality_caption_max_token_share__gte=0, quality_caption_max_token_share__lte=1)
                 & Q(quality_image_max_aspect_ratio__gte=1),
                 name="datasets_project_cleaning_ranges",
+                violation_error_message="Duplicate and quality thresholds are out of range (pHash distance at most 64, shares between 0 and 1, aspect ratio at least 1).",
             ),
             models.CheckConstraint(
                 condition=Q(split_train__gte=0, split_val__gte=0, split_test__gte=0)
                 & Q(balance_ratio__gt=0),
                 name="datasets_project_release_settings",
+                violation_error_message="Split shares cannot be negative and the balance ratio must be greater than 0.",
             ),
         ]
 
@@ -586,7 +595,84 @@ class ImageSplit(models.Model):
         return f"image {self.image_id} in {self.split} of release {self.release_id}"
 
 
+class ApiToken(AbstractAuthToken):
+    """A named API token (django-rest-knox: only a SHA-512 digest of it is stored).
+
+    Its owner names it, sees when it was last used and revokes it on the Tokens page; it
+    expires (``expiry``), and every token of a user is deleted when their password changes.
+    ``last_used_at`` is written at most once a minute per token (datasets.access).
+    """
+
+    # What pages and the API name a token by (the digest, its key, stays on the server).
+    uid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    name = models.CharField(max_length=100)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(expiry__isnull=True) | Q(expiry__gt=F("created")),
+                name="datasets_apitoken_expiry_after_creation",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"token “{self.name}” of {self.user_id}"
+
+
+class Invitation(models.Model):
+    """A single-use, expiring invitation to join a project with a role.
+
+    The link carries a signature of the invitation's id (django.core.signing, keyed by
+    SECRET_KEY), so nothing secret is stored. It is *pending* until accepted, revoked or past
+    ``expires_at``; accepting creates the account (or uses the signed-in one) and the membership.
+    """
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="invitations")
+    role = models.CharField(max_length=20, choices=Role.choices, default=Role.ANNOTATOR)
+    email = models.EmailField(blank=True)
+    note = models.CharField(max_length=200, blank=True, help_text="Who it is for, for the list.")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    accepted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(accepted_at__isnull=True) | Q(revoked_at__isnull=True),
+                name="datasets_invitation_accepted_or_revoked",
+            ),
+            models.CheckConstraint(
+                condition=Q(accepted_at__isnull=True) | Q(accepted_by__isnull=False),
+                name="datasets_invitation_accepted_by_someone",
+            ),
+            # One open invitation per address and project: inviting again replaces it.
+            models.UniqueConstraint(
+                fields=["project", "email"],
+                condition=Q(accepted_at__isnull=True, revoked_at__isnull=True) & ~Q(email=""),
+                name="datasets_invitation_one_open_per_email",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"invitation {self.pk} to {self.project_id} as {self.role}"
+
+
 __all__ = [
+    "ApiToken",
     "BalanceMethod",
     "Caption",
     "CaptionFlag",
@@ -598,6 +684,7 @@ __all__ = [
     "ImageFlag",
     "ImageFormat",
     "ImageSplit",
+    "Invitation",
     "Membership",
     "Pair",
     "PairKind",

@@ -1,5 +1,6 @@
 from django.urls import path
 
+from datasets.accounts import views as accounts
 from datasets.browse import views as browse
 from datasets.curation import views as curation
 from datasets.ingest import views as ingest
@@ -11,7 +12,36 @@ urlpatterns = [
     path("projects/new/", projects.project_create, name="project-create"),
     path("projects/<slug:slug>/", browse.project_detail, name="project-detail"),
     path("projects/<slug:slug>/settings/", projects.project_settings, name="project-settings"),
-    path("projects/<slug:slug>/members/", projects.project_members, name="project-members"),
+    path("projects/<slug:slug>/members/", accounts.project_members, name="project-members"),
+    path(
+        "projects/<slug:slug>/members/<int:user_id>/unlock",
+        accounts.member_unlock_request,
+        name="project-member-unlock",
+    ),
+    path(
+        "projects/<slug:slug>/invitations/",
+        accounts.invitations_create_request,
+        name="invitations-create",
+    ),
+    path(
+        "projects/<slug:slug>/invitations/<int:invitation_id>/revoke",
+        accounts.invitation_revoke_request,
+        name="invitation-revoke",
+    ),
+    path(
+        "accounts/invitations/<str:token>/",
+        accounts.invitation_accept_page,
+        name="invitation-accept",
+    ),
+    path("accounts/tokens/", accounts.tokens_page, name="tokens"),
+    path(
+        "accounts/tokens/<uuid:token_uid>/revoke",
+        accounts.token_revoke_request,
+        name="token-revoke",
+    ),
+    path(
+        "accounts/tokens/revoke-all", accounts.tokens_revoke_all_request, name="tokens-revoke-all"
+    ),
     path(
         "projects/<slug:slug>/members/<int:user_id>/remove/",
         projects.project_member_remove,

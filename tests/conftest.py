@@ -2,6 +2,7 @@ from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import Permission
+from django.core.cache import cache
 
 from tests import factories
 
@@ -25,6 +26,15 @@ def pytest_ignore_collect(collection_path, config):
     return None
 
 
+@pytest.fixture(scope="session", autouse=True)
+def plain_http():
+    """The live server of the browser tests speaks plain HTTP: no redirect to HTTPS. Set for the
+    whole session, before the server's middleware reads it (per test, below, for the client)."""
+    from django.conf import settings
+
+    settings.SECURE_SSL_REDIRECT = False
+
+
 @pytest.fixture(autouse=True)
 def media_storage(settings, tmp_path):
     """Every test writes media, releases, models and its scratch cache to its own temporary
@@ -33,6 +43,10 @@ def media_storage(settings, tmp_path):
     # Password hashing is deliberately slow; tests create many users.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     settings.MEDIA_ROOT = media
+    # The test client and live server speak plain HTTP; everything else of DEBUG=false stays on.
+    settings.SECURE_SSL_REDIRECT = False
+    # Throttle counts live in the cache: each test starts with none.
+    cache.clear()
     settings.CONCORD_RELEASES_ROOT = tmp_path / "releases"
     settings.CONCORD_MODELS_ROOT = tmp_path / "models"
     settings.CONCORD_SCRATCH_DIR = tmp_path / "scratch"

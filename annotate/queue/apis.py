@@ -55,6 +55,8 @@ class LeaseOutput(serializers.Serializer):
 
 
 class TaskNextApi(APIView):
+    project_need = access.WORK
+
     @extend_schema(
         request=None,
         responses={200: LeaseOutput, 204: None},
@@ -62,15 +64,24 @@ class TaskNextApi(APIView):
         "there is nothing to do.",
     )
     def post(self, request: Request, slug: str) -> Response:
-        project, _ = access.project_get(user=request.user, slug=slug)
+        project, _ = access.api_project(request)
         assignment = assignment_get(project=project, annotator=request.user, lookahead=0)
         if assignment.current is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
         return Response(LeaseOutput(assignment.current).data)
 
 
+def _lease_project(view: APIView, request: Request) -> dict:
+    """The access check's lookup for a lease: the project of the caller's own lease."""
+    leases = Lease.objects.filter(pk=view.kwargs["lease_id"], annotator=request.user)
+    return {"pk__in": leases.values("project_id")}
+
+
 class LeaseSubmitApi(APIView):
-    class Input(serializers.Serializer):
+    project_need = access.WORK
+    access_lookup = _lease_project
+
+    class LeaseSubmitInput(serializers.Serializer):
         answer = serializers.ChoiceField(choices=Answer.choices)
         caption_text = serializers.CharField(required=False, allow_blank=True, default="")
         image_unusable = serializers.BooleanField(required=False, default=False)
@@ -82,16 +93,16 @@ class LeaseSubmitApi(APIView):
             help_text="For a challenge (answer 'challenge'): the option ids that match.",
         )
 
-    class Output(serializers.Serializer):
+    class LeaseSubmitOutput(serializers.Serializer):
         judgment_id = serializers.IntegerField(source="judgment.pk")
         answer = serializers.CharField(source="judgment.answer")
         created = serializers.BooleanField()
 
     @extend_schema(
-        request=Input,
+        request=LeaseSubmitInput,
         responses={
-            201: Output,
-            200: Output,
+            201: LeaseSubmitOutput,
+            200: LeaseSubmitOutput,
             409: inline_serializer(
                 "SubmitRefused",
                 {
@@ -107,7 +118,7 @@ class LeaseSubmitApi(APIView):
     )
     def post(self, request: Request, lease_id: int) -> Response:
         lease = get_object_or_404(Lease, pk=lease_id, annotator=request.user)
-        serializer = self.Input(data=request.data)
+        serializer = self.LeaseSubmitInput(data=request.data)
         serializer.is_valid(raise_exception=True)
         try:
             result = judgment_submit(lease=lease, **serializer.validated_data)
@@ -117,12 +128,15 @@ class LeaseSubmitApi(APIView):
                 status=status.HTTP_409_CONFLICT,
             )
         return Response(
-            self.Output(result).data,
+            self.LeaseSubmitOutput(result).data,
             status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK,
         )
 
 
 class LeaseSkipApi(APIView):
+    project_need = access.WORK
+    access_lookup = _lease_project
+
     @extend_schema(request=None, responses={204: None})
     def post(self, request: Request, lease_id: int) -> Response:
         lease = get_object_or_404(Lease, pk=lease_id, annotator=request.user)
@@ -131,10 +145,12 @@ class LeaseSkipApi(APIView):
 
 
 class HeartbeatApi(APIView):
+    project_need = access.WORK
+
     @extend_schema(
         request=None,
         responses=inline_serializer("Heartbeat", {"renewed": serializers.IntegerField()}),
     )
     def post(self, request: Request, slug: str) -> Response:
-        project, _ = access.project_get(user=request.user, slug=slug)
+        project, _ = access.api_project(request)
         return Response({"renewed": leases_heartbeat(project=project, annotator=request.user)})

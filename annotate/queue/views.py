@@ -27,6 +27,9 @@ from datasets import access
 from datasets.models import Pair
 
 BAD_ANSWER = "Choose match, no match or unsure."
+NUL_IN_CAPTION = (
+    "The caption contained an invisible NUL character; it was removed. Check it and send again."
+)
 
 
 @require_GET
@@ -37,13 +40,17 @@ def annotate_page(request: HttpRequest, slug: str) -> HttpResponse:
 
 @require_POST
 def annotate_submit(request: HttpRequest, slug: str, lease_id: int) -> HttpResponse:
-    project, _ = access.project_get(user=request.user, slug=slug)
+    project, _ = access.project_get(user=request.user, slug=slug, need=access.WORK)
     lease = get_object_or_404(Lease, pk=lease_id, project=project, annotator=request.user)
     answer = request.POST.get("answer", "")
     if answer not in Answer.values:
         return _workspace(request, project, error=BAD_ANSWER)
     text = request.POST.get("caption_text", "")
-    marked = [int(v) for v in request.POST.getlist("marked") if v.isdigit()]
+    if "\x00" in text:  # the database cannot store it: the same task, the text kept without it
+        return _workspace(
+            request, project, problems=[NUL_IN_CAPTION], text=text.replace("\x00", "")
+        )
+    marked = [int(v) for v in request.POST.getlist("marked") if v.isascii() and v.isdigit()]
     try:
         judgment_submit(
             lease=lease,
@@ -62,7 +69,7 @@ def annotate_submit(request: HttpRequest, slug: str, lease_id: int) -> HttpRespo
 
 @require_POST
 def annotate_skip(request: HttpRequest, slug: str, lease_id: int) -> HttpResponse:
-    project, _ = access.project_get(user=request.user, slug=slug)
+    project, _ = access.project_get(user=request.user, slug=slug, need=access.WORK)
     lease = get_object_or_404(Lease, pk=lease_id, project=project, annotator=request.user)
     lease_skip(lease=lease)
     return _after_post(request, project)
@@ -70,7 +77,7 @@ def annotate_skip(request: HttpRequest, slug: str, lease_id: int) -> HttpRespons
 
 @require_POST
 def annotate_undo(request: HttpRequest, slug: str) -> HttpResponse:
-    project, _ = access.project_get(user=request.user, slug=slug)
+    project, _ = access.project_get(user=request.user, slug=slug, need=access.WORK)
     try:
         judgment_undo(project=project, annotator=request.user)
     except SubmitRefused as refused:
@@ -80,7 +87,7 @@ def annotate_undo(request: HttpRequest, slug: str) -> HttpResponse:
 
 @require_POST
 def annotate_heartbeat(request: HttpRequest, slug: str) -> HttpResponse:
-    project, _ = access.project_get(user=request.user, slug=slug)
+    project, _ = access.project_get(user=request.user, slug=slug, need=access.WORK)
     leases_heartbeat(project=project, annotator=request.user)
     return HttpResponse(status=204)
 

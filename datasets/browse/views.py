@@ -1,8 +1,11 @@
 """Pages that show a project's data: the project list and overview, the image grid and image
 pages, and the stored files themselves. Thin: parse, call, render."""
 
-from django.http import HttpRequest, HttpResponse
+from django.contrib.auth.decorators import login_not_required
+from django.contrib.auth.views import redirect_to_login
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, render
+from rest_framework.exceptions import AuthenticationFailed
 
 from annotate.queue.selectors import project_progress
 from config.storage import MEDIA, storage_response
@@ -64,6 +67,25 @@ def image_detail(request: HttpRequest, slug: str, image_id: int) -> HttpResponse
     return render(request, "datasets/image_detail.html", {"project": project, "image": image})
 
 
+def _file_user(view):
+    """Stored files are fetched by pages (a session) and by API clients (a token: the image_url
+    and file_url of the API), under the same access check; nobody else gets past the login."""
+
+    @login_not_required
+    def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        try:
+            user = access.request_user(request)
+        except AuthenticationFailed as exc:
+            return JsonResponse({"detail": str(exc.detail)}, status=401)
+        if not user.is_authenticated:
+            return redirect_to_login(request.get_full_path())
+        request.user = user
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+@_file_user
 def image_file(request: HttpRequest, slug: str, image_id: int) -> HttpResponse:
     """The stored image, for any member of its project (annotators need it for their tasks)."""
     project, _ = access.project_get(user=request.user, slug=slug)
@@ -71,6 +93,7 @@ def image_file(request: HttpRequest, slug: str, image_id: int) -> HttpResponse:
     return _serve(image.file.name, content_type=f"image/{image.format.lower()}")
 
 
+@_file_user
 def image_thumbnail(request: HttpRequest, slug: str, image_id: int) -> HttpResponse:
     project, _ = access.project_get(user=request.user, slug=slug)
     image = get_object_or_404(

@@ -60,6 +60,7 @@ class ImageOutput(serializers.ModelSerializer):
 
 
 class ImageListApi(APIView):
+    project_need = access.MANAGE
     parser_classes = (MultiPartParser, FormParser)
 
     class UploadResult(serializers.Serializer):
@@ -70,7 +71,7 @@ class ImageListApi(APIView):
 
     @extend_schema(responses=ImageOutput(many=True))
     def get(self, request: Request, slug: str) -> Response:
-        project, _ = access.project_get(user=request.user, slug=slug, manager=True)
+        project, _ = access.api_project(request)
         paginator = IdCursorPagination()
         queryset = project.images.select_related("uploaded_by")
         page = paginator.paginate_queryset(queryset, request)
@@ -87,7 +88,7 @@ class ImageListApi(APIView):
         "the others. 201 when at least one image was added.",
     )
     def post(self, request: Request, slug: str) -> Response:
-        project, _ = access.project_get(user=request.user, slug=slug, manager=True)
+        project, _ = access.api_project(request)
         uploads = request.FILES.getlist("files") or request.FILES.getlist("file")
         if not uploads:
             return Response({"detail": NO_FILES}, status=status.HTTP_400_BAD_REQUEST)
@@ -110,9 +111,11 @@ class ImageListApi(APIView):
 
 
 class ImageDetailApi(APIView):
+    project_need = access.MANAGE
+
     @extend_schema(responses=ImageOutput)
     def get(self, request: Request, slug: str, image_id: int) -> Response:
-        project, _ = access.project_get(user=request.user, slug=slug, manager=True)
+        project, _ = access.api_project(request)
         image = project.images.filter(pk=image_id).select_related("uploaded_by").first()
         if image is None:
             return Response({"detail": "No such image."}, status=status.HTTP_404_NOT_FOUND)
@@ -120,13 +123,15 @@ class ImageDetailApi(APIView):
 
 
 class CaptionListApi(APIView):
-    class Input(serializers.Serializer):
+    project_need = access.MANAGE
+
+    class CaptionCreateInput(serializers.Serializer):
         image = serializers.IntegerField()
         text = serializers.CharField(trim_whitespace=False, max_length=10_000)
 
     @extend_schema(responses=CaptionOutput(many=True))
     def get(self, request: Request, slug: str) -> Response:
-        project, _ = access.project_get(user=request.user, slug=slug, manager=True)
+        project, _ = access.api_project(request)
         queryset = Caption.objects.filter(image__project=project).select_related("author")
         if image_id := request.query_params.get("image"):
             if not image_id.isdigit():
@@ -136,10 +141,10 @@ class CaptionListApi(APIView):
         page = paginator.paginate_queryset(queryset, request)
         return paginator.get_paginated_response(CaptionOutput(page, many=True).data)
 
-    @extend_schema(request=Input, responses={201: CaptionOutput})
+    @extend_schema(request=CaptionCreateInput, responses={201: CaptionOutput})
     def post(self, request: Request, slug: str) -> Response:
-        project, _ = access.project_get(user=request.user, slug=slug, manager=True)
-        serializer = self.Input(data=request.data)
+        project, _ = access.api_project(request)
+        serializer = self.CaptionCreateInput(data=request.data)
         serializer.is_valid(raise_exception=True)
         image = project.images.filter(pk=serializer.validated_data["image"]).first()
         if image is None:

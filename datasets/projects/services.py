@@ -8,6 +8,7 @@ from django.db import transaction
 from django.utils.text import slugify
 
 from datasets.models import Membership, Project, Role, Source
+from datasets.projects.signals import member_removed
 
 LAST_MANAGER = "A project needs at least one manager; make someone else a manager first."
 
@@ -62,6 +63,9 @@ WORDS_RANGE = "Must be at least the minimum."
 MARGIN_RANGE = "Enter a margin between 0 and 2 (scores are cosine similarities)."
 RATES_OVER_ONE = "Gold and challenge rates together cannot exceed 1."
 UNKNOWN_SOURCES = "Unknown source(s): {sources}."
+AT_LEAST = "Must be at least {low}."
+AT_MOST = "Must be at most {high}."
+ABOVE_ZERO = "Must be greater than 0."
 _SHARES = (
     "gold_rate",
     "challenge_rate",
@@ -70,7 +74,27 @@ _SHARES = (
     "split_val",
     "split_test",
     "caption_similarity_threshold",
+    "quality_caption_min_letter_ratio",
+    "quality_caption_max_token_share",
 )
+# Bounds the database's check constraints hold (datasets.models.Project), said per field here
+# so that a bad value is a message on its field, never a constraint error.
+_AT_LEAST = {
+    "captions_per_image": 1,
+    "judgments_per_item": 1,
+    "caption_min_words": 1,
+    "quality_image_max_aspect_ratio": 1,
+}
+_AT_MOST = {"near_duplicate_threshold": 64}
+# Rules over several settings report on one of them; these are the others each one involves,
+# so that an edge can say it on the setting the request changed.
+RELATED_SETTINGS: dict[str, tuple[str, ...]] = {
+    "caption_max_words": ("caption_min_words",),
+    "max_judgments_per_item": ("judgments_per_item",),
+    "challenge_rate": ("gold_rate",),
+    "split_test": ("split_train", "split_val"),
+}
+_ABOVE_ZERO = ("balance_ratio",)
 
 
 def settings_problems(*, values: Mapping[str, Any]) -> dict[str, str]:
@@ -80,7 +104,17 @@ def settings_problems(*, values: Mapping[str, Any]) -> dict[str, str]:
     ones, so the rules that span several settings live in one place.
     """
     problems = {name: NOT_A_SHARE for name in _SHARES if not 0 <= values[name] <= 1}
-    if values["caption_min_words"] > values["caption_max_words"]:
+    problems.update(
+        {name: AT_LEAST.format(low=low) for name, low in _AT_LEAST.items() if values[name] < low}
+    )
+    problems.update(
+        {name: AT_MOST.format(high=high) for name, high in _AT_MOST.items() if values[name] > high}
+    )
+    problems.update({name: ABOVE_ZERO for name in _ABOVE_ZERO if not values[name] > 0})
+    if (
+        "caption_min_words" not in problems
+        and values["caption_min_words"] > values["caption_max_words"]
+    ):
         problems["caption_max_words"] = WORDS_RANGE
     if values["max_judgments_per_item"] < values["judgments_per_item"]:
         problems["max_judgments_per_item"] = MAX_BELOW_TARGET
@@ -90,7 +124,7 @@ def settings_problems(*, values: Mapping[str, Any]) -> dict[str, str]:
         problems["mining_margin"] = MARGIN_RANGE
     if abs(values["split_train"] + values["split_val"] + values["split_test"] - 1) > 1e-6:
         problems.setdefault("split_test", SPLITS_NOT_ONE)
-    unknown = sorted(set(values["trusted_sources"] or []) - set(Source.values))
+    unknown = sorted(set(map(str, values["trusted_sources"] or [])) - set(Source.values))
     if unknown:
         problems["trusted_sources"] = UNKNOWN_SOURCES.format(sources=", ".join(map(str, unknown)))
     return problems
@@ -134,12 +168,18 @@ def membership_set(*, project: Project, user: AbstractBaseUser, role: str) -> Me
 
 @transaction.atomic
 def membership_remove(*, project: Project, user: AbstractBaseUser) -> None:
+    """Remove the user from the project (never its last manager: MembershipError). Every path of
+    the project closes to them at once; ``member_removed`` is sent once this commits."""
     membership = Membership.objects.select_for_update().filter(project=project, user=user).first()
     if membership is None:
         return
     if membership.role == Role.MANAGER:
         _ensure_another_manager(project=project, user=user)
     membership.delete()
+    # Their access ends with the membership (datasets.access); what they held goes back after.
+    transaction.on_commit(
+        lambda: member_removed.send(sender=Membership, project=project, user=user)
+    )
 
 
 def _ensure_another_manager(*, project: Project, user: AbstractBaseUser) -> None:

@@ -1,4 +1,5 @@
-"""Manager pages that set a project up: create, settings, members. Thin: parse, call, render."""
+"""Manager pages that set a project up: create, settings, removing a member (the Members page
+itself, with invitations, is datasets.accounts'). Thin: parse, call, render."""
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
@@ -7,9 +8,8 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
 from datasets import access
-from datasets.models import Role
-from datasets.projects import selectors, services
-from datasets.projects.forms import MemberForm, ProjectForm
+from datasets.projects import services
+from datasets.projects.forms import ProjectForm
 
 
 @require_http_methods(["GET", "POST"])
@@ -34,32 +34,6 @@ def project_settings(request: HttpRequest, slug: str) -> HttpResponse:
         return redirect("project-detail", slug=project.slug)
     return render(
         request, "datasets/project_form.html", {"form": form, "project": project, "creating": False}
-    )
-
-
-@require_http_methods(["GET", "POST"])
-def project_members(request: HttpRequest, slug: str) -> HttpResponse:
-    project, _ = access.project_get(user=request.user, slug=slug, manager=True)
-    form = MemberForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
-        try:
-            services.membership_set(
-                project=project, user=form.cleaned_data["user"], role=form.cleaned_data["role"]
-            )
-        except services.MembershipError as exc:
-            messages.error(request, str(exc))
-        else:
-            messages.success(request, f"{form.cleaned_data['username']} is now a member.")
-        return redirect("project-members", slug=project.slug)
-    return render(
-        request,
-        "datasets/members.html",
-        {
-            "project": project,
-            "form": form,
-            "members": selectors.project_members(project=project),
-            "roles": Role.choices,
-        },
     )
 
 

@@ -86,18 +86,25 @@ class ReleaseDetailOutput(ReleaseOutput):
 
 
 class ReleaseListApi(APIView):
+    project_need = access.MANAGE
+
     class ReleaseCutInput(serializers.Serializer):
         formats = serializers.ListField(
-            child=serializers.ChoiceField(choices=list(FORMATS)), required=False
+            child=serializers.ChoiceField(choices=list(FORMATS)),
+            required=False,
+            allow_empty=False,
+            max_length=len(FORMATS) * 2,
         )
         copy_images = serializers.BooleanField(default=False)
         balance_method = serializers.ChoiceField(choices=list(BALANCE_METHODS), required=False)
         balance_ratio = serializers.FloatField(min_value=0.001, required=False)
-        shard_samples = serializers.IntegerField(min_value=1, required=False)
+        shard_samples = serializers.IntegerField(
+            min_value=1, max_value=services.SHARD_SAMPLES_MAX, required=False
+        )
 
     @extend_schema(responses=ReleaseOutput(many=True))
     def get(self, request: Request, slug: str) -> Response:
-        project, _ = access.project_get(user=request.user, slug=slug, manager=True)
+        project, _ = access.api_project(request)
         paginator = IdCursorPagination()
         queryset = project.releases.select_related("created_by")
         page = paginator.paginate_queryset(queryset, request)
@@ -110,21 +117,23 @@ class ReleaseListApi(APIView):
         "progress. Parquet is always written.",
     )
     def post(self, request: Request, slug: str) -> Response:
-        project, _ = access.project_get(user=request.user, slug=slug, manager=True)
+        project, _ = access.api_project(request)
         serializer = self.ReleaseCutInput(data=request.data)
         serializer.is_valid(raise_exception=True)
         try:
             options = services.release_options(project=project, **serializer.validated_data)
-        except ValueError as exc:
+        except ValueError as exc:  # the project's own settings (split ratios): no field sent
             return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
         release = services.release_request(project=project, user=request.user, options=options)
         return Response(ReleaseOutput(release).data, status=status.HTTP_201_CREATED)
 
 
 class ReleaseDetailApi(APIView):
+    project_need = access.MANAGE
+
     @extend_schema(responses=ReleaseDetailOutput)
     def get(self, request: Request, slug: str, version: int) -> Response:
-        project, _ = access.project_get(user=request.user, slug=slug, manager=True)
+        project, _ = access.api_project(request)
         release = get_object_or_404(
             Release.objects.select_related("project", "created_by"),
             project=project,
@@ -134,6 +143,8 @@ class ReleaseDetailApi(APIView):
 
 
 class ReleasePinApi(APIView):
+    project_need = access.MANAGE
+
     class ReleasePinInput(serializers.Serializer):
         pinned = serializers.BooleanField()
 
@@ -144,7 +155,7 @@ class ReleasePinApi(APIView):
         "it; a pruned release cannot be pinned (400).",
     )
     def post(self, request: Request, slug: str, version: int) -> Response:
-        project, _ = access.project_get(user=request.user, slug=slug, manager=True)
+        project, _ = access.api_project(request)
         release = get_object_or_404(Release, project=project, version=version)
         serializer = self.ReleasePinInput(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -158,6 +169,8 @@ class ReleasePinApi(APIView):
 
 
 class ReleaseFileApi(APIView):
+    project_need = access.MANAGE
+
     @extend_schema(
         responses={
             (200, "application/octet-stream"): OpenApiTypes.BINARY,

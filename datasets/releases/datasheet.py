@@ -410,6 +410,14 @@ def _distribution(stats: DatasheetStats) -> str:
             f"Formats: {', '.join(stats.formats)}. "
             "`manifest.json` lists every file with its SHA-256 and size."
         ]
+        if "csv" in stats.formats:
+            lines += [
+                "",
+                "In `pairs.csv`, a text cell starting with `=`, `+`, `-`, `@`, a tab or a "
+                "carriage return has an apostrophe (`'`) put in front, so that a spreadsheet "
+                "shows it as text instead of running it as a formula (OWASP's rule against CSV "
+                "injection). `pairs.jsonl` and `pairs.parquet` keep the raw text.",
+            ]
     # Each image is stored at most once per release (copies and shards are never both made).
     if stats.images_included:
         images = (

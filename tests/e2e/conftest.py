@@ -33,7 +33,12 @@ def browser():
 
 @pytest.fixture
 def page(browser, live_server):
-    context = browser.new_context(base_url=live_server.url, viewport={"width": 1280, "height": 900})
+    # Playwright's wait_for_function() evaluates strings, which the site's Content-Security-Policy
+    # forbids; journeys that check the policy itself (test_invitation_journey) make a context
+    # without this.
+    context = browser.new_context(
+        base_url=live_server.url, viewport={"width": 1280, "height": 900}, bypass_csp=True
+    )
     page = context.new_page()
     page.set_default_timeout(15_000)
     yield page

@@ -2,7 +2,8 @@
 
 Each writer holds at most one Parquet row group in memory and is byte-identical on rebuild:
 JSONL has sorted keys, compact separators and Python's shortest round-trip float spelling;
-CSV has a fixed column order and ``\\n`` line ends; Parquet has an explicit schema, fixed
+CSV has a fixed column order and ``\\n`` line ends, and text cells that a spreadsheet would
+run as a formula are neutralised (:func:`spreadsheet_safe`); Parquet has an explicit schema, fixed
 row groups and no timestamps (pyarrow writes only its own version as ``created_by``).
 """
 
@@ -55,6 +56,18 @@ _pair_values = operator.itemgetter(*PAIR_COLUMNS)
 _quote = json.encoder.encode_basestring
 
 ERROR_ROW_GROUP_SIZE = "row_group_size must be a positive number of rows."
+# OWASP's CSV injection rule: a cell starting with one of these is read as a formula (or, for
+# tab and carriage return, can smuggle one) by Excel, LibreOffice and Google Sheets.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value: object) -> object:
+    """A CSV cell a spreadsheet shows as text: a text value starting with one of
+    :data:`FORMULA_STARTS` gets a leading apostrophe (OWASP); numbers and other text unchanged.
+    Only ``pairs.csv`` uses it: JSONL and Parquet keep the raw text."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
 
 
 class _FileSink:
@@ -105,18 +118,21 @@ class JsonlSink(_FileSink):
 
 
 class CsvSink(_FileSink):
-    """``pairs.csv``: a header, then the pair columns in :data:`PAIR_COLUMNS` order, UTF-8."""
+    """``pairs.csv``: a header, then the pair columns in :data:`PAIR_COLUMNS` order, UTF-8, each
+    text cell through :func:`spreadsheet_safe` (a caption or licence may start with ``=``)."""
 
     def __init__(self, path: Path) -> None:
         super().__init__(path)
         self._handle = open(  # noqa: SIM115 — closed by close() or abort()
             self.path, "w", encoding="utf-8", newline="", buffering=_BUFFER_BYTES
         )
-        self._writer = csv.writer(self._handle, lineterminator="\n")
+        # Every text cell quoted: with "\n" line ends the csv module would leave a lone "\r"
+        # in a cell unquoted, and readers would split the row there.
+        self._writer = csv.writer(self._handle, lineterminator="\n", quoting=csv.QUOTE_NONNUMERIC)
         self._writer.writerow(PAIR_COLUMNS)
 
     def write(self, row: ReleaseRow) -> None:
-        self._writer.writerow(_pair_values(row))
+        self._writer.writerow([spreadsheet_safe(value) for value in _pair_values(row)])
 
 
 class ParquetSink(_FileSink):

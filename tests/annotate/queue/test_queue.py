@@ -8,7 +8,6 @@ from django.db.models import Count, Sum
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
-from rest_framework.authtoken.models import Token
 
 from annotate.models import Judgment, Lease, LeaseState, Task, TaskKind
 from annotate.queue.services import leases
@@ -27,6 +26,7 @@ from annotate.queue.services.leases import (
     leases_reclaim,
 )
 from annotate.queue.services.pool import gold_set
+from datasets.accounts.services import token_create
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -141,7 +141,8 @@ def test_api_next_and_submit_take_few_queries(client, project, annotator, monkey
     project.gold_rate = 0.0
     project.save(update_fields=["gold_rate"])
     factories.verify_tasks(project=project, count=3)
-    auth = {"HTTP_AUTHORIZATION": f"Token {Token.objects.create(user=annotator).key}"}
+    token = token_create(user=annotator, name="test")[1]
+    auth = {"HTTP_AUTHORIZATION": f"Token {token}"}
     next_url = reverse("api-task-next", kwargs={"slug": project.slug})
     with CaptureQueriesContext(connection) as taken:
         lease_id = client.post(next_url, **auth).json()["lease_id"]
@@ -149,8 +150,10 @@ def test_api_next_and_submit_take_few_queries(client, project, annotator, monkey
     with CaptureQueriesContext(connection) as submitted:
         response = client.post(submit, {"answer": "match"}, content_type="application/json", **auth)
     assert response.status_code == 201
-    assert len(taken) == 4, [query["sql"][:60] for query in taken]
-    assert len(submitted) == 8, [query["sql"][:60] for query in submitted]
+    # Issue 14: a token's first use in a minute notes it (one UPDATE), and the submit checks
+    # the lease's project, role and suspension (one query) before it locks anything.
+    assert len(taken) == 5, [query["sql"][:60] for query in taken]
+    assert len(submitted) == 9, [query["sql"][:60] for query in submitted]
 
 
 def test_heartbeat_keeps_a_lease_alive(project, annotator):
@@ -335,7 +338,8 @@ def test_a_suspended_annotator_gets_no_work_and_gives_back_what_they_held(
     page = client.get(reverse("annotate", kwargs={"slug": project.slug})).content.decode()
     assert "paused your work on this project" in page
     api = client.post(reverse("api-task-next", kwargs={"slug": project.slug}))
-    assert api.status_code == 204
+    # Every write path of the project is closed to them, and the API says why (issue 14).
+    assert api.status_code == 403 and "paused" in api.json()["detail"]
 
     annotator_reinstate(project=project, annotator=annotator, by=manager)
     assert assignment_get(project=project, annotator=annotator, lookahead=0).current is not None

@@ -182,3 +182,8 @@ def test_first_release_without_balance_or_date():
     assert "This is the first release." in text
     assert "No balancing was applied" in text
     assert "changed split since" not in text
+
+
+def test_datasheet_says_how_csv_cells_are_neutralised():
+    assert "OWASP" in render_datasheet(stats=make_stats(formats=("jsonl", "csv", "parquet")))
+    assert "OWASP" not in render_datasheet(stats=make_stats(formats=("jsonl", "parquet")))

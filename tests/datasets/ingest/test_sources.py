@@ -168,7 +168,7 @@ def test_missing_columns_say_what_was_read():
         ("image,caption\na.jpg,große Straße\n".encode("utf-8-sig"), "UTF-8-SIG"),
         ("image,caption\na.jpg,große Straße\n".encode("utf-16"), "UTF-16"),
         ("image,caption\na.jpg,große Straße\n".encode("utf-32"), "UTF-32"),
-        ("image,caption\na.jpg,\"große Straße, café\"\n".encode("cp1252"), "cp1252"),
+        ('image,caption\na.jpg,"große Straße, café"\n'.encode("cp1252"), "cp1252"),
     ],
     ids=["utf-8 bom", "utf-16", "utf-32", "cp1252"],
 )

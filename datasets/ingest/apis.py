@@ -119,17 +119,17 @@ class ImportJobOutput(serializers.ModelSerializer):
             "refused": job.refused,
         }
 
-    def _kwargs(self, job: ImportJob) -> dict:
+    def _route(self, job: ImportJob) -> dict:
         return {"slug": self.context["slug"], "job_id": job.pk}
 
     def get_url(self, job: ImportJob) -> str:
-        return reverse("api-import", kwargs=self._kwargs(job))
+        return reverse("api-import", kwargs=self._route(job))
 
     def get_rows_url(self, job: ImportJob) -> str:
-        return reverse("api-import-rows", kwargs=self._kwargs(job))
+        return reverse("api-import-rows", kwargs=self._route(job))
 
     def get_results_page(self, job: ImportJob) -> str:
-        return reverse("import-job", kwargs=self._kwargs(job))
+        return reverse("import-job", kwargs=self._route(job))
 
 
 class ImportRowOutput(serializers.ModelSerializer):

@@ -18,7 +18,8 @@ ROWS_PER_PAGE = 200
 @require_http_methods(["GET", "POST"])
 def project_upload(request: HttpRequest, slug: str) -> HttpResponse:
     project, _ = access.project_get(user=request.user, slug=slug, manager=True)
-    form = UploadForm(request.POST or None, request.FILES or None)
+    bound = request.method == "POST"
+    form = UploadForm(request.POST if bound else None, request.FILES if bound else None)
     if request.method == "POST" and form.is_valid():
         try:
             job = upload_job_create(
@@ -38,7 +39,8 @@ def project_upload(request: HttpRequest, slug: str) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def project_import(request: HttpRequest, slug: str) -> HttpResponse:
     project, _ = access.project_get(user=request.user, slug=slug, manager=True)
-    form = ImportForm(request.POST or None, request.FILES or None)
+    bound = request.method == "POST"
+    form = ImportForm(request.POST if bound else None, request.FILES if bound else None)
     if request.method == "POST" and form.is_valid():
         try:
             job = import_job_create(

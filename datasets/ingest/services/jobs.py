@@ -523,27 +523,240 @@ class _Tally:
 def _commit_batch(
     *, job: ImportJob, prepared: list[_Prepared], state: _RunState, stored: dict[str, _Stored]
 ) -> int:
-    tally = _Tally()
-    with transaction.atomic():
-        for entry in prepared:
-            _commit_row(job=job, entry=entry, state=state, stored=stored, tally=tally)
-        now = timezone.now()
-        ImportJob.objects.filter(pk=job.pk).update(
-            rows_done=F("rows_done") + sum(tally.counts.values()),
-            added=F("added") + tally.counts[RowOutcome.ADDED],
-            present=F("present") + tally.counts[RowOutcome.PRESENT],
-            merged=F("merged") + tally.counts[RowOutcome.MERGED],
-            refused=F("refused") + tally.counts[RowOutcome.REFUSED],
-            images_added=F("images_added") + tally.images,
-            captions_added=F("captions_added") + tally.captions,
-            heartbeat_at=now,
-        )
-        if tally.new_images:
-            thumbnails_enqueue(image_ids=tally.new_images)
-            cleaning_enqueue(image_ids=tally.new_images)
-        if tally.captioned:
-            captions_check_enqueue(image_ids=sorted(tally.captioned))
+    """Write a batch in one transaction: in bulk when every row goes in, and otherwise (some row
+    the database refuses) again row by row, each in its own savepoint, so that row alone is
+    refused. The job's counters and heartbeat move in the same transaction as the rows."""
+    state.undo = []
+    try:
+        with transaction.atomic():
+            tally = _write_bulk(job=job, prepared=prepared, state=state, stored=stored)
+            _count(job=job, tally=tally)
+    except DatabaseError:
+        for undo in reversed(state.undo):
+            undo()
+        tally = _Tally()
+        with transaction.atomic():
+            for entry in prepared:
+                _commit_row(job=job, entry=entry, state=state, stored=stored, tally=tally)
+            _count(job=job, tally=tally)
     return ImportJob.objects.filter(pk=job.pk).values_list("rows_done", flat=True).get()
+
+
+def _count(*, job: ImportJob, tally: "_Tally") -> None:
+    ImportJob.objects.filter(pk=job.pk).update(
+        rows_done=F("rows_done") + sum(tally.counts.values()),
+        added=F("added") + tally.counts[RowOutcome.ADDED],
+        present=F("present") + tally.counts[RowOutcome.PRESENT],
+        merged=F("merged") + tally.counts[RowOutcome.MERGED],
+        refused=F("refused") + tally.counts[RowOutcome.REFUSED],
+        images_added=F("images_added") + tally.images,
+        captions_added=F("captions_added") + tally.captions,
+        heartbeat_at=timezone.now(),
+    )
+    if tally.new_images:
+        thumbnails_enqueue(image_ids=tally.new_images)
+        cleaning_enqueue(image_ids=tally.new_images)
+    if tally.captioned:
+        captions_check_enqueue(image_ids=sorted(tally.captioned))
+
+
+def _write_bulk(
+    *, job: ImportJob, prepared: list[_Prepared], state: _RunState, stored: dict[str, _Stored]
+) -> "_Tally":
+    """The batch's images, extra sources, captions, pairs and rows in a few bulk inserts, with
+    the same outcomes the row-by-row path gives. Raises DatabaseError when any insert fails; the
+    caller's transaction then rolls the whole batch back (``state.undo`` restores the rest)."""
+    tally = _Tally()
+    # 1. New images, one per new content, with the first row's provenance.
+    creating: dict[str, Image] = {}
+    first_item: dict[str, _Item] = {}
+    for entry in prepared:
+        sha = entry.sha256
+        if entry.refusal or entry.item.ref or not sha or sha in state.image_by_sha:
+            continue
+        if sha not in creating:
+            stored_entry, item = stored[sha], entry.item
+            creating[sha] = Image(
+                project_id=job.project_id,
+                file=stored_entry.file,
+                sha256=sha,
+                width=stored_entry.checked.width,
+                height=stored_entry.checked.height,
+                format=stored_entry.checked.format,
+                size_bytes=stored_entry.size,
+                source=item.source,
+                original_name=item.original_name,
+                source_url=item.source_url,
+                license_name=item.license_name,
+                license_url=item.license_url,
+                uploaded_by_id=job.created_by_id,
+            )
+            first_item[sha] = item
+    if creating:
+        Image.objects.bulk_create(list(creating.values()))
+    for sha, image in creating.items():
+        state.image_by_sha[sha] = image.pk
+        state.created_here.add(image.pk)
+        state.primary[image.pk] = _provenance_of(image)
+        state.provenances[image.pk] = set()
+        state.undo.append(lambda sha=sha: state.image_by_sha.pop(sha, None))
+        state.undo.append(lambda pk=image.pk: state.created_here.discard(pk))
+    # 2. What the database knows of the other images this batch touches.
+    touched = {
+        state.image_by_sha[entry.sha256]
+        for entry in prepared
+        if not entry.refusal and entry.sha256 in state.image_by_sha
+    }
+    touched |= {
+        target
+        for entry in prepared
+        if entry.item.ref and isinstance(target := state.coco_images.get(entry.item.ref), int)
+    }
+    unknown = [pk for pk in touched if pk not in state.primary]
+    if unknown:
+        fields = ("pk", "source", "original_name", "source_url", "license_name", "license_url")
+        for pk, *provenance in Image.objects.filter(pk__in=unknown).values_list(*fields):
+            state.primary[pk] = tuple(provenance)
+            state.provenances[pk] = set()
+        for source in ImageSource.objects.filter(image_id__in=unknown):
+            state.provenances[source.image_id].add(_provenance_of(source))
+    old = [pk for pk in touched if pk not in state.created_here]
+    existing_keys = {
+        (image_id, key): pk
+        for image_id, key, pk in Caption.objects.filter(image_id__in=old)
+        .exclude(import_key="")
+        .values_list("image_id", "import_key", "pk")
+    }
+    # 3. Each row's outcome, in order, and what it adds.
+    sources: list[ImageSource] = []
+    captions: list[Caption] = []
+    rows: list[tuple[ImportRow, Caption | None]] = []
+    for entry in prepared:
+        item = entry.item
+        row, caption = _plan_row(
+            job=job,
+            entry=entry,
+            state=state,
+            created=creating,
+            first_item=first_item,
+            existing_keys=existing_keys,
+            sources=sources,
+        )
+        if caption is not None:
+            captions.append(caption)
+            tally.captions += 1
+            tally.captioned.add(caption.image_id)
+        rows.append((row, caption))
+        tally.counts[row.outcome] += 1
+        if item.key:
+            state.coco_images[item.key] = (
+                row.image_id if row.outcome != RowOutcome.REFUSED and row.image_id else row.reason
+            )
+            state.undo.append(lambda key=item.key: state.coco_images.pop(key, None))
+    tally.images = len(creating)
+    tally.new_images = [image.pk for image in creating.values()]
+    # 4. Written together: a failure anywhere undoes the whole batch.
+    if sources:
+        ImageSource.objects.bulk_create(sources)
+    if captions:
+        Caption.objects.bulk_create(captions)
+        Pair.objects.bulk_create(
+            [
+                Pair(image_id=caption.image_id, caption_id=caption.pk, kind=PairKind.POSITIVE)
+                for caption in captions
+            ]
+        )
+    for row, caption in rows:
+        if caption is not None:
+            row.caption_id = caption.pk
+    ImportRow.objects.bulk_create([row for row, _ in rows])
+    return tally
+
+
+def _plan_row(
+    *,
+    job: ImportJob,
+    entry: _Prepared,
+    state: _RunState,
+    created: dict[str, Image],
+    first_item: dict[str, _Item],
+    existing_keys: dict[tuple[int, str], int],
+    sources: list[ImageSource],
+) -> tuple[ImportRow, Caption | None]:
+    """One row's outcome for the bulk path, from the state alone (no query)."""
+    item = entry.item
+    if entry.refusal:
+        return _row(job=job, item=item, outcome=RowOutcome.REFUSED, reason=entry.refusal), None
+    image_new = source_added = False
+    same_file = True
+    if item.ref:
+        target = state.coco_images.get(item.ref)
+        if target is None or isinstance(target, str):
+            reason = (
+                IMAGE_ID_UNKNOWN.format(ref=item.ref)
+                if target is None
+                else IMAGE_OF_ENTRY_REFUSED.format(ref=item.ref, reason=target)
+            )
+            return _row(job=job, item=item, outcome=RowOutcome.REFUSED, reason=reason), None
+        image_id = target
+    else:
+        image_id = state.image_by_sha[entry.sha256]
+        image_new = first_item.get(entry.sha256) is item
+        if not image_new:
+            row_provenance = _provenance_of(item)
+            same_file = _matches(row_provenance, state.primary[image_id])
+            if not same_file and not any(
+                _matches(row_provenance, known) for known in state.provenances[image_id]
+            ):
+                key = hashlib.sha256("\x1f".join(row_provenance).encode("utf-8")).hexdigest()
+                sources.append(
+                    ImageSource(
+                        image_id=image_id,
+                        key=key,
+                        source=item.source,
+                        original_name=item.original_name,
+                        source_url=item.source_url,
+                        license_name=item.license_name,
+                        license_url=item.license_url,
+                        job=job,
+                    )
+                )
+                state.provenances[image_id].add(row_provenance)
+                state.undo.append(
+                    lambda pk=image_id, known=row_provenance: state.provenances[pk].discard(known)
+                )
+                source_added = True
+    caption = None
+    caption_id = None
+    if item.caption is not None:
+        occurrence = state.occurrences[(image_id, entry.text)]
+        state.occurrences[(image_id, entry.text)] += 1
+        state.undo.append(
+            lambda pk=image_id, text=entry.text: state.occurrences.subtract([(pk, text)])
+        )
+        key = caption_import_key(entry.text, occurrence)
+        caption_id = existing_keys.get((image_id, key))
+        if caption_id is None:
+            caption = Caption(
+                image_id=image_id,
+                text_raw=item.caption,
+                text=entry.text,
+                source=job.source,
+                import_key=key,
+            )
+    if not (image_new or source_added or caption is not None):
+        reason = ALREADY_IMPORTED if item.caption is not None else ALREADY_PRESENT
+        outcome = RowOutcome.PRESENT
+    elif same_file:
+        outcome, reason = RowOutcome.ADDED, ""
+    else:
+        name = state.primary[image_id][1] or f"#{image_id}"
+        outcome = RowOutcome.MERGED
+        reason = MERGED_INTO.format(image_id=image_id, name=display_text(name, limit=120))
+    row = _row(
+        job=job, item=item, outcome=outcome, reason=reason, image_id=image_id, caption_id=caption_id
+    )
+    return row, caption
 
 
 def _commit_row(

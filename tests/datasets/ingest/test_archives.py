@@ -111,6 +111,9 @@ def test_control_characters_and_overlong_names_refuse_their_member():
 
 
 def test_too_many_files_refuses_the_archive():
+    at_limit = _zip({f"{i}.jpg": b"x" for i in range(4)})
+    listing = list_archive(at_limit, max_files=4, max_total_bytes=2**20)
+    assert len(listing.members) == 4
     archive = _zip({f"{i}.jpg": b"x" for i in range(5)})
     with pytest.raises(ArchiveRejected, match="holds 5 files; the limit is 4"):
         list(iter_archive(archive, max_files=4, max_total_bytes=2**20, max_member_bytes=2**20))

@@ -188,7 +188,7 @@ class ImportListApi(APIView):
 
     class Input(serializers.Serializer):
         kind = serializers.ChoiceField(choices=[ImportKind.MANIFEST, ImportKind.COCO])
-        manifest = serializers.FileField()
+        manifest = serializers.FileField(required=False)
         images = serializers.ListField(child=serializers.FileField(), required=False)
 
     @extend_schema(responses=ImportJobOutput(many=True))
@@ -205,15 +205,15 @@ class ImportListApi(APIView):
         request=Input,
         responses={202: ImportJobOutput},
         description="Import a CSV/JSONL manifest or a COCO captions file with the images it "
-        "names (image files, or zips of them, in `images`). The files are stored and a worker "
-        "imports them row by row (202).",
+        "names (image files, or zips of them, in `images`; `manifest` may be left out when a zip "
+        "holds it). The files are stored and a worker imports them row by row (202).",
     )
     def post(self, request: Request, slug: str) -> Response:
         project, _ = access.project_get(user=request.user, slug=slug, manager=True)
         serializer = self.Input(
             data={
                 "kind": request.data.get("kind"),
-                "manifest": request.FILES.get("manifest"),
+                **({"manifest": request.FILES["manifest"]} if "manifest" in request.FILES else {}),
                 "images": request.FILES.getlist("images"),
             }
         )
@@ -222,7 +222,7 @@ class ImportListApi(APIView):
             job = import_job_create(
                 project=project,
                 kind=serializer.validated_data["kind"],
-                manifest=serializer.validated_data["manifest"],
+                manifest=serializer.validated_data.get("manifest"),
                 images=serializer.validated_data.get("images", []),
                 created_by=request.user,
             )

@@ -37,12 +37,23 @@ class ImportForm(forms.Form):
         initial=ImportKind.MANIFEST,
     )
     manifest = forms.FileField(
+        required=False,
         label="Manifest or COCO file",
+        help_text="Leave empty when the zip below holds it beside the images.",
         widget=forms.ClearableFileInput(attrs={"accept": ".csv,.tsv,.jsonl,.ndjson,.json"}),
     )
     images = MultipleFileField(
         required=False,
         label="Images",
-        help_text="The images it names: a zip of them, or the files themselves.",
+        help_text="The images it names: a zip of them (with the manifest, if you like), or the "
+        "files themselves.",
         widget=MultipleFileInput(attrs={"accept": "image/jpeg,image/png,image/webp,.zip"}),
     )
+
+    def clean(self):
+        cleaned = super().clean()
+        if not cleaned.get("manifest") and not cleaned.get("images"):
+            raise forms.ValidationError(
+                "Choose the manifest or COCO file, or a zip that holds it with the images."
+            )
+        return cleaned

@@ -46,7 +46,7 @@ def project_import(request: HttpRequest, slug: str) -> HttpResponse:
             job = import_job_create(
                 project=project,
                 kind=form.cleaned_data["kind"],
-                manifest=form.cleaned_data["manifest"],
+                manifest=form.cleaned_data["manifest"] or None,
                 images=form.cleaned_data["images"],
                 created_by=request.user,
             )

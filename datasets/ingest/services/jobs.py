@@ -14,7 +14,8 @@ name. The task (or the terminal command, for folders on its own disk) runs ``imp
   counters always add up to the rows written, and a run that dies (``kill -9``) is resumed by
   running the job again: committed rows are skipped (unique per job and position), the rest are
   done once. Image files are named by content, so a file a dead run left without its row is
-  found and replaced rather than doubled.
+  found and replaced rather than doubled;
+* a job done deletes its uploaded inputs from the storage; a failed or unfinished one keeps them.
 """
 
 import hashlib
@@ -96,7 +97,7 @@ JOB_TERMINAL_ONLY = "Started from the terminal: only `manage.py {command}` can r
 INPUT_TOO_LARGE = (
     "{name} is {size_mb:.0f} MB; the limit for a manifest or COCO file is {limit_mb:.3g} MB."
 )
-NO_MANIFEST = "Choose the manifest or COCO file."
+NO_MANIFEST = "Choose the manifest or COCO file, or a zip that holds it with the images."
 SKIPPED_CLUTTER = "{archive}: skipped {count} system file(s) (__MACOSX, .DS_Store, Thumbs.db)."
 
 # Rows per batch: a batch is one transaction (the write lock on SQLite), so it stays short.
@@ -160,18 +161,22 @@ def import_job_create(
     created_by: AbstractBaseUser | None,
 ) -> ImportJob:
     """Store a manifest or COCO file with the images it names (files, or zips of them) and queue
-    the job that imports them. Raises InputRefused for an unknown kind or an oversized file."""
+    the job that imports them. ``manifest`` may be None when a zip among ``images`` holds it
+    (the one .csv/.tsv/.jsonl/.ndjson file, or .json for COCO, in it). Raises InputRefused for
+    an unknown kind, no file at all, or an oversized manifest."""
     if kind not in (ImportKind.MANIFEST, ImportKind.COCO):
         raise InputRefused(f"Unknown import kind '{kind}'.")
-    if manifest is None:
+    if manifest is None and not images:
         raise InputRefused(NO_MANIFEST)
-    _check_source_size(name=manifest.name or "", size=manifest.size or 0)
+    if manifest is not None:
+        _check_source_size(name=manifest.name or "", size=manifest.size or 0)
+    given = [("manifest", manifest)] if manifest is not None else []
     job = _job_create(
         project=project,
         kind=kind,
         source=Source.MANIFEST if kind == ImportKind.MANIFEST else Source.COCO,
         created_by=created_by,
-        inputs=[("manifest", manifest), *[("images", upload) for upload in images]],
+        inputs=[*given, *[("images", upload) for upload in images]],
     )
     import_job_enqueue(job=job)
     return job
@@ -366,7 +371,18 @@ def import_job_run(
         raise
     else:
         _finish(job=job, status=ImportStatus.DONE)
+        _inputs_discard(job=job)
     return ImportJob.objects.select_related("project").get(pk=job.pk)
+
+
+def _inputs_discard(*, job: ImportJob) -> None:
+    """A finished job's uploaded files are not needed any more (every row has its outcome, every
+    image its own file): they leave the storage. A failed job keeps them, to be run again."""
+    for entry in job.inputs:
+        try:
+            default_storage.delete(entry["storage"])
+        except OSError:
+            logger.warning("Import job %s: could not delete %s", job.pk, entry["storage"])
 
 
 def _finish(*, job: ImportJob, status: str, error: str = "") -> None:
@@ -1008,23 +1024,26 @@ def _plan(*, job: ImportJob, images_dir: Path | None, stack: ExitStack) -> _Plan
     if job.kind == ImportKind.UPLOAD:
         return _upload_plan(job=job, stack=stack)
     manifest = next((item for item in job.inputs if item["role"] == "manifest"), None)
-    if manifest is None:
-        raise SourceError(NO_MANIFEST)
-    with default_storage.open(manifest["storage"], "rb") as handle:
-        raw = handle.read(settings.CONCORD_IMPORT_MAX_BYTES + 1)
+    notes: list[str] = []
+    if manifest is not None:
+        name = manifest["name"]
+        with default_storage.open(manifest["storage"], "rb") as handle:
+            raw = handle.read(settings.CONCORD_IMPORT_MAX_BYTES + 1)
+    else:
+        name, raw = _manifest_in_zip(job=job)
+        notes.append(f"Read the manifest {name} from the uploaded zip.")
     if len(raw) > settings.CONCORD_IMPORT_MAX_BYTES:
         raise SourceError(
             INPUT_TOO_LARGE.format(
-                name=manifest["name"],
+                name=name,
                 size_mb=len(raw) / 2**20,
                 limit_mb=settings.CONCORD_IMPORT_MAX_BYTES / 2**20,
             )
         )
     parsed: ParsedSource = (
-        parse_coco(raw)
-        if job.kind == ImportKind.COCO
-        else parse_manifest(raw, name=manifest["name"])
+        parse_coco(raw) if job.kind == ImportKind.COCO else parse_manifest(raw, name=name)
     )
+    parsed.notes[:0] = notes
     del raw
     if images_dir is not None:
         resolver: _Resolver = _FolderResolver(images_dir)
@@ -1037,6 +1056,42 @@ def _plan(*, job: ImportJob, images_dir: Path | None, stack: ExitStack) -> _Plan
         for position, row in enumerate(parsed.rows)
     ]
     return _Plan(items=items, notes=parsed.notes + resolver.notes)
+
+
+def _manifest_in_zip(*, job: ImportJob) -> tuple[str, bytes]:
+    """The one manifest (or COCO file) inside the uploaded zips, when none was sent on its own."""
+    suffixes = (".json",) if job.kind == ImportKind.COCO else (".csv", ".tsv", ".jsonl", ".ndjson")
+    found = []
+    for entry in job.inputs:
+        if entry["role"] != "images":
+            continue
+        with default_storage.open(entry["storage"], "rb") as handle:
+            if handle.read(4) not in _ZIP_MAGIC:
+                continue
+            try:
+                listing = list_archive(
+                    handle,
+                    max_files=settings.CONCORD_ZIP_MAX_FILES,
+                    max_total_bytes=settings.CONCORD_ZIP_MAX_BYTES,
+                )
+            except ArchiveRejected:
+                continue
+            for member in listing.members:
+                if member.name.lower().endswith(suffixes) and not member.name_error:
+                    found.append((entry, member))
+            if len(found) == 1 and found[0][0] is entry:
+                member = found[0][1]
+                try:
+                    data = read_member(handle, member, max_bytes=settings.CONCORD_IMPORT_MAX_BYTES)
+                except MemberRefused as exc:
+                    raise SourceError(f"{member.name}: {exc}") from exc
+                found[0] = (entry, member, data)
+    if len(found) != 1:
+        names = ", ".join(item[1].name for item in found[:5])
+        raise SourceError(
+            NO_MANIFEST if not found else f"Several manifests in the zip ({names}): send one."
+        )
+    return found[0][1].name, found[0][2]
 
 
 def _row_item(*, position: int, row: SourceRow, source: str, resolver: "_Resolver") -> _Item:

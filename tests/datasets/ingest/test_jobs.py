@@ -243,6 +243,9 @@ def test_uploads_and_imports_go_through_the_storage_api_only(
     for image in Image.objects.filter(project=project):
         assert default_storage.exists(image.file.name)
     assert thumbnails_make(image_ids=list(Image.objects.values_list("pk", flat=True))) == 4
+    # Done: the uploaded inputs have left the storage; every image keeps its own file.
+    for done in (job, manifest):
+        assert not any(default_storage.exists(entry["storage"]) for entry in done.inputs)
     written = [p for p in tmp_path.rglob("*") if p.is_file()]
     assert written == [], "nothing may reach the local disk"
 
@@ -335,3 +338,31 @@ def test_job_rows_are_listed_in_input_order(project, manager):
     job = import_job_run(job_id=job.pk)
     assert [row.name for row in jobs.job_rows_iter(job=job)] == [f"{4 - n}.jpg" for n in range(5)]
     assert ImportJob.objects.get(pk=job.pk).percent == 100
+
+
+def test_a_zip_may_carry_its_own_manifest(project, manager):
+    images = [
+        ("photos/a.jpg", factories.image_bytes(seed=1)),
+        ("photos/b.jpg", factories.image_bytes(seed=2)),
+    ]
+    manifest = ("captions.csv", b"image,caption\nphotos/a.jpg,a dog\nb.jpg,a cat\n")
+    job = import_job_create(
+        project=project,
+        kind="manifest",
+        manifest=None,
+        images=[ContentFile(zip_of([manifest, *images]), name="dataset.zip")],
+        created_by=manager,
+    )
+    job = import_job_run(job_id=job.pk)
+    assert job.status == ImportStatus.DONE, job.error
+    assert [row.outcome for row in job.rows.order_by("position")] == ["added", "added"]
+    assert "Read the manifest captions.csv from the uploaded zip." in job.notes
+    two = import_job_create(
+        project=project,
+        kind="manifest",
+        manifest=None,
+        images=[ContentFile(zip_of([manifest, ("more.jsonl", b"{}"), *images]), name="d.zip")],
+        created_by=manager,
+    )
+    two = import_job_run(job_id=two.pk)
+    assert two.status == ImportStatus.FAILED and "Several manifests" in two.error

@@ -109,6 +109,7 @@ def test_batch_upload_with_a_bad_file_keeps_the_good_ones(project):
     assert project.images.count() == 1
 
 
+@pytest.mark.filterwarnings("ignore:Duplicate name")
 def test_zip_upload_is_ingested_member_by_member(project):
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:

@@ -86,7 +86,7 @@ def main() -> None:
         _write_zip(zip_path, photos)
         manifest = _manifest(args.data, photos)
         hostile = _hostile_uploads(scratch)
-        with _servers(env, args, scratch) as server:
+        with _servers(env, args, scratch, token) as server:
             _zip_through_the_api(server, token, slugs[0], zip_path, len(photos))
             _manifest_through_the_api(server, token, slugs[1], manifest, zip_path, len(photos))
             for label, files in hostile:
@@ -258,8 +258,8 @@ class _Server:
 class _servers:
     """gunicorn as the README runs it, and one Celery worker, both stopped on exit."""
 
-    def __init__(self, env: dict, args, scratch: Path):
-        self.env, self.args, self.scratch = env, args, scratch
+    def __init__(self, env: dict, args, scratch: Path, token: str):
+        self.env, self.args, self.scratch, self.token = env, args, scratch, token
 
     def __enter__(self) -> _Server:
         bin_dir = Path(sys.executable).parent
@@ -305,7 +305,7 @@ class _servers:
         server = _Server(port, self.gunicorn)
         # Workers import the app lazily: warm each process so its baseline is measured warm.
         for _ in range(self.args.workers * 2):
-            _request(server, "GET", "/accounts/login/", token=None, parse=False)
+            _request(server, "GET", "/api/v1/projects/", token=self.token)
         return server
 
     def __exit__(self, *exc) -> None:
@@ -486,7 +486,7 @@ def _all_rows(server, token, job: dict) -> list[dict]:
     return rows
 
 
-def _request(server, method: str, url: str, *, token: str | None, parse: bool = True) -> dict:
+def _request(server, method: str, url: str, *, token: str | None) -> dict:
     if url.startswith("http"):
         url = "/" + url.split("/", 3)[3]
     connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
@@ -494,7 +494,7 @@ def _request(server, method: str, url: str, *, token: str | None, parse: bool = 
     connection.request(method, url, headers=headers)
     response = connection.getresponse()
     body = response.read()
-    return json.loads(body) if parse and body and response.status < 500 else {}
+    return json.loads(body) if body and response.status < 500 else {}
 
 
 def _psql(pg: str, sql: str) -> None:

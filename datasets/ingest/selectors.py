@@ -1,5 +1,7 @@
 """Reads for the import pages and API: a project's jobs, a job's rows in input order."""
 
+from collections.abc import Iterator
+
 from django.db.models import QuerySet
 
 from datasets.models import ImportJob, ImportRow, Project, RowOutcome
@@ -28,3 +30,11 @@ def job_rows_page(
     more = len(page) > limit
     page = page[:limit]
     return page, (page[-1].position if more and page else None)
+
+
+def job_rows_iter(*, job: ImportJob, outcome: str | None = None) -> Iterator[ImportRow]:
+    """The job's rows in input order (optionally of one outcome), streamed in chunks."""
+    rows = ImportRow.objects.filter(job=job).order_by("position")
+    if outcome:
+        rows = rows.filter(outcome=outcome)
+    return rows.iterator(chunk_size=2000)

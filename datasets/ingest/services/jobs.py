@@ -24,7 +24,7 @@ import os
 import time
 import unicodedata
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -1277,11 +1277,3 @@ class _StoredResolver(_Resolver):
 
             return missing
         return load
-
-
-def job_rows_iter(*, job: ImportJob, outcome: str | None = None) -> Iterator[ImportRow]:
-    """The job's rows in input order (optionally one outcome), streamed."""
-    rows = ImportRow.objects.filter(job=job).order_by("position")
-    if outcome:
-        rows = rows.filter(outcome=outcome)
-    return rows.iterator(chunk_size=2000)

@@ -14,6 +14,7 @@ from PIL import Image as PILImage
 from PIL import PngImagePlugin
 
 from datasets.ingest.images import metadata_found
+from datasets.ingest.selectors import job_rows_iter
 from datasets.ingest.services import jobs
 from datasets.ingest.services.jobs import (
     RUN_TASK,
@@ -336,7 +337,7 @@ def test_job_rows_are_listed_in_input_order(project, manager):
         created_by=manager,
     )
     job = import_job_run(job_id=job.pk)
-    assert [row.name for row in jobs.job_rows_iter(job=job)] == [f"{4 - n}.jpg" for n in range(5)]
+    assert [row.name for row in job_rows_iter(job=job)] == [f"{4 - n}.jpg" for n in range(5)]
     assert ImportJob.objects.get(pk=job.pk).percent == 100
 
 

@@ -62,8 +62,7 @@ def ablation(
 
     from annotate.simulation.services import crowd_simulate, random_negatives_create
     from config.storage import MODELS, file_sha256, storage_upload
-    from datasets.ingest.services.imports import records_import
-    from datasets.ingest.sources import parse_manifest
+    from datasets.ingest.services.jobs import import_job_run, terminal_import_create
     from datasets.projects.services import project_create
     from datasets.releases import services
     from training.core.config import TrainConfig
@@ -86,9 +85,14 @@ def ablation(
         negatives_text_edit_per_image=1,
         judgments_per_item=3,
     )
-    records, problems = parse_manifest(data / "captions.csv")
-    assert not problems, problems
-    records_import(project=project, records=records, images_dir=data / "images", source="manifest")
+    job = terminal_import_create(
+        project=project,
+        kind="manifest",
+        source_file=data / "captions.csv",
+        images_dir=data / "images",
+    )
+    job = import_job_run(job_id=job.pk, images_dir=data / "images")
+    assert job.status == "done" and not job.refused, (job.status, job.error, job.refused)
     random_negatives_create(project=project, seed=seed)
 
     def cut(name: str) -> Path:

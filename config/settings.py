@@ -256,12 +256,21 @@ WHITENOISE_MANIFEST_STRICT = False
 # A browser batch may carry many files; each is still checked one by one in datasets.ingest.
 DATA_UPLOAD_MAX_NUMBER_FILES = env.int("DATA_UPLOAD_MAX_NUMBER_FILES", default=1000)
 FILE_UPLOAD_MAX_MEMORY_SIZE = 4 * 1024 * 1024
+# Every uploaded file is streamed to a temporary file, however small: a thousand 3 MB photos
+# held in memory would take a web worker past 3 GB. Uploads then go to the storage as jobs.
+FILE_UPLOAD_HANDLERS = ["django.core.files.uploadhandler.TemporaryFileUploadHandler"]
 
 CONCORD_MAX_IMAGE_BYTES = env.int("CONCORD_MAX_IMAGE_BYTES", default=20 * 1024 * 1024)
 CONCORD_MAX_IMAGE_PIXELS = env.int("CONCORD_MAX_IMAGE_PIXELS", default=50_000_000)
 CONCORD_MAX_CAPTION_CHARS = env.int("CONCORD_MAX_CAPTION_CHARS", default=1000)
 CONCORD_ZIP_MAX_FILES = env.int("CONCORD_ZIP_MAX_FILES", default=10_000)
 CONCORD_ZIP_MAX_BYTES = env.int("CONCORD_ZIP_MAX_BYTES", default=2 * 1024 * 1024 * 1024)
+# Largest manifest or COCO file an import reads (it is parsed whole, in the worker).
+CONCORD_IMPORT_MAX_BYTES = env.int("CONCORD_IMPORT_MAX_BYTES", default=256 * 1024 * 1024)
+# Uploads of at most this many plain images (no zip), of at most this many bytes together, are
+# checked in the request itself; anything larger is stored and run by a worker as a job.
+CONCORD_UPLOAD_INLINE_FILES = env.int("CONCORD_UPLOAD_INLINE_FILES", default=8)
+CONCORD_UPLOAD_INLINE_BYTES = env.int("CONCORD_UPLOAD_INLINE_BYTES", default=32 * 1024 * 1024)
 CONCORD_THUMBNAIL_SIZE = 320
 
 # --- Annotation queue -----------------------------------------------------------------------

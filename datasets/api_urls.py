@@ -14,6 +14,17 @@ urlpatterns = [
         name="api-image",
     ),
     path("projects/<slug:slug>/captions/", ingest.CaptionListApi.as_view(), name="api-captions"),
+    path("projects/<slug:slug>/imports/", ingest.ImportListApi.as_view(), name="api-imports"),
+    path(
+        "projects/<slug:slug>/imports/<int:job_id>/",
+        ingest.ImportDetailApi.as_view(),
+        name="api-import",
+    ),
+    path(
+        "projects/<slug:slug>/imports/<int:job_id>/rows/",
+        ingest.ImportRowsApi.as_view(),
+        name="api-import-rows",
+    ),
     path("projects/<slug:slug>/releases/", releases.ReleaseListApi.as_view(), name="api-releases"),
     path(
         "projects/<slug:slug>/releases/<int:version>/",

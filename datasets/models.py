@@ -671,6 +671,174 @@ class Invitation(models.Model):
         return f"invitation {self.pk} to {self.project_id} as {self.role}"
 
 
+class ImageSource(models.Model):
+    """Another provenance of an image: a file with the same bytes that came in under another name,
+    source, URL or licence. Its captions went to this image; this row keeps where it came from."""
+
+    image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="extra_sources")
+    source = models.CharField(max_length=20, choices=Source.choices)
+    original_name = models.CharField(max_length=255, blank=True)
+    source_url = models.URLField(max_length=1000, blank=True)
+    license_name = models.CharField(max_length=200, blank=True)
+    license_url = models.URLField(max_length=500, blank=True)
+    # SHA-256 over the fields above: one row per distinct provenance, however long the URLs.
+    key = models.CharField(max_length=64)
+    job = models.ForeignKey(
+        "ImportJob", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["image", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["image", "key"], name="datasets_imagesource_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.original_name or self.source_url or self.source} for image {self.image_id}"
+
+
+class ImportKind(models.TextChoices):
+    UPLOAD = "upload", "Files and zips"
+    MANIFEST = "manifest", "CSV/JSONL manifest"
+    COCO = "coco", "COCO captions"
+
+
+class ImportStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    DONE = "done", "Done"
+    FAILED = "failed", "Failed"
+
+
+class RowOutcome(models.TextChoices):
+    """What became of one input row (a manifest line, a COCO entry, a file or zip member)."""
+
+    ADDED = "added", "Added"
+    PRESENT = "present", "Already present"
+    # Same bytes as an image already stored under another name or provenance: the row's captions
+    # went to that image and its provenance was kept as an ImageSource.
+    MERGED = "merged", "Merged"
+    REFUSED = "refused", "Refused"
+
+
+class ImportJob(models.Model):
+    """One upload or import, run by a worker (or by the terminal command) row by row.
+
+    ``inputs`` lists the stored input files as ``{"name", "storage", "role", "size"}``, where
+    ``storage`` is a name in the default storage (never a local path) and ``role`` is
+    ``files`` (images or zips to add), ``manifest`` (the CSV/JSONL/COCO file) or ``images``
+    (the files a manifest names). ``options`` holds ``images_dir`` for imports started from
+    the terminal, whose images are read from that machine's disk by that process alone.
+    The counters are updated in the transaction that writes the rows they count, so
+    ``rows_done`` always equals the per-outcome counts added up (a database constraint).
+    """
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="import_jobs")
+    kind = models.CharField(max_length=12, choices=ImportKind.choices)
+    # The provenance every image and caption of this job is stored with.
+    source = models.CharField(max_length=20, choices=Source.choices)
+    status = models.CharField(
+        max_length=10, choices=ImportStatus.choices, default=ImportStatus.QUEUED
+    )
+    inputs = models.JSONField(default=list, blank=True)
+    options = models.JSONField(default=dict, blank=True)
+    # What the reader noticed about the input as a whole (delimiter, encoding, skipped files).
+    notes = models.JSONField(default=list, blank=True)
+    rows_total = models.PositiveIntegerField(null=True, blank=True)
+    rows_done = models.PositiveIntegerField(default=0)
+    added = models.PositiveIntegerField(default=0)
+    present = models.PositiveIntegerField(default=0)
+    merged = models.PositiveIntegerField(default=0)
+    refused = models.PositiveIntegerField(default=0)
+    images_added = models.PositiveIntegerField(default=0)
+    captions_added = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    # Touched with every batch of rows: a running job whose heartbeat is old lost its worker.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["project", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(rows_done=F("added") + F("present") + F("merged") + F("refused")),
+                name="datasets_importjob_outcomes_add_up",
+            ),
+            models.CheckConstraint(
+                condition=Q(rows_total__isnull=True) | Q(rows_done__lte=F("rows_total")),
+                name="datasets_importjob_progress",
+            ),
+        ]
+        indexes = [models.Index(fields=["status", "heartbeat_at"], name="datasets_importjob_live")]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} #{self.pk} into {self.project}"
+
+    @property
+    def percent(self) -> int:
+        if self.status == ImportStatus.DONE:
+            return 100
+        if not self.rows_total:
+            return 0
+        return min(100, self.rows_done * 100 // self.rows_total)
+
+    @property
+    def is_live(self) -> bool:
+        return self.status in (ImportStatus.QUEUED, ImportStatus.RUNNING)
+
+    @property
+    def runs_in_terminal(self) -> bool:
+        """Started by import_coco/import_manifest with images on that machine's disk: only that
+        process can run it (a worker elsewhere cannot read the folder)."""
+        return bool(self.options.get("images_dir"))
+
+
+class ImportRow(models.Model):
+    """The outcome of one input row of a job, in input order (``position``, from 0).
+
+    Generic on purpose: a manifest line, a COCO image or annotation, an uploaded file, a zip
+    member, a URL to fetch or an object under an S3 prefix all end as one of these. It is
+    written in the same transaction as the data the row added, so a job run again after a crash
+    skips exactly the rows that were committed (unique per job and position).
+    """
+
+    job = models.ForeignKey(ImportJob, on_delete=models.CASCADE, related_name="rows")
+    position = models.PositiveIntegerField()
+    where = models.CharField(max_length=300, help_text="Line, id or member: how to find the row.")
+    name = models.CharField(max_length=500, blank=True, help_text="File name or URL it names.")
+    outcome = models.CharField(max_length=10, choices=RowOutcome.choices)
+    reason = models.TextField(blank=True)
+    image = models.ForeignKey(
+        Image, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    caption = models.ForeignKey(
+        Caption, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["job", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["job", "position"], name="datasets_importrow_once"),
+            models.CheckConstraint(
+                condition=~Q(outcome="refused") | ~Q(reason=""),
+                name="datasets_importrow_refusal_has_reason",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["job", "outcome", "position"], name="datasets_importrow_outcome")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.outcome}"
+
+
 __all__ = [
     "ApiToken",
     "BalanceMethod",
@@ -683,7 +851,12 @@ __all__ = [
     "Image",
     "ImageFlag",
     "ImageFormat",
+    "ImageSource",
     "ImageSplit",
+    "ImportJob",
+    "ImportKind",
+    "ImportRow",
+    "ImportStatus",
     "Invitation",
     "Membership",
     "Pair",
@@ -693,6 +866,7 @@ __all__ = [
     "Release",
     "ReleaseStatus",
     "Role",
+    "RowOutcome",
     "Source",
     "Split",
 ]

@@ -48,6 +48,8 @@ urlpatterns = [
         name="project-member-remove",
     ),
     path("projects/<slug:slug>/upload/", ingest.project_upload, name="project-upload"),
+    path("projects/<slug:slug>/import/", ingest.project_import, name="project-import"),
+    path("projects/<slug:slug>/imports/<int:job_id>/", ingest.import_job, name="import-job"),
     path("projects/<slug:slug>/images/", browse.image_grid, name="image-grid"),
     path("projects/<slug:slug>/images/<int:image_id>/", browse.image_detail, name="image-detail"),
     path("projects/<slug:slug>/images/<int:image_id>/file", browse.image_file, name="image-file"),

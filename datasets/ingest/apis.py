@@ -1,7 +1,13 @@
-"""REST API for adding and listing images and captions: one class per operation, nested serializers."""
+"""REST API for adding and listing images and captions, and for upload and import jobs: one class
+per operation, nested serializers."""
 
 from django.urls import reverse
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    extend_schema,
+    extend_schema_field,
+    inline_serializer,
+)
 from rest_framework import serializers, status
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
@@ -9,9 +15,11 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from datasets import access
+from datasets.ingest import selectors
 from datasets.ingest.captions import CaptionError
-from datasets.ingest.services.uploads import caption_create, upload_ingest
-from datasets.models import Caption, Image, Source
+from datasets.ingest.services.jobs import InputRefused, import_job_create, upload_job_create
+from datasets.ingest.services.uploads import caption_create
+from datasets.models import Caption, Image, ImportJob, ImportKind, ImportRow, RowOutcome, Source
 from datasets.pagination import IdCursorPagination
 
 NO_FILES = "Send one or more files in the multipart field 'files'."
@@ -59,15 +67,92 @@ class ImageOutput(serializers.ModelSerializer):
         )
 
 
+class ImportJobOutput(serializers.ModelSerializer):
+    """An upload or import job: its progress, counts per outcome and where its rows are."""
+
+    counts = serializers.SerializerMethodField()
+    percent = serializers.IntegerField()
+    created_by = serializers.CharField(source="created_by.username", default=None)
+    url = serializers.SerializerMethodField()
+    rows_url = serializers.SerializerMethodField()
+    results_page = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ImportJob
+        fields = (
+            "id",
+            "kind",
+            "source",
+            "status",
+            "rows_total",
+            "rows_done",
+            "percent",
+            "counts",
+            "images_added",
+            "captions_added",
+            "notes",
+            "error",
+            "created_by",
+            "created_at",
+            "started_at",
+            "finished_at",
+            "heartbeat_at",
+            "url",
+            "rows_url",
+            "results_page",
+        )
+
+    @extend_schema_field(
+        inline_serializer(
+            "ImportCounts",
+            {
+                name: serializers.IntegerField()
+                for name in ("added", "present", "merged", "refused")
+            },
+        )
+    )
+    def get_counts(self, job: ImportJob) -> dict:
+        return {
+            "added": job.added,
+            "present": job.present,
+            "merged": job.merged,
+            "refused": job.refused,
+        }
+
+    def _route(self, job: ImportJob) -> dict:
+        return {"slug": self.context["slug"], "job_id": job.pk}
+
+    def get_url(self, job: ImportJob) -> str:
+        return reverse("api-import", kwargs=self._route(job))
+
+    def get_rows_url(self, job: ImportJob) -> str:
+        return reverse("api-import-rows", kwargs=self._route(job))
+
+    def get_results_page(self, job: ImportJob) -> str:
+        return reverse("import-job", kwargs=self._route(job))
+
+
+class ImportRowOutput(serializers.ModelSerializer):
+    class Meta:
+        model = ImportRow
+        fields = ("position", "where", "name", "outcome", "reason", "image", "caption")
+
+
+class PositionCursorPagination(IdCursorPagination):
+    ordering = "position"
+
+
+def _job_response(job: ImportJob, slug: str, *, created: bool) -> Response:
+    data = ImportJobOutput(job, context={"slug": slug}).data
+    code = status.HTTP_201_CREATED if not job.is_live else status.HTTP_202_ACCEPTED
+    return Response(
+        data, status=code if created else status.HTTP_200_OK, headers={"Location": data["url"]}
+    )
+
+
 class ImageListApi(APIView):
     project_need = access.MANAGE
     parser_classes = (MultiPartParser, FormParser)
-
-    class UploadResult(serializers.Serializer):
-        name = serializers.CharField()
-        status = serializers.ChoiceField(choices=["accepted", "duplicate", "rejected"])
-        reason = serializers.CharField()
-        image_id = serializers.IntegerField(allow_null=True)
 
     @extend_schema(responses=ImageOutput(many=True))
     def get(self, request: Request, slug: str) -> Response:
@@ -82,32 +167,104 @@ class ImageListApi(APIView):
         request=inline_serializer(
             "ImageUpload", {"files": serializers.ListField(child=serializers.FileField())}
         ),
-        responses={201: UploadResult(many=True), 200: UploadResult(many=True)},
-        description="Upload images (or zip archives of images). Each file is accepted, "
-        "recognised as a duplicate, or rejected with its reason; one bad file never fails "
-        "the others. 201 when at least one image was added.",
+        responses={201: ImportJobOutput, 202: ImportJobOutput},
+        description="Upload images or zip archives of images as one import job. A few plain "
+        "images are checked at once (201, the job done); anything larger is stored and run by a "
+        "worker (202, the job queued: follow `url` for progress and `rows_url` for one outcome "
+        "per file or zip member: added, present, merged or refused with its reason).",
     )
     def post(self, request: Request, slug: str) -> Response:
         project, _ = access.api_project(request)
         uploads = request.FILES.getlist("files") or request.FILES.getlist("file")
         if not uploads:
             return Response({"detail": NO_FILES}, status=status.HTTP_400_BAD_REQUEST)
-        results = []
-        for upload in uploads:
-            results.extend(
-                upload_ingest(
-                    project=project,
-                    name=upload.name,
-                    fileobj=upload,
-                    source=Source.API,
-                    uploaded_by=request.user,
-                )
-            )
-        accepted = any(result.status == "accepted" for result in results)
-        return Response(
-            self.UploadResult(results, many=True).data,
-            status=status.HTTP_201_CREATED if accepted else status.HTTP_200_OK,
+        job = upload_job_create(
+            project=project, files=uploads, source=Source.API, created_by=request.user
         )
+        return _job_response(job, slug, created=True)
+
+
+class ImportListApi(APIView):
+    parser_classes = (MultiPartParser, FormParser)
+
+    class Input(serializers.Serializer):
+        kind = serializers.ChoiceField(choices=[ImportKind.MANIFEST, ImportKind.COCO])
+        manifest = serializers.FileField(required=False)
+        images = serializers.ListField(child=serializers.FileField(), required=False)
+
+    @extend_schema(responses=ImportJobOutput(many=True))
+    def get(self, request: Request, slug: str) -> Response:
+        project, _ = access.project_get(user=request.user, slug=slug, manager=True)
+        paginator = IdCursorPagination()
+        page = paginator.paginate_queryset(
+            project.import_jobs.select_related("created_by"), request
+        )
+        data = ImportJobOutput(page, many=True, context={"slug": slug}).data
+        return paginator.get_paginated_response(data)
+
+    @extend_schema(
+        request=Input,
+        responses={202: ImportJobOutput},
+        description="Import a CSV/JSONL manifest or a COCO captions file with the images it "
+        "names (image files, or zips of them, in `images`; `manifest` may be left out when a zip "
+        "holds it). The files are stored and a worker imports them row by row (202).",
+    )
+    def post(self, request: Request, slug: str) -> Response:
+        project, _ = access.project_get(user=request.user, slug=slug, manager=True)
+        serializer = self.Input(
+            data={
+                "kind": request.data.get("kind"),
+                **({"manifest": request.FILES["manifest"]} if "manifest" in request.FILES else {}),
+                "images": request.FILES.getlist("images"),
+            }
+        )
+        serializer.is_valid(raise_exception=True)
+        try:
+            job = import_job_create(
+                project=project,
+                kind=serializer.validated_data["kind"],
+                manifest=serializer.validated_data.get("manifest"),
+                images=serializer.validated_data.get("images", []),
+                created_by=request.user,
+            )
+        except InputRefused as exc:
+            return Response({"manifest": [str(exc)]}, status=status.HTTP_400_BAD_REQUEST)
+        return _job_response(job, slug, created=True)
+
+
+class ImportDetailApi(APIView):
+    @extend_schema(responses=ImportJobOutput)
+    def get(self, request: Request, slug: str, job_id: int) -> Response:
+        project, _ = access.project_get(user=request.user, slug=slug, manager=True)
+        job = selectors.job_get(project=project, job_id=job_id)
+        if job is None:
+            return Response({"detail": "No such import."}, status=status.HTTP_404_NOT_FOUND)
+        return _job_response(job, slug, created=False)
+
+
+class ImportRowsApi(APIView):
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("outcome", str, enum=RowOutcome.values, required=False),
+        ],
+        responses=ImportRowOutput(many=True),
+    )
+    def get(self, request: Request, slug: str, job_id: int) -> Response:
+        project, _ = access.project_get(user=request.user, slug=slug, manager=True)
+        job = selectors.job_get(project=project, job_id=job_id)
+        if job is None:
+            return Response({"detail": "No such import."}, status=status.HTTP_404_NOT_FOUND)
+        rows = ImportRow.objects.filter(job=job)
+        outcome = request.query_params.get("outcome")
+        if outcome:
+            if outcome not in RowOutcome.values:
+                return Response(
+                    {"outcome": [f"One of {', '.join(RowOutcome.values)}."]}, status=400
+                )
+            rows = rows.filter(outcome=outcome)
+        paginator = PositionCursorPagination()
+        page = paginator.paginate_queryset(rows, request)
+        return paginator.get_paginated_response(ImportRowOutput(page, many=True).data)
 
 
 class ImageDetailApi(APIView):

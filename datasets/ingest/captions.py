@@ -5,6 +5,7 @@ import unicodedata
 
 CAPTION_EMPTY = "Caption is empty."
 CAPTION_TOO_LONG = "Caption is longer than {max_chars} characters."
+CAPTION_UNSTORABLE = "Caption contains a NUL character or an unpaired surrogate."
 
 # Zero-width and direction-control characters are invisible yet change equality and tokenisation.
 _INVISIBLE = {
@@ -17,6 +18,8 @@ _INVISIBLE = {
     "\u180e",  # mongolian vowel separator
 }
 _WHITESPACE = re.compile(r"\s+")
+# The raw text is stored too, and PostgreSQL refuses these in any text column.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 class CaptionError(ValueError):
@@ -47,7 +50,10 @@ def normalize_caption(raw: str) -> str:
 
 
 def clean_caption(raw: str, *, max_chars: int) -> str:
-    """Normalise a caption and enforce the length rules, raising CaptionError when it fails them."""
+    """Normalise a caption and enforce the length rules, raising CaptionError when it fails them
+    (or when the raw text holds what no database column can store)."""
+    if _UNSTORABLE.search(raw):
+        raise CaptionError(CAPTION_UNSTORABLE)
     text = normalize_caption(raw)
     if not text:
         raise CaptionError(CAPTION_EMPTY)

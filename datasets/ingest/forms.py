@@ -1,6 +1,8 @@
-"""The upload form: many files (images or zips) in one field."""
+"""The upload and import forms: files (images or zips) in one field; a manifest with its images."""
 
 from django import forms
+
+from datasets.models import ImportKind
 
 
 class MultipleFileInput(forms.ClearableFileInput):
@@ -12,7 +14,10 @@ class MultipleFileField(forms.FileField):
 
     def clean(self, data, initial=None):
         files = data if isinstance(data, list | tuple) else [data]
-        return [super(MultipleFileField, self).clean(item, initial) for item in files if item]
+        cleaned = [super(MultipleFileField, self).clean(item, initial) for item in files if item]
+        if self.required and not cleaned:
+            raise forms.ValidationError(self.error_messages["required"], code="required")
+        return cleaned
 
 
 class UploadForm(forms.Form):
@@ -20,3 +25,35 @@ class UploadForm(forms.Form):
         help_text="JPEG, PNG or WebP images, or zip archives of them.",
         widget=MultipleFileInput(attrs={"accept": "image/jpeg,image/png,image/webp,.zip"}),
     )
+
+
+class ImportForm(forms.Form):
+    kind = forms.ChoiceField(
+        choices=[
+            (ImportKind.MANIFEST, "CSV or JSONL manifest (image, caption[, license, source_url])"),
+            (ImportKind.COCO, "COCO captions JSON"),
+        ],
+        widget=forms.RadioSelect,
+        initial=ImportKind.MANIFEST,
+    )
+    manifest = forms.FileField(
+        required=False,
+        label="Manifest or COCO file",
+        help_text="Leave empty when the zip below holds it beside the images.",
+        widget=forms.ClearableFileInput(attrs={"accept": ".csv,.tsv,.jsonl,.ndjson,.json"}),
+    )
+    images = MultipleFileField(
+        required=False,
+        label="Images",
+        help_text="The images it names: a zip of them (with the manifest, if you like), or the "
+        "files themselves.",
+        widget=MultipleFileInput(attrs={"accept": "image/jpeg,image/png,image/webp,.zip"}),
+    )
+
+    def clean(self):
+        cleaned = super().clean()
+        if not cleaned.get("manifest") and not cleaned.get("images"):
+            raise forms.ValidationError(
+                "Choose the manifest or COCO file, or a zip that holds it with the images."
+            )
+        return cleaned

@@ -1,19 +1,27 @@
-"""Checking image files before they are stored: format by content, size and pixel limits, orientation.
+"""Checking image files before they are stored: format by content, size and pixel limits, orientation,
+metadata.
 
 Pure functions over bytes (Pillow, no database), so the same rules serve browser uploads, the API,
 zip archives and the import commands.
+
+Metadata is found by walking the container (JPEG segments, PNG chunks, WebP RIFF chunks) against
+an allow-list of what decoding and colour need, rather than by asking Pillow which keys it
+happened to parse: a PNG ``tEXt`` chunk named ``GPSPosition`` or a JPEG ``COM`` segment is found
+as surely as EXIF. A file with anything else, or with bytes after its end, is re-encoded from its
+pixels alone, with an embedded ICC profile converted to sRGB first (so no profile needs keeping).
 """
 
 import hashlib
 import io
+import struct
 import warnings
 from dataclasses import dataclass
 
 from PIL import Image as PILImage
-from PIL import ImageOps, UnidentifiedImageError
+from PIL import ImageCms, ImageOps, UnidentifiedImageError
 
 IMAGE_EMPTY = "The file is empty."
-IMAGE_TOO_LARGE = "The file is {size_mb:.1f} MB; the limit is {limit_mb:.0f} MB."
+IMAGE_TOO_LARGE = "The file is {size_mb:.1f} MB; the limit is {limit_mb:.3g} MB."
 IMAGE_UNREADABLE = "Not a readable image (JPEG, PNG or WebP expected)."
 IMAGE_FORMAT_REFUSED = "{format} images are not accepted; use JPEG, PNG or WebP."
 IMAGE_TOO_MANY_PIXELS = "The image has {megapixels:.0f} megapixels; the limit is {limit:.0f}."
@@ -21,8 +29,12 @@ IMAGE_CORRUPT = "The image data is damaged or truncated: {detail}"
 
 # Extension by decoded format: the stored name follows the content, never the uploaded name.
 EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp"}
-_ORIENTATION_TAG = 0x0112
-_METADATA_KEYS = ("exif", "xmp", "XML:com.adobe.xmp", "photoshop", "comment")
+# What decoding and colour need, per container; everything else is metadata.
+_JPEG_KEPT = {0xE0, 0xEE}  # APP0 (JFIF), APP14 (Adobe: the colour transform of CMYK/YCCK)
+_JPEG_STANDALONE = {0x01, *range(0xD0, 0xD8)}  # TEM, RST0-7: markers without a length
+_PNG_KEPT = {b"IHDR", b"PLTE", b"IDAT", b"IEND", b"tRNS", b"gAMA", b"cHRM", b"sRGB", b"sBIT"}
+_PNG_KEPT |= {b"bKGD", b"pHYs"}
+_WEBP_KEPT = {b"VP8 ", b"VP8L", b"VP8X", b"ALPH", b"ANIM", b"ANMF"}
 
 
 class ImageRejected(ValueError):
@@ -82,8 +94,8 @@ def check_image(data: bytes, *, max_bytes: int, max_pixels: int) -> CheckedImage
 
     image_format = picture.format
     content = data
-    if _has_metadata(picture):
-        content = _reencode_without_metadata(picture, image_format)
+    if metadata_found(data, image_format):
+        content = _reencode_without_metadata(picture, image_format, data)
         width, height = PILImage.open(io.BytesIO(content)).size
     return CheckedImage(
         content=content,
@@ -95,21 +107,144 @@ def check_image(data: bytes, *, max_bytes: int, max_pixels: int) -> CheckedImage
     )
 
 
-def _has_metadata(picture: PILImage.Image) -> bool:
-    return bool(picture.getexif()) or any(picture.info.get(key) for key in _METADATA_KEYS)
+def metadata_found(data: bytes, image_format: str) -> list[str]:
+    """Names of the segments or chunks in the file beyond what decoding and colour need.
+
+    ``["COM", "APP1"]`` for a JPEG with a comment and EXIF, ``["tEXt"]`` for a PNG with a text
+    chunk, ``["trailing data"]`` for bytes after the image's end. Empty for a clean file. A
+    container too damaged to walk reports ``["unparsed"]``, so it is re-encoded rather than kept.
+    """
+    try:
+        if image_format == "JPEG":
+            return _jpeg_extras(data)
+        if image_format == "PNG":
+            return _png_extras(data)
+        if image_format == "WEBP":
+            return _webp_extras(data)
+    except (IndexError, struct.error, ValueError):
+        return ["unparsed"]
+    return []
 
 
-def _reencode_without_metadata(picture: PILImage.Image, image_format: str) -> bytes:
-    """Apply the EXIF orientation to the pixels, then save without EXIF/XMP (GPS lives there)."""
+def to_srgb(picture: PILImage.Image) -> PILImage.Image:
+    """The picture's pixels in sRGB with no ICC profile attached (a copy when converted).
+
+    Colour-managed images (Display P3, Adobe RGB, CMYK with a press profile) are converted with
+    LittleCMS; a profile that cannot be read, or a grey one, is dropped with the pixels kept.
+    """
+    icc = picture.info.get("icc_profile")
+    if not icc:
+        return picture
+    try:
+        source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        if picture.mode in ("RGB", "RGBA", "CMYK") and not ImageCms.getProfileDescription(
+            source
+        ).strip().startswith("sRGB"):
+            mode = "RGBA" if picture.mode == "RGBA" else "RGB"
+            converted = ImageCms.profileToProfile(
+                picture, source, ImageCms.createProfile("sRGB"), outputMode=mode
+            )
+            if converted is not None:
+                picture = converted
+    except (ImageCms.PyCMSError, OSError, ValueError, TypeError):
+        pass  # an unreadable profile carries no colour we can honour
+    picture.info.pop("icc_profile", None)
+    return picture
+
+
+def _reencode_without_metadata(picture: PILImage.Image, image_format: str, data: bytes) -> bytes:
+    """Apply the EXIF orientation to the pixels, convert to sRGB, and save the pixels alone."""
     upright = ImageOps.exif_transpose(picture)
-    options: dict = {"exif": b""}
-    if icc := picture.info.get("icc_profile"):
-        options["icc_profile"] = icc  # colour, not personal data
-    if image_format in ("JPEG", "WEBP"):
+    if upright is picture:
+        upright = picture.copy()
+    upright.info = {"icc_profile": picture.info.get("icc_profile")}
+    upright = to_srgb(upright)
+    transparency = picture.info.get("transparency")
+    # Pillow writes whatever is left in .info (a JPEG comment, for one): start from nothing.
+    upright.info = {}
+    options: dict = {}
+    if image_format == "JPEG":
         options["quality"] = 95
+    elif image_format == "PNG":
+        if transparency is not None and upright.mode in ("P", "L", "RGB"):
+            options["transparency"] = transparency
+    elif image_format == "WEBP":
+        if b"VP8L" in data[12:64]:
+            options["lossless"] = True
+        else:
+            options["quality"] = 95
     buffer = io.BytesIO()
     upright.save(buffer, format=image_format, **options)
     return buffer.getvalue()
+
+
+def _jpeg_extras(data: bytes) -> list[str]:
+    found: list[str] = []
+    at = 2  # after SOI
+    scanning = False
+    while at < len(data):
+        if data[at] != 0xFF:
+            if not scanning:
+                raise ValueError("no marker where one is due")
+            at = data.find(b"\xff", at)
+            if at < 0:
+                break
+            continue
+        marker = data[at + 1]
+        if marker == 0xFF:  # fill byte
+            at += 1
+            continue
+        if scanning and (marker == 0x00 or marker in _JPEG_STANDALONE):
+            at += 2  # stuffed byte or restart marker inside entropy-coded data
+            continue
+        if marker == 0xD9:  # EOI
+            if data[at + 2 :].strip(b"\x00"):
+                found.append("trailing data")
+            return found
+        if marker in _JPEG_STANDALONE:
+            at += 2
+            continue
+        (length,) = struct.unpack(">H", data[at + 2 : at + 4])
+        if 0xE0 <= marker <= 0xEF and marker not in _JPEG_KEPT:
+            found.append(f"APP{marker - 0xE0}")
+        elif marker == 0xFE:
+            found.append("COM")
+        at += 2 + length
+        # After a start-of-scan header comes entropy-coded data, until the next real marker.
+        scanning = marker == 0xDA
+    found.append("no end marker")
+    return found
+
+
+def _png_extras(data: bytes) -> list[str]:
+    found: list[str] = []
+    at = 8
+    while at + 8 <= len(data):
+        length, kind = struct.unpack(">I4s", data[at : at + 8])
+        if kind not in _PNG_KEPT:
+            found.append(kind.decode("latin-1"))
+        at += 12 + length
+        if kind == b"IEND":
+            if data[at:]:
+                found.append("trailing data")
+            return found
+    found.append("no end chunk")
+    return found
+
+
+def _webp_extras(data: bytes) -> list[str]:
+    found: list[str] = []
+    (riff_size,) = struct.unpack("<I", data[4:8])
+    end = 8 + riff_size
+    at = 12
+    while at + 8 <= min(end, len(data)):
+        kind, length = struct.unpack("<4sI", data[at : at + 8])
+        if kind not in _WEBP_KEPT:
+            found.append(kind.decode("latin-1").strip())
+        at += 8 + length + (length & 1)
+    if len(data) > end:
+        found.append("trailing data")
+    return found
 
 
 def _too_many_pixels_from(exc: Exception, max_pixels: int) -> str:

@@ -1,27 +1,87 @@
 """Parsers for existing datasets: COCO captions JSON and CSV/JSONL manifests.
 
-They turn a file into plain records, one per image with all its captions, plus the problems found,
-each with the line or id a person needs to fix it. Valid records are kept even when others fail.
+They turn a file into plain rows, in file order, each with the line or id a person needs to find
+it. A row the reader can already refuse (a stray quote, bytes that are not UTF-8, a NUL, a value
+too long for its column, a URL that is not http/https, an id that is not an integer) carries its
+reason in ``error``; every other row is handed on. Nothing a row holds can cost another row: only
+a file that cannot be read at all (not JSON, no header with the required columns) raises
+SourceError.
+
+What is read, and how:
+
+* **Encoding**: a byte-order mark decides (UTF-8, UTF-16, UTF-32). Otherwise UTF-8; a CSV with no
+  valid multi-byte UTF-8 sequence at all is taken to be in a legacy encoding and decoded as
+  charset-normalizer detects it (the note says which). Bytes that are not UTF-8 in an otherwise
+  UTF-8 file refuse the rows that hold them, naming the byte.
+* **CSV dialect**: the delimiter is sniffed (comma, semicolon, tab or bar) with csv.Sniffer and
+  checked against the header, which must name the required columns; the note says which was
+  used. Quotes are read strictly: a quote that is not closed where its field ends refuses its line
+  only, and the lines after it are read on their own. A quoted field that runs over line breaks
+  is kept (captions may hold them) unless a line it swallowed is itself a complete row.
 """
 
+import codecs
 import csv
 import io
 import json
-from collections.abc import Iterable
+import re
+import unicodedata
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
+from urllib.parse import urlsplit
+
+import charset_normalizer
 
 COCO_MALFORMED = "Not valid COCO captions JSON: {detail}"
-COCO_MISSING_KEY = "Missing top-level key '{key}'."
-COCO_BAD_IMAGE = "image entry {where}: needs an integer 'id' and a 'file_name'."
-COCO_BAD_ANNOTATION = "annotation {where}: needs 'image_id' and a text 'caption'."
-COCO_UNKNOWN_IMAGE = "annotation {annotation_id}: refers to unknown image id {image_id}."
+COCO_MISSING_KEY = "Missing top-level key '{key}' (a list)."
+COCO_BAD_IMAGE = "needs an integer 'id' and a text 'file_name'."
+COCO_DUPLICATE_ID = "image id {image_id} is listed again (first at images[{first}]); refused."
+COCO_BAD_ANNOTATION = "needs an integer 'image_id' and a text 'caption'."
 MANIFEST_MALFORMED = "Not valid {kind}: {detail}"
-MANIFEST_MISSING_COLUMNS = "Missing required column(s): {columns}."
-MANIFEST_BAD_ROW = "line {line}: {detail}"
-MANIFEST_UNKNOWN_FORMAT = "Manifest must end in .csv, .jsonl or .ndjson, not '{suffix}'."
+MANIFEST_MISSING_COLUMNS = (
+    "Missing required column(s): {columns}. The header reads {header} (as {delimiter})."
+)
+MANIFEST_EMPTY = "The manifest holds no header line."
+MANIFEST_UNKNOWN_FORMAT = "Manifest must end in .csv, .tsv, .jsonl or .ndjson, not '{suffix}'."
+ROW_NEEDS = "needs 'image' and 'caption'."
+ROW_EXTRA_VALUES = "more values than columns."
+ROW_QUOTE = "a quote on this line is not closed where its field ends ({detail})."
+ROW_SWALLOWED = (
+    "a quote opened on this line runs on over line {last}, which holds a row of its own; "
+    "this line is refused and the lines after it are read on their own."
+)
+ROW_FIELD_TOO_LARGE = "a field is larger than the CSV reader's limit of {limit:,} characters."
+ROW_NOT_JSON = "not valid JSON ({detail})."
+ROW_NOT_OBJECT = "not a JSON object."
+ROW_NOT_TEXT = "'{field}' must be text, not {kind}."
+ROW_NUL = "'{field}' contains a NUL character."
+ROW_CONTROL = "'{field}' contains control characters."
+ROW_NOT_UTF8 = "'{field}' holds {what} that are not UTF-8 ({detail})."
+ROW_TOO_LONG = "'{field}' is longer than {limit:,} characters."
+ROW_BAD_URL = "'{field}' must be an http or https URL, not {value}."
 
 MANIFEST_REQUIRED = ("image", "caption")
+DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab", "|": "bar"}
+# The longest value each Image column holds (datasets.models.Image; a test keeps them equal).
+NAME_MAX_CHARS = 255
+LICENSE_NAME_MAX_CHARS = 200
+SOURCE_URL_MAX_CHARS = 1000
+LICENSE_URL_MAX_CHARS = 500
+URL_SCHEMES = ("http", "https")
+
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
+_UTF8_MULTIBYTE = re.compile(
+    rb"[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}|[\xf0-\xf4][\x80-\xbf]{3}"
+)
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+_SNIFF_LINES = 50
 
 
 class SourceError(ValueError):
@@ -29,152 +89,461 @@ class SourceError(ValueError):
 
 
 @dataclass
-class ImportRecord:
-    file_name: str
-    where: str  # how a person finds this record in the source file
-    captions: list[tuple[str, str]] = field(default_factory=list)  # (text, where)
+class SourceRow:
+    """One row of an input file, as read: a manifest line, a COCO image or annotation entry.
+
+    ``key`` is a COCO image entry's id; ``ref`` the image id a COCO annotation refers to.
+    ``error`` is set when the row is refused while reading.
+    """
+
+    where: str
+    file_name: str = ""
+    caption: str | None = None
     license_name: str = ""
     license_url: str = ""
     source_url: str = ""
+    key: str = ""
+    ref: str = ""
+    error: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.file_name or self.source_url
 
 
-@dataclass(frozen=True)
-class Problem:
-    where: str
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.where}: {self.message}" if self.where else self.message
+@dataclass
+class ParsedSource:
+    rows: list[SourceRow] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # about the file as a whole
 
 
-def parse_coco(raw: bytes | str) -> tuple[list[ImportRecord], list[Problem]]:
-    """Read a COCO captions file (info, licenses, images, annotations)."""
+def parse_coco(raw: bytes) -> ParsedSource:
+    """Read a COCO captions file (info, licenses, images, annotations) into rows.
+
+    Rows are the ``images`` entries in order, then the ``annotations`` entries in order. An image
+    id listed twice keeps its first entry. Raises SourceError when the file is not JSON (or nests
+    too deeply to read) or lacks the ``images``/``annotations`` lists.
+    """
+    text, notes = decode_text(raw, legacy_ok=False)
     try:
-        data = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
         raise SourceError(COCO_MALFORMED.format(detail=exc)) from exc
+    except RecursionError as exc:
+        raise SourceError(COCO_MALFORMED.format(detail="nested too deeply to read")) from exc
     if not isinstance(data, dict):
         raise SourceError(COCO_MALFORMED.format(detail="the top level is not an object"))
     for key in ("images", "annotations"):
         if not isinstance(data.get(key), list):
             raise SourceError(COCO_MISSING_KEY.format(key=key))
+    licenses = {}
+    for entry in data.get("licenses") or []:
+        if isinstance(entry, dict) and _is_int(entry.get("id")):
+            licenses.setdefault(entry["id"], entry)
 
-    licenses = {
-        entry.get("id"): entry for entry in data.get("licenses") or [] if isinstance(entry, dict)
-    }
-    problems: list[Problem] = []
-    records: dict[int, ImportRecord] = {}
+    parsed = ParsedSource(notes=notes)
+    first_index: dict[int, int] = {}
     for index, entry in enumerate(data["images"]):
-        image_id = entry.get("id") if isinstance(entry, dict) else None
-        file_name = entry.get("file_name") if isinstance(entry, dict) else None
-        if not isinstance(image_id, int) or not isinstance(file_name, str) or not file_name:
-            problems.append(Problem("", COCO_BAD_IMAGE.format(where=f"#{index}")))
-            continue
-        licence = licenses.get(entry.get("license"), {})
-        records[image_id] = ImportRecord(
-            file_name=file_name,
-            where=f"image {image_id}",
-            license_name=str(licence.get("name", "")),
-            license_url=str(licence.get("url", "")),
-            source_url=str(entry.get("flickr_url") or entry.get("coco_url") or ""),
-        )
+        parsed.rows.append(_coco_image(entry, index, licenses, first_index))
     for index, entry in enumerate(data["annotations"]):
-        if not isinstance(entry, dict) or not isinstance(entry.get("caption"), str):
-            problems.append(Problem("", COCO_BAD_ANNOTATION.format(where=f"#{index}")))
-            continue
-        annotation_id = entry.get("id", f"#{index}")
-        record = records.get(entry.get("image_id"))
-        if record is None:
-            problems.append(
-                Problem(
-                    "",
-                    COCO_UNKNOWN_IMAGE.format(
-                        annotation_id=annotation_id, image_id=entry.get("image_id")
-                    ),
-                )
-            )
-            continue
-        record.captions.append((entry["caption"], f"annotation {annotation_id}"))
-    return list(records.values()), problems
+        parsed.rows.append(_coco_annotation(entry, index))
+    return parsed
 
 
-def parse_manifest(path: Path) -> tuple[list[ImportRecord], list[Problem]]:
-    """Read a CSV or JSONL manifest: one row per caption with image, caption, license, source_url."""
-    suffix = path.suffix.lower()
-    if suffix == ".csv":
-        rows = _csv_rows(path)
-    elif suffix in (".jsonl", ".ndjson"):
-        rows = _jsonl_rows(path)
-    else:
-        raise SourceError(MANIFEST_UNKNOWN_FORMAT.format(suffix=suffix))
-    return _group_rows(rows)
+def parse_manifest(raw: bytes, *, name: str) -> ParsedSource:
+    """Read a CSV/TSV or JSONL manifest: one row per caption with image, caption, and optionally
+    license, license_url and source_url. The format follows the file name's suffix.
+
+    Raises SourceError for an unknown suffix, or a CSV whose header lacks the required columns.
+    """
+    suffix = name.rsplit(".", 1)[-1].lower() if "." in name else ""
+    if suffix in ("csv", "tsv", "txt"):
+        return _parse_csv(raw)
+    if suffix in ("jsonl", "ndjson"):
+        return _parse_jsonl(raw)
+    raise SourceError(MANIFEST_UNKNOWN_FORMAT.format(suffix=f".{suffix}" if suffix else name))
 
 
-def _csv_rows(path: Path) -> Iterable[tuple[int, dict | None, str]]:
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise SourceError(MANIFEST_MALFORMED.format(kind="CSV", detail=exc)) from exc
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    columns = [name.strip() for name in reader.fieldnames or []]
-    missing = [name for name in MANIFEST_REQUIRED if name not in columns]
-    if missing:
-        raise SourceError(MANIFEST_MISSING_COLUMNS.format(columns=", ".join(missing)))
-    try:
-        for row in reader:
-            # line_num counts physical lines, so quoted multi-line captions still point right.
-            cleaned = {(key or "").strip(): value for key, value in row.items()}
-            if None in row:  # more cells than headers
-                yield reader.line_num, None, "more values than columns"
-            else:
-                yield reader.line_num, cleaned, ""
-    except csv.Error as exc:
-        raise SourceError(
-            MANIFEST_MALFORMED.format(kind="CSV", detail=f"line {reader.line_num}: {exc}")
-        ) from exc
+def decode_text(raw: bytes, *, legacy_ok: bool) -> tuple[str, list[str]]:
+    """Bytes to text, with notes on how (see the module docstring).
 
-
-def _jsonl_rows(path: Path) -> Iterable[tuple[int, dict | None, str]]:
-    with path.open(encoding="utf-8-sig") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
+    Bytes that are not UTF-8 come back as lone surrogates (``surrogateescape``), so the rows that
+    hold them are refused one by one (text_problem names them) and the rest is read.
+    """
+    for bom, encoding in _BOMS:
+        if raw.startswith(bom):
             try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                yield number, None, f"not valid JSON ({exc.msg})"
-                continue
-            if not isinstance(row, dict):
-                yield number, None, "not a JSON object"
-                continue
-            yield number, row, ""
+                return raw.decode(encoding), [f"Read as {encoding.upper()} (byte-order mark)."]
+            except UnicodeDecodeError as exc:
+                raise SourceError(
+                    f"Not valid {encoding.upper()} despite its byte-order mark: {exc}"
+                ) from exc
+    try:
+        return raw.decode("utf-8"), []
+    except UnicodeDecodeError:
+        pass
+    if legacy_ok and not _UTF8_MULTIBYTE.search(raw):
+        matches = charset_normalizer.from_bytes(raw)
+        best = matches.best()
+        if best is not None:
+            # On a short file several code pages read equally well; Windows-1252 (Excel's
+            # Western default) is by far the likeliest among them.
+            text, encoding = str(best), best.encoding
+            tied = [
+                m
+                for m in matches
+                if (m.chaos, m.coherence) == (best.chaos, best.coherence) and m.encoding == "cp1252"
+            ]
+            if tied:
+                text, encoding = str(tied[0]), "cp1252"
+            elif encoding != "cp1252" and _decodes_as(raw, "cp1252") == text:
+                encoding = "cp1252"  # the same text either way: name the likelier one
+            return text, [f"Not UTF-8: read as {encoding} (detected)."]
+    return raw.decode("utf-8", "surrogateescape"), [
+        "Some bytes are not UTF-8; the rows holding them are refused."
+    ]
 
 
-def _group_rows(
-    rows: Iterable[tuple[int, dict | None, str]],
-) -> tuple[list[ImportRecord], list[Problem]]:
-    records: dict[str, ImportRecord] = {}
-    problems: list[Problem] = []
-    for line, row, error in rows:
-        if row is None:
-            problems.append(Problem("", MANIFEST_BAD_ROW.format(line=line, detail=error)))
+def _decodes_as(raw: bytes, encoding: str) -> str | None:
+    try:
+        return raw.decode(encoding)
+    except UnicodeDecodeError:
+        return None
+
+
+def text_problem(value: str, *, field: str, max_chars: int | None = None) -> str:
+    """Why a text value cannot be stored as it is (PostgreSQL refuses NUL and lone surrogates;
+    columns have lengths), or an empty string."""
+    if "\x00" in value:
+        return ROW_NUL.format(field=field)
+    if match := _SURROGATE.search(value):
+        code = ord(match.group())
+        if 0xDC80 <= code <= 0xDCFF:  # a byte surrogateescape could not decode
+            return ROW_NOT_UTF8.format(field=field, what="bytes", detail=f"0x{code - 0xDC00:02X}")
+        return ROW_NOT_UTF8.format(field=field, what="characters", detail="an unpaired surrogate")
+    if max_chars is not None and len(value) > max_chars:
+        return ROW_TOO_LONG.format(field=field, limit=max_chars)
+    return ""
+
+
+def url_problem(value: str, *, field: str, max_chars: int) -> str:
+    """Why a URL is not stored: anything but an absolute http(s) URL with a host, with no spaces
+    or control characters, within the column's length. Empty string when it is fine."""
+    if problem := text_problem(value, field=field, max_chars=max_chars):
+        return problem
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        parts = None
+    if (
+        parts is None
+        or parts.scheme.lower() not in URL_SCHEMES
+        or not parts.netloc
+        or any(char.isspace() or unicodedata.category(char) == "Cc" for char in value)
+    ):
+        shown = value if len(value) <= 60 else value[:57] + "…"
+        return ROW_BAD_URL.format(field=field, value=repr(shown))
+    return ""
+
+
+def display_text(value: str, *, limit: int) -> str:
+    """A value made safe to store and show as a message or label: control characters (NUL,
+    terminal escapes) and undecodable bytes written as ``\\x..`` escapes, other lone surrogates
+    as U+FFFD, cut to ``limit`` characters."""
+    value = _CONTROL.sub(lambda match: f"\\x{ord(match.group()):02x}", value)
+    if _SURROGATE.search(value):
+        value = _SURROGATE.sub(_escape_surrogate, value)
+    return value if len(value) <= limit else value[: limit - 1] + "…"
+
+
+def _escape_surrogate(match: re.Match) -> str:
+    code = ord(match.group())
+    return f"\\x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else "\ufffd"
+
+
+def name_problem(value: str, *, field: str = "image") -> str:
+    """Why a file name cannot be stored or looked up: NUL, control characters, bytes that are
+    not UTF-8, or longer than Image.original_name holds. Empty string when it is fine."""
+    if problem := text_problem(value, field=field, max_chars=NAME_MAX_CHARS):
+        return problem
+    if any(unicodedata.category(char) == "Cc" for char in value):
+        return ROW_CONTROL.format(field=field)
+    return ""
+
+
+def _coco_image(
+    entry: object, index: int, licenses: dict, first_index: dict[int, int]
+) -> SourceRow:
+    if not isinstance(entry, dict) or not _is_int(entry.get("id")):
+        return SourceRow(where=f"images[{index}]", error=COCO_BAD_IMAGE)
+    image_id = entry["id"]
+    row = SourceRow(where=f"image id {image_id}", key=str(image_id))
+    file_name = entry.get("file_name")
+    if not isinstance(file_name, str) or not file_name.strip():
+        row.error = COCO_BAD_IMAGE
+        return row
+    row.file_name = file_name.strip()
+    if image_id in first_index:
+        row.key = ""  # annotations go to the first entry with this id
+        row.error = COCO_DUPLICATE_ID.format(image_id=image_id, first=first_index[image_id])
+        return row
+    first_index[image_id] = index
+    licence = licenses.get(entry.get("license")) if _is_int(entry.get("license")) else None
+    licence = licence or {}
+    values = {
+        "license_name": _as_text(licence.get("name")),
+        "license_url": _as_text(licence.get("url")),
+        "source_url": _as_text(entry.get("flickr_url")) or _as_text(entry.get("coco_url")),
+    }
+    row.license_name = values["license_name"].strip()
+    row.license_url = values["license_url"].strip()
+    row.source_url = values["source_url"].strip()
+    row.error = (
+        name_problem(row.file_name, field="file_name")
+        or _provenance_problem(row, url_fields=("flickr_url", "coco_url"), entry=entry)
+        or _licence_problem(licence, row)
+    )
+    return row
+
+
+def _coco_annotation(entry: object, index: int) -> SourceRow:
+    where = f"annotations[{index}]"
+    if isinstance(entry, dict) and _is_int(entry.get("id")):
+        where = f"annotation id {entry['id']}"
+    if (
+        not isinstance(entry, dict)
+        or not _is_int(entry.get("image_id"))
+        or not isinstance(entry.get("caption"), str)
+    ):
+        return SourceRow(where=where, error=COCO_BAD_ANNOTATION)
+    row = SourceRow(where=where, caption=entry["caption"], ref=str(entry["image_id"]))
+    row.error = text_problem(row.caption, field="caption")
+    return row
+
+
+def _licence_problem(licence: dict, row: SourceRow) -> str:
+    for key in ("name", "url"):
+        value = licence.get(key)
+        if value is not None and not isinstance(value, str | int | float):
+            return ROW_NOT_TEXT.format(field=f"license {key}", kind=type(value).__name__)
+    return ""
+
+
+def _provenance_problem(row: SourceRow, *, url_fields: tuple[str, ...], entry: dict) -> str:
+    for key in url_fields:  # COCO names two URLs; neither may be unsafe, whichever is kept
+        value = entry.get(key)
+        if value is None or value == "":
             continue
-        image = str(row.get("image") or "").strip()
-        caption = row.get("caption")
-        if not image or not isinstance(caption, str):
-            problems.append(
-                Problem(
-                    "", MANIFEST_BAD_ROW.format(line=line, detail="needs 'image' and 'caption'")
+        if not isinstance(value, str):
+            return ROW_NOT_TEXT.format(field=key, kind=type(value).__name__)
+        if problem := url_problem(value.strip(), field=key, max_chars=SOURCE_URL_MAX_CHARS):
+            return problem
+    return text_problem(row.license_name, field="license", max_chars=LICENSE_NAME_MAX_CHARS) or (
+        url_problem(row.license_url, field="license url", max_chars=LICENSE_URL_MAX_CHARS)
+        if row.license_url
+        else ""
+    )
+
+
+def _parse_csv(raw: bytes) -> ParsedSource:
+    text, notes = decode_text(raw, legacy_ok=True)
+    lines = list(io.StringIO(text, newline=""))
+    header_at = next((i for i, line in enumerate(lines) if line.strip()), None)
+    if header_at is None:
+        raise SourceError(MANIFEST_EMPTY)
+    delimiter, columns = _dialect(lines, header_at)
+    notes.insert(0, f"Read as {DELIMITER_NAMES[delimiter]}-separated values.")
+    parsed = ParsedSource(notes=notes)
+    for line, cells, error in _csv_records(lines, header_at + 1, delimiter, len(columns)):
+        where = f"line {line}"
+        if error:
+            parsed.rows.append(SourceRow(where=where, error=error))
+        elif len(cells) > len(columns):
+            parsed.rows.append(SourceRow(where=where, error=ROW_EXTRA_VALUES))
+        else:
+            values = dict(zip(columns, cells, strict=False))
+            parsed.rows.append(_manifest_row(where, values))
+    return parsed
+
+
+def _dialect(lines: list[str], header_at: int) -> tuple[str, list[str]]:
+    """The delimiter (sniffed, then checked against the required columns) and the column names."""
+    sample = "".join(lines[header_at : header_at + _SNIFF_LINES])
+    try:
+        sniffed = csv.Sniffer().sniff(sample, delimiters="".join(DELIMITER_NAMES)).delimiter
+    except csv.Error:
+        sniffed = ","
+    candidates = [sniffed] + [d for d in DELIMITER_NAMES if d != sniffed]
+    for delimiter in candidates:
+        columns = _header(lines[header_at], delimiter)
+        if all(name in columns for name in MANIFEST_REQUIRED):
+            return delimiter, columns
+    columns = _header(lines[header_at], sniffed)
+    missing = [name for name in MANIFEST_REQUIRED if name not in columns]
+    raise SourceError(
+        MANIFEST_MISSING_COLUMNS.format(
+            columns=", ".join(missing),
+            header=", ".join(repr(c[:40]) for c in columns[:8]),
+            delimiter=f"{DELIMITER_NAMES[sniffed]}-separated",
+        )
+    )
+
+
+def _header(line: str, delimiter: str) -> list[str]:
+    try:
+        cells = next(csv.reader([line], delimiter=delimiter), [])
+    except csv.Error:
+        return []
+    return [cell.strip().lower() for cell in cells]
+
+
+class _Lines:
+    """An iterator over physical lines that remembers where it is, so reading can restart."""
+
+    def __init__(self, lines: list[str], start: int):
+        self.lines, self.at = lines, start
+
+    def __iter__(self) -> "_Lines":
+        return self
+
+    def __next__(self) -> str:
+        if self.at >= len(self.lines):
+            raise StopIteration
+        self.at += 1
+        return self.lines[self.at - 1]
+
+
+def _csv_records(
+    lines: list[str], start: int, delimiter: str, width: int
+) -> Iterator[tuple[int, list[str], str]]:
+    """(1-based line, cells, error) per record; a malformed record refuses its first line only."""
+    at = start
+    while at < len(lines):
+        if not lines[at].strip():
+            at += 1
+            continue
+        cursor = _Lines(lines, at)
+        reader = csv.reader(cursor, delimiter=delimiter, quotechar='"', strict=True)
+        try:
+            cells = next(reader)
+        except csv.Error as exc:
+            detail = str(exc)
+            if "field larger than field limit" in detail:
+                error = ROW_FIELD_TOO_LARGE.format(limit=csv.field_size_limit())
+            else:
+                error = ROW_QUOTE.format(detail=detail)
+            yield at + 1, [], error
+            at += 1
+            continue
+        end = cursor.at
+        swallowed = _swallowed_row(lines[at + 1 : end], delimiter, width)
+        if swallowed is not None:
+            yield at + 1, [], ROW_SWALLOWED.format(last=at + 2 + swallowed)
+            at += 1
+            continue
+        yield at + 1, cells, ""
+        at = end
+
+
+def _swallowed_row(continuation: list[str], delimiter: str, width: int) -> int | None:
+    """Index of a line inside a multi-line field that is a complete row by itself: no quote,
+    between two and ``width`` cells, a non-empty first cell. None when there is none."""
+    for index, line in enumerate(continuation):
+        if '"' in line or not line.strip():
+            continue
+        try:
+            cells = next(csv.reader([line.rstrip("\r\n")], delimiter=delimiter, strict=True))
+        except (csv.Error, StopIteration):
+            continue
+        if 2 <= len(cells) <= width and cells[0].strip():
+            return index
+    return None
+
+
+def _parse_jsonl(raw: bytes) -> ParsedSource:
+    text, notes = decode_text(raw, legacy_ok=False)
+    parsed = ParsedSource(notes=notes)
+    for number, line in enumerate(io.StringIO(text, newline=""), start=1):
+        if not line.strip():
+            continue
+        where = f"line {number}"
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            parsed.rows.append(SourceRow(where=where, error=ROW_NOT_JSON.format(detail=exc.msg)))
+            continue
+        except RecursionError:
+            error = ROW_NOT_JSON.format(detail="nested too deeply to read")
+            parsed.rows.append(SourceRow(where=where, error=error))
+            continue
+        if not isinstance(row, dict):
+            parsed.rows.append(SourceRow(where=where, error=ROW_NOT_OBJECT))
+            continue
+        bad = next(
+            (
+                key
+                for key in ("image", "caption", "license", "license_url", "source_url")
+                if row.get(key) is not None and not isinstance(row[key], str)
+            ),
+            None,
+        )
+        if bad is not None:
+            error = ROW_NOT_TEXT.format(field=bad, kind=_json_kind(row[bad]))
+            parsed.rows.append(
+                SourceRow(
+                    where=where,
+                    file_name=row["image"] if isinstance(row.get("image"), str) else "",
+                    error=error,
                 )
             )
             continue
-        record = records.get(image)
-        if record is None:
-            record = records[image] = ImportRecord(
-                file_name=image,
-                where=f"line {line}",
-                license_name=str(row.get("license") or "").strip(),
-                source_url=str(row.get("source_url") or "").strip(),
-            )
-        record.captions.append((caption, f"line {line}"))
-    return list(records.values()), problems
+        parsed.rows.append(_manifest_row(where, row))
+    return parsed
+
+
+def _manifest_row(where: str, values: dict) -> SourceRow:
+    image = (values.get("image") or "").strip()
+    caption = values.get("caption")
+    row = SourceRow(
+        where=where,
+        file_name=image,
+        caption=caption,
+        license_name=(values.get("license") or "").strip(),
+        license_url=(values.get("license_url") or "").strip(),
+        source_url=(values.get("source_url") or "").strip(),
+    )
+    if not image or caption is None:
+        row.error = ROW_NEEDS
+        return row
+    row.error = (
+        name_problem(image)
+        or text_problem(caption, field="caption")
+        or text_problem(row.license_name, field="license", max_chars=LICENSE_NAME_MAX_CHARS)
+        or (
+            url_problem(row.source_url, field="source_url", max_chars=SOURCE_URL_MAX_CHARS)
+            if row.source_url
+            else ""
+        )
+        or (
+            url_problem(row.license_url, field="license_url", max_chars=LICENSE_URL_MAX_CHARS)
+            if row.license_url
+            else ""
+        )
+    )
+    return row
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _as_text(value: object) -> str:
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else str(value)
+
+
+def _json_kind(value: object) -> str:
+    return {dict: "an object", list: "a list", bool: "true/false", int: "a number"}.get(
+        type(value), type(value).__name__
+    )

@@ -2,9 +2,19 @@
 
 from celery import shared_task
 
+from datasets.ingest.services.jobs import import_job_run
 from datasets.ingest.services.thumbnails import thumbnails_make
+from datasets.models import ImportJob
 
 
 @shared_task(name="ingest.make_thumbnails", acks_late=True)
 def make_thumbnails(image_ids: list[int]) -> int:
     return thumbnails_make(image_ids=image_ids)
+
+
+@shared_task(name="ingest.run_import", acks_late=True)
+def run_import(job_id: int) -> str:
+    """Run or resume an import job; a second delivery skips the rows already committed."""
+    if not ImportJob.objects.filter(pk=job_id).exists():
+        return "gone"  # deleted with its project since it was queued
+    return import_job_run(job_id=job_id).status

@@ -1,33 +1,95 @@
-"""The manager's upload page: files and zips in, one result per file out. Thin: parse, call, render."""
+"""The manager's upload and import pages, and each job's progress and results. Thin: parse, call
+the service, render."""
 
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.contrib import messages
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
 from datasets import access
-from datasets.ingest.forms import UploadForm
-from datasets.ingest.services.uploads import upload_ingest
-from datasets.models import Source
+from datasets.ingest import selectors
+from datasets.ingest.forms import ImportForm, UploadForm
+from datasets.ingest.services.jobs import InputRefused, import_job_create, upload_job_create
+from datasets.models import RowOutcome, Source
+
+ROWS_PER_PAGE = 200
 
 
 @require_http_methods(["GET", "POST"])
 def project_upload(request: HttpRequest, slug: str) -> HttpResponse:
     project, _ = access.project_get(user=request.user, slug=slug, manager=True)
-    form = UploadForm(request.POST or None, request.FILES or None)
-    results = []
+    bound = request.method == "POST"
+    form = UploadForm(request.POST if bound else None, request.FILES if bound else None)
     if request.method == "POST" and form.is_valid():
-        for upload in form.cleaned_data["files"]:
-            results.extend(
-                upload_ingest(
-                    project=project,
-                    name=upload.name,
-                    fileobj=upload,
-                    source=Source.UPLOAD,
-                    uploaded_by=request.user,
-                )
+        try:
+            job = upload_job_create(
+                project=project,
+                files=form.cleaned_data["files"],
+                source=Source.UPLOAD,
+                created_by=request.user,
             )
-    context = {"project": project, "form": form, "results": results}
-    if request.headers.get("X-Concord-Fragment") == "results":
-        # The page's script uploads in batches and only needs the new result rows.
-        return render(request, "datasets/upload.html#result-rows", context)
+        except InputRefused as exc:
+            form.add_error("files", str(exc))
+        else:
+            return redirect("import-job", slug=project.slug, job_id=job.pk)
+    context = {"project": project, "form": form, "jobs": selectors.jobs_recent(project=project)}
     return render(request, "datasets/upload.html", context)
+
+
+@require_http_methods(["GET", "POST"])
+def project_import(request: HttpRequest, slug: str) -> HttpResponse:
+    project, _ = access.project_get(user=request.user, slug=slug, manager=True)
+    bound = request.method == "POST"
+    form = ImportForm(request.POST if bound else None, request.FILES if bound else None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            job = import_job_create(
+                project=project,
+                kind=form.cleaned_data["kind"],
+                manifest=form.cleaned_data["manifest"] or None,
+                images=form.cleaned_data["images"],
+                created_by=request.user,
+            )
+        except InputRefused as exc:
+            form.add_error("manifest", str(exc))
+        else:
+            messages.success(request, "Import queued; a worker reads it row by row.")
+            return redirect("import-job", slug=project.slug, job_id=job.pk)
+    context = {"project": project, "form": form, "jobs": selectors.jobs_recent(project=project)}
+    return render(request, "datasets/import.html", context)
+
+
+def import_job(request: HttpRequest, slug: str, job_id: int) -> HttpResponse:
+    project, _ = access.project_get(user=request.user, slug=slug, manager=True)
+    job = selectors.job_get(project=project, job_id=job_id)
+    if job is None:
+        raise Http404("No such import.")
+    outcome = request.GET.get("outcome") or ""
+    if outcome not in RowOutcome.values:
+        outcome = ""
+    after = _int_or_none(request.GET.get("after"))
+    rows, next_after = selectors.job_rows_page(
+        job=job, outcome=outcome or None, after=after, limit=ROWS_PER_PAGE
+    )
+    context = {
+        "project": project,
+        "job": job,
+        "rows": rows,
+        "next_after": next_after,
+        "outcome": outcome,
+        "outcomes": RowOutcome.choices,
+        "is_first_page": after is None,
+    }
+    if request.htmx and request.GET.get("part") == "status":
+        response = render(request, "datasets/import_job.html#job-status", context)
+        if not job.is_live:
+            response["HX-Refresh"] = "true"  # finished: load the page again with its results
+        return response
+    return render(request, "datasets/import_job.html", context)
+
+
+def _int_or_none(value: str | None) -> int | None:
+    try:
+        return int(value) if value else None
+    except ValueError:
+        return None

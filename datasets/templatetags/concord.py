@@ -1,3 +1,6 @@
+import unicodedata
+from urllib.parse import urlsplit
+
 import markdown as markdown_lib
 import nh3
 from django import template
@@ -20,3 +23,24 @@ def filesize(num_bytes: int) -> str:
             return f"{num_bytes:.0f} {unit}" if unit == "B" else f"{num_bytes:.1f} {unit}"
         num_bytes /= 1024
     return ""
+
+
+@register.filter
+def safe_url(value: str) -> str:
+    """The value when it is an absolute http(s) URL with a host, else an empty string.
+
+    For href attributes of URLs that came from outside (imported source and licence URLs):
+    ``javascript:``, ``data:``, ``vbscript:``, relative and scheme-relative URLs, and URLs with
+    spaces or control characters (which browsers strip, turning ``java\tscript:`` into a script)
+    give nothing to link. Use as ``{% with href=image.source_url|safe_url %}``.
+    """
+    text = str(value or "")
+    if any(char.isspace() or unicodedata.category(char) == "Cc" for char in text):
+        return ""
+    try:
+        parts = urlsplit(text)
+    except ValueError:
+        return ""
+    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+        return ""
+    return text

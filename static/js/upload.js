@@ -1,31 +1,34 @@
-// Upload page: drag and drop, and uploads in small batches so that a large selection shows
-// progress and one slow batch never times out the whole upload. Without JavaScript the form
-// still posts every file at once and the server renders the same results table.
+// Upload and import pages: drag and drop, and one upload with a progress bar for the bytes sent.
+// The server stores the files and answers with the job's page (a redirect), where a worker's
+// progress and every file's result show. Without JavaScript the form posts the same way.
 (function () {
   "use strict";
-  const BATCH_FILES = 8;
 
   function ready(fn) {
     if (document.readyState !== "loading") fn();
     else document.addEventListener("DOMContentLoaded", fn);
   }
 
-  ready(function () {
+  function megabytes(bytes) {
+    return (bytes / 1048576).toFixed(1) + " MB";
+  }
+
+  function init() {
     const form = document.querySelector("[data-upload-form]");
     if (!form) return;
-    const input = form.querySelector("input[type=file]");
     const zone = form.querySelector("[data-dropzone]");
+    const input = zone.querySelector("input[type=file]");
     const summary = form.querySelector("[data-file-summary]");
     const progress = form.querySelector("[data-progress]");
     const progressText = form.querySelector("[data-progress-text]");
-    const resultsCard = document.querySelector("[data-results-card]");
-    const results = document.querySelector("[data-results]");
-    const resultsSummary = document.querySelector("[data-results-summary]");
-    const csrf = form.querySelector("input[name=csrfmiddlewaretoken]").value;
+    const button = form.querySelector("button[type=submit]");
 
     function describe() {
       const n = input.files.length;
-      summary.textContent = n ? n + (n === 1 ? " file selected" : " files selected") : "";
+      let bytes = 0;
+      Array.from(input.files).forEach(function (file) { bytes += file.size; });
+      summary.textContent = n ? n + (n === 1 ? " file selected, " : " files selected, ") +
+        megabytes(bytes) : "";
     }
     input.addEventListener("change", describe);
     ["dragenter", "dragover"].forEach(function (type) {
@@ -43,60 +46,47 @@
       describe();
     });
 
-    function tally() {
-      const counts = { accepted: 0, duplicate: 0, rejected: 0 };
-      results.querySelectorAll("tr[data-status]").forEach(function (row) {
-        counts[row.dataset.status] += 1;
-      });
-      resultsSummary.textContent = counts.accepted + " accepted · " + counts.duplicate +
-        " duplicate · " + counts.rejected + " rejected";
-    }
-
-    async function sendBatch(files) {
-      const body = new FormData();
-      body.append("csrfmiddlewaretoken", csrf);
-      files.forEach(function (file) { body.append("files", file, file.name); });
-      const response = await fetch(form.action || window.location.href, {
-        method: "POST",
-        body: body,
-        headers: { "X-Concord-Fragment": "results" },
-        credentials: "same-origin",
-      });
-      if (!response.ok) throw new Error("The server answered " + response.status);
-      results.insertAdjacentHTML("beforeend", await response.text());
-    }
-
-    form.addEventListener("submit", async function (event) {
-      const files = Array.from(input.files);
-      if (!files.length) return; // let the server say that a file is required
+    form.addEventListener("submit", function (event) {
+      if (!form.checkValidity()) return;
       event.preventDefault();
-      const button = form.querySelector("button[type=submit]");
+      const request = new XMLHttpRequest();
+      request.open("POST", form.action || window.location.href);
       button.disabled = true;
       progress.hidden = false;
-      resultsCard.hidden = false;
-      results.innerHTML = "";
-      let done = 0;
-      try {
-        for (let start = 0; start < files.length; start += BATCH_FILES) {
-          const batch = files.slice(start, start + BATCH_FILES);
-          progressText.textContent = "Uploading " + (done + 1) + "–" + (done + batch.length) +
-            " of " + files.length + "…";
-          await sendBatch(batch);
-          done += batch.length;
-          progress.value = Math.round((100 * done) / files.length);
-          tally();
+      progress.value = 0;
+      progressText.textContent = "Uploading…";
+      request.upload.addEventListener("progress", function (sent) {
+        if (!sent.lengthComputable) return;
+        progress.value = Math.round((100 * sent.loaded) / sent.total);
+        progressText.textContent = "Uploading " + megabytes(sent.loaded) + " of " +
+          megabytes(sent.total) + "…";
+        if (sent.loaded === sent.total) progressText.textContent = "Stored; starting the job…";
+      });
+      request.addEventListener("load", function () {
+        if (request.status >= 200 && request.status < 300 && request.responseURL &&
+            request.responseURL !== window.location.href) {
+          window.location.assign(request.responseURL);  // the job's page
+          return;
         }
-        progressText.textContent = "Done: " + files.length + " files checked.";
-      } catch (error) {
-        progressText.textContent = "Upload stopped after " + done + " of " + files.length +
-          " files (" + error.message + "). Files listed below are saved; choose the rest again.";
-      } finally {
+        // The form came back with its errors: show them in place of the form.
+        const page = new DOMParser().parseFromString(request.responseText, "text/html");
+        const main = page.querySelector("main");
+        if (main) {
+          document.querySelector("main").replaceWith(main);
+          init();
+        } else {
+          button.disabled = false;
+          progressText.textContent = "The server answered " + request.status + ".";
+        }
+      });
+      request.addEventListener("error", function () {
         button.disabled = false;
-        input.value = "";
-        describe();
-      }
+        progressText.textContent = "The upload did not reach the server; nothing was stored. " +
+          "Try again.";
+      });
+      request.send(new FormData(form));
     });
+  }
 
-    if (results.querySelector("tr")) tally();
-  });
+  ready(init);
 })();

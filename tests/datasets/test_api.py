@@ -1,5 +1,4 @@
 import pytest
-from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
 from datasets.models import Caption, Project
@@ -38,29 +37,6 @@ def test_project_settings_are_validated(api, project):
     assert both.status_code == 400 and "challenge_rate" in both.json()
     ok = api.patch(url, {"gold_rate": 0.2}, content_type="application/json")
     assert ok.status_code == 200 and ok.json()["gold_rate"] == 0.2
-
-
-def test_multipart_upload_reports_each_file(api, project):
-    response = api.post(
-        reverse("api-images", kwargs={"slug": project.slug}),
-        {
-            "files": [
-                SimpleUploadedFile("a.jpg", factories.image_bytes(seed=1)),
-                SimpleUploadedFile("b.png", factories.image_bytes(fmt="PNG", seed=2)),
-                SimpleUploadedFile("a-again.jpg", factories.image_bytes(seed=1)),
-                SimpleUploadedFile("c.gif", factories.image_bytes(fmt="GIF")),
-            ]
-        },
-    )
-    assert response.status_code == 201
-    assert [(r["name"], r["status"]) for r in response.json()] == [
-        ("a.jpg", "accepted"),
-        ("b.png", "accepted"),
-        ("a-again.jpg", "duplicate"),
-        ("c.gif", "rejected"),
-    ]
-    assert response.json()[3]["reason"] == "GIF images are not accepted; use JPEG, PNG or WebP."
-    assert project.images.count() == 2
 
 
 def test_upload_without_files_is_a_clear_400(api, project):

@@ -1,5 +1,4 @@
 import pytest
-from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
 from datasets.browse.views import GRID_PAGE_SIZE
@@ -73,35 +72,6 @@ def test_captions_are_escaped_in_pages(client, project, manager):
         page = client.get(reverse(name, kwargs=kwargs)).content.decode()
         assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt; a cat" in page
         assert "<script>alert(" not in page
-
-
-def test_upload_without_javascript_shows_per_file_results(client, project, manager):
-    client.force_login(manager)
-    response = client.post(
-        reverse("project-upload", kwargs={"slug": project.slug}),
-        {
-            "files": [
-                SimpleUploadedFile("one.jpg", factories.image_bytes(seed=1)),
-                SimpleUploadedFile("two.jpg", factories.image_bytes(seed=2)),
-                SimpleUploadedFile("broken.jpg", b"\xff\xd8 nope"),
-            ]
-        },
-    )
-    page = response.content.decode()
-    assert page.count('data-status="accepted"') == 2
-    assert page.count('data-status="rejected"') == 1
-    assert "Not a readable image" in page
-
-
-def test_upload_fragment_for_the_batching_script(client, project, manager):
-    client.force_login(manager)
-    response = client.post(
-        reverse("project-upload", kwargs={"slug": project.slug}),
-        {"files": [SimpleUploadedFile("one.jpg", factories.image_bytes(seed=1))]},
-        HTTP_X_CONCORD_FRAGMENT="results",
-    )
-    body = response.content.decode().strip()
-    assert body.startswith("<tr") and "<html" not in body
 
 
 def test_grid_pages_by_keyset(client, project, manager):

@@ -98,7 +98,8 @@ def test_the_pipeline_runs_on_workers_that_share_only_database_broker_and_storag
     workers = [default, training]
 
     # Upload through the API: distinct pictures, one resized copy (a near duplicate) and one
-    # repeat of the same bytes (recognised at once).
+    # repeat of the same bytes (merged into its image). The files are stored in S3 and the
+    # default worker runs the import job.
     files = [(f"photo-{n}.jpg", jpeg(picture(seed=n))) for n in range(PHOTOS)]
     files.append(("photo-0-small.jpg", jpeg(resized(picture(seed=0)))))
     files.append(("photo-1-again.jpg", files[1][1]))
@@ -106,9 +107,11 @@ def test_the_pipeline_runs_on_workers_that_share_only_database_broker_and_storag
         reverse("api-images", args=[project.slug]),
         {"files": [_named(name, data) for name, data in files]},
     )
-    assert upload.status_code == 201
-    statuses = [r["status"] for r in upload.json()]
-    assert statuses.count("accepted") == PHOTOS + 1 and statuses[-1] == "duplicate"
+    assert upload.status_code == 202
+    job = upload.json()
+    wait_for("the import job", lambda: client.get(job["url"]).json()["status"] == "done", workers)
+    outcomes = [row["outcome"] for row in client.get(job["rows_url"]).json()["results"]]
+    assert outcomes.count("added") == PHOTOS + 1 and outcomes[-1] == "merged"
     for image in Image.objects.filter(project=project):
         client.post(
             reverse("api-captions", args=[project.slug]),

@@ -7,16 +7,21 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from PIL import Image as PILImage
 
+from datasets.ingest.images import to_srgb
 from datasets.models import Image
 
 
 def thumbnail_bytes(data: bytes, *, size: int) -> bytes:
-    """A JPEG no larger than size×size, keeping the aspect ratio."""
+    """A JPEG no larger than size×size, keeping the aspect ratio, in sRGB with no metadata
+    (no EXIF, XMP, comment or ICC profile, whatever the source file carried)."""
     with PILImage.open(io.BytesIO(data)) as picture:
         picture.draft("RGB", (size, size))  # JPEG: decode at reduced scale, much faster
         picture.thumbnail((size, size))
+        picture = to_srgb(picture)
         if picture.mode not in ("RGB", "L"):
             picture = picture.convert("RGB")
+        # Pillow writes some of .info back (a JPEG comment, for one): keep none of it.
+        picture.info = {}
         buffer = io.BytesIO()
         picture.save(buffer, format="JPEG", quality=85)
         return buffer.getvalue()

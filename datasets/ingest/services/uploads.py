@@ -1,7 +1,8 @@
-"""Adding images and captions to a project, one file at a time and all-or-nothing per file.
+"""Adding one image or one caption to a project, all-or-nothing; the file helpers every import
+shares.
 
-Every entry point (browser upload, API, zip, import commands, demo data) goes through these services,
-so the checks and the provenance are the same whichever way the data came in.
+Uploads, zips and imports run as jobs (services/jobs.py), which use the same checks, file names
+and provenance; ``image_ingest`` serves the single images of the demo data and the tests.
 """
 
 import logging
@@ -15,10 +16,9 @@ from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
 
 from config.celery import enqueue_on_commit
-from datasets.ingest.archives import ArchiveRejected, iter_archive
 from datasets.ingest.captions import clean_caption
 from datasets.ingest.images import CheckedImage, ImageRejected, check_image, content_sha256
-from datasets.models import Caption, Image, Pair, PairKind, Project, Source
+from datasets.models import Caption, Image, Pair, PairKind, Project
 
 logger = logging.getLogger(__name__)
 
@@ -93,8 +93,7 @@ def _image_store(
 ) -> IngestResult:
     """Write the file, then its row; remove the file again if the row cannot be written."""
     name = provenance.original_name
-    path = f"images/{project.pk}/{checked.sha256[:2]}/{checked.sha256}{checked.extension}"
-    stored_name = default_storage.save(path, ContentFile(checked.content))
+    stored_name = image_file_save(project_id=project.pk, checked=checked)
     try:
         with transaction.atomic():
             image = Image.objects.create(
@@ -117,76 +116,41 @@ def _image_store(
                 cleaning_enqueue(image_ids=[image.pk])
     except IntegrityError:
         # Lost a race with an identical upload; its row and file stand, ours go.
-        default_storage.delete(stored_name)
+        image_file_discard(name=stored_name)
         existing_id = _image_id_by_hash(project=project, sha256=checked.sha256)
         return IngestResult(
             name=name, status="duplicate", reason=DUPLICATE_IMAGE, image_id=existing_id
         )
     except BaseException:
-        default_storage.delete(stored_name)
+        image_file_discard(name=stored_name)
         raise
     return IngestResult(name=name, status="accepted", image_id=image.pk)
 
 
-def archive_ingest(
-    *,
-    project: Project,
-    fileobj,
-    archive_name: str,
-    uploaded_by: AbstractBaseUser | None = None,
-) -> list[IngestResult]:
-    """Ingest every image in a zip archive; each member succeeds or fails on its own."""
-    try:
-        members = iter_archive(
-            fileobj,
-            max_files=settings.CONCORD_ZIP_MAX_FILES,
-            max_total_bytes=settings.CONCORD_ZIP_MAX_BYTES,
-        )
-        results = []
-        for member in members:
-            label = f"{archive_name}: {member.name}"
-            if member.data is None:
-                results.append(IngestResult(name=label, status="rejected", reason=member.error))
-                continue
-            result = image_ingest(
-                project=project,
-                data=member.data,
-                provenance=Provenance(source=Source.ZIP, original_name=member.name),
-                uploaded_by=uploaded_by,
-            )
-            results.append(
-                IngestResult(
-                    name=label, status=result.status, reason=result.reason, image_id=result.image_id
-                )
-            )
-        return results
-    except ArchiveRejected as exc:
-        return [IngestResult(name=archive_name, status="rejected", reason=str(exc))]
+def image_file_name(*, project_id: int, sha256: str, extension: str) -> str:
+    """Where an image's file lives in the default storage: named by its content, so a row
+    written again after a crash finds (and replaces) the file its first attempt left."""
+    return f"images/{project_id}/{sha256[:2]}/{sha256}{extension}"
 
 
-def upload_ingest(
-    *,
-    project: Project,
-    name: str,
-    fileobj,
-    source: str,
-    uploaded_by: AbstractBaseUser | None = None,
-) -> list[IngestResult]:
-    """Ingest one uploaded file: a zip archive is opened, anything else is treated as an image."""
-    if name.lower().endswith(".zip"):
-        return archive_ingest(
-            project=project, fileobj=fileobj, archive_name=name, uploaded_by=uploaded_by
-        )
-    # Read one byte past the limit so that an oversized file is refused without reading it all.
-    data = fileobj.read(settings.CONCORD_MAX_IMAGE_BYTES + 1)
-    return [
-        image_ingest(
-            project=project,
-            data=data,
-            provenance=Provenance(source=source, original_name=name),
-            uploaded_by=uploaded_by,
-        )
-    ]
+def image_file_save(*, project_id: int, checked: CheckedImage) -> str:
+    """Store checked bytes under their content name and return the name. A file already there
+    that no Image row references is a leftover of a run that died before its commit: it is
+    replaced. One that a row references is kept as it is (same content)."""
+    name = image_file_name(
+        project_id=project_id, sha256=checked.sha256, extension=checked.extension
+    )
+    if default_storage.exists(name):
+        if Image.objects.filter(file=name).exists():
+            return name
+        default_storage.delete(name)
+    return default_storage.save(name, ContentFile(checked.content))
+
+
+def image_file_discard(*, name: str) -> None:
+    """Remove a stored image file unless an Image row references it."""
+    if not Image.objects.filter(file=name).exists():
+        default_storage.delete(name)
 
 
 @transaction.atomic

@@ -1,19 +1,21 @@
-"""What import_coco and import_manifest share: finding the project, the progress bar, the summary."""
+"""What import_coco and import_manifest share: finding the project, the job, the progress bar and
+the summary. The import itself is the same job a browser or API import runs (services/jobs.py),
+run here in this process because its images are on this machine's disk."""
 
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
+from django.urls import reverse
 from tqdm import tqdm
 
-from datasets.ingest.services.imports import ImportSummary, records_import
-from datasets.ingest.sources import ImportRecord, Problem
-from datasets.models import Project
+from datasets.ingest.services.jobs import InputRefused, import_job_run, terminal_import_create
+from datasets.models import ImportJob, ImportStatus, Project, RowOutcome
 
 MAX_PROBLEMS_SHOWN = 50
 
 
 class ImportCommand(BaseCommand):
-    source: str
+    kind: str
 
     def add_arguments(self, parser):
         parser.add_argument("project", help="slug of the project to import into")
@@ -21,9 +23,6 @@ class ImportCommand(BaseCommand):
         parser.add_argument(
             "--images", type=Path, required=True, help="folder the image file names are relative to"
         )
-
-    def parse(self, path: Path) -> tuple[list[ImportRecord], list[Problem]]:
-        raise NotImplementedError
 
     def handle(self, *args, project: str, file: Path, images: Path, **options):
         target = Project.objects.filter(slug=project).first()
@@ -33,31 +32,42 @@ class ImportCommand(BaseCommand):
             raise CommandError(f"{file} does not exist.")
         if not images.is_dir():
             raise CommandError(f"{images} is not a folder.")
-        records, problems = self.parse(file)
-        with tqdm(total=len(records), desc="Importing", unit="img", disable=None) as bar:
-            summary = records_import(
-                project=target,
-                records=records,
-                images_dir=images,
-                source=self.source,
-                on_record=bar.update,
+        try:
+            job = terminal_import_create(
+                project=target, kind=self.kind, source_file=file, images_dir=images
             )
-        summary.problems[:0] = problems
-        self.report(summary)
-        if summary.problems:
+        except InputRefused as exc:
+            raise CommandError(str(exc)) from exc
+        with tqdm(desc="Importing", unit="row", disable=None) as bar:
+
+            def progress(done: int, total: int) -> None:
+                bar.total = total
+                bar.update(done - bar.n)
+
+            job = import_job_run(job_id=job.pk, images_dir=images, on_progress=progress)
+        if job.status == ImportStatus.FAILED:
+            raise CommandError(f"{file}: {job.error}")
+        self.report(job)
+        if job.refused:
             raise CommandError(
-                f"{len(summary.problems)} problem(s); the valid rows were imported.", returncode=1
+                f"{job.refused} row(s) refused; every other row was imported.", returncode=1
             )
 
-    def report(self, summary: ImportSummary) -> None:
-        for problem in summary.problems[:MAX_PROBLEMS_SHOWN]:
-            self.stderr.write(f"  {problem}")
-        if len(summary.problems) > MAX_PROBLEMS_SHOWN:
-            self.stderr.write(f"  … and {len(summary.problems) - MAX_PROBLEMS_SHOWN} more")
+    def report(self, job: ImportJob) -> None:
+        for note in job.notes:
+            self.stdout.write(note)
+        refused = job.rows.filter(outcome=RowOutcome.REFUSED).order_by("position")
+        for row in refused[:MAX_PROBLEMS_SHOWN]:
+            named = f" ({row.name})" if row.name and row.name not in row.reason else ""
+            self.stderr.write(f"  {row.where}{named}: {row.reason}")
+        if job.refused > MAX_PROBLEMS_SHOWN:
+            self.stderr.write(f"  … and {job.refused - MAX_PROBLEMS_SHOWN} more")
         self.stdout.write(
-            f"Images: {summary.images_added} added, {summary.images_existing} already present. "
-            f"Captions: {summary.captions_added} added, {summary.captions_existing} already present. "
-            f"Problems: {len(summary.problems)}."
+            f"Rows: {job.rows_done} read: {job.added} added, {job.present} already present, "
+            f"{job.merged} merged, {job.refused} refused. "
+            f"Images: {job.images_added} added. Captions: {job.captions_added} added."
         )
-        if not summary.added_anything and not summary.problems:
+        url = reverse("import-job", kwargs={"slug": job.project.slug, "job_id": job.pk})
+        self.stdout.write(f"Every row's outcome: {url}")
+        if not (job.added or job.merged or job.refused):
             self.stdout.write("Nothing new: everything in this file was already imported.")

@@ -1,21 +1,10 @@
-from pathlib import Path
-
-from django.core.management.base import CommandError
-
-from datasets.ingest.sources import SourceError, parse_manifest
 from datasets.management.commands._importing import ImportCommand
-from datasets.models import Source
+from datasets.models import ImportKind
 
 
 class Command(ImportCommand):
     help = (
-        "Import a CSV or JSONL manifest, one row per caption: image, caption, "
-        "and optionally license and source_url."
+        "Import a CSV/TSV or JSONL manifest, one row per caption: image, caption, and optionally "
+        "license, license_url and source_url. Every row gets one outcome."
     )
-    source = Source.MANIFEST
-
-    def parse(self, path: Path):
-        try:
-            return parse_manifest(path)
-        except SourceError as exc:
-            raise CommandError(f"{path}: {exc}") from exc
+    kind = ImportKind.MANIFEST

@@ -1,8 +1,11 @@
 import io
 import re
+import struct
+import zlib
 
 import pytest
 from PIL import Image as PILImage
+from PIL import ImageCms
 
 from datasets.ingest.images import (
     IMAGE_EMPTY,
@@ -10,7 +13,9 @@ from datasets.ingest.images import (
     ImageRejected,
     check_image,
     content_sha256,
+    metadata_found,
 )
+from datasets.ingest.services.thumbnails import thumbnail_bytes
 from tests.factories import image_bytes
 
 LIMITS = {"max_bytes": 20 * 2**20, "max_pixels": 50_000_000}
@@ -98,3 +103,114 @@ def test_extension_does_not_matter_content_decides():
     png = image_bytes(fmt="PNG")
     # The caller passes only bytes; a PNG named photo.jpg is a PNG.
     assert check_image(png, **LIMITS).extension == ".png"
+
+
+# --- Metadata: every container, every carrier --------------------------------------------------
+
+SECRETS = (b"SECRET", "SECRET".encode("utf-16-be"), b"GPSPosition", b"51.5007")
+
+
+def _icc_with_secret() -> bytes:
+    """An sRGB profile whose description was rewritten: an ICC that carries text of its own."""
+    profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    description = ImageCms.getProfileDescription(ImageCms.ImageCmsProfile(io.BytesIO(profile)))
+    original = description.strip().encode("utf-16-be")
+    assert original in profile, "the description is stored as UTF-16 text"
+    secret = "SECRET-ICC".encode("utf-16-be")[: len(original)].ljust(len(original), b"\0")
+    return profile.replace(original, secret)
+
+
+def _picture() -> PILImage.Image:
+    picture = PILImage.new("RGB", (64, 48), (200, 30, 30))
+    picture.paste((20, 40, 220), (0, 0, 20, 48))
+    return picture
+
+
+def _exif() -> PILImage.Exif:
+    exif = PILImage.Exif()
+    exif[0x010F] = "SECRET-camera"
+    exif[0x8825] = {1: "N", 2: (51.0, 30.0, 0.0)}
+    return exif
+
+
+XMP = b'<x:xmpmeta xmlns:x="adobe:ns:meta/">SECRET-xmp GPSPosition 51.5007</x:xmpmeta>'
+
+
+def _jpeg(**options) -> bytes:
+    buffer = io.BytesIO()
+    _picture().save(buffer, format="JPEG", quality=95, **options)
+    return buffer.getvalue()
+
+
+def _png(chunks: list[tuple[bytes, bytes]] = (), **options) -> bytes:
+    buffer = io.BytesIO()
+    _picture().save(buffer, format="PNG", **options)
+    data = buffer.getvalue()
+    iend = data.rindex(b"IEND") - 4
+    extra = b"".join(
+        struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        for kind, body in chunks
+    )
+    return data[:iend] + extra + data[iend:]
+
+
+def _webp(**options) -> bytes:
+    buffer = io.BytesIO()
+    _picture().save(buffer, format="WEBP", quality=95, **options)
+    return buffer.getvalue()
+
+
+def _png_text(kind: bytes, text: str) -> tuple[bytes, bytes]:
+    if kind == b"zTXt":
+        return kind, b"GPSPosition\0\0" + zlib.compress(text.encode())
+    if kind == b"iTXt":
+        return kind, b"GPSPosition\0\0\0\0\0" + text.encode()
+    return kind, b"GPSPosition\0" + text.encode()
+
+
+CARRIERS = {
+    "JPEG EXIF with GPS": ("JPEG", lambda: _jpeg(exif=_exif())),
+    "JPEG comment (COM)": ("JPEG", lambda: _jpeg(comment=b"SECRET comment GPSPosition")),
+    "JPEG XMP": ("JPEG", lambda: _jpeg(xmp=XMP)),
+    "JPEG ICC with text": ("JPEG", lambda: _jpeg(icc_profile=_icc_with_secret())),
+    "JPEG bytes after the end": ("JPEG", lambda: _jpeg() + b"SECRET trailing payload"),
+    "PNG tEXt GPSPosition": ("PNG", lambda: _png([_png_text(b"tEXt", "51.5007 N SECRET")])),
+    "PNG zTXt": ("PNG", lambda: _png([_png_text(b"zTXt", "51.5007 N SECRET")])),
+    "PNG iTXt": ("PNG", lambda: _png([_png_text(b"iTXt", "51.5007 N SECRET")])),
+    "PNG eXIf": ("PNG", lambda: _png(exif=_exif())),
+    "PNG iCCP with text": ("PNG", lambda: _png(icc_profile=_icc_with_secret())),
+    "PNG tIME": ("PNG", lambda: _png([(b"tIME", b"\x07\xea\x0b\x1e\x0c\x00\x00")])),
+    "PNG private chunk": ("PNG", lambda: _png([(b"prVt", b"SECRET private chunk")])),
+    "PNG bytes after the end": ("PNG", lambda: _png() + b"SECRET trailing payload"),
+    "WebP EXIF": ("WEBP", lambda: _webp(exif=_exif())),
+    "WebP XMP": ("WEBP", lambda: _webp(xmp=XMP)),
+    "WebP ICC with text": ("WEBP", lambda: _webp(icc_profile=_icc_with_secret())),
+}
+
+
+@pytest.mark.parametrize("carrier", CARRIERS, ids=list(CARRIERS))
+def test_stored_copy_and_thumbnail_carry_no_metadata(carrier):
+    image_format, make = CARRIERS[carrier]
+    data = make()
+    assert metadata_found(data, image_format), "the test file really carries metadata"
+    checked = check_image(data, **LIMITS)
+    assert checked.format == image_format and checked.sha256 == content_sha256(data)
+    assert metadata_found(checked.content, image_format) == []
+    stored = PILImage.open(io.BytesIO(checked.content))
+    assert "icc_profile" not in stored.info and not stored.getexif()
+    assert not any(secret in checked.content for secret in SECRETS)
+    # The pixels survive: red with a blue stripe on the left.
+    assert stored.convert("RGB").getpixel((40, 20))[0] > 150
+    assert stored.convert("RGB").getpixel((5, 20))[2] > 150
+    for source in (checked.content, data):  # from the clean copy, and from an old stored one
+        thumb = thumbnail_bytes(source, size=32)
+        assert metadata_found(thumb, "JPEG") == []
+        assert not any(secret in thumb for secret in SECRETS)
+        assert "icc_profile" not in PILImage.open(io.BytesIO(thumb)).info
+
+
+@pytest.mark.parametrize("image_format", ["JPEG", "PNG", "WEBP"])
+def test_a_clean_file_is_stored_byte_for_byte(image_format):
+    data = image_bytes(fmt=image_format)
+    assert metadata_found(data, image_format) == []
+    assert check_image(data, **LIMITS).content == data

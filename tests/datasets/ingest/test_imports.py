@@ -1,3 +1,6 @@
+"""The terminal commands: the same import job as the browser's, run in this process, with the
+images read from a folder on this machine; a summary, every refused row listed, exit 1."""
+
 import io
 import json
 from pathlib import Path
@@ -5,7 +8,7 @@ from pathlib import Path
 import pytest
 from django.core.management import CommandError, call_command
 
-from datasets.models import Caption, Image, Pair
+from datasets.models import Caption, Image, ImportJob, Pair
 from tests import factories
 from tests.sample_data import SHARED_DATA
 
@@ -20,8 +23,10 @@ def _images_folder(tmp_path: Path, names: list[str]) -> Path:
     return folder
 
 
-def _run(command: str, *args) -> None:
-    call_command(command, *args, stdout=io.StringIO(), stderr=io.StringIO())
+def _run(command: str, *args) -> str:
+    out = io.StringIO()
+    call_command(command, *args, stdout=out, stderr=io.StringIO())
+    return out.getvalue()
 
 
 def test_manifest_import_is_idempotent_and_keeps_repeated_captions(project, tmp_path):
@@ -33,7 +38,11 @@ def test_manifest_import_is_idempotent_and_keeps_repeated_captions(project, tmp_
         "a.jpg,a dog on grass,,\n"  # the same text twice on purpose, as Flickr8k has once
         "b.jpg,  a   boat \u200b,,\n"
     )
-    _run("import_manifest", project.slug, str(manifest), "--images", str(images))
+    out = _run("import_manifest", project.slug, str(manifest), "--images", str(images))
+    assert "Rows: 3 read: 3 added, 0 already present, 0 merged, 0 refused." in out
+    assert "Images: 2 added. Captions: 3 added." in out
+    job = ImportJob.objects.get()
+    assert f"/projects/{project.slug}/imports/{job.pk}/" in out
     assert project.images.count() == 2
     assert Caption.objects.filter(image__project=project).count() == 3
     assert Pair.objects.filter(image__project=project, kind="positive").count() == 3
@@ -41,7 +50,8 @@ def test_manifest_import_is_idempotent_and_keeps_repeated_captions(project, tmp_
     assert (a.license_name, a.source_url, a.source) == ("CC0", "http://example.org/a", "manifest")
     assert project.images.get(original_name="b.jpg").captions.get().text == "a boat"
 
-    _run("import_manifest", project.slug, str(manifest), "--images", str(images))
+    again = _run("import_manifest", project.slug, str(manifest), "--images", str(images))
+    assert "3 already present" in again and "Nothing new" in again
     assert project.images.count() == 2
     assert Caption.objects.filter(image__project=project).count() == 3
 
@@ -63,12 +73,42 @@ def test_import_reports_problems_keeps_valid_rows_and_exits_non_zero(project, tm
     assert raised.value.returncode == 1
     err = capsys.readouterr().err
     assert "line 2: image file not found: missing.jpg" in err
-    assert "line 3: broken.jpg: Not a readable image" in err
+    assert "line 3 (broken.jpg): Not a readable image" in err
     assert "line 4: image path leaves the images folder" in err
-    assert "line 5: Caption is empty." in err
+    assert "line 5 (good.jpg): Caption is empty." in err
     assert "line 6: not valid JSON" in err
     assert list(project.images.values_list("original_name", flat=True)) == ["good.jpg"]
     assert Caption.objects.filter(image__project=project).count() == 1
+
+
+def test_the_same_bytes_under_two_names_keep_both_captions(project, tmp_path):
+    """Issue 13, 1: one caption was lost for good, and a re-run said "Nothing new"."""
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for name in ("orig.jpg", "copy.jpg"):
+        (folder / name).write_bytes(factories.image_bytes(seed=5))
+    manifest = tmp_path / "m.csv"
+    manifest.write_text(
+        "image,caption,source_url\n"
+        "orig.jpg,a red square,http://example.org/orig\n"
+        "copy.jpg,a square in red,http://example.org/copy\n"
+    )
+    out = _run("import_manifest", project.slug, str(manifest), "--images", str(folder))
+    assert "2 read: 1 added, 0 already present, 1 merged" in out
+    image = project.images.get()
+    assert sorted(image.captions.values_list("text", flat=True)) == [
+        "a red square",
+        "a square in red",
+    ]
+    [extra] = image.extra_sources.all()
+    assert (extra.original_name, extra.source_url, extra.source) == (
+        "copy.jpg",
+        "http://example.org/copy",
+        "manifest",
+    )
+    assert "2 already present" in _run(
+        "import_manifest", project.slug, str(manifest), "--images", str(folder)
+    )
 
 
 def test_coco_import_keeps_licences(project, tmp_path):
@@ -109,6 +149,15 @@ def test_malformed_coco_file_fails_clearly(project, tmp_path):
     coco.write_text("{nope")
     with pytest.raises(CommandError, match="Not valid COCO captions JSON"):
         call_command("import_coco", project.slug, str(coco), "--images", str(tmp_path))
+    assert ImportJob.objects.get().status == "failed"
+
+
+def test_an_oversized_manifest_is_refused_before_reading(project, tmp_path, settings):
+    settings.CONCORD_IMPORT_MAX_BYTES = 100
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("image,caption\n" + "a.jpg,caption\n" * 20)
+    with pytest.raises(CommandError, match="the limit for a manifest or COCO file is"):
+        call_command("import_manifest", project.slug, str(manifest), "--images", str(tmp_path))
 
 
 requires_shared = pytest.mark.skipif(
@@ -142,6 +191,6 @@ def test_flickr8k_sample_imports_then_adds_nothing(project, capsys):
     capsys.readouterr()
     call_command(*args, str(folder / "images"))  # exits 0: no CommandError
     out = capsys.readouterr().out
-    assert "Images: 0 added, 1000 already present" in out
-    assert "Captions: 0 added, 5000 already present" in out
+    assert "Rows: 5000 read: 0 added, 5000 already present, 0 merged, 0 refused." in out
+    assert "Images: 0 added. Captions: 0 added." in out
     assert Caption.objects.filter(image__project=project).count() == 5000

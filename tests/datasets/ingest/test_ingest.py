@@ -2,17 +2,18 @@ import io
 import zipfile
 
 import pytest
+from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 
 from datasets.ingest.captions import CaptionError
 from datasets.ingest.images import check_image
+from datasets.ingest.services.jobs import import_job_run, upload_job_create
 from datasets.ingest.services.uploads import (
     DUPLICATE_IMAGE,
     Provenance,
     _image_store,
     caption_create,
     image_ingest,
-    upload_ingest,
 )
 from datasets.models import Image, Pair, PairKind, Source
 from tests import factories
@@ -92,35 +93,46 @@ def test_rejected_file_leaves_nothing_behind(project, media_storage):
     assert _files_on_disk(media_storage) == []
 
 
+def _upload(project, files, *, inline=True):
+    job = upload_job_create(
+        project=project,
+        files=[ContentFile(data, name=name) for name, data in files],
+        source="upload",
+        created_by=None,
+    )
+    return job if not job.is_live else import_job_run(job_id=job.pk)
+
+
 def test_batch_upload_with_a_bad_file_keeps_the_good_ones(project):
-    good = upload_ingest(
-        project=project, name="ok.jpg", fileobj=io.BytesIO(factories.image_bytes()), source="upload"
-    )
-    bad = upload_ingest(
-        project=project, name="broken.jpg", fileobj=io.BytesIO(b"\xff\xd8broken"), source="upload"
-    )
-    assert [r.status for r in good + bad] == ["accepted", "rejected"]
+    job = _upload(project, [("ok.jpg", factories.image_bytes()), ("broken.jpg", b"\xff\xd8broken")])
+    assert [r.outcome for r in job.rows.order_by("position")] == ["added", "refused"]
     assert project.images.count() == 1
 
 
+@pytest.mark.filterwarnings("ignore:Duplicate name")
 def test_zip_upload_is_ingested_member_by_member(project):
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
         archive.writestr("photos/one.jpg", factories.image_bytes(seed=1))
         archive.writestr("photos/two.webp", factories.image_bytes(fmt="WEBP", seed=2))
         archive.writestr("photos/one-again.jpg", factories.image_bytes(seed=1))
+        archive.writestr("photos/one.jpg", factories.image_bytes(seed=1))  # the same name again
         archive.writestr("notes.txt", b"hello")
         archive.writestr("../evil.jpg", factories.image_bytes(seed=3))
-    buffer.seek(0)
-    results = upload_ingest(project=project, name="batch.zip", fileobj=buffer, source="upload")
-    assert [(r.name, r.status) for r in results] == [
-        ("batch.zip: photos/one.jpg", "accepted"),
-        ("batch.zip: photos/two.webp", "accepted"),
-        ("batch.zip: photos/one-again.jpg", "duplicate"),
-        ("batch.zip: notes.txt", "rejected"),
-        ("batch.zip: ../evil.jpg", "rejected"),
+    job = _upload(project, [("batch.zip", buffer.getvalue())])
+    assert [(r.where, r.outcome) for r in job.rows.order_by("position")] == [
+        ("batch.zip: photos/one.jpg", "added"),
+        ("batch.zip: photos/two.webp", "added"),
+        ("batch.zip: photos/one-again.jpg", "merged"),
+        ("batch.zip: photos/one.jpg", "present"),
+        ("batch.zip: notes.txt", "refused"),
+        ("batch.zip: ../evil.jpg", "refused"),
     ]
     assert set(project.images.values_list("source", flat=True)) == {Source.ZIP}
+    one = project.images.get(original_name="photos/one.jpg")
+    assert list(one.extra_sources.values_list("original_name", flat=True)) == [
+        "photos/one-again.jpg"
+    ]
 
 
 def test_caption_create_normalises_and_makes_the_positive_pair(project):

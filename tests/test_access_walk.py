@@ -35,6 +35,8 @@ from datasets.models import (
     DuplicateCluster,
     Image,
     ImageFlag,
+    ImportJob,
+    ImportKind,
     Membership,
 )
 from datasets.projects.services import membership_remove
@@ -106,6 +108,9 @@ RULES = {
     "api-images": MANAGE,
     "api-image": MANAGE,
     "api-captions": MANAGE,
+    "api-imports": MANAGE,
+    "api-import": MANAGE,
+    "api-import-rows": MANAGE,
     "api-releases": MANAGE,
     "api-release": MANAGE,
     "api-release-file": MANAGE,
@@ -125,6 +130,8 @@ RULES = {
     "invitations-create": MANAGE,
     "invitation-revoke": MANAGE,
     "project-upload": MANAGE,
+    "project-import": MANAGE,
+    "import-job": MANAGE,
     "image-grid": MANAGE,
     "image-detail": MANAGE,
     "image-file": READ,
@@ -234,6 +241,9 @@ def world(manager, annotator, outsider, settings, tmp_path):
     release = releases.release_request(project=project, user=manager, options=options)
     release = releases.release_build(release_id=release.pk)
     version = ModelVersion.objects.create(project=project, release=release)
+    job = ImportJob.objects.create(
+        project=project, kind=ImportKind.UPLOAD, source="upload", created_by=manager
+    )
     [invitation] = [
         line.invitation
         for line in accounts.invitations_create(
@@ -265,6 +275,7 @@ def world(manager, annotator, outsider, settings, tmp_path):
         "pk": version.pk,
         "user_id": annotator.pk,
         "invitation_id": invitation.pk,
+        "job_id": job.pk,
         "token": accounts.invitation_token(invitation=invitation),
         "uidb64": urlsafe_base64_encode(force_bytes(annotator.pk)),
         "app_label": "datasets",

@@ -185,16 +185,17 @@ class ImageListApi(APIView):
 
 
 class ImportListApi(APIView):
+    project_need = access.MANAGE
     parser_classes = (MultiPartParser, FormParser)
 
-    class Input(serializers.Serializer):
+    class ImportInput(serializers.Serializer):
         kind = serializers.ChoiceField(choices=[ImportKind.MANIFEST, ImportKind.COCO])
         manifest = serializers.FileField(required=False)
         images = serializers.ListField(child=serializers.FileField(), required=False)
 
     @extend_schema(responses=ImportJobOutput(many=True))
     def get(self, request: Request, slug: str) -> Response:
-        project, _ = access.project_get(user=request.user, slug=slug, manager=True)
+        project, _ = access.api_project(request)
         paginator = IdCursorPagination()
         page = paginator.paginate_queryset(
             project.import_jobs.select_related("created_by"), request
@@ -203,15 +204,15 @@ class ImportListApi(APIView):
         return paginator.get_paginated_response(data)
 
     @extend_schema(
-        request=Input,
+        request=ImportInput,
         responses={202: ImportJobOutput},
         description="Import a CSV/JSONL manifest or a COCO captions file with the images it "
         "names (image files, or zips of them, in `images`; `manifest` may be left out when a zip "
         "holds it). The files are stored and a worker imports them row by row (202).",
     )
     def post(self, request: Request, slug: str) -> Response:
-        project, _ = access.project_get(user=request.user, slug=slug, manager=True)
-        serializer = self.Input(
+        project, _ = access.api_project(request)
+        serializer = self.ImportInput(
             data={
                 "kind": request.data.get("kind"),
                 **({"manifest": request.FILES["manifest"]} if "manifest" in request.FILES else {}),
@@ -233,9 +234,11 @@ class ImportListApi(APIView):
 
 
 class ImportDetailApi(APIView):
+    project_need = access.MANAGE
+
     @extend_schema(responses=ImportJobOutput)
     def get(self, request: Request, slug: str, job_id: int) -> Response:
-        project, _ = access.project_get(user=request.user, slug=slug, manager=True)
+        project, _ = access.api_project(request)
         job = selectors.job_get(project=project, job_id=job_id)
         if job is None:
             return Response({"detail": "No such import."}, status=status.HTTP_404_NOT_FOUND)
@@ -243,6 +246,8 @@ class ImportDetailApi(APIView):
 
 
 class ImportRowsApi(APIView):
+    project_need = access.MANAGE
+
     @extend_schema(
         parameters=[
             OpenApiParameter("outcome", str, enum=RowOutcome.values, required=False),
@@ -250,7 +255,7 @@ class ImportRowsApi(APIView):
         responses=ImportRowOutput(many=True),
     )
     def get(self, request: Request, slug: str, job_id: int) -> Response:
-        project, _ = access.project_get(user=request.user, slug=slug, manager=True)
+        project, _ = access.api_project(request)
         job = selectors.job_get(project=project, job_id=job_id)
         if job is None:
             return Response({"detail": "No such import."}, status=status.HTTP_404_NOT_FOUND)

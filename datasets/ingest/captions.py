@@ -25,7 +25,10 @@ class CaptionError(ValueError):
 
 
 def _joins_letters(before: str, after: str) -> bool:
-    # Inside a word: a letter or a combining mark (a virama, a vowel sign) on both sides.
+    # After a virama a joiner chooses the conjunct's form even at the end of a word (the
+    # Malayalam chillu അവന്‍); otherwise it must sit inside a word, between letters or marks.
+    if before and unicodedata.combining(before) == 9:
+        return True
     return (
         bool(before)
         and bool(after)

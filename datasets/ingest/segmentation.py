@@ -55,9 +55,10 @@ def graphemes(text: str) -> list[str]:
 
 
 def _is_wordlike(segment: str) -> bool:
-    # Letters, combining marks (a lone mark still belongs to a word) and digits make a word;
-    # spaces, punctuation and emoji do not.
-    return any(unicodedata.category(c)[0] in "LMN" for c in segment)
+    # A segment that starts with a letter, a digit or a combining mark (one standing alone
+    # still belongs to a word) is a word; spaces, punctuation and emoji are not, even when a
+    # variation selector (a mark) follows the emoji, as in 🏖️.
+    return bool(segment) and unicodedata.category(segment[0])[0] in "LMN"
 
 
 def is_unspaced(segment: str) -> bool:

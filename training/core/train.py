@@ -328,6 +328,10 @@ def train(
     inputs = {name: builder.split(split) for name, split in release.splits.items()}
     embedding = {kind: asdict(s) for kind, s in builder.stats.items()}
 
+    # Loading a frozen encoder draws from the RNG (its modules are built before their weights
+    # are loaded), and it is loaded only when the cache misses: seed again, so that a first run
+    # and a cached rerun start from the same weights.
+    seed_everything(config.seed)
     model = MatchingModel(config, len(vocab) if vocab else None).to(device)
     criterion = MatchingLoss(config)
     optimizer = build_optimizer(model, config)

@@ -155,6 +155,12 @@ def multilingual(args: argparse.Namespace, work: Path) -> None:
             config, releases[language], work / f"{language}-{text_encoder}", show_progress=False
         )
         print_result(name, result)
+        text = result.embedding.get("text", {})
+        if text.get("computed"):
+            print(
+                f"  text embedding, cold cache: {text['computed']} captions in "
+                f"{text['seconds']:.1f} s = {text['computed'] / text['seconds']:.0f} captions/s"
+            )
         table.append((name, result.metrics["test"]))
     print("\ntest split, same 1,000 images (frozen EfficientNet-Lite0 for images in every row):")
     print(f"{'':50s} {'image->text R@1/5/10':>22s}   {'text->image R@1/5/10':>22s}")

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from uniseg.wordbreak import word_boundaries
 
 from datasets.curation.caption_dedup import caption_key
-from datasets.ingest.captions import normalize_caption
+from datasets.ingest.captions import CAPTION_TOO_LONG, normalize_caption
 from datasets.ingest.segmentation import UNIT_CHARACTERS, CaptionLength, caption_length
 
 TOO_FEW_WORDS = "Write at least {minimum} {unit} (you have {count})."
@@ -29,6 +29,9 @@ class CaptionRules:
     min_words: int
     max_words: int
     banned_openings: tuple[str, ...]
+    # The storage limit every caption has (CONCORD_MAX_CAPTION_CHARS), checked first: a longer
+    # text is refused without being segmented, however it was sent.
+    max_chars: int = 1000
 
 
 @dataclass(frozen=True)
@@ -83,6 +86,10 @@ def caption_check(text: str, *, rules: CaptionRules, existing: list[str]) -> Cap
     normalised = normalize_caption(text)
     if not normalised:
         return CaptionCheck(problems=[EMPTY_CAPTION], length=None)
+    if len(normalised) > rules.max_chars:
+        return CaptionCheck(
+            problems=[CAPTION_TOO_LONG.format(max_chars=rules.max_chars)], length=None
+        )
     problems = []
     length = caption_length(normalised)
     if length.below(rules.min_words):

@@ -181,6 +181,7 @@ def caption_rules_for(project: Project) -> CaptionRules:
         min_words=project.caption_min_words,
         max_words=project.caption_max_words,
         banned_openings=tuple(project.banned_openings),
+        max_chars=settings.CONCORD_MAX_CAPTION_CHARS,
     )
 
 

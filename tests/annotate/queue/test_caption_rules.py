@@ -143,3 +143,21 @@ def test_the_check_endpoint_is_only_for_the_lease_holder(client, project, captio
 
     assert client.post(url, {"caption_text": "两只狗"}).status_code == 404
     assert client.get(url).status_code == 405
+
+
+@pytest.mark.django_db
+def test_an_overlong_caption_is_refused_by_check_and_submit_alike(
+    client, project, caption_lease, settings
+):
+    settings.CONCORD_MAX_CAPTION_CHARS = 50
+    text = "Ein " + "sehr" * 20 + " langer Satz über einen Hund"  # 5 words, 107 characters
+    kwargs = {"slug": project.slug, "lease_id": caption_lease.pk}
+
+    verdict = client.post(reverse("annotate-check", kwargs=kwargs), {"caption_text": text}).json()
+    submitted = client.post(
+        reverse("annotate-submit", kwargs=kwargs), {"answer": "caption", "caption_text": text}
+    )
+
+    assert verdict["problems"] == ["Caption is longer than 50 characters."]
+    assert submitted.status_code == 200 and submitted.context["problems"] == verdict["problems"]
+    assert not Judgment.objects.exists()

@@ -112,4 +112,4 @@ def test_negatives_page_says_when_text_edits_are_not_available(
     assert ("data-text-edits-unavailable" in page) is shown
     assert ("not available for this language" in page) is shown
     if shown:
-        assert "Hindi" in page
+        assert "Hindi" in page and "no promoted model: random only" in page

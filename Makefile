@@ -7,7 +7,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PORT ?= 8000
 
-.PHONY: install run test test-fast lint format browser clean
+.PHONY: install run test test-fast test-scaleout lint format browser clean
 
 install: $(VENV)/.installed
 
@@ -35,6 +35,14 @@ test: install browser
 
 test-fast: install
 	SECRET_KEY=$${SECRET_KEY:-test-only-secret} $(PY) -m pytest -m "not e2e" $(PYTEST_ARGS)
+
+# The pipeline on Celery workers in empty folders of their own, sharing only PostgreSQL, Redis
+# and an S3 server the tests start (tests/scaleout); the services default to the local ones.
+test-scaleout: install
+	SECRET_KEY=$${SECRET_KEY:-test-only-secret} \
+	DATABASE_URL=$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test} \
+	CELERY_BROKER_URL=$${CELERY_BROKER_URL:-redis://127.0.0.1:6379/0} \
+	  $(PY) -m pytest --scaleout tests/scaleout $(PYTEST_ARGS)
 
 lint: install
 	$(VENV)/bin/ruff format --check .

@@ -61,6 +61,7 @@ def ablation(
     from django.core.management import call_command
 
     from annotate.simulation.services import crowd_simulate, random_negatives_create
+    from config.storage import MODELS, file_sha256, storage_upload
     from datasets.ingest.services.imports import records_import
     from datasets.ingest.sources import parse_manifest
     from datasets.projects.services import project_create
@@ -91,12 +92,15 @@ def ablation(
     random_negatives_create(project=project, seed=seed)
 
     def cut(name: str) -> Path:
-        options = services.release_options(project=project)
+        # Images copied into the release, so that the core trains on the downloaded folder.
+        options = services.release_options(project=project, copy_images=True)
         release = services.release_request(project=project, user=user, options=options)
         release = services.release_build(release_id=release.pk)
         assert release.status == "ready", release.error
         print(f"release {name}: {release.counts.get('pairs', release.counts)}")
-        return release, services.release_directory(release=release)
+        folder = var / "downloaded" / name
+        services.release_download(release=release, target=folder)
+        return release, folder
 
     config = TrainConfig.from_dict(
         ABLATION_CONFIG | {"seed": seed} | ({"epochs": epochs} if epochs else {})
@@ -105,12 +109,15 @@ def ablation(
     release_v1, v1 = cut("v1")
     model_a = train(config, v1, var / "models" / "a", show_progress=False)
     print(f"model A (v1, random negatives): {time.perf_counter() - started:.0f} s")
+    # Mining reads the promoted checkpoint from the models storage, as on a worker.
+    storage_upload(alias=MODELS, name=f"{project.slug}/a/best.pt", source=model_a.checkpoint)
     ModelVersion.objects.create(
         project=project,
         release=release_v1,
         config=config.to_dict(),
         status=VersionStatus.READY,
-        checkpoint=str(model_a.checkpoint),
+        checkpoint=f"{project.slug}/a/best.pt",
+        checkpoint_sha256=file_sha256(model_a.checkpoint),
         is_promoted=True,
         metrics={},
     )

@@ -156,10 +156,14 @@ def _seed(*, env: dict, pairs: int) -> None:
 
 def _build(*, env: dict) -> None:
     _django(env)
-    from django.conf import settings
 
     from datasets.models import Project
-    from datasets.releases.services import release_build, release_options, release_request
+    from datasets.releases.services import (
+        release_build,
+        release_files,
+        release_options,
+        release_request,
+    )
 
     project = Project.objects.get(slug="release-bench")
     options = release_options(project=project, formats=["jsonl", "parquet"], copy_images=False)
@@ -180,7 +184,7 @@ def _build(*, env: dict) -> None:
     if release.status != "ready":
         sys.exit(f"release failed: {release.error}")
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    directory = Path(settings.CONCORD_RELEASES_ROOT) / release.directory
+    files = {f["path"]: f["size"] for f in release_files(release=release)}
     print(
         f"release {release.name}: {release.counts['pairs']:,} pairs, "
         f"{release.counts['images']:,} images, labels {release.counts['label_sources']}"
@@ -190,14 +194,14 @@ def _build(*, env: dict) -> None:
         "reading labels": "snapshot: splits + query → spools",
         "writing files": "JSONL + Parquet (one pass)",
         "diff": "diff (reads pairs.parquet)",
-        "manifest": "datasheet→manifest, split memory",
+        "manifest": "datasheet→manifest",
+        "storing files": "store in the releases storage",
     }
     for stage, seconds in stages.items():
         print(f"{names.get(stage, stage):<34}{seconds:8.1f}")
     print(f"{'total':<34}{total:8.1f}")
     for name in ("pairs.jsonl", "pairs.parquet", "diff.jsonl"):
-        size = (directory / name).stat().st_size / 1e6
-        print(f"{name:<34}{size:8.1f} MB")
+        print(f"{name:<34}{files[name] / 1e6:8.1f} MB")
     print(f"peak RSS (ru_maxrss of the build process): {rss_mb:.0f} MB")
 
 

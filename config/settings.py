@@ -53,6 +53,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: a load balancer's probe is answered before host checks, HTTPS redirects and logins.
+    "config.health.HealthCheckMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -128,28 +130,63 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 MEDIA_ROOT = Path(env("MEDIA_ROOT", default=str(VAR_DIR / "media")))
 MEDIA_URL = "media/"
 
+# Releases and model files have storage aliases of their own ("releases", "models"), so that
+# retention and signed downloads apply to them alone and they can live in another bucket.
+# Embedded default: local folders. With a bucket: S3 (django-storages), where a browser downloads
+# through a short-lived signed URL. Every worker reads and writes them through the storage API,
+# never a local path; what a worker fetches goes to its scratch folder (CONCORD_SCRATCH_DIR),
+# a cache named by content hash that may be deleted at any time.
+CONCORD_RELEASES_ROOT = Path(env("CONCORD_RELEASES_ROOT", default=str(VAR_DIR / "releases")))
+CONCORD_MODELS_ROOT = Path(env("CONCORD_MODELS_ROOT", default=str(VAR_DIR / "models")))
+CONCORD_SCRATCH_DIR = Path(env("CONCORD_SCRATCH_DIR", default=str(VAR_DIR / "scratch")))
+CONCORD_SIGNED_URL_SECONDS = env.int("CONCORD_SIGNED_URL_SECONDS", default=300)
+
 AWS_STORAGE_BUCKET_NAME = env("AWS_STORAGE_BUCKET_NAME", default="")
-if AWS_STORAGE_BUCKET_NAME:
-    default_storage = {
+
+
+def _s3(bucket: str, *, location: str = "", overwrite: bool = False) -> dict:
+    return {
         "BACKEND": "storages.backends.s3.S3Storage",
         "OPTIONS": {
-            "bucket_name": AWS_STORAGE_BUCKET_NAME,
+            "bucket_name": bucket,
+            "location": location,
             "endpoint_url": env("AWS_S3_ENDPOINT_URL", default=None),
             "region_name": env("AWS_S3_REGION_NAME", default=None),
             "access_key": env("AWS_ACCESS_KEY_ID", default=None),
             "secret_key": env("AWS_SECRET_ACCESS_KEY", default=None),
             "default_acl": None,
-            "file_overwrite": False,
+            # Media names are unique by content; release and model names are fixed, and a
+            # rebuild must replace what a crashed build left under the same name.
+            "file_overwrite": overwrite,
             "querystring_auth": True,
+            "querystring_expire": CONCORD_SIGNED_URL_SECONDS,
         },
     }
-else:
-    default_storage = {
+
+
+def _local(location: Path, *, overwrite: bool = False) -> dict:
+    return {
         "BACKEND": "django.core.files.storage.FileSystemStorage",
-        "OPTIONS": {"location": MEDIA_ROOT},
+        "OPTIONS": {"location": location, "allow_overwrite": overwrite},
     }
+
+
+# Release and model files go to the media bucket under releases/ and models/ unless they have
+# buckets of their own (e.g. with a lifecycle rule, or another region).
+_RELEASES_BUCKET = env("CONCORD_RELEASES_BUCKET", default=AWS_STORAGE_BUCKET_NAME)
+_MODELS_BUCKET = env("CONCORD_MODELS_BUCKET", default=AWS_STORAGE_BUCKET_NAME)
 STORAGES = {
-    "default": default_storage,
+    "default": _s3(AWS_STORAGE_BUCKET_NAME) if AWS_STORAGE_BUCKET_NAME else _local(MEDIA_ROOT),
+    "releases": (
+        _s3(_RELEASES_BUCKET, location="releases", overwrite=True)
+        if _RELEASES_BUCKET
+        else _local(CONCORD_RELEASES_ROOT, overwrite=True)
+    ),
+    "models": (
+        _s3(_MODELS_BUCKET, location="models", overwrite=True)
+        if _MODELS_BUCKET
+        else _local(CONCORD_MODELS_ROOT, overwrite=True)
+    ),
     "staticfiles": {
         "BACKEND": (
             "django.contrib.staticfiles.storage.StaticFilesStorage"
@@ -180,13 +217,13 @@ CONCORD_UNDO_SECONDS = env.int("CONCORD_UNDO_SECONDS", default=20)
 CONCORD_LOOKAHEAD = env.int("CONCORD_LOOKAHEAD", default=1)
 # Agreement is recomputed after every this many judgments (and every 10 minutes by beat).
 CONCORD_AGREEMENT_EVERY = env.int("CONCORD_AGREEMENT_EVERY", default=200)
-# Releases (issue 6) are built on local disk under this folder, each in its own directory
-# (<project slug>/v<n>), and renamed into place only when complete.
-CONCORD_RELEASES_ROOT = Path(env("CONCORD_RELEASES_ROOT", default=str(VAR_DIR / "releases")))
-# Model versions (issue 7): checkpoints under <root>/<project slug>/<version id>/; the nightly
-# retrain runs at this hour (the Celery timezone); CONCORD_TRAIN_CONFIG holds TrainConfig fields
-# that override its defaults for every run (JSON in the environment, e.g. '{"epochs": 10}').
-CONCORD_MODELS_ROOT = Path(env("CONCORD_MODELS_ROOT", default=str(VAR_DIR / "models")))
+# Releases: each in the "releases" storage under <project slug>/v<n>/. Retention keeps the
+# newest this many ready releases of each project (and every pinned one) and deletes the files
+# of older ones, hourly by beat and with `manage.py prune_releases`; 0 keeps every release.
+CONCORD_RELEASES_KEEP = env.int("CONCORD_RELEASES_KEEP", default=10)
+# Model versions: checkpoints in the "models" storage under <project slug>/<version id>/; the
+# nightly retrain runs at this hour (the Celery timezone); CONCORD_TRAIN_CONFIG holds TrainConfig
+# fields that override its defaults for every run (JSON in the environment, e.g. '{"epochs": 10}').
 CONCORD_NIGHTLY_HOUR = env.int("CONCORD_NIGHTLY_HOUR", default=2)
 CONCORD_TRAIN_CONFIG: dict = env.json("CONCORD_TRAIN_CONFIG", default={})
 
@@ -241,6 +278,7 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_BEAT_SCHEDULE: dict = {
     "reclaim-expired-leases": {"task": "queue.reclaim_expired_leases", "schedule": 60.0},
     "recompute-agreement": {"task": "agreement.recompute_due", "schedule": 600.0},
+    "prune-releases": {"task": "releases.prune", "schedule": 3600.0},
     "nightly-retrain": {
         "task": "registry.nightly_retrain",
         "schedule": crontab(hour=CONCORD_NIGHTLY_HOUR, minute=0),

@@ -21,6 +21,11 @@ urlpatterns = [
         name="api-release",
     ),
     path(
+        "projects/<slug:slug>/releases/<int:version>/pin/",
+        releases.ReleasePinApi.as_view(),
+        name="api-release-pin",
+    ),
+    path(
         "projects/<slug:slug>/releases/<int:version>/files/<path:name>",
         releases.ReleaseFileApi.as_view(),
         name="api-release-file",

@@ -111,7 +111,7 @@ class Project(models.Model):
         default="There is\nThere are\nThis is\nThis image\nAn image of\nA picture of",
         help_text="One per line; captions may not start with these (case-insensitive).",
     )
-    # Cleaning (issue 4). Defaults come from bench/dedup.py and datasets/quality.py; a test keeps
+    # Cleaning (issue 4). Defaults come from bench/dedup.py and datasets/curation/quality.py; a test keeps
     # them equal to PHASH_THRESHOLD_DEFAULT, CAPTION_SIMILARITY_DEFAULT and QualityThresholds().
     near_duplicate_threshold = models.PositiveSmallIntegerField(
         default=8,
@@ -292,7 +292,7 @@ class Image(models.Model):
         related_name="+",
     )
     created_at = models.DateTimeField(auto_now_add=True)
-    # Perceptual hashes (datasets/dedup.py), 64-bit unsigned stored as signed (hash_to_signed).
+    # Perceptual hashes (datasets/curation/dedup.py), 64-bit unsigned stored as signed (hash_to_signed).
     # hashed_at is set in the same transaction that stores the hashes and quality flags and
     # joins the image to its duplicate cluster: null means that work is still to do.
     phash = models.BigIntegerField(null=True, blank=True)
@@ -412,7 +412,7 @@ class Pair(models.Model):
 class DuplicateCluster(models.Model):
     """Near-duplicate images of one project grouped together, with one canonical image.
 
-    Rebuilt by datasets/duplicates.py from the hashes and the manager's decisions; never edited
+    Rebuilt by datasets/curation/services/clusters.py from the hashes and the manager's decisions; never edited
     by hand. Non-canonical members are duplicates: kept, but given no new tasks.
     """
 
@@ -487,7 +487,7 @@ class DuplicateDecision(models.Model):
 
 
 class ImageFlag(models.Model):
-    """A quality problem found in an image (datasets/quality.py); the image gets no tasks and
+    """A quality problem found in an image (datasets/curation/quality.py); the image gets no tasks and
     stays out of releases while a flag stands that no manager has overridden."""
 
     image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="flags")
@@ -543,6 +543,8 @@ class ReleaseStatus(models.TextChoices):
     BUILDING = "building", "Building"
     READY = "ready", "Ready"
     FAILED = "failed", "Failed"
+    # Ready once; its files were deleted by retention (the row, counts and diff stay).
+    PRUNED = "pruned", "Pruned"
 
 
 class Release(models.Model):
@@ -550,8 +552,10 @@ class Release(models.Model):
 
     ``options`` holds what the manager asked for (formats, copy_images, balance method and
     ratio, shard size); ``counts`` what the build found (pairs per split and label source,
-    split moves, diff totals). ``directory`` is relative to ``CONCORD_RELEASES_ROOT`` and only
-    set once the finished directory is in place.
+    split moves, diff totals). ``directory`` is the release's folder in the ``releases``
+    storage (``<slug>/v<n>``), set once every file is stored. ``pinned`` releases are kept
+    forever; others beyond the newest ``CONCORD_RELEASES_KEEP`` are pruned: their files
+    deleted, ``pruned_at`` set and the status ``pruned``.
     """
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="releases")
@@ -572,6 +576,10 @@ class Release(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    pinned = models.BooleanField(default=False)
+    pruned_at = models.DateTimeField(null=True, blank=True)
+    # Why the files went: retention, or a manager's explicit prune (files already lost).
+    pruned_reason = models.CharField(max_length=300, blank=True)
 
     class Meta:
         ordering = ["project", "-version"]
@@ -587,6 +595,10 @@ class Release(models.Model):
             models.CheckConstraint(
                 condition=~Q(status="ready") | ~Q(directory=""),
                 name="datasets_release_ready_has_files",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status="pruned") | Q(pruned_at__isnull=False, pinned=False),
+                name="datasets_release_pruned_when_unpinned",
             ),
         ]
 

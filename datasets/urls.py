@@ -64,6 +64,11 @@ urlpatterns = [
         name="release-row",
     ),
     path(
+        "projects/<slug:slug>/releases/v<int:version>/pin",
+        releases.release_pin,
+        name="release-pin",
+    ),
+    path(
         "projects/<slug:slug>/releases/v<int:version>/files/<path:name>",
         releases.release_file,
         name="release-file",

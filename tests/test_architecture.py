@@ -71,6 +71,10 @@ BREAKS = {
     "training/core/model.py": "import django  # noqa\n",
     # An earlier stage importing a later one.
     "datasets/ingest/services/uploads.py": "from annotate.queue.services import pool  # noqa\n",
+    # A service importing its own task module, which imports it back.
+    "datasets/releases/services.py": "from datasets.releases import tasks  # noqa\n",
+    # A model module importing a stage.
+    "annotate/models.py": "from annotate.agreement import selectors  # noqa\n",
 }
 
 
@@ -96,8 +100,45 @@ def test_the_contract_fails_on_each_kind_of_break(broken_copy):
     )
     assert result.returncode != 0
     report = result.stdout
-    for contract in ("core", "pure", "stages"):
+    for contract in ("core", "pure", "stages", "acyclic", "base"):
         assert f"{CONTRACTS[contract]['name']} BROKEN" in " ".join(report.split()), report
     assert "datasets.curation.dedup -> datasets.models" in report
     assert "training.core.model -> django" in report
     assert "datasets.ingest.services.uploads -> annotate.queue.services" in report
+    assert "No cycles are allowed in datasets.releases." in report
+    assert "annotate.models -> annotate.agreement.selectors" in report
+
+
+def _loaded_django_side(modules: list[str]) -> list[str]:
+    """Import ``modules`` in a fresh interpreter; the Django-side top-level packages it loaded."""
+    script = (
+        "import importlib, sys\n"
+        f"for name in {modules!r}: importlib.import_module(name)\n"
+        "print(' '.join(sorted({m.split('.')[0] for m in sys.modules} & "
+        "{'django', 'rest_framework', 'celery', 'config'})))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.split()
+
+
+@pytest.mark.parametrize(
+    "core",
+    [core for core in CONTRACTS["pure"]["source_modules"]],
+)
+def test_importing_a_pure_core_loads_no_django(core):
+    """What the static contract cannot see: a third-party package, a stage package's __init__ or
+    an importlib call that brings Django in when the core is imported."""
+    assert _loaded_django_side([core]) == []
+
+
+def test_importing_the_training_core_loads_no_django():
+    modules = sorted(
+        ".".join(path.relative_to(ROOT).with_suffix("").parts)
+        for path in (ROOT / "training" / "core").glob("*.py")
+        if path.stem != "__init__"
+    )
+    assert len(modules) >= 10
+    assert _loaded_django_side([*modules, "training.__main__"]) == []

@@ -1,11 +1,11 @@
 """Pages that show a project's data: the project list and overview, the image grid and image
 pages, and the stored files themselves. Thin: parse, call, render."""
 
-from django.core.files.storage import default_storage
-from django.http import FileResponse, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 
 from annotate.queue.selectors import project_progress
+from config.storage import MEDIA, storage_response
 from datasets import access
 from datasets.browse import selectors
 from datasets.curation.services import cleaning
@@ -83,15 +83,10 @@ def image_thumbnail(request: HttpRequest, slug: str, image_id: int) -> HttpRespo
 
 
 def _serve(name: str, *, content_type: str) -> HttpResponse:
-    try:
-        default_storage.path(name)
-    except NotImplementedError:
-        # Object storage: hand the browser a short-lived signed URL instead of proxying bytes.
-        return HttpResponseRedirect(default_storage.url(name))
-    response = FileResponse(default_storage.open(name, "rb"), content_type=content_type)
-    # Content never changes under a name (names carry the content hash or image id).
-    response["Cache-Control"] = "private, max-age=86400"
-    return response
+    # Object storage: a short-lived signed URL instead of proxying bytes. Local storage: the
+    # bytes, cacheable, since content never changes under a name (names carry the content hash
+    # or image id).
+    return storage_response(alias=MEDIA, name=name, content_type=content_type, cache_seconds=86400)
 
 
 def _int_or_none(value: str | None) -> int | None:

@@ -1,6 +1,6 @@
-"""REST API for releases: list and cut, detail with files, per-file downloads."""
+"""REST API for releases: list and cut, detail with files, per-file downloads, pin/unpin."""
 
-from django.http import FileResponse
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
@@ -11,7 +11,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from datasets import access
-from datasets.models import Release
+from datasets.models import Release, ReleaseStatus
 from datasets.pagination import IdCursorPagination
 from datasets.releases import services
 from datasets.releases.balance import METHODS as BALANCE_METHODS
@@ -48,14 +48,26 @@ class ReleaseOutput(serializers.ModelSerializer):
             "created_by",
             "created_at",
             "finished_at",
+            "pinned",
+            "pruned_at",
+            "pruned_reason",
         )
 
 
 class ReleaseDetailOutput(ReleaseOutput):
     files = serializers.SerializerMethodField()
+    files_error = serializers.SerializerMethodField()
 
     class Meta(ReleaseOutput.Meta):
-        fields = (*ReleaseOutput.Meta.fields, "files")
+        fields = (*ReleaseOutput.Meta.fields, "files", "files_error")
+
+    def _listing(self, release: Release) -> tuple[list[dict], str]:
+        if release.status != ReleaseStatus.READY:
+            return [], ""
+        try:
+            return services.release_files(release=release), ""
+        except services.ReleaseFilesError as exc:
+            return [], str(exc)
 
     @extend_schema_field(ReleaseFileOutput(many=True))
     def get_files(self, release: Release) -> list[dict]:
@@ -65,8 +77,12 @@ class ReleaseDetailOutput(ReleaseOutput):
                 **entry,
                 "url": reverse("api-release-file", args=[slug, release.version, entry["path"]]),
             }
-            for entry in services.release_files(release=release)
+            for entry in self._listing(release)[0]
         ]
+
+    def get_files_error(self, release: Release) -> str:
+        """Why a ready release's files cannot be listed (empty when they can)."""
+        return self._listing(release)[1]
 
 
 class ReleaseListApi(APIView):
@@ -74,7 +90,7 @@ class ReleaseListApi(APIView):
         formats = serializers.ListField(
             child=serializers.ChoiceField(choices=list(FORMATS)), required=False
         )
-        copy_images = serializers.BooleanField(default=True)
+        copy_images = serializers.BooleanField(default=False)
         balance_method = serializers.ChoiceField(choices=list(BALANCE_METHODS), required=False)
         balance_ratio = serializers.FloatField(min_value=0.001, required=False)
         shard_samples = serializers.IntegerField(min_value=1, required=False)
@@ -117,10 +133,38 @@ class ReleaseDetailApi(APIView):
         return Response(ReleaseDetailOutput(release).data)
 
 
+class ReleasePinApi(APIView):
+    class ReleasePinInput(serializers.Serializer):
+        pinned = serializers.BooleanField()
+
+    @extend_schema(
+        request=ReleasePinInput,
+        responses={200: ReleaseOutput},
+        description="Pin a release (kept forever, whatever CONCORD_RELEASES_KEEP says) or unpin "
+        "it; a pruned release cannot be pinned (400).",
+    )
+    def post(self, request: Request, slug: str, version: int) -> Response:
+        project, _ = access.project_get(user=request.user, slug=slug, manager=True)
+        release = get_object_or_404(Release, project=project, version=version)
+        serializer = self.ReleasePinInput(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            release = services.release_pin(
+                release=release, pinned=serializer.validated_data["pinned"]
+            )
+        except ValueError as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
+        return Response(ReleaseOutput(release).data)
+
+
 class ReleaseFileApi(APIView):
     @extend_schema(
-        responses={(200, "application/octet-stream"): OpenApiTypes.BINARY},
-        description="One file of a ready release, streamed; only paths its manifest lists.",
+        responses={
+            (200, "application/octet-stream"): OpenApiTypes.BINARY,
+            302: None,
+        },
+        description="One file of a ready release, only paths its manifest lists: streamed from "
+        "local storage, or a redirect to a short-lived signed URL on object storage.",
     )
-    def get(self, request: Request, slug: str, version: int, name: str) -> FileResponse:
+    def get(self, request: Request, slug: str, version: int, name: str) -> HttpResponse:
         return release_file_response(user=request.user, slug=slug, version=version, name=name)

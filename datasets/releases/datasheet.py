@@ -172,6 +172,8 @@ class DatasheetStats:
     maintainer: str = ""
     created: str = ""
     previous_version: str | None = None
+    # With no predecessor to compare with: the newest earlier release whose files were pruned.
+    pruned_before: str | None = None
     balance: BalanceSummary | None = None
     diff: DiffCounts | None = None
     split_moves: int = 0
@@ -408,11 +410,23 @@ def _distribution(stats: DatasheetStats) -> str:
             f"Formats: {', '.join(stats.formats)}. "
             "`manifest.json` lists every file with its SHA-256 and size."
         ]
-    images = (
-        "Images are included in the release under `images/`."
-        if stats.images_included
-        else "Images are not included; rows reference them by path or URL."
-    )
+    # Each image is stored at most once per release (copies and shards are never both made).
+    if stats.images_included:
+        images = (
+            "Each image is stored once, under `images/<first two hex digits>/<sha256>.<ext>`; "
+            "`image_path` in the pairs tables is relative to the release."
+        )
+    elif "webdataset" in stats.formats:
+        images = (
+            "Each image is stored once, inside the WebDataset shards (one sample per image); "
+            "`image_path` in the pairs tables names it in Concord's media storage and "
+            "`image_sha256` identifies its content."
+        )
+    else:
+        images = (
+            "Images are not included; `image_path` names each one in Concord's media storage "
+            "and `image_sha256` identifies its content."
+        )
     lines += ["", images, "", "### Licences", "", "Each image keeps its own licence:", ""]
     lines += _table(
         ["licence", "images"],
@@ -428,7 +442,14 @@ def _maintenance(stats: DatasheetStats) -> str:
         "keeps every image in the split it had before."
     )
     if stats.diff is None or stats.previous_version is None:
-        lines += ["", "This is the first release."]
+        if stats.pruned_before:
+            lines += [
+                "",
+                f"No earlier release is kept to compare with ({stats.pruned_before} and any "
+                "before it were pruned): `diff.jsonl` lists every pair as added.",
+            ]
+        else:
+            lines += ["", "This is the first release."]
         return "\n".join(lines)
     diff = stats.diff
     lines += ["", f"Changes since {stats.previous_version} (pairs; listed in `diff.jsonl`):", ""]

@@ -28,28 +28,39 @@ Anything else (pending or disputed items, unjudged hard and text-edit negatives,
 positives) stays out, as do held-back images and captions (non-canonical duplicates, standing
 quality flags: :func:`datasets.curation.services.cleaning.images_held_back`).
 
-Files are written into a temporary directory beside the final one and renamed into place
-only when complete, manifest last; a failure removes it and marks the release failed. Then
-the images' splits are stored (:class:`~datasets.models.ImageSplit`) with the ready status in
-one transaction: the next release keeps every image where this one put it. Releases live on
-local disk under ``CONCORD_RELEASES_ROOT``; object storage is future work.
+Files are written into a temporary folder in the worker's scratch space, then stored in the
+``releases`` storage (a local folder by default, S3 in production) under ``<slug>/v<n>/``,
+manifest last; a failure deletes what was stored and marks the release failed with the reason.
+Then the images' splits are stored (:class:`~datasets.models.ImageSplit`) with the ready status
+in one transaction: the next release keeps every image where this one put it. Nothing a build
+needs comes from a worker's own disk: the previous release's ``pairs.parquet`` (for the diff
+and the datasheet) is read from storage and checked against its manifest, and a build whose
+predecessor cannot be read fails rather than diff against nothing.
+
+Each image is stored at most once per release: in the WebDataset shards when that format is
+chosen, under ``images/`` when copying is asked for (the two are not offered together), else
+not at all (rows name each image in the media storage). Retention (:func:`releases_prune`)
+deletes the files of ready releases beyond the newest ``CONCORD_RELEASES_KEEP`` of a project,
+never a pinned one.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import logging
 import marshal
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.core.files.storage import default_storage
 from django.db import connection, transaction
 from django.db.models import (
     Avg,
@@ -70,6 +81,19 @@ from django.utils import timezone
 from annotate.agreement.services.consensus import snapshot_latest
 from annotate.models import Answer, ItemStatus, Judgment, Task
 from config.celery import enqueue_on_commit
+from config.storage import (
+    MEDIA,
+    RELEASES,
+    StoredFileError,
+    scratch_dir,
+    scratch_fetch,
+    storage,
+    storage_delete_tree,
+    storage_download,
+    storage_is_local,
+    storage_read,
+    storage_upload,
+)
 from datasets.curation.services.cleaning import captions_held_back, images_held_back
 from datasets.models import (
     CaptionFlag,
@@ -101,13 +125,17 @@ from datasets.releases.datasheet import (
 from datasets.releases.diff import DIFF_FILE, read_pair_states, write_diff
 from datasets.releases.exporters import (
     FORMATS,
+    IMAGES_DIR,
+    MANIFEST,
     MAX_SAMPLES_PER_SHARD,
     PAIRS_PARQUET,
+    ManifestEntry,
     export_rows,
     release_image_path,
     release_sinks,
     write_manifest,
 )
+from datasets.releases.exporters.manifest import release_files as folder_files
 from datasets.releases.splits import SPLITS, assign_splits
 
 logger = logging.getLogger(__name__)
@@ -117,6 +145,7 @@ PROGRESS_EVERY = 5_000
 # Parquet is always written: the next release's diff reads it.
 REQUIRED_FORMATS = ("parquet",)
 SHARD_SAMPLES_MAX = 1_000_000
+UPLOAD_THREADS = 8
 _EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}
 _SPLIT_MEMORY_BATCH = 5_000
 
@@ -126,6 +155,28 @@ ERROR_BALANCE_METHOD = "Unknown balance method {method!r}; expected one of {meth
 ERROR_BALANCE_RATIO = "The negatives:positives ratio must be a positive number."
 ERROR_SHARD_SAMPLES = "Shard size must be between 1 and {limit:,} samples."
 ERROR_SPLIT_RATIOS = "The project's split ratios must sum to 1."
+ERROR_IMAGES_TWICE = (
+    "WebDataset shards already hold every image: choose copied images or WebDataset, not both "
+    "(a release stores each image once)."
+)
+ERROR_PREDECESSOR = (
+    "The previous release {previous} cannot be read from storage ({reason}), so this release's "
+    "diff and datasheet cannot be written. Restore {previous}'s files, or mark them gone with "
+    "`python manage.py prune_releases {slug} --release {previous}`; the next build then compares "
+    "with the newest release that can be read."
+)
+ERROR_FILES_GONE = "The files of release {release} cannot be read from storage ({reason})."
+ERROR_NOT_READY = "Release {release} is {status}: it has no files to read."
+ERROR_PIN_PRUNED = "Release {release} was pruned: its files are gone, so there is nothing to pin."
+ERROR_PRUNE_PINNED = "Release {release} is pinned; unpin it first."
+ERROR_PRUNE_STATUS = "Only a ready release can be pruned; {release} is {status}."
+PRUNED_BY_RETENTION = "kept the newest {keep} releases (CONCORD_RELEASES_KEEP)"
+PRUNED_BY_HAND = "pruned by hand"
+
+
+class ReleaseFilesError(Exception):
+    """A release's stored files cannot be read; the message says which and why."""
+
 
 # (pair id, image id, caption id, caption, kind, label, label source, confidence, judgments,
 #  sha256, storage name, format, width, height, licence, licence url, source url, name)
@@ -173,7 +224,7 @@ def release_options(
     *,
     project: Project,
     formats: Sequence[str] | None = None,
-    copy_images: bool = True,
+    copy_images: bool = False,
     balance_method: str | None = None,
     balance_ratio: float | None = None,
     shard_samples: int | None = None,
@@ -181,14 +232,20 @@ def release_options(
     """Checked options, the project's balance settings filling what is not given.
 
     Raises ``ValueError`` with one of this module's messages. Formats come back in the
-    canonical order, Parquet always among them.
+    canonical order, Parquet always among them. Copied images and WebDataset shards are not
+    chosen together: each image is stored once per release (with copies and no formats given,
+    every format but WebDataset).
     """
-    chosen = list(FORMATS if formats is None else formats)
+    if formats is None:
+        formats = [name for name in FORMATS if not (copy_images and name == "webdataset")]
+    chosen = list(formats)
     if not chosen:
         raise ValueError(ERROR_FORMATS_EMPTY)
     for name in chosen:
         if name not in FORMATS:
             raise ValueError(ERROR_UNKNOWN_FORMAT.format(name=name, formats=", ".join(FORMATS)))
+    if copy_images and "webdataset" in chosen:
+        raise ValueError(ERROR_IMAGES_TWICE)
     wanted = set(chosen) | set(REQUIRED_FORMATS)
     method = balance_method if balance_method is not None else project.balance_method
     if method not in METHODS:
@@ -239,39 +296,141 @@ def release_enqueue(*, release_id: int) -> None:
     enqueue_on_commit("releases.build", release_id, what=f"the build of release {release_id}")
 
 
-def release_directory(*, release: Release) -> Path | None:
-    """The finished release's directory, or ``None`` until it is ready."""
-    if not release.directory:
-        return None
-    return Path(settings.CONCORD_RELEASES_ROOT) / release.directory
+def release_manifest(*, release: Release) -> tuple[list[ManifestEntry], bytes]:
+    """The entries of a ready release's stored ``manifest.json``, and its bytes.
 
-
-def release_file_path(*, release: Release, name: str) -> Path | None:
-    """A file of a ready release by its manifest path; ``None`` for anything not listed."""
-    from datasets.releases.exporters import read_manifest
-
-    directory = release_directory(release=release)
-    if directory is None or release.status != ReleaseStatus.READY:
-        return None
-    if name == "manifest.json":
-        return directory / name
-    listed = {entry.path for entry in read_manifest(directory=directory)}
-    return directory / name if name in listed else None
+    Raises :class:`ReleaseFilesError` when the release has no files (not ready, pruned) or its
+    manifest cannot be read.
+    """
+    if release.status != ReleaseStatus.READY or not release.directory:
+        raise ReleaseFilesError(
+            ERROR_NOT_READY.format(release=release.name, status=release.get_status_display())
+        )
+    try:
+        raw = storage_read(alias=RELEASES, name=f"{release.directory}/{MANIFEST}")
+        data = json.loads(raw)
+        entries = [
+            ManifestEntry(path=f["path"], size=f["size"], sha256=f["sha256"]) for f in data["files"]
+        ]
+    except (StoredFileError, ValueError, KeyError, TypeError) as exc:
+        raise ReleaseFilesError(ERROR_FILES_GONE.format(release=release.name, reason=exc)) from exc
+    return entries, raw
 
 
 def release_files(*, release: Release) -> list[dict[str, Any]]:
-    """The files of a ready release as listed in its manifest (path, size, sha256)."""
-    from datasets.releases.exporters import MANIFEST, file_sha256, read_manifest
-
-    directory = release_directory(release=release)
-    if directory is None or release.status != ReleaseStatus.READY:
-        return []
-    files = [asdict(entry) for entry in read_manifest(directory=directory)]
-    manifest = directory / MANIFEST
-    files.append(
-        {"path": MANIFEST, "size": manifest.stat().st_size, "sha256": file_sha256(manifest)}
-    )
+    """The files of a ready release as its manifest lists them (path, size, sha256), the
+    manifest itself last. Raises :class:`ReleaseFilesError` (see :func:`release_manifest`)."""
+    entries, raw = release_manifest(release=release)
+    files = [asdict(entry) for entry in entries]
+    files.append({"path": MANIFEST, "size": len(raw), "sha256": hashlib.sha256(raw).hexdigest()})
     return files
+
+
+def release_file_name(*, release: Release, path: str) -> str | None:
+    """The storage name (``releases`` alias) of a file of a ready release, by the path its
+    manifest gives; ``None`` for anything the manifest does not list. Raises
+    :class:`ReleaseFilesError` when the manifest cannot be read."""
+    if release.status != ReleaseStatus.READY:
+        return None
+    if path == MANIFEST:
+        return f"{release.directory}/{MANIFEST}"
+    entries, _raw = release_manifest(release=release)
+    listed = {entry.path for entry in entries}
+    return f"{release.directory}/{path}" if path in listed else None
+
+
+def release_datasheet(*, release: Release) -> str:
+    """The text of a ready release's ``DATASHEET.md``. Raises :class:`ReleaseFilesError`."""
+    name = release_file_name(release=release, path="DATASHEET.md")
+    if name is None:
+        return ""
+    try:
+        return storage_read(alias=RELEASES, name=name).decode("utf-8")
+    except StoredFileError as exc:
+        raise ReleaseFilesError(ERROR_FILES_GONE.format(release=release.name, reason=exc)) from exc
+
+
+def release_local_pairs(*, release: Release) -> Path:
+    """A local folder holding the release's ``pairs.parquet``, fetched from storage into this
+    worker's scratch cache (named by its SHA-256, checked against the manifest) unless already
+    there. What training reads. Raises :class:`ReleaseFilesError`."""
+    entries, _raw = release_manifest(release=release)
+    entry = next((e for e in entries if e.path == PAIRS_PARQUET), None)
+    if entry is None:
+        raise ReleaseFilesError(
+            ERROR_FILES_GONE.format(release=release.name, reason=f"no {PAIRS_PARQUET} listed")
+        )
+    folder = scratch_dir("releases", entry.sha256)
+    try:
+        cached = scratch_fetch(
+            alias=RELEASES,
+            name=f"{release.directory}/{PAIRS_PARQUET}",
+            key=entry.sha256,
+            verify=True,
+        )
+    except StoredFileError as exc:
+        raise ReleaseFilesError(ERROR_FILES_GONE.format(release=release.name, reason=exc)) from exc
+    target = folder / PAIRS_PARQUET
+    if not target.exists():
+        # A hard link where the file system allows it: the scratch cache holds the bytes once.
+        try:
+            target.hardlink_to(cached)
+        except OSError:
+            shutil.copyfile(cached, target)
+    return folder
+
+
+def release_image_sources(*, release: Release, pairs_dir: Path) -> dict[str, tuple[str, str]]:
+    """Where each image of a release is stored, by its content key: ``sha256 → (storage alias,
+    name)``. Copied images are read from the release, referenced ones from the media storage;
+    ``pairs_dir`` holds the release's ``pairs.parquet`` (:func:`release_local_pairs`)."""
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(pairs_dir / PAIRS_PARQUET, columns=["image_sha256", "image_path"])
+    sources: dict[str, tuple[str, str]] = {}
+    # Media names may begin with images/ too: only a release built with copies has its own.
+    prefix = f"{IMAGES_DIR}/" if (release.options or {}).get("copy_images", True) else None
+    for sha256, path in zip(
+        table.column("image_sha256").to_pylist(),
+        table.column("image_path").to_pylist(),
+        strict=True,
+    ):
+        if sha256 in sources:
+            continue
+        if prefix is not None and path.startswith(prefix):
+            sources[sha256] = (RELEASES, f"{release.directory}/{path}")
+        else:
+            sources[sha256] = (MEDIA, path)
+    return sources
+
+
+def release_download(*, release: Release, target: Path) -> list[str]:
+    """Copy every file of a ready release into the local folder ``target``, each checked
+    against the manifest's SHA-256; returns the paths copied (manifest last). Raises
+    :class:`ReleaseFilesError`."""
+    entries, raw = release_manifest(release=release)
+    target.mkdir(parents=True, exist_ok=True)
+    copied = []
+    for entry in entries:
+        parts = PurePosixPath(entry.path).parts
+        if not parts or parts[0] == "/" or ".." in parts:
+            reason = f"the manifest lists {entry.path!r}, outside the release"
+            raise ReleaseFilesError(ERROR_FILES_GONE.format(release=release.name, reason=reason))
+        try:
+            storage_download(
+                alias=RELEASES,
+                name=f"{release.directory}/{entry.path}",
+                target=target / entry.path,
+                sha256=entry.sha256,
+            )
+        except StoredFileError as exc:
+            raise ReleaseFilesError(
+                ERROR_FILES_GONE.format(release=release.name, reason=exc)
+            ) from exc
+        copied.append(entry.path)
+    (target / MANIFEST).write_bytes(raw)
+    copied.append(MANIFEST)
+    return copied
 
 
 def release_build(
@@ -279,7 +438,8 @@ def release_build(
 ) -> Release | None:
     """Build a queued (or failed) release; a ready or building one is left as it is.
 
-    Returns the release as it ends: ready, or failed with ``error`` set and no directory left.
+    Returns the release as it ends: ready with its files stored, or failed with ``error`` set
+    and nothing stored (a predecessor that cannot be read is such a failure).
     """
     claimed = Release.objects.filter(
         pk=release_id, status__in=[ReleaseStatus.QUEUED, ReleaseStatus.FAILED]
@@ -297,26 +457,22 @@ def release_build(
     if release is None or not claimed:
         return release
     project = release.project
-    root = Path(settings.CONCORD_RELEASES_ROOT) / project.slug
-    root.mkdir(parents=True, exist_ok=True)
-    final = root / release.name
-    relative = f"{project.slug}/{release.name}"
-    work = Path(tempfile.mkdtemp(prefix=f".{release.name}-", dir=root))
-    renamed = False
+    prefix = f"{project.slug}/{release.name}"
+    work = Path(
+        tempfile.mkdtemp(prefix=f"{project.slug}-{release.name}-", dir=scratch_dir("builds"))
+    )
     try:
-        if final.exists():
-            # Left by a build that crashed after its rename, before the ready status.
-            shutil.rmtree(final)
+        # Whatever a build that crashed part-way through storing left under this name.
+        storage_delete_tree(alias=RELEASES, prefix=prefix)
         splits, counts = _build(
             release=release, project=project, work=work, on_progress=on_progress
         )
-        work.rename(final)
-        renamed = True
+        _store(release=release, work=work, prefix=prefix, on_progress=on_progress)
         with transaction.atomic():
             _split_memory_write(release=release, image_splits=splits)
             Release.objects.filter(pk=release.pk).update(
                 status=ReleaseStatus.READY,
-                directory=relative,
+                directory=prefix,
                 counts=counts,
                 stage="ready",
                 progress_done=F("progress_total"),
@@ -324,9 +480,10 @@ def release_build(
             )
     except Exception as exc:
         logger.exception("Release %s of %s failed", release.name, project.slug)
-        shutil.rmtree(work, ignore_errors=True)
-        if renamed:
-            shutil.rmtree(final, ignore_errors=True)
+        try:
+            storage_delete_tree(alias=RELEASES, prefix=prefix)
+        except Exception:
+            logger.exception("Could not delete the stored files of %s", prefix)
         ImageSplit.objects.filter(release=release).delete()
         Release.objects.filter(pk=release.pk).update(
             status=ReleaseStatus.FAILED,
@@ -335,8 +492,122 @@ def release_build(
             error=f"{type(exc).__name__}: {exc}"[:2000],
             finished_at=timezone.now(),
         )
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     release.refresh_from_db()
     return release
+
+
+def _store(
+    *, release: Release, work: Path, prefix: str, on_progress: ProgressCallback | None
+) -> None:
+    """Store every file of the built folder under ``prefix``, the manifest last: a release
+    whose manifest is stored has all its files."""
+    names = folder_files(work)
+    total = len(names) + 1
+
+    def upload(relative: str) -> None:
+        storage_upload(alias=RELEASES, name=f"{prefix}/{relative}", source=work / relative)
+
+    # Object stores answer each request in tens of milliseconds: copied images go up in
+    # parallel. Any failure propagates, and the caller deletes what was stored.
+    with ThreadPoolExecutor(
+        max_workers=1 if storage_is_local(RELEASES) else UPLOAD_THREADS
+    ) as pool:
+        for done, _ in enumerate(pool.map(upload, names), start=1):
+            if done % 50 == 0:
+                _progress(release, done=done, total=total, stage="storing files", cb=on_progress)
+    storage_upload(alias=RELEASES, name=f"{prefix}/{MANIFEST}", source=work / MANIFEST)
+    _progress(release, done=total, total=total, stage="storing files", cb=on_progress)
+
+
+# --- retention ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PruneOutcome:
+    """One release whose files were deleted: its project, name and how many files went."""
+
+    project: str
+    release: str
+    files: int
+
+
+def release_pin(*, release: Release, pinned: bool) -> Release:
+    """Pin (keep forever) or unpin a release. Raises ``ValueError`` for a pruned release, whose
+    files are already gone."""
+    if pinned and release.status == ReleaseStatus.PRUNED:
+        raise ValueError(ERROR_PIN_PRUNED.format(release=release.name))
+    Release.objects.filter(pk=release.pk).update(pinned=pinned)
+    release.refresh_from_db()
+    return release
+
+
+def release_prune(*, release: Release, reason: str = PRUNED_BY_HAND) -> PruneOutcome:
+    """Delete a ready, unpinned release's stored files and mark it pruned (its row, counts and
+    diff stay; its image-split memory goes, since only the newest release's is ever read).
+    Raises ``ValueError`` for a pinned release or one that is not ready."""
+    if release.pinned:
+        raise ValueError(ERROR_PRUNE_PINNED.format(release=release.name))
+    if release.status != ReleaseStatus.READY:
+        raise ValueError(
+            ERROR_PRUNE_STATUS.format(
+                release=release.name, status=release.get_status_display().lower()
+            )
+        )
+    # Marked first, so no reader is handed files that are being deleted; the folder name is
+    # cleared only once they are gone, so a prune cut short is finished by the next run.
+    with transaction.atomic():
+        marked = Release.objects.filter(
+            pk=release.pk, status=ReleaseStatus.READY, pinned=False
+        ).update(status=ReleaseStatus.PRUNED, pruned_at=timezone.now(), pruned_reason=reason)
+        if not marked:
+            raise ValueError(ERROR_PRUNE_PINNED.format(release=release.name))
+        ImageSplit.objects.filter(release=release).delete()
+    files = _pruned_files_delete(release=release)
+    release.refresh_from_db()
+    return PruneOutcome(project=release.project.slug, release=release.name, files=files)
+
+
+def _pruned_files_delete(*, release: Release) -> int:
+    files = 0
+    if release.directory:
+        files = storage_delete_tree(alias=RELEASES, prefix=release.directory)
+    Release.objects.filter(pk=release.pk, status=ReleaseStatus.PRUNED).update(directory="")
+    return files
+
+
+def releases_to_prune(*, project: Project, keep: int) -> list[Release]:
+    """The ready releases of ``project`` beyond its newest ``keep`` ready ones, unpinned;
+    none when ``keep`` is 0 (keep everything)."""
+    if keep <= 0:
+        return []
+    ready = Release.objects.filter(project=project, status=ReleaseStatus.READY).order_by("-version")
+    return [release for release in ready[keep:] if not release.pinned]
+
+
+def releases_prune(
+    *, project: Project | None = None, keep: int | None = None
+) -> list[PruneOutcome]:
+    """Apply retention to one project (or every project): keep the newest ``keep`` ready
+    releases (default ``CONCORD_RELEASES_KEEP``) and every pinned one, prune the rest."""
+    keep = settings.CONCORD_RELEASES_KEEP if keep is None else keep
+    projects = [project] if project is not None else list(Project.objects.order_by("pk"))
+    outcomes = []
+    reason = PRUNED_BY_RETENTION.format(keep=keep)
+    for target in projects:
+        # Prunes cut short (a worker stopped while deleting): their remaining files go now.
+        unfinished = Release.objects.filter(project=target, status=ReleaseStatus.PRUNED)
+        for release in unfinished.exclude(directory=""):
+            files = _pruned_files_delete(release=release)
+            outcomes.append(PruneOutcome(project=target.slug, release=release.name, files=files))
+        for release in releases_to_prune(project=target, keep=keep):
+            try:
+                outcomes.append(release_prune(release=release, reason=reason))
+            except ValueError:
+                continue  # pinned or rebuilt since it was listed
+            logger.info("Pruned %s %s (%s)", target.slug, release.name, reason)
+    return outcomes
 
 
 # --- the build ----------------------------------------------------------------------------
@@ -349,6 +620,7 @@ class _Snapshot:
     assignment: Any
     canonical_of: dict[int, int]
     previous: Release | None
+    pruned_before: Release | None
     spools: dict[str, Path]
     counts: dict[str, LabelCounts]
     rows: int
@@ -361,7 +633,7 @@ def _build(
     *, release: Release, project: Project, work: Path, on_progress: ProgressCallback | None
 ) -> tuple[Mapping[int, str], dict[str, Any]]:
     options = ReleaseOptions(**{**release.options, "formats": tuple(release.options["formats"])})
-    spool_dir = Path(tempfile.mkdtemp(prefix="spool-", dir=work.parent))
+    spool_dir = Path(tempfile.mkdtemp(prefix="spool-", dir=scratch_dir("builds")))
     try:
         snapshot = _snapshot_read(release=release, project=project, spool_dir=spool_dir)
         _progress(release, done=0, total=snapshot.rows, stage="writing files", cb=on_progress)
@@ -401,19 +673,18 @@ def _build(
         export_rows(
             rows=apply_balance(rows=rows, plan=plan, tally=tally), sinks=[*sinks, composition]
         )
+        _progress(release, done=snapshot.rows, total=snapshot.rows, stage="diff", cb=on_progress)
+        previous_parquet = None
+        if snapshot.previous is not None:
+            previous_parquet = _previous_pairs(
+                release=release, previous=snapshot.previous, target=spool_dir / "previous"
+            )
+        old = read_pair_states(path=previous_parquet) if previous_parquet else ()
+        diff = write_diff(
+            path=work / DIFF_FILE, old=old, new=read_pair_states(path=work / PAIRS_PARQUET)
+        )
     finally:
         shutil.rmtree(spool_dir, ignore_errors=True)
-
-    _progress(release, done=snapshot.rows, total=snapshot.rows, stage="diff", cb=on_progress)
-    previous_parquet = None
-    if snapshot.previous is not None:
-        previous_dir = release_directory(release=snapshot.previous)
-        if previous_dir is not None and (previous_dir / PAIRS_PARQUET).is_file():
-            previous_parquet = previous_dir / PAIRS_PARQUET
-    old = read_pair_states(path=previous_parquet) if previous_parquet else ()
-    diff = write_diff(
-        path=work / DIFF_FILE, old=old, new=read_pair_states(path=work / PAIRS_PARQUET)
-    )
     balance = tally.summary(plan=plan)
     comp = composition.composition()
     previous_name = snapshot.previous.name if snapshot.previous is not None else None
@@ -430,6 +701,7 @@ def _build(
             motivation=project.description,
             created=release.snapshot_at.date().isoformat(),
             previous_version=previous_name,
+            pruned_before=snapshot.pruned_before.name if snapshot.pruned_before else None,
             balance=balance,
             diff=diff if previous_name else None,
             split_moves=len(snapshot.assignment.moves),
@@ -437,6 +709,12 @@ def _build(
             formats=options.formats,
         ),
     )
+    if options.copy_images:
+        images = "copied"
+    elif "webdataset" in options.formats:
+        images = "in webdataset shards"
+    else:
+        images = "referenced"
     _progress(release, done=snapshot.rows, total=snapshot.rows, stage="manifest", cb=on_progress)
     write_manifest(
         directory=work,
@@ -446,7 +724,7 @@ def _build(
             "previous_version": previous_name,
             "snapshot": release.snapshot_at.date().isoformat(),
             "formats": list(options.formats),
-            "images": "copied" if options.copy_images else "referenced",
+            "images": images,
         },
     )
     counts = {
@@ -475,8 +753,34 @@ def release_image_read(*, directory: Path, path: str, copied: bool) -> bytes:
     """An image's bytes for a WebDataset sample: the release's copy, or the stored file."""
     if copied:
         return (directory / path).read_bytes()
-    with default_storage.open(path, "rb") as fh:
+    with storage(MEDIA).open(path, "rb") as fh:
         return fh.read()
+
+
+def _previous_pairs(*, release: Release, previous: Release, target: Path) -> Path:
+    """The previous release's ``pairs.parquet``, fetched from storage and checked against its
+    manifest. Raises ``ReleaseFilesError`` with :data:`ERROR_PREDECESSOR`: a diff against a
+    predecessor that cannot be read would call every pair added."""
+    try:
+        entries, _raw = release_manifest(release=previous)
+        entry = next((e for e in entries if e.path == PAIRS_PARQUET), None)
+        if entry is None:
+            raise ReleaseFilesError(f"its manifest lists no {PAIRS_PARQUET}")
+        return storage_download(
+            alias=RELEASES,
+            name=f"{previous.directory}/{PAIRS_PARQUET}",
+            target=target / PAIRS_PARQUET,
+            sha256=entry.sha256,
+        )
+    except (ReleaseFilesError, StoredFileError) as exc:
+        cause = exc.__cause__ if isinstance(exc.__cause__, StoredFileError) else exc
+        raise ReleaseFilesError(
+            ERROR_PREDECESSOR.format(
+                previous=previous.name,
+                reason=cause,
+                slug=release.project.slug,
+            )
+        ) from exc
 
 
 def _snapshot_read(*, release: Release, project: Project, spool_dir: Path) -> _Snapshot:
@@ -511,6 +815,13 @@ def _snapshot_read(*, release: Release, project: Project, spool_dir: Path) -> _S
             assignment=assignment,
             canonical_of=canonical_of,
             previous=previous,
+            pruned_before=None
+            if previous is not None
+            else Release.objects.filter(
+                project=project, status=ReleaseStatus.PRUNED, version__lt=release.version
+            )
+            .order_by("-version")
+            .first(),
             spools=spools,
             counts=counts,
             rows=rows,
@@ -687,7 +998,7 @@ def _image_copy(*, name: str, target: Path) -> None:
     if target.exists():
         return
     target.parent.mkdir(parents=True, exist_ok=True)
-    with default_storage.open(name, "rb") as source, open(target, "wb") as out:
+    with storage(MEDIA).open(name, "rb") as source, open(target, "wb") as out:
         shutil.copyfileobj(source, out, 1 << 20)
 
 

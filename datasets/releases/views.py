@@ -1,11 +1,15 @@
-"""Manager pages for releases: list and cut, progress, detail with datasheet, downloads."""
+"""Manager pages for releases: list and cut, progress, detail with datasheet, downloads, pin."""
+
+from pathlib import PurePosixPath
 
 from django import forms
+from django.conf import settings
 from django.contrib import messages
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.views.decorators.http import require_http_methods
+from django.views.decorators.http import require_http_methods, require_POST
 
+from config.storage import RELEASES, storage_response
 from datasets import access
 from datasets.models import Release, ReleaseStatus
 from datasets.releases import services
@@ -28,7 +32,10 @@ class ReleaseForm(forms.Form):
         initial=list(FORMATS),
     )
     copy_images = forms.BooleanField(
-        required=False, initial=True, help_text="Otherwise rows reference the stored files."
+        required=False,
+        initial=False,
+        help_text="Under images/; not with WebDataset, whose shards already hold every image. "
+        "Otherwise rows name the stored files.",
     )
     balance_method = forms.ChoiceField(choices=[(m, m) for m in METHODS])
     balance_ratio = forms.FloatField(min_value=0.001, help_text="Negatives per positive, train.")
@@ -69,34 +76,66 @@ def release_row(request: HttpRequest, slug: str, version: int) -> HttpResponse:
 def release_detail(request: HttpRequest, slug: str, version: int) -> HttpResponse:
     project, _ = access.project_get(user=request.user, slug=slug, manager=True)
     release = get_object_or_404(Release, project=project, version=version)
-    datasheet = ""
-    path = services.release_file_path(release=release, name="DATASHEET.md")
-    if path is not None and path.is_file():
-        datasheet = path.read_text(encoding="utf-8")
+    files, datasheet, files_error = [], "", ""
+    if release.status == ReleaseStatus.READY:
+        try:
+            files = services.release_files(release=release)
+            datasheet = services.release_datasheet(release=release)
+        except services.ReleaseFilesError as exc:
+            files_error = str(exc)
     return render(
         request,
         "datasets/release_detail.html",
         {
             "project": project,
             "release": release,
-            "files": services.release_files(release=release),
+            "files": files,
+            "files_error": files_error,
             "datasheet": datasheet,
             "diff": (release.counts or {}).get("diff"),
+            "keep": settings.CONCORD_RELEASES_KEEP,
         },
     )
 
 
-def release_file(request: HttpRequest, slug: str, version: int, name: str) -> FileResponse:
+@require_POST
+def release_pin(request: HttpRequest, slug: str, version: int) -> HttpResponse:
+    """Pin (kept forever, whatever the retention setting) or unpin a release."""
+    project, _ = access.project_get(user=request.user, slug=slug, manager=True)
+    release = get_object_or_404(Release, project=project, version=version)
+    pinned = request.POST.get("pinned") == "1"
+    try:
+        services.release_pin(release=release, pinned=pinned)
+    except ValueError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(
+            request,
+            f"{release.name} pinned: kept forever."
+            if pinned
+            else f"{release.name} unpinned: retention may prune it.",
+        )
+    return redirect("release-detail", slug=project.slug, version=release.version)
+
+
+def release_file(request: HttpRequest, slug: str, version: int, name: str) -> HttpResponse:
     return release_file_response(user=request.user, slug=slug, version=version, name=name)
 
 
-def release_file_response(*, user, slug: str, version: int, name: str) -> FileResponse:
-    """A file of a ready release, streamed; only paths its manifest lists. Shared with the API."""
+def release_file_response(*, user, slug: str, version: int, name: str) -> HttpResponse:
+    """A file of a ready release: streamed from a local storage, or a redirect to a short-lived
+    signed URL on object storage; only paths its manifest lists. Shared with the API."""
     project, _ = access.project_get(user=user, slug=slug, manager=True)
     release = get_object_or_404(
         Release, project=project, version=version, status=ReleaseStatus.READY
     )
-    path = services.release_file_path(release=release, name=name)
-    if path is None or not path.is_file():
+    try:
+        stored = services.release_file_name(release=release, path=name)
+    except services.ReleaseFilesError as exc:
+        raise Http404(str(exc)) from None
+    if stored is None:
         raise Http404("No such file in this release.")
-    return FileResponse(open(path, "rb"), as_attachment=True, filename=path.name)
+    try:
+        return storage_response(alias=RELEASES, name=stored, filename=PurePosixPath(name).name)
+    except FileNotFoundError:
+        raise Http404("This file is listed but missing from storage.") from None

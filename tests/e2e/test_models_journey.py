@@ -11,8 +11,6 @@ from training.registry.models import ModelVersion
 
 
 def test_manager_trains_a_model_and_reads_its_figures(page, transactional_db, settings, tmp_path):
-    settings.CONCORD_RELEASES_ROOT = tmp_path / "releases"
-    settings.CONCORD_MODELS_ROOT = tmp_path / "models"
     settings.CONCORD_TRAIN_CONFIG = tiny_config(tmp_path, epochs=2).to_dict()
     torch.set_num_threads(1)
     manager = factories.user("mo")

@@ -13,7 +13,6 @@ from tests.e2e.conftest import log_in
 def test_manager_cuts_a_release_and_downloads_its_datasheet(
     page, transactional_db, settings, tmp_path
 ):
-    settings.CONCORD_RELEASES_ROOT = tmp_path / "releases"
     manager = factories.user("rita")
     project = factories.project(manager=manager, name="Harbour photos")
     for seed in range(3):
@@ -51,3 +50,12 @@ def test_manager_cuts_a_release_and_downloads_its_datasheet(
     assert download.suggested_filename == "DATASHEET.md"
     text = Path(download.path()).read_text(encoding="utf-8")
     assert "# Datasheet: Harbour photos v1" in text
+
+    # Pinned: kept forever, whatever the retention setting; and unpinned again.
+    page.click("button:has-text('Pin (keep forever)')")
+    page.wait_for_selector("[data-pinned]")
+    assert "kept forever" in page.locator("[data-retention]").inner_text()
+    assert Release.objects.get(project=project).pinned
+    page.click("button:has-text('Unpin')")
+    page.wait_for_selector("button:has-text('Pin (keep forever)')")
+    assert not Release.objects.get(project=project).pinned

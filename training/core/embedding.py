@@ -18,6 +18,7 @@ import torch
 from training.core.checkpoint import load_checkpoint, model_from_checkpoint
 from training.core.evaluate import embed_inputs
 from training.core.inputs import InputBuilder, SplitInputs
+from training.core.store import DataStore
 
 
 @dataclass(frozen=True)
@@ -39,16 +40,18 @@ def embed_with_checkpoint(
     texts: Sequence[str],
     cache_dir: str | Path | None = None,
     progress: bool = False,
+    store: DataStore | None = None,
 ) -> Embeddings:
     """Embed images (addressed by content hash, read from ``image_paths``) and captions (keyed
     by the hash of their text) with the model of ``checkpoint_path``, on the CPU or GPU its
     config resolves to. With a bilinear score the image side is multiplied by the learned
-    matrix, so that scores are plain dot products either way."""
+    matrix, so that scores are plain dot products either way. With ``store``, images come from
+    it by key (``image_paths`` are ignored) and the embedding cache is shared through it."""
     checkpoint = load_checkpoint(checkpoint_path)
     model, config, vocab = model_from_checkpoint(checkpoint)
     if cache_dir is not None:
         config = dataclasses.replace(config, cache_dir=str(cache_dir))
-    builder = InputBuilder(config, vocab=vocab, progress=progress)
+    builder = InputBuilder(config, vocab=vocab, progress=progress, store=store)
     model = model.to(builder.device)
     inputs = SplitInputs(
         images=builder.images(list(image_keys), list(image_paths)),

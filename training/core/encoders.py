@@ -27,6 +27,8 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 from tqdm import tqdm
 
+from training.core.store import ShardStore
+
 PRETRAINED_IMAGE_SIZE = 224
 EFFICIENTNET_NAME = "efficientnet-lite0"
 EFFICIENTNET_BLOCKS = 16
@@ -37,6 +39,7 @@ EFFICIENTNET_DIM = 1280 + 320
 # EfficientNet-Lite was trained on TF's [-1, 1] scaling, not ImageNet mean/std.
 LITE_MEAN = 127.0
 LITE_STD = 128.0
+_SHARD_NAME = re.compile(r"shard-[0-9]+-[0-9a-f]{8}\.npz")
 
 
 # --------------------------------------------------------------------------- images on disk
@@ -67,15 +70,42 @@ class EmbeddingCache:
     Each write is a new ``shard-*.npz`` renamed into place, so concurrent readers only ever see
     whole shards and concurrent writers never clobber each other (a key written twice holds the
     same vector, so duplicates are harmless).
+
+    With ``shared`` (a :class:`~training.core.store.ShardStore`), the local folder is a mirror:
+    shards other workers stored are fetched into it before reading, and every new shard is
+    stored there too. :meth:`compact` is for a local cache alone.
     """
 
-    def __init__(self, root: str | Path, encoder_id: str, dtype: str = "float32") -> None:
-        self.dir = Path(root) / re.sub(r"[^A-Za-z0-9_.-]", "_", encoder_id)
+    def __init__(
+        self,
+        root: str | Path,
+        encoder_id: str,
+        dtype: str = "float32",
+        shared: ShardStore | None = None,
+    ) -> None:
+        self.namespace = re.sub(r"[^A-Za-z0-9_.-]", "_", encoder_id)
+        self.dir = Path(root) / self.namespace
         self.dtype = np.dtype(dtype)
+        self.shared = shared
         self._vectors: dict[str, np.ndarray] = {}
         self._seen_shards: set[str] = set()
 
+    def _pull(self) -> None:
+        """Fetch the shared shards this folder lacks (each written under a temporary name)."""
+        assert self.shared is not None
+        for name in self.shared.names():
+            if not _SHARD_NAME.fullmatch(name) or name in self._seen_shards:
+                continue
+            if (self.dir / name).exists():
+                continue
+            self.dir.mkdir(parents=True, exist_ok=True)
+            tmp = self.dir / f".{name}.{uuid.uuid4().hex[:8]}.tmp"
+            tmp.write_bytes(self.shared.read(name))
+            os.replace(tmp, self.dir / name)
+
     def _refresh(self) -> None:
+        if self.shared is not None:
+            self._pull()
         if not self.dir.is_dir():
             return
         for shard in sorted(self.dir.glob("shard-*.npz")):
@@ -105,6 +135,8 @@ class EmbeddingCache:
         with open(tmp, "wb") as fh:
             np.savez(fh, keys=np.asarray(list(keys)), vectors=stored)
         os.replace(tmp, self.dir / name)
+        if self.shared is not None:
+            self.shared.write(name, (self.dir / name).read_bytes())
         self._vectors.update(zip(keys, stored, strict=True))
         self._seen_shards.add(name)
 

@@ -21,6 +21,7 @@ from training.core.metrics import (
     summarise_ranks,
 )
 from training.core.model import MatchingModel
+from training.core.store import DataStore
 
 EMBED_BATCH = 512
 # Query rows scored at once: bounds memory to CHUNK x gallery scores on large splits.
@@ -157,9 +158,11 @@ def evaluate(
     cache_dir: str | Path | None = None,
     device: str | None = None,
     progress: bool = False,
+    store: DataStore | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Metrics per split (``{"train": {...}, "val": {...}, "test": {...}}``) of a saved model on
-    a release. ``cache_dir``/``device`` override the ones recorded in the checkpoint's config."""
+    a release. ``cache_dir``/``device`` override the ones recorded in the checkpoint's config;
+    ``store`` serves images and embeddings as in :func:`training.core.train.train`."""
     checkpoint = load_checkpoint(checkpoint_path)
     overrides: dict[str, Any] = {}
     if cache_dir is not None:
@@ -170,7 +173,7 @@ def evaluate(
     model, config, vocab = model_from_checkpoint(checkpoint)
     model.to(config.resolved_device())
     release = load_release(release_dir)
-    builder = InputBuilder(config, vocab=vocab, progress=progress)
+    builder = InputBuilder(config, vocab=vocab, progress=progress, store=store)
     inputs = {name: builder.split(split) for name, split in release.splits.items()}
     return evaluate_model(
         model, release.splits, inputs, fallback_threshold=checkpoint.get("threshold")

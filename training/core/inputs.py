@@ -2,7 +2,9 @@
 
 Pretrained: cached frozen-encoder outputs (the encoders are only loaded when something is missing
 from the cache); with the character n-gram text encoder, hashed n-gram ids beside the cached
-image features. Scratch: uint8 pixels and padded token ids.
+image features. Scratch: uint8 pixels and padded token ids. With a
+:class:`~training.core.store.DataStore`, images are fetched by content key (only those the
+cache lacks) and the cache's shards are shared through it.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from training.core.encoders import (
     minilm_encoder_id,
     use_m3_encoder_id,
 )
+from training.core.store import DataStore
 
 TEXT_EMBED_BATCH = 256
 
@@ -44,12 +47,14 @@ class InputBuilder:
     """Builds :class:`SplitInputs`, reusing loaded encoders across splits.
 
     ``stats`` accumulates what the embedding cache did (``image`` and ``text``), which is how
-    callers see that a rerun computed nothing.
+    callers see that a rerun computed nothing. ``store``, when given, is where images and the
+    shared embedding shards come from (image paths are then ignored).
     """
 
     config: TrainConfig
     vocab: Vocabulary | None = None
     progress: bool = True
+    store: DataStore | None = None
     stats: dict[str, EmbedStats] = field(default_factory=dict)
     _image_encoder: EfficientNetFeatures | None = None
     _text_encoder: MiniLMFeatures | UseM3Features | None = None
@@ -58,14 +63,20 @@ class InputBuilder:
         self.device = self.config.resolved_device()
         root = self.config.resolved_cache_dir()
         blocks = self.config.finetune_image_blocks
-        self.image_cache = EmbeddingCache(
+        self.image_cache = self._cache(
             root, efficientnet_encoder_id(blocks), "float16" if blocks else "float32"
         )
         text_id = (
             use_m3_encoder_id() if self.config.text_encoder == "use-m3" else minilm_encoder_id()
         )
-        self.text_cache = EmbeddingCache(root, text_id)
+        self.text_cache = self._cache(root, text_id)
         self.stats = {"image": EmbedStats(), "text": EmbedStats()}
+
+    def _cache(self, root, encoder_id: str, dtype: str = "float32") -> EmbeddingCache:
+        cache = EmbeddingCache(root, encoder_id, dtype)
+        if self.store is not None:
+            cache.shared = self.store.embedding_shards(cache.namespace)
+        return cache
 
     def image_encoder(self) -> EfficientNetFeatures:
         if self._image_encoder is None:
@@ -83,13 +94,24 @@ class InputBuilder:
         return self._text_encoder
 
     def images(self, keys: list[str], paths: list[str]) -> torch.Tensor:
-        """Inputs for images addressed by sha256 (pretrained) or read from ``paths`` (scratch)."""
+        """Inputs for images addressed by sha256 (pretrained) or read from ``paths`` (scratch);
+        with a store, read from the files it fetches for the keys instead of ``paths``."""
+        store = self.store
         if self.config.encoder == "scratch":
-            return load_pixels(paths, self.config.scratch_image_size).to(self.device)
+            files = store.image_files(keys) if store is not None else paths
+            return load_pixels(files, self.config.scratch_image_size).to(self.device)
+
+        def load_encoder():
+            encoder = self.image_encoder()
+            if store is None:
+                return encoder
+            # Items are content keys: only the images the cache lacks are fetched.
+            return lambda batch: encoder(store.image_files(batch))
+
         vectors, stats = embed_with_cache(
             keys,
-            paths,
-            self.image_encoder,
+            keys if store is not None else paths,
+            load_encoder,
             self.image_cache,
             batch_size=self.config.embed_batch_size,
             desc="embed images",

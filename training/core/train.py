@@ -40,6 +40,7 @@ from training.core.evaluate import evaluate_model
 from training.core.inputs import InputBuilder, SplitInputs
 from training.core.losses import MatchingLoss
 from training.core.model import MatchingModel
+from training.core.store import DataStore
 
 ERROR_NO_TRAIN_SPLIT = "the release has no train split with positive pairs"
 ERROR_RESUME_CONFIG = "{path} was trained with a different config ({fields}); use another --out"
@@ -289,13 +290,16 @@ def train(
     resume: bool = True,
     show_progress: bool = True,
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
+    store: DataStore | None = None,
 ) -> TrainResult:
     """Train a matching model on ``release_dir`` and write checkpoints and logs to ``out_dir``.
 
     With ``resume`` (the default) an existing ``out_dir/last.pt`` is continued; its config must
     match except for :data:`RESUMABLE_CHANGES`. ``on_epoch`` receives each epoch's log record
     (a Celery task can report progress with it; raising from it stops the run after ``last.pt``
-    has been written, which is also how tests simulate a killed run).
+    has been written, which is also how tests simulate a killed run). ``store`` serves images
+    by content key and shares the embedding cache (see :mod:`training.core.store`); without
+    it, images are read from the paths in the pairs table.
     """
     started = time.perf_counter()
     out = Path(out_dir)
@@ -324,7 +328,7 @@ def train(
             if state is not None
             else Vocabulary.build(train_split.texts, config.vocab_min_freq)
         )
-    builder = InputBuilder(config, vocab=vocab, progress=show_progress)
+    builder = InputBuilder(config, vocab=vocab, progress=show_progress, store=store)
     inputs = {name: builder.split(split) for name, split in release.splits.items()}
     embedding = {kind: asdict(s) for kind, s in builder.stats.items()}
 

@@ -32,7 +32,10 @@ class ModelVersion(models.Model):
     metrics = models.JSONField(default=dict, blank=True)
     metric_name = models.CharField(max_length=40, blank=True)
     metric_value = models.FloatField(null=True, blank=True)
+    # The best checkpoint's name in the "models" storage (<slug>/<id>/best.pt) and its SHA-256,
+    # which names a worker's local copy of it in the scratch cache.
     checkpoint = models.CharField(max_length=500, blank=True)
+    checkpoint_sha256 = models.CharField(max_length=64, blank=True)
     is_promoted = models.BooleanField(default=False)
     error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -1,15 +1,22 @@
 """Services for model versions: request a training run, run it, promote the better model.
 
-A run trains on a READY release's directory with ``training.core.train.train`` and writes its
-checkpoints under ``settings.CONCORD_MODELS_ROOT/<project slug>/<version id>/``. Promotion is
-atomic and only ever replaces the promoted model with a strictly better one (on the validation
-metric ``TrainConfig.select_metric``); a failed run is marked failed and changes nothing else.
+A run trains on a READY release with ``training.core.train.train``. Nothing comes from or stays
+on the worker's own disk: the release's ``pairs.parquet`` and the images the run needs are
+fetched from storage into the worker's scratch cache (by content hash), the frozen encoders'
+embedding cache is shared through the ``models`` storage, and the checkpoints go to the
+``models`` storage under ``<project slug>/<version id>/`` (``last.pt`` after every epoch, so
+a run resumes on any worker). Promotion is atomic and only ever replaces the promoted model
+with a strictly better one (on the validation metric ``TrainConfig.select_metric``); a failed
+run is marked failed and changes nothing else.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
+import shutil
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,18 +26,88 @@ from django.db import transaction
 from django.utils import timezone
 
 from config.celery import enqueue_on_commit
+from config.storage import (
+    MODELS,
+    StorageDataStore,
+    file_sha256,
+    scratch_dir,
+    scratch_fetch,
+    storage,
+    storage_download,
+    storage_read,
+    storage_upload,
+)
 from datasets.models import Project, Release, ReleaseStatus
-from datasets.releases.services import release_directory
+from datasets.releases.services import release_image_sources, release_local_pairs
 from training.registry.models import ModelVersion, VersionStatus
 from training.registry.signals import model_promoted
 
 logger = logging.getLogger(__name__)
 
 ERROR_NO_RELEASE = "Project {slug} has no ready release to train on; cut one first."
+ERROR_NO_CHECKPOINT = "Model #{pk} has no checkpoint."
+# What a run leaves in the models storage under <slug>/<version id>/; the first two are what a
+# resumed run needs.
+CHECKPOINT_FILES = ("last.pt", "best.pt")
+RUN_FILES = ("metrics.json", "log.jsonl")
 
 
-def models_root() -> Path:
-    return Path(getattr(settings, "CONCORD_MODELS_ROOT", Path(settings.VAR_DIR) / "models"))
+def checkpoint_prefix(*, version: ModelVersion) -> str:
+    """Where a version's files live in the ``models`` storage."""
+    return f"{version.project.slug}/{version.pk}"
+
+
+def checkpoint_local(*, version: ModelVersion) -> Path:
+    """A local copy of the version's best checkpoint, fetched from the ``models`` storage into
+    this worker's scratch cache (named and checked by its SHA-256) unless already there.
+
+    Raises ``ValueError`` without a checkpoint and ``StoredFileError`` when it cannot be read.
+    """
+    if not version.checkpoint:
+        raise ValueError(ERROR_NO_CHECKPOINT.format(pk=version.pk))
+    if version.checkpoint_sha256:
+        return scratch_fetch(
+            alias=MODELS,
+            name=version.checkpoint,
+            key=version.checkpoint_sha256,
+            suffix=".pt",
+            verify=True,
+        )
+    # Versions trained before checkpoints were hashed: fetch, hash, keep it under its hash.
+    temporary = scratch_dir("objects") / f".{uuid.uuid4().hex}.pt"
+    storage_download(alias=MODELS, name=version.checkpoint, target=temporary)
+    sha256 = file_sha256(temporary)
+    target = scratch_dir("objects", sha256[:2]) / f"{sha256}.pt"
+    temporary.replace(target)
+    ModelVersion.objects.filter(pk=version.pk).update(checkpoint_sha256=sha256)
+    version.checkpoint_sha256 = sha256
+    return target
+
+
+def run_file(*, version: ModelVersion, name: str) -> bytes:
+    """One of a run's stored files (``log.jsonl``, ``metrics.json``…); raises
+    ``StoredFileError``."""
+    return storage_read(alias=MODELS, name=f"{checkpoint_prefix(version=version)}/{name}")
+
+
+def _run_dir(*, version: ModelVersion) -> Path:
+    """A fresh local folder for the run holding what the storage has of it (a resumed run's
+    ``last.pt`` and ``best.pt``): the storage, not this worker's disk, is the truth."""
+    folder = scratch_dir("runs", version.project.slug, str(version.pk))
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    prefix = checkpoint_prefix(version=version)
+    for name in CHECKPOINT_FILES:
+        if storage(MODELS).exists(f"{prefix}/{name}"):
+            storage_download(alias=MODELS, name=f"{prefix}/{name}", target=folder / name)
+    return folder
+
+
+def _run_store(*, version: ModelVersion, folder: Path, names: tuple[str, ...]) -> None:
+    prefix = checkpoint_prefix(version=version)
+    for name in names:
+        if (folder / name).is_file():
+            storage_upload(alias=MODELS, name=f"{prefix}/{name}", source=folder / name)
 
 
 def default_config() -> dict[str, Any]:
@@ -129,14 +206,40 @@ def model_train(*, version_id: int, show_progress: bool = False) -> ModelVersion
             epochs_done=record["epoch"], history=history
         )
 
+    run_dir: Path | None = None
     try:
         config = TrainConfig.from_dict(version.config)
-        release_dir = release_directory(release=version.release)
-        if release_dir is None or version.release.status != ReleaseStatus.READY:
+        if not config.cache_dir:
+            config = dataclasses.replace(config, cache_dir=str(scratch_dir("embeddings")))
+        if version.release.status != ReleaseStatus.READY:
             raise ValueError(f"Release {version.release.name} is not ready.")
-        out_dir = models_root() / version.project.slug / str(version.pk)
-        result = train(config, release_dir, out_dir, show_progress=show_progress, on_epoch=on_epoch)
-        metrics = _json_safe(evaluate(result.checkpoint, release_dir))
+        release_dir = release_local_pairs(release=version.release)
+        store = StorageDataStore(
+            images=release_image_sources(release=version.release, pairs_dir=release_dir)
+        )
+        run_dir = _run_dir(version=version)
+        folder = run_dir
+
+        def on_epoch_stored(record: dict[str, Any]) -> None:
+            # Stored before anything else: a run killed after this epoch resumes from it.
+            _run_store(version=version, folder=folder, names=(*CHECKPOINT_FILES, "log.jsonl"))
+            on_epoch(record)
+
+        result = train(
+            config,
+            release_dir,
+            run_dir,
+            show_progress=show_progress,
+            on_epoch=on_epoch_stored,
+            store=store,
+        )
+        metrics = _json_safe(evaluate(result.checkpoint, release_dir, store=store))
+        _run_store(version=version, folder=run_dir, names=(*CHECKPOINT_FILES, *RUN_FILES))
+        checkpoint_sha256 = file_sha256(result.checkpoint)
+        # Kept in the scratch cache under its hash: mining on this worker fetches nothing.
+        cached = scratch_dir("objects", checkpoint_sha256[:2]) / f"{checkpoint_sha256}.pt"
+        if not cached.exists():
+            shutil.copyfile(result.checkpoint, cached)
     except Exception as exc:
         logger.exception("Training of model version %d failed", version.pk)
         ModelVersion.objects.filter(pk=version.pk).update(
@@ -146,6 +249,10 @@ def model_train(*, version_id: int, show_progress: bool = False) -> ModelVersion
         )
         version.refresh_from_db()
         return version
+    finally:
+        # The storage has everything a rerun needs; the local folder was only scratch.
+        if run_dir is not None:
+            shutil.rmtree(run_dir, ignore_errors=True)
 
     value = metrics.get("val", {}).get(config.select_metric)
     with transaction.atomic():
@@ -166,7 +273,8 @@ def model_train(*, version_id: int, show_progress: bool = False) -> ModelVersion
         version.metrics = metrics
         version.metric_name = config.select_metric
         version.metric_value = value
-        version.checkpoint = str(result.checkpoint)
+        version.checkpoint = f"{checkpoint_prefix(version=version)}/best.pt"
+        version.checkpoint_sha256 = checkpoint_sha256
         version.is_promoted = promote
         version.finished_at = timezone.now()
         version.save()

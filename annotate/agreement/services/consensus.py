@@ -15,7 +15,7 @@ are not part of the agreement statistics (everyone answers them, which would wei
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable
+from collections.abc import Collection, Hashable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -89,7 +89,7 @@ def consensus_recompute(*, project: Project, now: datetime | None = None) -> Rec
         snapshot = _write(project=project, state=state, now=now)
     reopened = 0
     for task_id, seen in state.reopen:
-        reopened += task_target_raise(task_id=task_id, seen_judgments=seen, limit=state.limit)
+        reopened += task_target_raise(task_id=task_id, seen_judgment_ids=seen, limit=state.limit)
     # Later stages act on the new labels (settled hard-negative proposals become verified
     # negatives or found positives) without this stage knowing them.
     labels_recomputed.send(sender=RecomputeResult, project=project, now=now)
@@ -105,6 +105,7 @@ def _challenge_rows(*, project: Project) -> list[tuple]:
         .order_by("judgment_id", "option_id")
         .values_list(
             "judgment_id",
+            "judgment__task_id",
             "option__pair_id",
             "judgment__annotator_id",
             "marked",
@@ -116,27 +117,36 @@ def _challenge_rows(*, project: Project) -> list[tuple]:
     return [
         (
             judgment_id,
+            task_id,
             pair_id,
             annotator_id,
             Answer.MATCH if marked else Answer.NO_MATCH,
             seconds / max(1, options),
             is_check,
         )
-        for judgment_id, pair_id, annotator_id, marked, seconds, is_check, options in marks
+        for judgment_id, task_id, pair_id, annotator_id, marked, seconds, is_check, options in marks
     ]
 
 
-def task_target_raise(*, task_id: int, seen_judgments: int, limit: int) -> int:
-    """Ask for one more judgment on a task, if it still has exactly the judgments the caller saw,
-    no lease outstanding and room under ``limit``; returns 1 when it did, else 0.
+def task_target_raise(*, task_id: int, seen_judgment_ids: Collection[int], limit: int) -> int:
+    """Ask for one more judgment on a task whose item the caller found unsettled; returns 1 when
+    it did, else 0.
 
+    Only when, under the task's row lock, all its judgments are in (as many as its target, no
+    lease outstanding) and they are exactly ``seen_judgment_ids``, the judgments the caller's
+    verdict was drawn from, and the target is below ``limit``. A recompute reads judgments and
+    tasks in separate statements while annotators take and answer tasks, so without the check
+    a lease taken or an answer given after its read would be asked for again by a stale verdict.
     The counters change only under the task row lock, as everywhere in annotate.queue.
     """
     with transaction.atomic():
         task = Task.objects.select_for_update().filter(pk=task_id, is_gold=False).first()
-        if task is None or task.judgment_count != seen_judgments:
+        if task is None or task.lease_count or task.judgment_count < task.target:
             return 0
-        if task.judgment_count + task.lease_count < task.target or task.target >= limit:
+        if task.target >= limit:
+            return 0
+        judged = set(Judgment.objects.filter(task_id=task_id).values_list("id", flat=True))
+        if judged != set(seen_judgment_ids):
             return 0
         task.target += 1
         refresh_open(task)
@@ -230,7 +240,7 @@ class _State:
     last_judgment_id: int
     target: int
     limit: int
-    reopen: list[tuple[int, int]]
+    reopen: list[tuple[int, tuple[int, ...]]]  # task, the judgment ids read on it
 
 
 def _consensus_state(*, project: Project) -> _State:
@@ -244,12 +254,21 @@ def _consensus_state(*, project: Project) -> _State:
             Judgment.objects.filter(task__project=project, task__kind=TaskKind.VERIFY)
             .order_by("id")
             .values_list(
-                "id", "task__pair_id", "annotator_id", "answer", "seconds", "task__is_gold"
+                "id",
+                "task_id",
+                "task__pair_id",
+                "annotator_id",
+                "answer",
+                "seconds",
+                "task__is_gold",
             )
         )
         + _challenge_rows(project=project),
-        columns=["id", ITEM, ANNOTATOR, "answer", SECONDS, "is_gold"],
+        columns=["id", "task", ITEM, ANNOTATOR, "answer", SECONDS, "is_gold"],
     )
+    # Every judgment read on each task (unsure, suspended and repeated ones too): what the
+    # verdicts below are drawn from, checked again before a target goes up.
+    judged = rows.groupby("task")["id"].unique() if len(rows) else pd.Series(dtype=object)
     answers: dict[int, dict[str, int]] = {}
     for (annotator, answer), count in rows.groupby([ANNOTATOR, "answer"]).size().items():
         answers.setdefault(int(annotator), {})[answer] = int(count)
@@ -286,16 +305,16 @@ def _consensus_state(*, project: Project) -> _State:
     tasks = pd.DataFrame.from_records(
         list(
             Task.objects.filter(project=project, kind=TaskKind.VERIFY, is_gold=False).values_list(
-                "pk", "pair_id", "target", "judgment_count", "lease_count"
+                "pk", "pair_id", "target"
             )
         )
         # A challenge's proposals share its task's slots: each is an item of its own.
         + list(
             ChallengeOption.objects.filter(task__project=project, is_check=False).values_list(
-                "task_id", "pair_id", "task__target", "task__judgment_count", "task__lease_count"
+                "task_id", "pair_id", "task__target"
             )
         ),
-        columns=["task", ITEM, "task_target", "judgment_count", "lease_count"],
+        columns=["task", ITEM, "task_target"],
     ).set_index(ITEM)
 
     known = {**adjudicated, **gold}
@@ -332,11 +351,14 @@ def _consensus_state(*, project: Project) -> _State:
     items["judgments"] = items["judgments"].fillna(0).astype(int)
     items["status"] = items["status"].fillna(ItemStatus.PENDING)
     items["adjudicated"] = items.index.isin(list(adjudicated))
-    complete = items["judgment_count"] + items["lease_count"] >= items["task_target"]
+    items["judged"] = items["task"].map(judged.map(len)).fillna(0).astype(int)
+    # Only an item whose judgments are all in (as read with the votes) has a verdict: one with a
+    # lease outstanding may yet be settled by its answer.
+    complete = items["judged"] >= items["task_target"]
     unsettled = ~items["adjudicated"] & items["status"].isin(
         [ItemStatus.DISPUTED, ItemStatus.PENDING]
     )
-    # A pending item with all its slots used got unsure answers or lost suspended votes: it
+    # A pending item with all its judgments in got unsure answers or lost suspended votes: it
     # needs more judgments just as a disputed one does.
     items["reopen"] = unsettled & complete & (items["task_target"] < limit)
     items["needs_manager"] = unsettled & complete & (items["task_target"] >= limit)
@@ -365,10 +387,8 @@ def _consensus_state(*, project: Project) -> _State:
         limit=limit,
         # One row per task: a challenge with several unsettled proposals asks for one more.
         reopen=sorted(
-            {
-                (int(row.task), int(row.judgment_count))
-                for row in items[items["reopen"]].itertuples()
-            }
+            (task, tuple(sorted(int(i) for i in judged.get(task, []))))
+            for task in {int(task) for task in items.loc[items["reopen"], "task"]}
         ),
     )
 
@@ -379,11 +399,14 @@ def _consensus_state(*, project: Project) -> _State:
 def _write(*, project: Project, state: _State, now: datetime) -> AgreementSnapshot:
     items = state.items
     existing = {label.pair_id: label for label in ItemLabel.objects.filter(project=project)}
+    fields = ["label", "confidence", "mv_label", "mv_share", "judgments", "status"]
+    fields += ["needs_manager"]
     to_save = []
     final: dict[int, tuple[int | None, float | None]] = {}
     for row in items.itertuples():
         pair_id = int(row.Index)
         item = existing.get(pair_id) or ItemLabel(project=project, pair_id=pair_id)
+        before = [getattr(item, field) for field in fields]
         item.label = _int_or_none(row.label)
         item.confidence = _float_or_none(row.confidence)
         item.mv_label = _int_or_none(row.mv_label)
@@ -391,17 +414,20 @@ def _write(*, project: Project, state: _State, now: datetime) -> AgreementSnapsh
         item.judgments = int(row.judgments)
         item.status = row.status
         item.needs_manager = bool(row.needs_manager)
-        item.updated_at = now
-        to_save.append(item)
+        # Only rows that changed are written: most items of a large project are untouched
+        # between two recomputes, and rewriting them all took minutes at 50,000 items.
+        if item.pk is None or before != [getattr(item, field) for field in fields]:
+            item.updated_at = now
+            to_save.append(item)
         if item.is_adjudicated:
             final[pair_id] = (item.adjudicated_label, 1.0)
         elif item.status == ItemStatus.AGREED:
             final[pair_id] = (item.label, item.confidence)
         else:
             final[pair_id] = (None, None)
-    fields = ["label", "confidence", "mv_label", "mv_share", "judgments", "status"]
-    fields += ["needs_manager", "updated_at"]
-    ItemLabel.objects.bulk_update([i for i in to_save if i.pk], fields, batch_size=500)
+    ItemLabel.objects.bulk_update(
+        [i for i in to_save if i.pk], [*fields, "updated_at"], batch_size=500
+    )
     ItemLabel.objects.bulk_create([i for i in to_save if not i.pk], batch_size=500)
     for pair_id, answer in state.gold.items():
         final[pair_id] = (answer, 1.0)

@@ -10,6 +10,10 @@ SQLite the IMMEDIATE transaction mode serialises writers instead), and the datab
 counters against the target. Candidates are found with ``SKIP LOCKED`` so annotators asking at the
 same moment walk past each other's rows instead of queueing behind them. On PostgreSQL a hand-out
 is one statement (walk, lock, count, lease), since round trips are most of a request's cost.
+
+"Nothing to do" is said only when the annotator has no task they may take: on PostgreSQL, when
+the SKIP LOCKED walks find nothing, a walk that waits for rows others hold decides; on SQLite the
+walks run inside the one write transaction, so what they see is already the whole truth.
 """
 
 import random
@@ -267,7 +271,7 @@ def _lease_new(
 
 # The same walks as _work_candidate, for PostgreSQL: each is one range of a queue index (started
 # tasks first, then unstarted ones from the random start key onwards, then those before it).
-_WALK = """(
+_WALK_WHERE = """
     SELECT t.id FROM annotate_task t
     WHERE t.project_id = %(project)s AND t.is_open AND NOT t.is_gold AND t.kind {kind} %(challenge)s
         AND {range}
@@ -281,13 +285,22 @@ _WALK = """(
             WHERE s.project_id = %(project)s AND s.annotator_id = %(annotator)s
                 AND s.lifted_at IS NULL
         )
-    ORDER BY t.random_key LIMIT 1
-    FOR UPDATE OF t SKIP LOCKED
-)"""
+"""
+_WALK = "(" + _WALK_WHERE + "    ORDER BY t.random_key LIMIT 1\n    FOR UPDATE OF t SKIP LOCKED\n)"
 _RANGES = (
     "t.priority = 1",
     "t.priority = 0 AND t.random_key >= %(start)s",
     "t.priority = 0 AND t.random_key < %(start)s",
+)
+# When every SKIP LOCKED walk comes back empty, that is not yet "nothing to do": the rows they
+# reached may only have been locked by others at that instant, or have moved from one walk's
+# range to another's (a task taken by someone else changes priority) after the statement's
+# snapshot. This walk decides: the whole queue index of one kind in its own order, with no range
+# to move out of, waiting for each row another transaction holds and checking it again once
+# that commits. It finds every task that was open to the annotator when it started and still
+# is; it runs only when the fast walks found nothing, so the common path pays nothing for it.
+_WALK_WAITING = (
+    "(" + _WALK_WHERE + "    ORDER BY t.priority DESC, t.random_key LIMIT 1\n    FOR UPDATE OF t\n)"
 )
 # Take a slot on the first task any walk finds and lease it, in one statement that also returns
 # what the annotator's screen shows. COALESCE stops at the first walk that finds a task, and
@@ -333,34 +346,33 @@ def _lease_take_postgresql(
     expires: datetime,
     shown_at: datetime | None,
 ) -> Lease | None:
-    walk_sql = ", ".join(
-        _WALK.format(kind="=" if challenge else "<>", range=walk_range)
-        for challenge in walks
-        for walk_range in _RANGES
+    params = {
+        "project": project.pk,
+        "annotator": annotator.pk,
+        "challenge": TaskKind.CHALLENGE.value,
+        "start": start,
+        "state": LeaseState.ACTIVE.value,
+        "created": timezone.now(),
+        "shown": shown_at,
+        "expires": expires,
+    }
+    row = _take(
+        walk_sql=", ".join(
+            _WALK.format(kind=_kind_test(challenge), range=walk_range)
+            for challenge in walks
+            for walk_range in _RANGES
+        ),
+        params=params,
     )
-    columns = ", ".join(
-        f"{alias}.{field.column}"
-        for alias, model in _TAKEN_MODELS
-        for field in model._meta.concrete_fields
-    )
-    created = timezone.now()
-    with connection.cursor() as cursor:
-        cursor.execute(
-            _TAKE.format(walks=walk_sql, columns=columns),
-            {
-                "project": project.pk,
-                "annotator": annotator.pk,
-                "challenge": TaskKind.CHALLENGE.value,
-                "start": start,
-                "state": LeaseState.ACTIVE.value,
-                "created": created,
-                "shown": shown_at,
-                "expires": expires,
-            },
-        )
-        row = cursor.fetchone()
     if row is None:
-        return None
+        # Not yet "nothing to do": let the waiting walks decide, one kind after the other.
+        for challenge in walks:
+            waiting = _WALK_WAITING.format(kind=_kind_test(challenge), range="true")
+            row = _take(walk_sql=waiting, params=params)
+            if row is not None:
+                break
+        else:
+            return None
     task, image, pair, caption = _instances(row[1:], [model for _, model in _TAKEN_MODELS])
     task.image = image
     if pair is not None:
@@ -372,7 +384,7 @@ def _lease_take_postgresql(
         "project_id": project.pk,
         "annotator_id": annotator.pk,
         "state": LeaseState.ACTIVE,
-        "created_at": created,
+        "created_at": params["created"],
         "shown_at": shown_at,
         "expires_at": expires,
         "holds_slot": True,
@@ -381,6 +393,22 @@ def _lease_take_postgresql(
     lease.task = task
     lease.project = project
     return lease
+
+
+def _kind_test(challenge: bool) -> str:
+    return "=" if challenge else "<>"
+
+
+def _take(*, walk_sql: str, params: dict) -> tuple | None:
+    """Run the hand-out statement with these walks; the row it returns, or None."""
+    columns = ", ".join(
+        f"{alias}.{field.column}"
+        for alias, model in _TAKEN_MODELS
+        for field in model._meta.concrete_fields
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(_TAKE.format(walks=walk_sql, columns=columns), params)
+        return cursor.fetchone()
 
 
 def _instances(values: tuple, models: list[type[Model]]) -> list[Model | None]:

@@ -8,7 +8,7 @@ hashes, flags and cluster are written in one transaction, marked by ``hashed_at`
 synchronised (a manager's override of a flag that still applies is kept).
 
 Flagged items and duplicates are kept; ``images_held_back`` and ``captions_held_back`` are the
-conditions under which they get no tasks (annotate/pool.py) and stay out of releases.
+conditions under which they get no tasks (annotate/queue/services/pool.py) and stay out of releases.
 """
 
 from __future__ import annotations

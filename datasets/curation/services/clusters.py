@@ -1,6 +1,6 @@
 """Near-duplicate clusters of a project's images, and the manager's decisions on them.
 
-The pure search and grouping live in datasets/dedup.py; this module loads a project's stored
+The pure search and grouping live in datasets/curation/dedup.py; this module loads a project's stored
 hashes and decisions, runs them, and writes the clusters back. Clusters are never edited by hand:
 they are recomputed — for the connected part of the duplicate graph that new images or a decision
 touched, or for the whole project — and the decisions (must-link / cannot-link pairs) are applied

@@ -24,7 +24,9 @@ class Command(BaseCommand):
         parser.add_argument(
             "--copy-images",
             action="store_true",
-            help="copy the images into the release (default: reference them by storage path)",
+            help="copy the images into the release under images/ (default: reference them by "
+            "their name in the media storage); not with webdataset, whose shards already hold "
+            "them, so without --formats it writes every other format",
         )
         parser.add_argument("--balance", choices=["none", "undersample", "oversample"])
         parser.add_argument("--ratio", type=float, help="target negatives per positive in train")
@@ -65,5 +67,5 @@ class Command(BaseCommand):
         self.stdout.write(
             f"{target.slug} {release.name}: {counts['pairs']:,} pairs, {counts['images']:,} "
             f"images ({splits}); labels: {sources}; {counts['moves']} images changed split.\n"
-            f"Directory: {release.directory} under the releases root"
+            f"Stored under {release.directory}/ in the releases storage."
         )

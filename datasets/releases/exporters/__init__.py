@@ -9,7 +9,7 @@ database writes every file. Then it writes the datasheet and the diff, and
     pairs.jsonl  pairs.csv  pairs.parquet
     coco/captions_<split>.json
     webdataset/<split>-000000.tar ...
-    images/ab/<sha256>.jpg ...        (when images are copied; the caller's job)
+    images/ab/<sha256>.jpg ...        (when images are copied, never beside shards; the caller's job)
     DATASHEET.md  diff.jsonl  manifest.json
 
 Every file is byte-identical when rebuilt from the same rows. Writers hold at most one Parquet

@@ -7,9 +7,13 @@ import re
 import pytest
 from django.core.management import call_command
 
-from annotate.agreement.services.consensus import consensus_recompute, item_adjudicate
+from annotate.agreement.services.consensus import (
+    consensus_recompute,
+    item_adjudicate,
+    task_target_raise,
+)
 from annotate.agreement.services.suspensions import annotator_reinstate, annotator_suspend
-from annotate.models import AnnotatorFlag, ItemLabel, Suspension, Task
+from annotate.models import AnnotatorFlag, ItemLabel, Judgment, Suspension, Task
 from annotate.queue.services.judgments import judgment_submit
 from annotate.queue.services.leases import assignment_get
 from datasets.ingest.services.uploads import caption_create
@@ -173,6 +177,73 @@ def test_a_disputed_item_gets_one_more_judgment_at_a_time_then_goes_to_the_manag
     assert (task.is_gold, task.gold_answer) == (True, "no_match")
     assert after.snapshot.items_adjudicated == 0  # gold items leave the item figures
     assert after.snapshot.items_waiting == 0
+
+
+@pytest.mark.parametrize("redundancy", [1, 3])
+def test_a_task_with_a_lease_out_is_never_asked_for_more(project, redundancy):
+    """Issue 18: with a lease out, the item has no verdict yet (its answer may settle it), even
+    though all its slots are taken; a recompute then must not open another slot."""
+    [task] = factories.verify_tasks(project=project, count=1, target=redundancy)
+    users = _crowd(project, redundancy + 1)
+    for user in users[: redundancy - 1]:
+        _answer(project, user, "match", task)
+    held = assignment_get(project=project, annotator=users[redundancy - 1], lookahead=0).current
+    assert held.task_id == task.pk
+    result = consensus_recompute(project=project)
+    task.refresh_from_db()
+    assert (result.reopened, task.target, task.is_open) == (0, redundancy, False)
+    assert ItemLabel.objects.get(pair_id=task.pair_id).needs_manager is False
+    assert assignment_get(project=project, annotator=users[-1], lookahead=0).current is None
+
+    judgment_submit(lease=held, answer="match")
+    assert consensus_recompute(project=project).reopened == 0  # all in and agreed
+    task.refresh_from_db()
+    assert task.target == redundancy
+
+
+def test_a_target_goes_up_only_on_the_judgments_the_verdict_was_drawn_from(project):
+    """A recompute reads the judgments, then raises targets: an answer that came in between (or
+    an undo and a new answer) makes its verdict stale, and the raise is refused."""
+    [task] = factories.verify_tasks(project=project, count=1, target=2)
+    users = _crowd(project, 3)
+    first = _answer(project, users[0], "match", task)
+    second = _answer(project, users[1], "no_match", task)
+    assert task_target_raise(task_id=task.pk, seen_judgment_ids=[first.pk], limit=7) == 0
+    assert task_target_raise(task_id=task.pk, seen_judgment_ids=[second.pk], limit=7) == 0
+    task.refresh_from_db()
+    assert task.target == 2
+    seen = [first.pk, second.pk]
+    assert task_target_raise(task_id=task.pk, seen_judgment_ids=seen, limit=7) == 1
+    # A second recompute with the same verdict: the new slot is not filled yet.
+    assert task_target_raise(task_id=task.pk, seen_judgment_ids=seen, limit=7) == 0
+    task.refresh_from_db()
+    assert (task.target, task.is_open) == (3, True)
+    lease = assignment_get(project=project, annotator=users[2], lookahead=0).current
+    assert lease.task_id == task.pk
+    # While the new lease is out, nothing more, whatever was seen.
+    assert task_target_raise(task_id=task.pk, seen_judgment_ids=seen, limit=7) == 0
+    third = judgment_submit(lease=lease, answer="match").judgment
+    all_in = [first.pk, second.pk, third.pk]
+    assert set(Judgment.objects.filter(task=task).values_list("id", flat=True)) == set(all_in)
+    assert task_target_raise(task_id=task.pk, seen_judgment_ids=all_in, limit=3) == 0  # limit
+    task.refresh_from_db()
+    assert task.target == 3
+
+
+def test_a_recompute_rewrites_only_the_labels_that_changed(project):
+    tasks = factories.verify_tasks(project=project, count=3, target=1)
+    users = _crowd(project, 1)
+    _answer(project, users[0], "match")
+    consensus_recompute(project=project)
+    stamps = dict(ItemLabel.objects.values_list("pair_id", "updated_at"))
+    consensus_recompute(project=project)
+    assert dict(ItemLabel.objects.values_list("pair_id", "updated_at")) == stamps
+    answered = _answer(project, users[0], "no_match")
+    consensus_recompute(project=project)
+    after = dict(ItemLabel.objects.values_list("pair_id", "updated_at"))
+    changed = {pair for pair, stamp in after.items() if stamp != stamps[pair]}
+    assert changed == {answered.task.pair_id}
+    assert len(after) == len(tasks)
 
 
 def _figures(snapshot):

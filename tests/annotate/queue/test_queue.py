@@ -3,7 +3,7 @@ from collections import Counter
 from datetime import timedelta
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import Count, Sum
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
@@ -137,6 +137,9 @@ def test_api_next_and_submit_take_few_queries(client, project, annotator, monkey
     task and lease in one query and writes three rows (inside the test's transaction, savepoints
     stand in for BEGIN and COMMIT)."""
     monkeypatch.setattr(leases, "_reclaim_due", lambda project_id: False)
+    # No gold: a gold draw (one in ten at the default rate) looks for a gold item first.
+    project.gold_rate = 0.0
+    project.save(update_fields=["gold_rate"])
     factories.verify_tasks(project=project, count=3)
     auth = {"HTTP_AUTHORIZATION": f"Token {Token.objects.create(user=annotator).key}"}
     next_url = reverse("api-task-next", kwargs={"slug": project.slug})
@@ -276,6 +279,39 @@ def test_concurrent_annotators_never_over_assign(manager):
         judgments=Sum("judgment_count"), leases=Sum("lease_count")
     )
     assert totals == {"judgments": 90, "leases": 0}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_task_someone_holds_at_that_instant_is_waited_for_not_called_nothing(manager):
+    """The only open task is locked by another transaction (a submit or a hand-out in flight)
+    when the annotator asks: SKIP LOCKED passes over it, so the queue waits for it and decides,
+    instead of saying there is nothing to do."""
+    project = factories.project(manager=manager, name="Held", gold_rate=0.0, challenge_rate=0.0)
+    [task] = factories.verify_tasks(project=project, count=1, target=2)
+    user = _user("waiter", project)
+    locked, release = threading.Event(), threading.Event()
+    errors: list[str] = []
+
+    def hold() -> None:
+        try:
+            with transaction.atomic():
+                Task.objects.select_for_update().get(pk=task.pk)
+                locked.set()
+                release.wait(timeout=30)
+        except Exception as exc:  # surfaced by the test
+            errors.append(repr(exc))
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert locked.wait(timeout=30)
+    threading.Timer(0.5, release.set).start()
+    lease = assignment_get(project=project, annotator=user, lookahead=0).current
+    holder.join(timeout=30)
+    assert not errors, errors
+    assert release.is_set()  # it did wait
+    assert lease is not None and lease.task_id == task.pk
 
 
 def test_a_suspended_annotator_gets_no_work_and_gives_back_what_they_held(

@@ -7,6 +7,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import webdataset as wds
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage, storages
 from django.urls import reverse
 from pycocotools.coco import COCO
 
@@ -15,6 +17,7 @@ from datasets.ingest.services.uploads import caption_create
 from datasets.models import (
     ClusterMember,
     DuplicateCluster,
+    Image,
     ImageSplit,
     Pair,
     Release,
@@ -26,11 +29,17 @@ from datasets.releases.splits import split_for_cluster
 from tests import factories
 
 
-@pytest.fixture(autouse=True)
-def releases_root(settings, tmp_path):
-    root = tmp_path / "releases"
-    settings.CONCORD_RELEASES_ROOT = root
-    return root
+@pytest.fixture
+def releases_root(settings):
+    """The local folder behind the "releases" storage (tests/conftest.py)."""
+    return settings.CONCORD_RELEASES_ROOT
+
+
+def _download(release, tmp_path) -> Path:
+    """The release's files as a consumer gets them: fetched from storage, checked."""
+    target = tmp_path / "downloaded" / release.name
+    services.release_download(release=release, target=target)
+    return target
 
 
 def _label(pair, *, label=1, status="agreed", confidence=0.9, judgments=3):
@@ -102,17 +111,19 @@ def _files(directory: Path) -> dict[str, bytes]:
     }
 
 
-def test_release_loads_in_every_reader(project, manager, django_capture_on_commit_callbacks):
+def test_release_loads_in_every_reader(
+    project, manager, django_capture_on_commit_callbacks, tmp_path
+):
     data = _dataset(project)
     _cluster(data["images"][4], data["images"][5])
     with django_capture_on_commit_callbacks() as callbacks:
-        chosen = services.release_options(project=project, copy_images=True)
+        chosen = services.release_options(project=project)
         release = services.release_request(project=project, user=manager, options=chosen)
     assert len(callbacks) == 1  # the build is enqueued after commit
     assert release.version == 1 and release.status == ReleaseStatus.QUEUED
     release = services.release_build(release_id=release.pk)
     assert release.status == ReleaseStatus.READY, release.error
-    directory = services.release_directory(release=release)
+    directory = _download(release, tmp_path)
     assert verify_manifest(directory=directory) == []
 
     lines = (directory / "pairs.jsonl").read_text(encoding="utf-8").splitlines()
@@ -131,8 +142,11 @@ def test_release_loads_in_every_reader(project, manager, django_capture_on_commi
         ((r["split"], r["image_id"], r["pair_id"]) for r in rows),
         key=lambda k: (("train", "val", "test").index(k[0]), k[1], k[2]),
     )
+    # WebDataset shards hold the images, so the release stores no other copy: rows name the
+    # stored media file.
+    assert not (directory / "images").exists()
     for row in rows:
-        assert (directory / row["image_path"]).is_file()
+        assert default_storage.exists(row["image_path"])
 
     table = pq.read_table(directory / "pairs.parquet")
     assert table.num_rows == len(rows)
@@ -157,15 +171,62 @@ def test_release_loads_in_every_reader(project, manager, django_capture_on_commi
 
     datasheet = (directory / "DATASHEET.md").read_text(encoding="utf-8")
     assert "# Datasheet: Street scenes v1" in datasheet
+    assert "Each image is stored once, inside the WebDataset shards" in datasheet
+    assert json.loads((directory / "manifest.json").read_text())["release"]["images"] == (
+        "in webdataset shards"
+    )
     assert release.counts["pairs"] == len(rows)
     assert release.counts["label_sources"]["construction"] == 1
     assert ImageSplit.objects.filter(release=release).count() == project.images.count()
 
 
+def test_copied_images_are_stored_once_under_images(project, manager, tmp_path):
+    _dataset(project, count=4)
+    release = _cut(project, manager, formats=["jsonl", "coco"], copy_images=True)
+    assert release.status == ReleaseStatus.READY, release.error
+    directory = _download(release, tmp_path)
+    assert verify_manifest(directory=directory) == []
+    assert not (directory / "webdataset").exists()
+    rows = [json.loads(line) for line in (directory / "pairs.jsonl").read_text().splitlines()]
+    copies = sorted(p for p in (directory / "images").rglob("*") if p.is_file())
+    assert len(copies) == len({row["image_id"] for row in rows})
+    for row in rows:
+        assert (directory / row["image_path"]).read_bytes() == default_storage.open(
+            Image.objects.get(pk=row["image_id"]).file.name
+        ).read()
+    assert "under `images/" in (directory / "DATASHEET.md").read_text()
+
+
+def test_copied_images_and_webdataset_are_not_offered_together(project, client, manager):
+    with pytest.raises(ValueError, match="not both"):
+        services.release_options(project=project, formats=["webdataset"], copy_images=True)
+    # Asked for copies without naming formats: every format whose files do not hold images.
+    chosen = services.release_options(project=project, copy_images=True)
+    assert chosen.formats == ("jsonl", "csv", "parquet", "coco") and chosen.copy_images
+    client.force_login(manager)
+    refused = client.post(
+        reverse("api-releases", args=[project.slug]),
+        {"formats": ["jsonl", "webdataset"], "copy_images": True},
+        content_type="application/json",
+    )
+    assert refused.status_code == 400 and "not both" in refused.json()["detail"]
+    page = client.post(
+        reverse("releases", args=[project.slug]),
+        {
+            "formats": ["jsonl", "webdataset"],
+            "copy_images": "on",
+            "balance_method": "none",
+            "balance_ratio": "1",
+        },
+    )
+    assert page.status_code == 200 and b"not both" in page.content
+    assert not Release.objects.filter(project=project).exists()
+
+
 def test_rebuild_is_byte_identical_and_ready_is_left_alone(project, manager, releases_root):
     _dataset(project)
     release = _cut(project, manager, formats=["jsonl", "csv", "coco", "webdataset"])
-    directory = services.release_directory(release=release)
+    directory = releases_root / release.directory
     first = _files(directory)
     assert "DATASHEET.md" in first and "manifest.json" in first and "diff.jsonl" in first
 
@@ -174,14 +235,14 @@ def test_rebuild_is_byte_identical_and_ready_is_left_alone(project, manager, rel
     assert again.finished_at == release.finished_at
     assert _files(directory) == first
 
-    # A rebuild of the same snapshot writes the same bytes.
-    import shutil
-
-    shutil.rmtree(directory)
+    # A rebuild of the same snapshot writes the same bytes, over what a crashed build left.
+    default_storage_releases = storages["releases"]
+    default_storage_releases.delete(f"{release.directory}/pairs.csv")
+    default_storage_releases.save(f"{release.directory}/stray.tmp", ContentFile(b"left over"))
     Release.objects.filter(pk=release.pk).update(status=ReleaseStatus.FAILED, directory="")
     rebuilt = services.release_build(release_id=release.pk)
     assert rebuilt.status == ReleaseStatus.READY
-    assert _files(services.release_directory(release=rebuilt)) == first
+    assert _files(releases_root / rebuilt.directory) == first
 
 
 def _distinct_cluster_splits(project, a, b):
@@ -197,7 +258,7 @@ def _distinct_cluster_splits(project, a, b):
     raise AssertionError("no salt separates the clusters")
 
 
-def test_merged_clusters_never_leak_and_moves_are_reported(project, manager):
+def test_merged_clusters_never_leak_and_moves_are_reported(project, manager, tmp_path):
     data = _dataset(project)
     a, a2, b, b2 = data["images"][6:10]
     _cluster(a, a2)
@@ -224,15 +285,16 @@ def test_merged_clusters_never_leak_and_moves_are_reported(project, manager):
         if image_id not in (a.pk, a2.pk, b.pk, b2.pk):
             assert splits_v2[image_id] == split
 
-    frame = pd.read_parquet(services.release_directory(release=v2) / "pairs.parquet")
+    directory = _download(v2, tmp_path)
+    frame = pd.read_parquet(directory / "pairs.parquet")
     assert frame.groupby("cluster_id")["split"].nunique().max() == 1
     assert b.pk not in set(frame["image_id"])  # now a duplicate, held back
     assert v2.counts["diff"]["removed"] >= 1
-    diff = (services.release_directory(release=v2) / "diff.jsonl").read_text().splitlines()
+    diff = (directory / "diff.jsonl").read_text().splitlines()
     assert any(json.loads(line)["change"] == "removed" for line in diff)
 
 
-def test_failed_build_leaves_nothing(project, manager, releases_root, monkeypatch):
+def test_failed_build_leaves_nothing(project, manager, releases_root, monkeypatch, settings):
     _dataset(project)
 
     def broken(**kwargs):
@@ -243,7 +305,8 @@ def test_failed_build_leaves_nothing(project, manager, releases_root, monkeypatc
     assert release.status == ReleaseStatus.FAILED
     assert "disk on fire" in release.error
     assert release.directory == ""
-    assert list((releases_root / project.slug).iterdir()) == []
+    assert not (releases_root / project.slug / release.name).exists()
+    assert list(Path(settings.CONCORD_SCRATCH_DIR, "builds").iterdir()) == []
     assert not ImageSplit.objects.filter(release=release).exists()
 
 
@@ -292,7 +355,7 @@ def test_manager_pages_and_api(client, project, manager, django_capture_on_commi
     download = client.get(reverse("release-file", args=[project.slug, 1, "pairs.jsonl"]))
     assert download.status_code == 200 and download.streaming
     body = b"".join(download.streaming_content)
-    assert body == (services.release_directory(release=release) / "pairs.jsonl").read_bytes()
+    assert body == storages["releases"].open(f"{release.directory}/pairs.jsonl").read()
     assert client.get(reverse("release-file", args=[project.slug, 1, "../x"])).status_code == 404
 
     listing = client.get(reverse("api-releases", args=[project.slug])).json()

@@ -15,11 +15,6 @@ from training.negatives.models import Outcome, Proposal
 from training.negatives.services import challenges, proposals
 
 
-@pytest.fixture(autouse=True)
-def releases_root(settings, tmp_path):
-    settings.CONCORD_RELEASES_ROOT = tmp_path / "releases"
-
-
 @pytest.fixture
 def crowd(project):
     people = [factories.user(f"crowd{i}") for i in range(3)]
@@ -132,7 +127,7 @@ def test_judged_proposals_become_positives_or_verified_negatives_in_the_next_rel
     assert release.status == "ready", release.error
     import pandas as pd
 
-    rows = pd.read_parquet(services.release_file_path(release=release, name="pairs.parquet"))
+    rows = pd.read_parquet(services.release_local_pairs(release=release) / "pairs.parquet")
     by_pair = rows.set_index("pair_id")
     assert by_pair.loc[found_positive, "kind"] == "positive"
     assert by_pair.loc[found_positive, "label"] == 1

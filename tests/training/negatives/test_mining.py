@@ -28,8 +28,6 @@ TEXTS = [
 
 @pytest.fixture(autouse=True)
 def roots(settings, tmp_path):
-    settings.CONCORD_RELEASES_ROOT = tmp_path / "releases"
-    settings.CONCORD_MODELS_ROOT = tmp_path / "models"
     settings.CONCORD_TRAIN_CONFIG = tiny_config(tmp_path, epochs=1).to_dict()
     before = torch.get_num_threads()
     torch.set_num_threads(1)

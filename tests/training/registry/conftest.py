@@ -8,6 +8,7 @@ import torch
 from django.utils import timezone
 
 from datasets.models import Release, ReleaseStatus
+from datasets.releases.exporters import write_manifest
 from tests.training.core.synthetic import tiny_config, write_release
 
 
@@ -21,16 +22,16 @@ def one_torch_thread():
 
 @pytest.fixture(autouse=True)
 def roots(settings, tmp_path):
-    settings.CONCORD_RELEASES_ROOT = tmp_path / "releases"
-    settings.CONCORD_MODELS_ROOT = tmp_path / "models"
     config = tiny_config(tmp_path, epochs=1).to_dict()
     settings.CONCORD_TRAIN_CONFIG = config
     return tmp_path
 
 
 def ready_release(project, settings, *, version: int = 1) -> Release:
+    """The synthetic release stored in the "releases" storage (a local folder in tests), with
+    its manifest, as a build would leave it."""
     directory = f"{project.slug}/v{version}"
-    write_release(settings.CONCORD_RELEASES_ROOT / directory)
+    write_manifest(directory=write_release(settings.CONCORD_RELEASES_ROOT / directory))
     return Release.objects.create(
         project=project,
         version=version,

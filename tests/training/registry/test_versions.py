@@ -1,9 +1,10 @@
 import json
 import time
-from pathlib import Path
 
 import pytest
 from celery.contrib.testing.worker import start_worker
+from django.core.files.base import ContentFile
+from django.core.files.storage import storages
 from django.core.management import call_command
 from django.db import IntegrityError, transaction
 
@@ -117,8 +118,8 @@ def test_a_run_records_its_training_log_and_the_confusion_at_the_threshold(
     version = services.model_train(version_id=services.model_request(project=project).pk)
     assert version.status == VersionStatus.READY, version.error
     assert [h["epoch"] for h in version.history] == [1, 2]
-    log = Path(version.checkpoint).parent / "log.jsonl"
-    assert version.history == [json.loads(line) for line in log.read_text().splitlines()]
+    log = services.run_file(version=version, name="log.jsonl").decode()
+    assert version.history == [json.loads(line) for line in log.splitlines()]
     for record in version.history:
         assert record["train"]["loss"] > 0 and 0 <= record["val"]["i2t_r1"] <= 1
     assert any(record["best"] for record in version.history)
@@ -133,7 +134,9 @@ def test_a_run_records_its_training_log_and_the_confusion_at_the_threshold(
 
 
 @pytest.mark.django_db
-def test_a_resumed_run_keeps_the_epochs_logged_before_it_stopped(project, release, settings):
+def test_a_resumed_run_keeps_the_epochs_logged_before_it_stopped(
+    project, release, settings, tmp_path
+):
     """A worker killed after epoch 1: the core left ``last.pt``, the row its first log record;
     the redelivered task resumes and ends with the whole log."""
     from training.core.config import TrainConfig
@@ -141,14 +144,20 @@ def test_a_resumed_run_keeps_the_epochs_logged_before_it_stopped(project, releas
 
     settings.CONCORD_TRAIN_CONFIG = {**settings.CONCORD_TRAIN_CONFIG, "epochs": 2}
     version = services.model_request(project=project, enqueue=False)
-    out_dir = services.models_root() / project.slug / str(version.pk)
+    # The first epoch ran on another worker, which stored its checkpoints before it died.
+    elsewhere = tmp_path / "other-worker"
     first_epoch = TrainConfig.from_dict({**version.config, "epochs": 1})
     stopped = train(
         first_epoch,
         settings.CONCORD_RELEASES_ROOT / release.directory,
-        out_dir,
+        elsewhere,
         show_progress=False,
     )
+    for name in services.CHECKPOINT_FILES:
+        storages["models"].save(
+            f"{services.checkpoint_prefix(version=version)}/{name}",
+            ContentFile((elsewhere / name).read_bytes()),
+        )
     ModelVersion.objects.filter(pk=version.pk).update(
         status=VersionStatus.TRAINING, epochs_done=1, history=stopped.history
     )

@@ -19,11 +19,11 @@ import random
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 from django.db import transaction
 
+from config.storage import MEDIA, StorageDataStore, scratch_dir
 from datasets.curation.caption_dedup import caption_key, caption_similarity
 from datasets.curation.services.cleaning import captions_held_back, images_held_back
 from datasets.ingest.captions import normalize_caption
@@ -32,6 +32,7 @@ from training.negatives.models import Outcome, Proposal, ProposalSource
 from training.negatives.services.outcomes import NEGATIVE_KIND
 from training.negatives.text_edits import text_edits, text_edits_available
 from training.registry.models import ModelVersion
+from training.registry.services import checkpoint_local
 
 logger = logging.getLogger(__name__)
 
@@ -212,8 +213,6 @@ def model_propose(
 ) -> int:
     """The captions of other images the model scores highest for each image (training.core.mining),
     up to the model quota per image; each records its score, rank and the model version."""
-    from training.core.data import text_key
-    from training.core.embedding import embed_with_checkpoint
     from training.core.mining import mine_hard_negatives
 
     if version is None:
@@ -230,11 +229,9 @@ def model_propose(
         image.pk: image
         for image in Image.objects.filter(pk__in=corpus.image_ids).only("pk", "sha256", "file")
     }
-    embedded = embed_with_checkpoint(
-        Path(version.checkpoint),
-        image_keys=[images[i].sha256 for i in corpus.image_ids],
-        image_paths=[images[i].file.path for i in corpus.image_ids],
-        text_keys=[text_key(row.text) for row in corpus.candidates],
+    embedded = _embed(
+        version=version,
+        images=[images[i] for i in corpus.image_ids],
         texts=[row.text for row in corpus.candidates],
     )
     row_of = {image_id: n for n, image_id in enumerate(corpus.image_ids)}
@@ -306,8 +303,6 @@ def proposals_make(
 def proposals_score(*, project: Project, version: ModelVersion) -> int:
     """Score the proposals that have no model score yet (random and text-edit ones) with
     ``version``, so that the manager compares the model's scores across every source."""
-    from training.core.data import text_key
-    from training.core.embedding import embed_with_checkpoint
 
     unscored = list(
         Proposal.objects.filter(project=project, score__isnull=True)
@@ -319,11 +314,9 @@ def proposals_score(*, project: Project, version: ModelVersion) -> int:
     images = {p.pair.image_id: p.pair.image for p in unscored}
     texts = {p.pair.caption_id: p.pair.caption.text for p in unscored}
     image_ids, caption_ids = list(images), list(texts)
-    embedded = embed_with_checkpoint(
-        Path(version.checkpoint),
-        image_keys=[images[i].sha256 for i in image_ids],
-        image_paths=[images[i].file.path for i in image_ids],
-        text_keys=[text_key(texts[c]) for c in caption_ids],
+    embedded = _embed(
+        version=version,
+        images=[images[i] for i in image_ids],
         texts=[texts[c] for c in caption_ids],
     )
     image_row = {image_id: n for n, image_id in enumerate(image_ids)}
@@ -335,6 +328,29 @@ def proposals_score(*, project: Project, version: ModelVersion) -> int:
         proposal.model_version = version
     Proposal.objects.bulk_update(unscored, ["score", "model_version"], batch_size=500)
     return len(unscored)
+
+
+def _embed(*, version: ModelVersion, images: list[Image], texts: list[str]):
+    """Embed images and captions with ``version``'s checkpoint, read from storage: the
+    checkpoint and the images the embedding cache lacks are fetched into this worker's scratch
+    cache, and the cache's shards are shared through the models storage."""
+    from training.core.data import text_key
+    from training.core.embedding import embed_with_checkpoint
+
+    store = StorageDataStore(images={image.sha256: (MEDIA, image.file.name) for image in images})
+    return embed_with_checkpoint(
+        checkpoint_local(version=version),
+        image_keys=[image.sha256 for image in images],
+        image_paths=[image.file.name for image in images],
+        text_keys=[text_key(text) for text in texts],
+        texts=texts,
+        cache_dir=None if _has_cache_dir(version) else scratch_dir("embeddings"),
+        store=store,
+    )
+
+
+def _has_cache_dir(version: ModelVersion) -> bool:
+    return bool((version.config or {}).get("cache_dir"))
 
 
 def _create(

@@ -44,7 +44,7 @@ class Command(BaseCommand):
             f"Model #{version.pk} on {version.release.name}: {version.metric_name} "
             f"{version.metric_value}{' (promoted)' if version.is_promoted else ''}"
         )
-        self.stdout.write(f"Checkpoint: {version.checkpoint}")
+        self.stdout.write(f"Checkpoint: {version.checkpoint} in the models storage")
         for split, values in version.metrics.items():
             keys = ("i2t_r1", "i2t_r5", "i2t_r10", "t2i_r1", "t2i_r5", "t2i_r10", "f1", "ap")
             shown = " ".join(

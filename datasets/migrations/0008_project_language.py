@@ -6,7 +6,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("datasets", "0006_negatives_settings"),
+        ("datasets", "0007_release_retention"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

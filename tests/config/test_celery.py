@@ -1,0 +1,45 @@
+"""Every task name the code, the routes and the beat schedule refer to is a registered task."""
+
+import ast
+from pathlib import Path
+
+from django.conf import settings
+
+from config.celery import TASK_PACKAGES, app
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def enqueued_names() -> set[str]:
+    """Names passed as the first argument of enqueue(...) / enqueue_on_commit(...) anywhere."""
+    names = set()
+    for package in ("config", "datasets", "annotate", "training"):
+        for path in (ROOT / package).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if (
+                    isinstance(node, ast.Call)
+                    and getattr(node.func, "id", getattr(node.func, "attr", None))
+                    in ("enqueue", "enqueue_on_commit")
+                    and node.args
+                    and isinstance(node.args[0], ast.Constant)
+                ):
+                    names.add(node.args[0].value)
+    return names
+
+
+def test_every_referenced_task_is_registered():
+    app.loader.import_default_modules()
+    registered = {name for name in app.tasks if not name.startswith("celery.")}
+    referenced = (
+        enqueued_names()
+        | set(settings.CELERY_TASK_ROUTES)
+        | {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
+    )
+    assert len(enqueued_names()) >= 8
+    assert referenced - registered == set()
+    # Each task is named "<stage>.<what>" after the package that defines it.
+    for name in registered:
+        task = app.tasks[name]
+        stage = name.split(".")[0]
+        assert any(task.__module__ == f"{package}.tasks" for package in TASK_PACKAGES)
+        assert task.__module__.split(".")[-2] == stage, (name, task.__module__)

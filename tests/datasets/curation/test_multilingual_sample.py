@@ -15,7 +15,7 @@ from datasets.curation.services.cleaning import CAPTION_DUPLICATE, project_clean
 from datasets.models import Caption, CaptionFlag, Source
 from datasets.releases.services import (
     release_build,
-    release_directory,
+    release_download,
     release_options,
     release_request,
 )
@@ -49,8 +49,7 @@ def test_default_quality_flags_fewer_than_one_percent_of_chinese_captions():
 
 @requires_shared
 @pytest.mark.django_db
-def test_chinese_import_clean_and_release_keep_every_distinct_caption(project, tmp_path, settings):
-    settings.CONCORD_RELEASES_ROOT = tmp_path / "releases"
+def test_chinese_import_clean_and_release_keep_every_distinct_caption(project, tmp_path):
     project.language = "zh"
     project.trusted_sources = [Source.MANIFEST]
     project.save()
@@ -81,9 +80,10 @@ def test_chinese_import_clean_and_release_keep_every_distinct_caption(project, t
         project=project, user=None, options=release_options(project=project, formats=["jsonl"])
     )
     release = release_build(release_id=release.pk)
+    release_download(release=release, target=tmp_path / "downloaded")
     pairs = [
         json.loads(line)
-        for line in (release_directory(release=release) / "pairs.jsonl").read_text().splitlines()
+        for line in (tmp_path / "downloaded" / "pairs.jsonl").read_text().splitlines()
     ]
     released = {p["caption"] for p in pairs if p["label"] == 1}
     kept = set(

@@ -13,6 +13,11 @@ urlpatterns = [
         name="annotate-submit",
     ),
     path(
+        "projects/<slug:slug>/annotate/<int:lease_id>/check",
+        queue.annotate_check,
+        name="annotate-check",
+    ),
+    path(
         "projects/<slug:slug>/annotate/<int:lease_id>/skip",
         queue.annotate_skip,
         name="annotate-skip",

@@ -28,11 +28,60 @@ class BalanceMethod(models.TextChoices):
     OVERSAMPLE = "oversample", "Over-sample the smaller class (by weight)"
 
 
+class Language(models.TextChoices):
+    """The language a project's captions are written in (BCP 47 primary tags).
+
+    It picks the text encoder of the matching model (English: all-MiniLM-L6-v2; the 16 languages
+    of USE multilingual v3; any other: a character n-gram encoder trained from scratch), the
+    lexicon of text-edit negatives, and the ``lang`` of captions on pages. Caption rules need
+    no language: they detect scripts per caption (datasets/ingest/segmentation.py).
+    """
+
+    ENGLISH = "en", "English"
+    ARABIC = "ar", "Arabic"
+    BENGALI = "bn", "Bengali"
+    CHINESE = "zh", "Chinese"
+    CZECH = "cs", "Czech"
+    DUTCH = "nl", "Dutch"
+    FRENCH = "fr", "French"
+    GERMAN = "de", "German"
+    GREEK = "el", "Greek"
+    HEBREW = "he", "Hebrew"
+    HINDI = "hi", "Hindi"
+    INDONESIAN = "id", "Indonesian"
+    ITALIAN = "it", "Italian"
+    JAPANESE = "ja", "Japanese"
+    KHMER = "km", "Khmer"
+    KOREAN = "ko", "Korean"
+    LAO = "lo", "Lao"
+    PERSIAN = "fa", "Persian"
+    POLISH = "pl", "Polish"
+    PORTUGUESE = "pt", "Portuguese"
+    RUSSIAN = "ru", "Russian"
+    SPANISH = "es", "Spanish"
+    SWAHILI = "sw", "Swahili"
+    THAI = "th", "Thai"
+    TURKISH = "tr", "Turkish"
+    UKRAINIAN = "uk", "Ukrainian"
+    URDU = "ur", "Urdu"
+    VIETNAMESE = "vi", "Vietnamese"
+    MULTIPLE = "mul", "Several languages"
+
+
 class Project(models.Model):
     name = models.CharField(max_length=200)
     slug = models.SlugField(max_length=80, unique=True)
     description = models.TextField(blank=True)
     guidelines = models.TextField(blank=True, help_text="Markdown, shown to annotators.")
+    language = models.CharField(
+        max_length=8,
+        choices=Language.choices,
+        default=Language.ENGLISH,
+        help_text=(
+            "The language captions are written in: it chooses the matching model's text "
+            "encoder and the text-edit negatives."
+        ),
+    )
     captions_per_image = models.PositiveSmallIntegerField(
         default=5, help_text="Captions each image should get, from distinct annotators."
     )
@@ -167,6 +216,9 @@ class Project(models.Model):
                 & Q(quality_image_max_aspect_ratio__gte=1),
                 name="datasets_project_cleaning_ranges",
                 violation_error_message="Duplicate and quality thresholds are out of range (pHash distance at most 64, shares between 0 and 1, aspect ratio at least 1).",
+            ),
+            models.CheckConstraint(
+                condition=Q(language__in=Language.values), name="datasets_project_language_known"
             ),
             models.CheckConstraint(
                 condition=Q(split_train__gte=0, split_val__gte=0, split_test__gte=0)

@@ -1,7 +1,7 @@
 """The annotator's screen: one page per project, swapped in place by htmx, usable without JS."""
 
 from django.contrib import messages
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
@@ -11,6 +11,7 @@ from annotate.queue.selectors import annotator_progress, undo_deadline
 from annotate.queue.services import challenges
 from annotate.queue.services.judgments import (
     SubmitRefused,
+    caption_check_for,
     caption_rules_for,
     judgment_submit,
     judgment_undo,
@@ -65,6 +66,23 @@ def annotate_submit(request: HttpRequest, slug: str, lease_id: int) -> HttpRespo
             return _workspace(request, project, problems=refused.problems, text=text)
         return _workspace(request, project, error=str(refused), kept_text=refused.text)
     return _after_post(request, project)
+
+
+@require_POST
+def annotate_check(request: HttpRequest, slug: str, lease_id: int) -> JsonResponse:
+    """The live check of the caption box: the server's own verdict on the text so far, so the
+    page shows exactly what submitting would say, in every script."""
+    project, _ = access.project_get(user=request.user, slug=slug)
+    lease = get_object_or_404(
+        Lease.objects.select_related("task__image", "task__project"),
+        pk=lease_id,
+        project=project,
+        annotator=request.user,
+    )
+    verdict = caption_check_for(task=lease.task, text=request.POST.get("caption_text", ""))
+    return JsonResponse(
+        {"ok": verdict.ok, "problems": verdict.problems, "summary": verdict.summary}
+    )
 
 
 @require_POST

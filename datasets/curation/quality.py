@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from datasets.curation.caption_dedup import caption_words
+from datasets.curation.caption_dedup import caption_key
+from datasets.ingest.segmentation import caption_length, is_letter, tokens, visible_characters
 
 
 @dataclass(frozen=True)
@@ -33,8 +34,14 @@ IMAGE_EXTREME_ASPECT_RATIO = QualityFlag(
     message="The image is far wider than it is tall, or far taller than it is wide.",
 )
 IMAGE_BLANK = QualityFlag(code="image_blank", message="The image is almost uniform (blank).")
-CAPTION_TOO_SHORT = QualityFlag(code="caption_too_short", message="The caption has too few words.")
-CAPTION_TOO_LONG = QualityFlag(code="caption_too_long", message="The caption has too many words.")
+CAPTION_TOO_SHORT = QualityFlag(
+    code="caption_too_short",
+    message="The caption has too few words (characters, in scripts written without spaces).",
+)
+CAPTION_TOO_LONG = QualityFlag(
+    code="caption_too_long",
+    message="The caption has too many words (characters, in scripts written without spaces).",
+)
 CAPTION_FEW_LETTERS = QualityFlag(
     code="caption_few_letters", message="The caption is mostly digits, symbols or punctuation."
 )
@@ -58,12 +65,16 @@ class QualityThresholds:
     # Standard deviation of the 32×32 greyscale thumbnail, on 0–255. The least varied of the
     # 1,000 Flickr8k photos in shared/data is at 14; a flat colour is 0 and a faint 10-level gradient about 3.
     image_min_std: float = 5.0
-    # Flickr8k's shortest real captions have 3 or 4 words ("a man snoring").
+    # Flickr8k's shortest real captions have 3 or 4 words ("a man snoring"). In scripts
+    # written without spaces a word is a fixed number of characters (datasets/ingest/segmentation.py):
+    # 3 Chinese characters, 6 Japanese, 9 Thai.
     caption_min_words: int = 3
     caption_max_words: int = 60
-    # Letters over non-space characters; ordinary captions are above 0.9.
+    # Letters over non-space characters (grapheme clusters, so combining marks belong to their
+    # letter); ordinary captions are above 0.9.
     caption_min_letter_ratio: float = 0.6
-    # One word this share of all words, at least this many times ("dog dog dog").
+    # One word this share of all words, at least this many times ("dog dog dog"); in scripts
+    # written without spaces one character ("狗狗狗").
     caption_max_token_share: float = 0.5
     caption_repeat_min_count: int = 3
 
@@ -101,21 +112,48 @@ def image_quality_flags(
     return tuple(flags)
 
 
+def _repeat_units(text: str) -> list[str]:
+    """The caption's case-folded words for the repeated-word check. In scripts written without
+    spaces a doubled character is one word (Chinese reduplication: 狗狗 "doggy", 妈妈, 看看),
+    while three or more in a row stay as many ("狗狗狗", "哈哈哈哈")."""
+    units: list[str] = []
+    found = tokens(caption_key(text=text))
+    index = 0
+    while index < len(found):
+        token = found[index]
+        end = index + 1
+        while (
+            token.unspaced
+            and end < len(found)
+            and found[end].run == token.run
+            and found[end].text == token.text
+        ):
+            end += 1
+        units.extend([token.text] * (1 if end - index == 2 else end - index))
+        index = end
+    return units
+
+
 def caption_quality_flags(
     *, text: str, thresholds: QualityThresholds = QUALITY_THRESHOLDS_DEFAULT
 ) -> tuple[QualityFlag, ...]:
-    """Flags for a caption: too short, too long, too few letters, one word repeated."""
+    """Flags for a caption: too short, too long, too few letters, one word repeated.
+
+    Lengths follow :func:`datasets.ingest.segmentation.caption_length` (UAX #29 words; in
+    scripts written without spaces, characters converted to words); the letter ratio is taken
+    over grapheme clusters; the repeated word is case-folded.
+    """
     flags = []
-    word_count = len(text.split())
-    if word_count < thresholds.caption_min_words:
+    length = caption_length(text)
+    if length.below(thresholds.caption_min_words):
         flags.append(CAPTION_TOO_SHORT)
-    if word_count > thresholds.caption_max_words:
+    if length.above(thresholds.caption_max_words):
         flags.append(CAPTION_TOO_LONG)
-    visible = [c for c in text if not c.isspace()]
-    letters = sum(c.isalpha() for c in visible)
+    visible = visible_characters(text)
+    letters = sum(is_letter(c) for c in visible)
     if letters < thresholds.caption_min_letter_ratio * len(visible) or not visible:
         flags.append(CAPTION_FEW_LETTERS)
-    words = caption_words(text=text)
+    words = _repeat_units(text)
     if words:
         _, top = Counter(words).most_common(1)[0]
         if (

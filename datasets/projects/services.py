@@ -15,7 +15,7 @@ LAST_MANAGER = "A project needs at least one manager; make someone else a manage
 # The settings a manager sets on a project, grouped as the settings page shows them; shared by
 # the form, the API serializer and the service.
 SETTINGS_GROUPS: dict[str, tuple[str, ...]] = {
-    "Project": ("name", "description", "guidelines"),
+    "Project": ("name", "description", "language", "guidelines"),
     "Annotation": (
         "captions_per_image",
         "judgments_per_item",

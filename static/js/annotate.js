@@ -1,6 +1,7 @@
 // The annotator's screen: keyboard shortcuts declared on the buttons (data-hotkey), ignored while
-// typing; live feedback on caption rules; a heartbeat that keeps leases alive while the page is
-// open. Everything it does the server also enforces; without JavaScript the forms still work.
+// typing; live feedback on caption rules (the server's own verdict); a heartbeat that keeps
+// leases alive while the page is open. Everything it does the server also enforces; without
+// JavaScript the forms still work.
 (function () {
   "use strict";
   const HEARTBEAT_MS = 60000;
@@ -48,43 +49,58 @@
     else dialog.showModal();
   });
 
-  function wordCount(text) {
-    const words = text.match(/[\p{L}\p{N}_]+(?:['’-][\p{L}\p{N}_]+)*/gu);
-    return words ? words.length : 0;
-  }
+  // The live check asks the server for its verdict on the text so far (the same function that
+  // judges a submitted caption), so the page never disagrees with it in any script. Requests
+  // are debounced, and an answer to text that has since changed is dropped.
+  const CHECK_DELAY_MS = 120;
+  let checkTimer = null;
+  let checkAbort = null;
 
-  function feedback(input) {
-    const list = input.form.querySelector("[data-feedback]");
-    const text = input.value.trim();
-    const problems = [];
-    const min = Number(input.dataset.minWords);
-    const max = Number(input.dataset.maxWords);
-    const count = wordCount(text);
-    if (text && count < min) problems.push("Write at least " + min + " words (you have " + count + ").");
-    if (count > max) problems.push("Keep it to " + max + " words (you have " + count + ").");
-    const lowered = text.toLowerCase();
-    (input.dataset.banned || "").split("|").filter(Boolean).forEach(function (opening) {
-      const o = opening.toLowerCase();
-      if (lowered === o || lowered.startsWith(o + " ")) {
-        problems.push("Don't start with “" + opening + "”: describe the scene directly.");
-      }
-    });
-    list.replaceChildren.apply(list, problems.map(function (problem) {
+  function render(list, verdict) {
+    const items = verdict.problems.map(function (problem) {
       const item = document.createElement("li");
       item.className = "error";
       item.textContent = problem;
       return item;
-    }));
-    if (!problems.length && text) {
+    });
+    if (verdict.ok && verdict.summary) {
       const ok = document.createElement("li");
       ok.className = "ok";
-      ok.textContent = count + " words ✓";
-      list.replaceChildren(ok);
+      ok.textContent = verdict.summary;
+      items.push(ok);
     }
+    list.replaceChildren.apply(list, items);
+    list.dataset.checked = verdict.ok ? "ok" : "problems";
+  }
+
+  function check(input) {
+    const form = input.form;
+    const list = form.querySelector("[data-feedback]");
+    const token = form.querySelector("input[name=csrfmiddlewaretoken]");
+    if (checkAbort) checkAbort.abort();
+    checkAbort = new AbortController();
+    const sent = input.value;
+    const body = new URLSearchParams({ caption_text: sent });
+    list.dataset.checked = "pending";
+    fetch(input.dataset.checkUrl, {
+      method: "POST",
+      headers: { "X-CSRFToken": token ? token.value : "" },
+      body: body,
+      credentials: "same-origin",
+      signal: checkAbort.signal,
+    })
+      .then(function (response) { return response.ok ? response.json() : null; })
+      .then(function (verdict) {
+        if (verdict && input.isConnected && input.value === sent) render(list, verdict);
+      })
+      .catch(function () { /* aborted, or offline for a moment: submitting still checks */ });
   }
 
   document.addEventListener("input", function (event) {
-    if (event.target.matches("[data-caption-input]")) feedback(event.target);
+    if (!event.target.matches("[data-caption-input]")) return;
+    const input = event.target;
+    clearTimeout(checkTimer);
+    checkTimer = setTimeout(function () { check(input); }, CHECK_DELAY_MS);
   });
 
   function heartbeat() {

@@ -39,6 +39,25 @@ def test_project_settings_are_validated(api, project):
     assert ok.status_code == 200 and ok.json()["gold_rate"] == 0.2
 
 
+def test_project_language_is_a_setting_of_known_languages(api, project):
+    url = reverse("api-project", kwargs={"slug": project.slug})
+    assert api.get(url).json()["language"] == "en"
+
+    bad = api.patch(url, {"language": "klingon"}, content_type="application/json")
+    ok = api.patch(url, {"language": "zh"}, content_type="application/json")
+
+    assert bad.status_code == 400 and "language" in bad.json()
+    assert ok.status_code == 200 and ok.json()["language"] == "zh"
+    assert Project.objects.get(pk=project.pk).language == "zh"
+
+
+def test_the_database_refuses_an_unknown_language(project):
+    from django.db import IntegrityError, transaction
+
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Project.objects.filter(pk=project.pk).update(language="xx")
+
+
 def test_upload_without_files_is_a_clear_400(api, project):
     response = api.post(reverse("api-images", kwargs={"slug": project.slug}), {})
     assert response.status_code == 400

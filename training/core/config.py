@@ -11,10 +11,30 @@ from typing import Any, Literal
 import torch
 
 EncoderKind = Literal["pretrained", "scratch"]
+TextEncoderKind = Literal["minilm", "use-m3", "char-ngram"]
 ScoreKind = Literal["cosine", "bilinear"]
 HeadKind = Literal["linear", "mlp"]
 
 DEFAULT_CACHE_DIR_ENV = "CONCORD_EMBEDDING_CACHE"
+# The 16 languages USE multilingual v3 was trained on (its model card); "mul" is a project of
+# several languages, which a cross-lingual encoder serves best.
+USE_M3_LANGUAGES = frozenset(
+    {"ar", "de", "es", "fr", "it", "ja", "ko", "nl", "pl", "pt", "ru", "th", "tr", "zh", "mul"}
+)
+
+
+def text_encoder_for_language(language: str) -> str:
+    """The frozen-image model's text encoder for captions in ``language`` (a BCP 47 tag):
+    all-MiniLM-L6-v2 for English, USE multilingual v3 for the languages it was trained on, and
+    for any other language character n-grams trained from scratch (no pretrained vocabulary)."""
+    primary = (language or "en").split("-")[0].lower()
+    if primary == "en":
+        return "minilm"
+    if primary in USE_M3_LANGUAGES:
+        return "use-m3"
+    return "char-ngram"
+
+
 # Defaults for fields left at 0. Frozen features train best with large batches (many in-batch
 # negatives, and steps are cheap); scratch encoders need many more and larger steps.
 ENCODER_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -32,6 +52,15 @@ class TrainConfig:
 
     # encoders
     encoder: EncoderKind = "pretrained"
+    # The text side beside the frozen image encoder ("pretrained" only): frozen MiniLM
+    # (English), frozen USE multilingual v3 (16 languages), or hashed character n-grams
+    # trained from scratch (any language; text_encoder_for_language chooses per project).
+    text_encoder: TextEncoderKind = "minilm"
+    ngram_min: int = 1
+    ngram_max: int = 3
+    ngram_buckets: int = 65536
+    ngram_dim: int = 256
+    max_caption_ngrams: int = 256
     # >0 trains the last N MBConv blocks (and the head conv) of EfficientNet-Lite0; the frozen
     # part's output is cached like the pooled features, so fine-tuning stays cheap on CPUs.
     finetune_image_blocks: int = 0
@@ -86,6 +115,12 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.encoder not in ("pretrained", "scratch"):
             raise ValueError(f"encoder must be 'pretrained' or 'scratch', not {self.encoder!r}")
+        if self.text_encoder not in ("minilm", "use-m3", "char-ngram"):
+            raise ValueError(
+                f"text_encoder must be 'minilm', 'use-m3' or 'char-ngram', not {self.text_encoder!r}"
+            )
+        if not 1 <= self.ngram_min <= self.ngram_max or self.ngram_buckets < 1:
+            raise ValueError("n-gram sizes must satisfy 1 <= ngram_min <= ngram_max")
         if self.score not in ("cosine", "bilinear"):
             raise ValueError(f"score must be 'cosine' or 'bilinear', not {self.score!r}")
         if self.head not in ("linear", "mlp"):

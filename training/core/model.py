@@ -11,6 +11,8 @@ from torch import nn
 from training.core.config import TrainConfig
 from training.core.encoders import (
     EFFICIENTNET_DIM,
+    USE_M3_DIM,
+    CharNgramTextEncoder,
     EfficientNetTail,
     ScratchImageEncoder,
     ScratchTextEncoder,
@@ -80,7 +82,11 @@ class MatchingModel(nn.Module):
                     load_efficientnet_lite0(), config.finetune_image_blocks
                 )
             self.text_encoder = nn.Identity()
-            image_dim, text_dim = EFFICIENTNET_DIM, MINILM_DIM
+            text_dim = USE_M3_DIM if config.text_encoder == "use-m3" else MINILM_DIM
+            if config.text_encoder == "char-ngram":
+                self.text_encoder = CharNgramTextEncoder(config.ngram_buckets, config.ngram_dim)
+                text_dim = config.ngram_dim
+            image_dim = EFFICIENTNET_DIM
 
         head = (config.embed_dim, config.head, config.head_hidden_dim, config.dropout)
         self.image_proj = ProjectionHead(image_dim, *head)

@@ -30,7 +30,12 @@ from tqdm import tqdm
 from training.core.checkpoint import load_checkpoint, save_checkpoint
 from training.core.config import TrainConfig
 from training.core.data import SplitData, add_random_negatives, load_release
-from training.core.encoders import Vocabulary, efficientnet_encoder_id, minilm_encoder_id
+from training.core.encoders import (
+    Vocabulary,
+    efficientnet_encoder_id,
+    minilm_encoder_id,
+    use_m3_encoder_id,
+)
 from training.core.evaluate import evaluate_model
 from training.core.inputs import InputBuilder, SplitInputs
 from training.core.losses import MatchingLoss
@@ -327,6 +332,10 @@ def train(
     inputs = {name: builder.split(split) for name, split in release.splits.items()}
     embedding = {kind: asdict(s) for kind, s in builder.stats.items()}
 
+    # Loading a frozen encoder draws from the RNG (its modules are built before their weights
+    # are loaded), and it is loaded only when the cache misses: seed again, so that a first run
+    # and a cached rerun start from the same weights.
+    seed_everything(config.seed)
     model = MatchingModel(config, len(vocab) if vocab else None).to(device)
     criterion = MatchingLoss(config)
     optimizer = build_optimizer(model, config)
@@ -448,7 +457,9 @@ def train(
 def _encoder_ids(config: TrainConfig) -> dict[str, str] | None:
     if config.encoder != "pretrained":
         return None
-    return {
-        "image": efficientnet_encoder_id(config.finetune_image_blocks),
-        "text": minilm_encoder_id(),
-    }
+    text = {
+        "minilm": minilm_encoder_id,
+        "use-m3": use_m3_encoder_id,
+        "char-ngram": lambda: "char-ngram (trained)",
+    }[config.text_encoder]()
+    return {"image": efficientnet_encoder_id(config.finetune_image_blocks), "text": text}

@@ -12,6 +12,11 @@ at edits that are *probably* false, never at ones that are certainly still true:
 replaced by one that cannot denote the same thing (no "man" -> "guy", no "child" -> "boy", no
 "water" -> "ocean").
 
+Lexicons exist for English and Chinese (:data:`TEXT_EDIT_LANGUAGES`); for any other language
+:func:`text_edits` proposes nothing, and the Negatives page says so. Chinese needs no parser for
+the replace family: words are not inflected and have no articles, so a colour, a count before a
+measure word, or a person or animal noun is replaced in place (红色→蓝色, 两只→三只, 男孩→女孩).
+
 Pure: standard library only, no Django.
 """
 
@@ -926,31 +931,150 @@ _FAMILIES = {
 # --- Public API ----------------------------------------------------------------------------------
 
 
+# --- Chinese --------------------------------------------------------------------------------------
+#
+# Colours as tags, like the English ones: 黄 and 棕 both name a tan dog's coat, so neither replaces
+# the other. A colour character is only replaced before what it colours (红衣服, 黑狗, 白色),
+# never inside words that merely contain it (白天 "daytime", 红绿灯 "traffic light").
+
+_ZH_COLORS: dict[str, frozenset[str]] = {
+    "红": frozenset({"red"}),
+    "粉": frozenset({"pink", "red"}),
+    "橙": frozenset({"orange"}),
+    "黄": frozenset({"yellow", "brown"}),
+    "棕": frozenset({"brown", "yellow"}),
+    "绿": frozenset({"green"}),
+    "蓝": frozenset({"blue"}),
+    "紫": frozenset({"purple"}),
+    "黑": frozenset({"black"}),
+    "白": frozenset({"white"}),
+    "灰": frozenset({"gray"}),
+}
+_ZH_COLORED = "色衣狗猫帽裙球马发鞋裤车衫伞"
+_ZH_COLOR = re.compile(f"([{''.join(_ZH_COLORS)}])(?=[{_ZH_COLORED}])")
+# Counts before a measure word ("两只狗", "三个人"); 一个 is often an article, and changing it is
+# still a count that no longer matches.
+_ZH_NUMBERS = "一两三四五六"
+_ZH_NUMBER = re.compile(f"([{_ZH_NUMBERS}])(?=[只个位名条匹头辆])")
+# Whole nouns that cannot denote the same thing as their replacements. Characters that also
+# start common unrelated words are left out as sources (马路 "road", 牛仔裤 "jeans").
+_ZH_OBJECTS: dict[str, tuple[str, ...]] = {
+    "男人": ("女人", "小孩"),
+    "女人": ("男人", "小孩"),
+    "男子": ("女子",),
+    "女子": ("男子",),
+    "男孩": ("女孩", "老人"),
+    "女孩": ("男孩", "老人"),
+    "老人": ("小孩", "年轻人"),
+    "小孩": ("老人", "男人", "女人"),
+    "孩子": ("老人", "男人", "女人"),
+    "狗": ("猫", "马", "羊"),
+    "猫": ("狗", "兔子"),
+    "鸟": ("狗", "猫"),
+}
+_ZH_OBJECT = re.compile("|".join(sorted(_ZH_OBJECTS, key=len, reverse=True)))
+
+
+def _zh_edit(caption: str, match: re.Match[str], new: str, edit_type: EditType) -> TextEdit:
+    text = caption[: match.start()] + new + caption[match.end() :]
+    return TextEdit(text=text, edit_type=edit_type, before=match.group(), after=new)
+
+
+def _chinese_edits(caption: str, rng: random.Random) -> dict[EditType, list[TextEdit]]:
+    present = frozenset().union(*(_ZH_COLORS[m.group(1)] for m in _ZH_COLOR.finditer(caption)))
+    colors = []
+    for match in _ZH_COLOR.finditer(caption):
+        choices = [c for c, tags in _ZH_COLORS.items() if not tags & present]
+        if choices:
+            colors.append(_zh_edit(caption, match, rng.choice(choices), EditType.REPLACE_COLOR))
+    numbers = [
+        _zh_edit(
+            caption,
+            match,
+            rng.choice([n for n in _ZH_NUMBERS if n != match.group(1)]),
+            EditType.REPLACE_NUMBER,
+        )
+        for match in _ZH_NUMBER.finditer(caption)
+    ]
+    objects = []
+    for match in _ZH_OBJECT.finditer(caption):
+        choices = [o for o in _ZH_OBJECTS[match.group()] if o not in caption]
+        if choices:
+            objects.append(_zh_edit(caption, match, rng.choice(choices), EditType.REPLACE_OBJECT))
+    return {
+        EditType.REPLACE_COLOR: colors,
+        EditType.REPLACE_NUMBER: numbers,
+        EditType.REPLACE_OBJECT: objects,
+    }
+
+
+# --- Public API ----------------------------------------------------------------------------------
+
+TEXT_EDIT_LANGUAGES = frozenset({"en", "zh"})
+_HAN = re.compile("[\u4e00-\u9fff]")
+_KANA = re.compile("[\u3040-\u30ff]")
+
+
+def text_edits_available(language: str) -> bool:
+    """Whether text edits have a lexicon for captions in ``language`` (a BCP 47 tag; "mul", a
+    project of several languages, uses each caption's own, where it is one of them)."""
+    primary = (language or "en").split("-")[0].lower()
+    return primary in TEXT_EDIT_LANGUAGES or primary == "mul"
+
+
+def caption_lexicon(caption: str, language: str) -> str | None:
+    """The lexicon for this caption: the project's language, or for a project of several
+    languages the caption's own (Chinese when it has Han and no kana, English when it is
+    written in ASCII letters); None when there is none."""
+    primary = (language or "en").split("-")[0].lower()
+    if primary != "mul":
+        return primary if primary in TEXT_EDIT_LANGUAGES else None
+    if _HAN.search(caption) and not _KANA.search(caption):
+        return "zh"
+    if caption.isascii() and re.search("[A-Za-z]", caption):
+        return "en"
+    return None
+
+
 def text_edits(
     caption: str,
     *,
     rng: random.Random,
     limit: int | None = None,
     types: Collection[EditType] | None = None,
+    language: str = "en",
 ) -> list[TextEdit]:
     """Edited versions of ``caption`` that should no longer describe its image.
+
+    ``language`` picks the lexicon (:func:`caption_lexicon`); in a language without one the
+    list is empty.
 
     At most one edit per slot (word, phrase or pair) and family, the replacement drawn from ``rng``;
     the families then take turns, in an order drawn from ``rng``, so a small ``limit`` still mixes
     them. The same caption and seed give the same list. Texts are unique and never the caption
     itself; the list is empty where nothing in the lexicon applies.
     """
-    parsed = _Caption(caption, _tokenize(caption))
+    lexicon = caption_lexicon(caption, language)
+    if lexicon is None:
+        return []
     wanted = [t for t in EditType if types is None or t in types]
     per_family: list[list[TextEdit]] = []
-    for edit_type in wanted:
-        edits = [
-            edit
-            for changes in _FAMILIES[edit_type](parsed, rng)
-            if (edit := _render(parsed, changes, edit_type)) is not None
-        ]
-        rng.shuffle(edits)
-        per_family.append(edits)
+    if lexicon == "zh":
+        chinese = _chinese_edits(caption, rng)
+        for edit_type in wanted:
+            edits = chinese.get(edit_type, [])
+            rng.shuffle(edits)
+            per_family.append(edits)
+    else:
+        parsed = _Caption(caption, _tokenize(caption))
+        for edit_type in wanted:
+            edits = [
+                edit
+                for changes in _FAMILIES[edit_type](parsed, rng)
+                if (edit := _render(parsed, changes, edit_type)) is not None
+            ]
+            rng.shuffle(edits)
+            per_family.append(edits)
     rng.shuffle(per_family)
     result: list[TextEdit] = []
     seen = {caption}

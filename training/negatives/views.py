@@ -10,6 +10,7 @@ from datasets import access
 from training.negatives import selectors
 from training.negatives.models import Outcome
 from training.negatives.services.mining import mining_request
+from training.negatives.text_edits import text_edits_available
 from training.registry.models import ModelVersion
 
 
@@ -47,5 +48,6 @@ def negatives_page(request: HttpRequest, slug: str) -> HttpResponse:
             "found": selectors.examples(project=project, outcome=Outcome.POSITIVE),
             "pending": selectors.examples(project=project, outcome=Outcome.PENDING),
             "promoted": ModelVersion.objects.filter(project=project, is_promoted=True).first(),
+            "text_edits_available": text_edits_available(project.language),
         },
     )

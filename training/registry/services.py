@@ -124,11 +124,17 @@ def newest_ready_release(*, project: Project) -> Release | None:
     )
 
 
-def _full_config(config: dict[str, Any] | None) -> dict[str, Any]:
-    """Every ``TrainConfig`` field of ``config`` over the defaults; raises ``ValueError``."""
-    from training.core.config import TrainConfig
+def _full_config(config: dict[str, Any] | None, *, project: Project) -> dict[str, Any]:
+    """Every ``TrainConfig`` field of ``config`` over the defaults; raises ``ValueError``.
 
-    return TrainConfig.from_dict(default_config() | (config or {})).to_dict()
+    The text encoder follows the project's language (``text_encoder_for_language``: MiniLM
+    for English, USE multilingual v3 for its 16 languages, character n-grams for the rest)
+    unless ``CONCORD_TRAIN_CONFIG`` or ``config`` names one.
+    """
+    from training.core.config import TrainConfig, text_encoder_for_language
+
+    by_language = {"text_encoder": text_encoder_for_language(project.language)}
+    return TrainConfig.from_dict(by_language | default_config() | (config or {})).to_dict()
 
 
 def model_request(
@@ -145,7 +151,7 @@ def model_request(
     if release is None or release.status != ReleaseStatus.READY:
         raise ValueError(ERROR_NO_RELEASE.format(slug=project.slug))
     # Validate now (a bad config fails the request, not the worker) and store every field.
-    full = _full_config(config)
+    full = _full_config(config, project=project)
     version = ModelVersion.objects.create(project=project, release=release, config=full)
     if enqueue:
         model_enqueue(version_id=version.pk)
@@ -379,7 +385,7 @@ def nightly_plan(*, project: Project) -> NightlyPlan:
         )
         return NightlyPlan(NIGHTLY_SKIP, release, reason)
     try:
-        config = _json_safe(_full_config(None))
+        config = _json_safe(_full_config(None, project=project))
     except (TypeError, ValueError) as exc:
         return NightlyPlan(NIGHTLY_SKIP, release, NIGHTLY_BAD_CONFIG.format(error=exc))
     for done in ModelVersion.objects.filter(release=release, status=VersionStatus.READY):

@@ -10,7 +10,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from annotate.models import Answer, ChallengeOption, Judgment, Lease, LeaseState, Task, TaskKind
-from annotate.queue.caption_rules import CaptionRules, caption_violations
+from annotate.queue.caption_rules import CaptionCheck, CaptionRules, caption_check
 from annotate.queue.services import challenges
 from annotate.queue.services.leases import refresh_open, retry_transient, take_slot
 from annotate.queue.services.pool import verify_task_create
@@ -181,6 +181,7 @@ def caption_rules_for(project: Project) -> CaptionRules:
         min_words=project.caption_min_words,
         max_words=project.caption_max_words,
         banned_openings=tuple(project.banned_openings),
+        max_chars=settings.CONCORD_MAX_CAPTION_CHARS,
     )
 
 
@@ -193,9 +194,15 @@ def _check_answer_kind(*, task: Task, answer: str) -> None:
         raise SubmitRefused(WRONG_ANSWER_KIND)
 
 
-def _caption_write(*, task: Task, text: str, author: AbstractBaseUser) -> Caption:
+def caption_check_for(*, task: Task, text: str) -> CaptionCheck:
+    """The verdict on ``text`` as a caption of ``task``'s image: the one check that both the
+    page's live feedback (``annotate-check``) and submitting a caption use."""
     existing = list(task.image.captions.values_list("text", flat=True))
-    problems = caption_violations(text, rules=caption_rules_for(task.project), existing=existing)
+    return caption_check(text, rules=caption_rules_for(task.project), existing=existing)
+
+
+def _caption_write(*, task: Task, text: str, author: AbstractBaseUser) -> Caption:
+    problems = caption_check_for(task=task, text=text).problems
     if problems:
         raise SubmitRefused(problems[0], problems=problems, text=text)
     caption = caption_create(image=task.image, text=text, source=Source.ANNOTATOR, author=author)

@@ -21,6 +21,7 @@ from datasets.curation.quality import (
     image_pixel_std,
     image_quality_flags,
 )
+from tests.multilingual import CAPTIONS
 
 
 def _photo_like(width: int, height: int) -> Image.Image:
@@ -117,3 +118,75 @@ def test_flags_have_distinct_codes_and_messages():
     ]
 
     assert len({f.code for f in flags}) == len({f.message for f in flags}) == len(flags)
+
+
+# --- captions in every script --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("sample", CAPTIONS, ids=lambda s: f"{s.language}:{s.text}")
+def test_real_captions_in_every_script_get_no_flags(sample):
+    assert caption_quality_flags(text=sample.text) == ()
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "小狗。",  # "puppy": 2 characters, 2 words
+        "犬と猫",  # "dog and cat": 3 Japanese characters, 1.5 words
+        "สุนัข",  # "dog": 3 Thai characters, 1 word
+        "कुत्ता",  # "dog"
+        "개",  # "dog"
+        "🐶🐶🐶🐶🐶",  # no words at all
+    ],
+)
+def test_too_short_in_every_script(text):
+    assert CAPTION_TOO_SHORT in caption_quality_flags(text=text)
+
+
+def test_thresholds_mean_the_same_in_characters():
+    # Three words: 3 Chinese characters, 6 Japanese ones, 9 Thai ones.
+    assert caption_quality_flags(text="狗咬球") == ()
+    assert CAPTION_TOO_SHORT in caption_quality_flags(text="狗咬")
+    assert caption_quality_flags(text="犬が走っている") == ()  # 7 characters
+    assert CAPTION_TOO_SHORT in caption_quality_flags(text="犬が走る")  # 4 characters
+    assert CAPTION_TOO_LONG in caption_quality_flags(text="狗在跑" * 21)  # 63 characters
+    assert CAPTION_TOO_LONG not in caption_quality_flags(text="犬が走る" * 30)  # 120 = 60 words
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # Pointed Hebrew, vocalised Arabic and Hindi have as many marks as letters, or more.
+        "שְׁנֵי כְּלָבִים מְשַׂחֲקִים בַּחוֹף",
+        "كَلْبَانِ يَلْعَبَانِ عَلَى الشَّاطِئِ",
+        "क्या यह एक कुत्ता है जो दौड़ रहा है",
+        "ताज़ा फूलों की माला पहने हुए दूल्हा",
+    ],
+)
+def test_combining_marks_count_as_letters(text):
+    assert CAPTION_FEW_LETTERS not in caption_quality_flags(text=text)
+
+
+def test_emoji_and_digits_are_not_letters_in_any_script():
+    assert CAPTION_FEW_LETTERS in caption_quality_flags(text="🐶🐶🐶 ⚽⚽ 123 狗")
+    # A flag or a family is one character, however many code points it takes.
+    assert CAPTION_FEW_LETTERS not in caption_quality_flags(
+        text="A family 👨‍👩‍👧 waves a flag 🏴󠁧󠁢󠁥󠁮󠁧󠁿 at the 🇩🇪 team"
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "flagged"),
+    [
+        ("狗狗狗", True),
+        ("哈哈哈哈哈", True),
+        ("ワンワンワン", True),  # "woof woof woof", flagged as in English
+        ("狗狗正在咬狗狗。", False),  # 狗狗 "doggy" is one word (reduplication)
+        ("一个男人和一个女人和一个孩子", False),
+        ("Hund Hund Hund", True),
+        ("woof woof woof", True),
+        ("कुत्ता कुत्ता कुत्ता", True),
+    ],
+)
+def test_repeated_word_in_every_script(text, flagged):
+    assert (CAPTION_REPEATED_TOKEN in caption_quality_flags(text=text)) is flagged

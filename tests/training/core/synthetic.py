@@ -18,6 +18,16 @@ COLOURS = {
     "yellow": (240, 220, 30),
 }
 SHAPES = ("square", "circle", "triangle")
+# The same captions in Chinese, for the text encoders of non-English projects.
+CHINESE = {
+    "red": "红色",
+    "green": "绿色",
+    "blue": "蓝色",
+    "yellow": "黄色",
+    "square": "正方形",
+    "circle": "圆",
+    "triangle": "三角形",
+}
 
 
 def draw(colour: str, shape: str, variant: int, size: int) -> Image.Image:
@@ -37,9 +47,27 @@ def draw(colour: str, shape: str, variant: int, size: int) -> Image.Image:
     return image
 
 
-def write_release(root: Path, *, size: int = 32, variants: int = 2, fmt: str = "parquet") -> Path:
+def _captions(colour: str, shape: str, other: str, language: str) -> list[tuple[str, int, str]]:
+    if language == "zh":
+        c, s, o = CHINESE[colour], CHINESE[shape], CHINESE[other]
+        return [
+            (f"一个{c}的{s}", 1, "positive"),
+            (f"黑色背景上画着{c}{s}", 1, "positive"),
+            (f"一个{o}的{s}", 0, "hard_negative"),
+        ]
+    return [
+        (f"a {colour} {shape}", 1, "positive"),
+        (f"{shape} painted {colour} on black", 1, "positive"),
+        (f"a {other} {shape}", 0, "hard_negative"),
+    ]
+
+
+def write_release(
+    root: Path, *, size: int = 32, variants: int = 2, fmt: str = "parquet", language: str = "en"
+) -> Path:
     """Write images and a pairs table; every image gets two positive captions and, in train,
-    one hard negative (its shape in another colour)."""
+    one hard negative (its shape in another colour). ``language`` "zh" writes the captions in
+    Chinese."""
     images = root / "images"
     images.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -49,13 +77,10 @@ def write_release(root: Path, *, size: int = 32, variants: int = 2, fmt: str = "
         draw(colour, shape, variant, size).save(path)
         sha = hashlib.sha256(path.read_bytes()).hexdigest()
         split = ("train", "train", "val", "test")[image_id % 4]
-        captions = [
-            (f"a {colour} {shape}", 1, "positive"),
-            (f"{shape} painted {colour} on black", 1, "positive"),
-        ]
-        if split == "train":
-            other = list(COLOURS)[(list(COLOURS).index(colour) + 1) % len(COLOURS)]
-            captions.append((f"a {other} {shape}", 0, "hard_negative"))
+        other = list(COLOURS)[(list(COLOURS).index(colour) + 1) % len(COLOURS)]
+        captions = _captions(colour, shape, other, language)
+        if split != "train":
+            captions = captions[:2]
         for caption, label, kind in captions:
             rows.append(
                 {

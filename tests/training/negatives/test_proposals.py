@@ -113,3 +113,29 @@ def test_text_edits_are_negatives_that_never_count_as_descriptions(project):
     # A rerun with the proposal pending adds nothing; no duplicate edit texts ever.
     assert proposals.text_edit_propose(project=project, seed=0) == 0
     assert Caption.objects.filter(image=image, source=Source.TEXT_EDIT).count() == 1
+
+
+def test_text_edits_follow_the_project_language(project):
+    project.negatives_random_per_image = 0
+    project.negatives_text_edit_per_image = 1
+    project.language = "zh"
+    project.save()
+    _captioned(project, 1, "两只黑狗在草地上玩红色的球。")
+
+    assert proposals.text_edit_propose(project=project, seed=0) == 1
+    (text,) = (t for _, t in _proposed(project, ProposalSource.TEXT_EDIT))
+    assert text != "两只黑狗在草地上玩红色的球。" and len(text) == len(
+        "两只黑狗在草地上玩红色的球。"
+    )
+
+
+def test_no_text_edits_where_no_lexicon_exists_but_random_ones_still_come(project):
+    project.negatives_random_per_image = 1
+    project.negatives_text_edit_per_image = 1
+    project.language = "hi"
+    project.save()
+    _captioned(project, 1, "क्या यह एक कुत्ता है जो दौड़ रहा है")
+    _captioned(project, 2, "दो बच्चे समुद्र तट पर खेल रहे हैं")
+
+    assert proposals.text_edit_propose(project=project, seed=0) == 0
+    assert proposals.random_propose(project=project, seed=0) == 2

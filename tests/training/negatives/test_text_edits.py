@@ -9,7 +9,13 @@ from collections import Counter
 import pytest
 
 from tests.sample_data import SHARED_DATA
-from training.negatives.text_edits import EditType, TextEdit, changed_words, text_edits
+from training.negatives.text_edits import (
+    EditType,
+    TextEdit,
+    changed_words,
+    text_edits,
+    text_edits_available,
+)
 
 FLICKR_CAPTIONS = SHARED_DATA / "flickr8k-1k" / "captions.csv"
 
@@ -331,3 +337,57 @@ def test_most_flickr_captions_yield_an_edit_and_every_edit_is_well_formed():
             elif edit.edit_type is EditType.REPLACE_NUMBER:
                 assert set(content_added) & set(NUMBERS)
     assert edited / len(captions) >= 0.8, f"{edited} of {len(captions)} captions edited"
+
+
+# --- other languages ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("caption", "edit_type", "before", "after_options"),
+    [
+        ("两只黑狗在草地上玩红色的球。", EditType.REPLACE_COLOR, "红", set("橙绿蓝紫白灰黄棕粉")),
+        ("两只黑狗在草地上玩。", EditType.REPLACE_NUMBER, "两", set("一三四五六")),
+        ("一个穿着白色T恤的男孩在沙滩上跑。", EditType.REPLACE_OBJECT, "男孩", {"女孩", "老人"}),
+        ("一只猫在沙发上睡觉", EditType.REPLACE_OBJECT, "猫", {"狗", "兔子"}),
+    ],
+)
+def test_chinese_edits_replace_in_place(caption, edit_type, before, after_options):
+    edits = [
+        e
+        for e in text_edits(caption, rng=random.Random(3), language="zh")
+        if e.edit_type == edit_type and e.before == before
+    ]
+
+    assert edits
+    for edit in edits:
+        assert edit.after in after_options
+        assert edit.text == caption.replace(edit.before, edit.after, 1)
+
+
+def test_chinese_colours_are_replaced_only_before_what_they_colour():
+    # 白天 is "daytime" and 红绿灯 a traffic light: no colour to replace in either.
+    edits = text_edits("小孩在白天看红绿灯", rng=random.Random(0), language="zh")
+
+    assert all(e.edit_type != EditType.REPLACE_COLOR for e in edits)
+
+
+def test_chinese_colours_never_become_one_already_in_the_caption_or_a_near_one():
+    for seed in range(30):
+        for edit in text_edits("一只黄狗叼着黑色的球", rng=random.Random(seed), language="zh"):
+            if edit.edit_type == EditType.REPLACE_COLOR:
+                assert edit.after not in "黄棕黑"
+
+
+@pytest.mark.parametrize("language", ["hi", "ja", "th", "ar", "he", "fa", "ko", "de"])
+def test_no_lexicon_no_edits(language):
+    assert not text_edits_available(language)
+    assert (
+        text_edits("A black dog runs on the grass", rng=random.Random(0), language=language) == []
+    )
+
+
+def test_a_project_of_several_languages_edits_each_caption_in_its_own():
+    assert text_edits_available("mul")
+    assert text_edits("A black dog runs on the grass", rng=random.Random(0), language="mul")
+    assert text_edits("两只黑狗在草地上玩", rng=random.Random(0), language="mul")
+    assert text_edits("浜辺で遊ぶ二匹の黒い犬", rng=random.Random(0), language="mul") == []

@@ -97,3 +97,19 @@ def test_mining_settings_are_checked_and_saved_through_the_api(client, project, 
     assert (project.mining_margin, project.negatives_model_per_image) == (0.2, 4)
     page = client.get(reverse("project-settings", kwargs={"slug": project.slug})).content.decode()
     assert "Hard negatives" in page and 'name="negatives_text_edit_per_image"' in page
+
+
+@pytest.mark.parametrize(("language", "shown"), [("hi", True), ("zh", False), ("en", False)])
+def test_negatives_page_says_when_text_edits_are_not_available(
+    client, project, manager, language, shown
+):
+    project.language = language
+    project.save()
+    client.force_login(manager)
+
+    page = client.get(reverse("negatives", kwargs={"slug": project.slug})).content.decode()
+
+    assert ("data-text-edits-unavailable" in page) is shown
+    assert ("not available for this language" in page) is shown
+    if shown:
+        assert "Hindi" in page and "no promoted model: random only" in page

@@ -209,3 +209,25 @@ def test_a_run_whose_last_batch_has_one_pair_trains(project, release, settings):
     settings.CONCORD_TRAIN_CONFIG = {**settings.CONCORD_TRAIN_CONFIG, "batch_size": 23}
     version = services.model_train(version_id=services.model_request(project=project).pk)
     assert version.status == VersionStatus.READY, version.error
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("language", "text_encoder"), [("en", "minilm"), ("zh", "use-m3"), ("hi", "char-ngram")]
+)
+def test_the_text_encoder_follows_the_project_language(
+    project, release, settings, language, text_encoder
+):
+    project.language = language
+    project.save()
+    settings.CONCORD_TRAIN_CONFIG = {}
+
+    version = services.model_request(project=project, enqueue=False)
+
+    assert version.config["encoder"] == "pretrained"
+    assert version.config["text_encoder"] == text_encoder
+    # An explicit choice wins over the language.
+    chosen = services.model_request(
+        project=project, config={"text_encoder": "char-ngram"}, enqueue=False
+    )
+    assert chosen.config["text_encoder"] == "char-ngram"

@@ -30,7 +30,7 @@ from datasets.ingest.captions import normalize_caption
 from datasets.models import Caption, ClusterMember, Image, Pair, PairKind, Project, Source
 from training.negatives.models import Outcome, Proposal, ProposalSource
 from training.negatives.services.outcomes import NEGATIVE_KIND
-from training.negatives.text_edits import text_edits
+from training.negatives.text_edits import text_edits, text_edits_available
 from training.registry.models import ModelVersion
 from training.registry.services import checkpoint_local
 
@@ -168,7 +168,7 @@ def text_edit_propose(
 ) -> int:
     """Word edits of each image's own captions, up to the text-edit quota per image."""
     quota = project.negatives_text_edit_per_image
-    if quota == 0:
+    if quota == 0 or not text_edits_available(project.language):
         return 0
     corpus = corpus or corpus_load(project=project)
     rng = random.Random(seed)
@@ -190,7 +190,7 @@ def text_edit_propose(
         for row in rows:
             if need <= 0:
                 break
-            edits = text_edits(row.text, rng=rng)
+            edits = text_edits(row.text, rng=rng, language=project.language)
             # Any family may come first: shuffled, so that one kind of edit does not dominate.
             rng.shuffle(edits)
             for edit in edits:

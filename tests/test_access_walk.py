@@ -155,6 +155,7 @@ RULES = {
     "annotate": READ,
     "annotate-submit": OWNER,
     "annotate-skip": OWNER,
+    "annotate-check": OWNER,
     "annotate-undo": WORK,
     "annotate-heartbeat": WORK,
     "agreement": MANAGE,

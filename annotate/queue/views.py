@@ -71,8 +71,9 @@ def annotate_submit(request: HttpRequest, slug: str, lease_id: int) -> HttpRespo
 @require_POST
 def annotate_check(request: HttpRequest, slug: str, lease_id: int) -> JsonResponse:
     """The live check of the caption box: the server's own verdict on the text so far, so the
-    page shows exactly what submitting would say, in every script."""
-    project, _ = access.project_get(user=request.user, slug=slug)
+    page shows exactly what submitting would say, in every script. Only the lease's own
+    annotator, with the right to work, asks (as for submitting)."""
+    project, _ = access.project_get(user=request.user, slug=slug, need=access.WORK)
     lease = get_object_or_404(
         Lease.objects.select_related("task__image", "task__project"),
         pk=lease_id,

@@ -1,5 +1,6 @@
 from django.urls import path
 
+from datasets.browse import apis as browse
 from datasets.ingest import apis as ingest
 from datasets.projects import apis as projects
 from datasets.releases import apis as releases
@@ -12,6 +13,12 @@ urlpatterns = [
         "projects/<slug:slug>/images/<int:image_id>/",
         ingest.ImageDetailApi.as_view(),
         name="api-image",
+    ),
+    path("projects/<slug:slug>/pairs/", browse.PairListApi.as_view(), name="api-pairs"),
+    path(
+        "projects/<slug:slug>/pairs/actions/",
+        browse.PairActionApi.as_view(),
+        name="api-pairs-act",
     ),
     path("projects/<slug:slug>/captions/", ingest.CaptionListApi.as_view(), name="api-captions"),
     path("projects/<slug:slug>/imports/", ingest.ImportListApi.as_view(), name="api-imports"),

@@ -398,10 +398,25 @@ class Pair(models.Model):
     label = models.PositiveSmallIntegerField(choices=PairLabel.choices, null=True, blank=True)
     confidence = models.FloatField(null=True, blank=True)
     split = models.CharField(max_length=8, choices=Split.choices, blank=True)
+    # A manager's word from the data browser: no release cut from now on includes this pair.
+    excluded_from_releases = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["id"]
+        # The data browser's filters walk these in id order (datasets/browse/selectors.py);
+        # bench/browse.py measures them on a million pairs.
+        indexes = [
+            models.Index(fields=["label", "id"], name="datasets_pair_label"),
+            models.Index(fields=["split", "id"], name="datasets_pair_split"),
+            models.Index(fields=["kind", "id"], name="datasets_pair_kind"),
+            models.Index(fields=["confidence", "id"], name="datasets_pair_confidence"),
+            models.Index(
+                fields=["id"],
+                condition=Q(excluded_from_releases=True),
+                name="datasets_pair_excluded",
+            ),
+        ]
         constraints = [
             models.UniqueConstraint(fields=["image", "caption"], name="datasets_pair_once"),
             models.CheckConstraint(

@@ -51,6 +51,8 @@ urlpatterns = [
     path("projects/<slug:slug>/import/", ingest.project_import, name="project-import"),
     path("projects/<slug:slug>/imports/<int:job_id>/", ingest.import_job, name="import-job"),
     path("projects/<slug:slug>/images/", browse.image_grid, name="image-grid"),
+    path("projects/<slug:slug>/pairs/", browse.pair_list, name="pair-list"),
+    path("projects/<slug:slug>/pairs/act", browse.pairs_act, name="pairs-act"),
     path("projects/<slug:slug>/images/<int:image_id>/", browse.image_detail, name="image-detail"),
     path("projects/<slug:slug>/images/<int:image_id>/file", browse.image_file, name="image-file"),
     path(
@@ -99,6 +101,11 @@ urlpatterns = [
         "projects/<slug:slug>/releases/v<int:version>/pin",
         releases.release_pin,
         name="release-pin",
+    ),
+    path(
+        "projects/<slug:slug>/releases/v<int:version>/download",
+        releases.release_download_all,
+        name="release-download-all",
     ),
     path(
         "projects/<slug:slug>/releases/v<int:version>/files/<path:name>",

@@ -1,16 +1,68 @@
-"""Read-side queries of the browsing pages, written to stay fast on large projects."""
+"""Read-side queries of the browsing pages, written to stay fast on large projects.
+
+The data browser's filters (datasets/browse/filters.py gives the spec) become one queryset
+here, shared by the pair list page, the image grid, the pair list API and the actions on a
+selection. Pages are keyset pages: the cursor holds the last row's sort value and id, so page
+10,000 costs what page 1 does; bench/browse.py measures every filter and sort on a million pairs.
+"""
 
 from dataclasses import dataclass
 
-from django.db.models import Prefetch
+from django.contrib.postgres.search import SearchQuery, SearchVector
+from django.db import connection
+from django.db.models import (
+    Count,
+    Exists,
+    F,
+    IntegerField,
+    OuterRef,
+    Prefetch,
+    Q,
+    QuerySet,
+    Subquery,
+)
+from django.db.models.functions import Coalesce
 
-from datasets.models import Caption, Image, Project
+from annotate.models import ChallengeMark, ItemStatus, Judgment
+from datasets.browse.filters import (
+    MODEL_MATCH_SCORE,
+    Cursor,
+    FilterError,
+    FilterSpec,
+    Range,
+)
+from datasets.models import (
+    Caption,
+    CaptionFlag,
+    ClusterMember,
+    DuplicateCluster,
+    Image,
+    ImageFlag,
+    Membership,
+    Pair,
+    Project,
+)
+
+NO_SUCH_ANNOTATOR = "No member of this project has that user name."
+# The column behind each sort key; nullable ones show only the rows that have a value.
+SORT_COLUMNS = {
+    "id": "id",
+    "confidence": "confidence",
+    "agreement": "item_label__mv_share",
+    "score": "proposal__score",
+}
 
 
 @dataclass(frozen=True)
 class ImagePage:
     images: list[Image]
-    next_after: int | None  # id to continue after, or None on the last page
+    next_cursor: Cursor | None  # where the next page starts, or None on the last page
+
+
+@dataclass(frozen=True)
+class PairPage:
+    pairs: list[Pair]
+    next_cursor: Cursor | None
 
 
 @dataclass(frozen=True)
@@ -20,22 +72,263 @@ class ProjectCounts:
     members: int
 
 
-def images_page(*, project: Project, after: int | None, limit: int) -> ImagePage:
-    """One page of a project's images in id order, with captions; keyset paging stays fast deep in."""
-    queryset = project.images.order_by("id").prefetch_related(
-        Prefetch("captions", queryset=Caption.objects.order_by("id"))
-    )
-    if after is not None:
-        queryset = queryset.filter(id__gt=after)
-    images = list(queryset[: limit + 1])
-    has_more = len(images) > limit
-    images = images[:limit]
-    return ImagePage(images=images, next_after=images[-1].pk if has_more else None)
-
-
 def project_counts(*, project: Project) -> ProjectCounts:
     return ProjectCounts(
         images=project.images.count(),
         captions=Caption.objects.filter(image__project=project).count(),
         members=project.memberships.count(),
     )
+
+
+def annotator_id(*, project: Project, username: str) -> int:
+    """The user id of a member of ``project`` by user name; FilterError("annotator") if none."""
+    found = (
+        Membership.objects.filter(project=project, user__username=username)
+        .values_list("user_id", flat=True)
+        .first()
+    )
+    if found is None:
+        raise FilterError("annotator", NO_SUCH_ANNOTATOR)
+    return found
+
+
+def pairs_filtered(*, project: Project, spec: FilterSpec) -> QuerySet[Pair]:
+    """The pairs of ``project`` that ``spec`` selects, unordered and uncut (cursor ignored).
+
+    Raises FilterError("annotator") for an annotator who is not a member.
+    """
+    queryset = Pair.objects.filter(image__project=project)
+    for condition in _pair_conditions(project=project, spec=spec):
+        queryset = queryset.filter(condition)
+    if spec.captions.is_set:
+        queryset = queryset.annotate(caption_count=_caption_count("image")).filter(
+            _range_q("caption_count", spec.captions)
+        )
+    if spec.q:
+        queryset = queryset.filter(caption__in=_captions_matching(spec.q))
+    return queryset
+
+
+def pair_ids(*, project: Project, spec: FilterSpec, limit: int) -> list[int]:
+    """The ids of at most ``limit`` pairs ``spec`` selects, in id order (for an action: asking
+    one more than the action's limit tells whether the selection is over it)."""
+    queryset = pairs_filtered(project=project, spec=spec).order_by("pk")
+    return list(queryset.values_list("pk", flat=True)[:limit])
+
+
+def pairs_page(*, project: Project, spec: FilterSpec, limit: int) -> PairPage:
+    """One keyset page of the pairs ``spec`` selects, in its sort, with what the list shows."""
+    queryset = pairs_filtered(project=project, spec=spec).select_related(
+        "image", "caption", "item_label", "proposal"
+    )
+    queryset = _sorted_after(queryset, sort=spec.sort, cursor=spec.cursor)
+    pairs = list(queryset[: limit + 1])
+    has_more = len(pairs) > limit
+    pairs = pairs[:limit]
+    return PairPage(pairs=pairs, next_cursor=_cursor(pairs[-1], spec.sort) if has_more else None)
+
+
+def images_filtered(*, project: Project, spec: FilterSpec) -> QuerySet[Image]:
+    """The images of ``project`` that ``spec`` selects: image-level conditions (text of any
+    caption, flags, duplicates, provenance, caption count) on the image, pair-level ones
+    (label, status, scores, annotator…) by having at least one pair that meets them all."""
+    queryset = project.images.all()
+    if spec.q:
+        queryset = queryset.filter(Exists(_captions_matching(spec.q).filter(image=OuterRef("pk"))))
+    if spec.flagged:
+        flagged = _image_flagged("pk") | Exists(
+            CaptionFlag.objects.filter(caption__image=OuterRef("pk"), overridden_at__isnull=True)
+        )
+        queryset = queryset.filter(flagged if spec.flagged == "yes" else ~flagged)
+    queryset = queryset.filter(*_provenance_conditions(spec=spec, image="pk", prefix=""))
+    if spec.captions.is_set:
+        queryset = queryset.annotate(caption_count=_caption_count("pk")).filter(
+            _range_q("caption_count", spec.captions)
+        )
+    pair_conditions = _pair_level_conditions(project=project, spec=spec)
+    if pair_conditions:
+        pairs = Pair.objects.filter(image=OuterRef("pk"))
+        for condition in pair_conditions:
+            pairs = pairs.filter(condition)
+        queryset = queryset.filter(Exists(pairs))
+    return queryset
+
+
+def images_page(*, project: Project, spec: FilterSpec, limit: int) -> ImagePage:
+    """One keyset page of the images ``spec`` selects, in id order, with their captions."""
+    queryset = images_filtered(project=project, spec=spec).prefetch_related(
+        Prefetch("captions", queryset=Caption.objects.order_by("id"))
+    )
+    descending = spec.sort == "-id"
+    queryset = queryset.order_by("-id" if descending else "id")
+    if spec.cursor is not None:
+        after = {"id__lt" if descending else "id__gt": spec.cursor.id}
+        queryset = queryset.filter(**after)
+    images = list(queryset[: limit + 1])
+    has_more = len(images) > limit
+    images = images[:limit]
+    next_cursor = Cursor(sort=spec.sort, value=None, id=images[-1].pk) if has_more else None
+    return ImagePage(images=images, next_cursor=next_cursor)
+
+
+# --- conditions -----------------------------------------------------------------------------
+
+
+def _pair_conditions(*, project: Project, spec: FilterSpec) -> list[Q]:
+    conditions = _pair_level_conditions(project=project, spec=spec)
+    if spec.flagged:
+        flagged = _image_flagged("image") | Exists(
+            CaptionFlag.objects.filter(caption=OuterRef("caption"), overridden_at__isnull=True)
+        )
+        conditions.append(flagged if spec.flagged == "yes" else ~flagged)
+    conditions += _provenance_conditions(spec=spec, image="image", prefix="image__")
+    return conditions
+
+
+def _pair_level_conditions(*, project: Project, spec: FilterSpec) -> list[Q]:
+    """Conditions on a pair's own columns and what hangs off it (label, tasks, proposal)."""
+    out: list[Q] = []
+    if spec.label:
+        out.append(
+            Q(label__isnull=True)
+            if spec.label == "none"
+            else Q(label=1 if spec.label == "match" else 0)
+        )
+    if spec.status:
+        out.append(_status_q(spec.status))
+    if spec.confidence.is_set:
+        out.append(_range_q("confidence", spec.confidence))
+    if spec.agreement.is_set:
+        out.append(_range_q("item_label__mv_share", spec.agreement))
+    if spec.split:
+        out.append(Q(split="" if spec.split == "none" else spec.split))
+    if spec.kind:
+        out.append(Q(kind=spec.kind))
+    if spec.score.is_set:
+        out.append(_range_q("proposal__score", spec.score))
+    if spec.disagree:
+        says_match = Q(proposal__score__gte=MODEL_MATCH_SCORE)
+        disagrees = (says_match & Q(label=0)) | (~says_match & Q(label=1))
+        both = Q(proposal__score__isnull=False, label__isnull=False)
+        out.append(both & (disagrees if spec.disagree == "yes" else ~disagrees))
+    if spec.excluded:
+        out.append(Q(excluded_from_releases=spec.excluded == "yes"))
+    if spec.annotator:
+        user_id = annotator_id(project=project, username=spec.annotator)
+        # Verify judgments on the pair's task, and marks on it as a challenge option.
+        out.append(
+            Q(Exists(Judgment.objects.filter(task__pair=OuterRef("pk"), annotator_id=user_id)))
+            | Q(
+                Exists(
+                    ChallengeMark.objects.filter(
+                        option__pair=OuterRef("pk"), judgment__annotator_id=user_id
+                    )
+                )
+            )
+        )
+    return out
+
+
+def _status_q(status: str) -> Q:
+    open_item = Q(item_label__adjudicated_label__isnull=True)
+    if status == "unjudged":
+        return Q(item_label__isnull=True)
+    if status == "adjudicated":
+        return Q(item_label__adjudicated_label__isnull=False)
+    if status == "waiting":
+        return open_item & Q(item_label__needs_manager=True)
+    return open_item & Q(item_label__status=ItemStatus(status))
+
+
+def _provenance_conditions(*, spec: FilterSpec, image: str, prefix: str) -> list[Q]:
+    out: list[Q] = []
+    if spec.source:
+        out.append(Q(**{f"{prefix}source": spec.source}))
+    if spec.license:
+        out.append(Q(**{f"{prefix}license_name": "" if spec.license == "none" else spec.license}))
+    if spec.duplicate:
+        member = Exists(ClusterMember.objects.filter(image=OuterRef(image)))
+        canonical = Exists(DuplicateCluster.objects.filter(canonical=OuterRef(image)))
+        out.append(
+            {
+                "unique": ~member,
+                "canonical": canonical,
+                "duplicate": member & ~canonical,
+            }[spec.duplicate]
+        )
+    return out
+
+
+def _image_flagged(image: str) -> Q:
+    return Q(Exists(ImageFlag.objects.filter(image=OuterRef(image), overridden_at__isnull=True)))
+
+
+def _captions_matching(text: str) -> QuerySet[Caption]:
+    """Captions whose text matches ``text``: PostgreSQL full-text search (web-search syntax:
+    words, "phrases", -not, or) on the GIN index of migration 0011, in the language-neutral
+    "simple" configuration since captions come in any language; elsewhere every word as a
+    case-insensitive substring."""
+    if connection.vendor == "postgresql":
+        return Caption.objects.annotate(search=SearchVector("text", config="simple")).filter(
+            search=SearchQuery(text, config="simple", search_type="websearch")
+        )
+    captions = Caption.objects.all()
+    for word in text.split():
+        captions = captions.filter(text__icontains=word.strip('"'))
+    return captions
+
+
+def _caption_count(image: str):
+    counts = (
+        Caption.objects.filter(image=OuterRef(image))
+        .order_by()
+        .values("image")
+        .annotate(n=Count("id"))
+        .values("n")
+    )
+    return Coalesce(Subquery(counts, output_field=IntegerField()), 0)
+
+
+def _range_q(field: str, bounds: Range) -> Q:
+    condition = Q()
+    if bounds.low is not None:
+        condition &= Q(**{f"{field}__gte": bounds.low})
+    if bounds.high is not None:
+        condition &= Q(**{f"{field}__lte": bounds.high})
+    return condition
+
+
+# --- sorting and paging ---------------------------------------------------------------------
+
+
+def _sorted_after(queryset: QuerySet[Pair], *, sort: str, cursor: Cursor | None) -> QuerySet:
+    descending = sort.startswith("-")
+    column = SORT_COLUMNS[sort.lstrip("-")]
+    if column == "id":
+        queryset = queryset.order_by("-id" if descending else "id")
+        if cursor is not None:
+            queryset = queryset.filter(**{"id__lt" if descending else "id__gt": cursor.id})
+        return queryset
+    # Rows without the value have no place in this order; the page says so.
+    queryset = queryset.annotate(sort_value=F(column)).filter(sort_value__isnull=False)
+    queryset = queryset.order_by(
+        "-sort_value" if descending else "sort_value", "-id" if descending else "id"
+    )
+    if cursor is not None and cursor.value is not None:
+        # The first conjunct bounds the index range; the second breaks ties by id.
+        if descending:
+            queryset = queryset.filter(
+                Q(sort_value__lte=cursor.value)
+                & (Q(sort_value__lt=cursor.value) | Q(id__lt=cursor.id))
+            )
+        else:
+            queryset = queryset.filter(
+                Q(sort_value__gte=cursor.value)
+                & (Q(sort_value__gt=cursor.value) | Q(id__gt=cursor.id))
+            )
+    return queryset
+
+
+def _cursor(pair: Pair, sort: str) -> Cursor:
+    value = getattr(pair, "sort_value", None)
+    return Cursor(sort=sort, value=None if value is None else float(value), id=pair.pk)

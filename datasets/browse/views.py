@@ -1,20 +1,26 @@
 """Pages that show a project's data: the project list and overview, the image grid and image
 pages, and the stored files themselves. Thin: parse, call, render."""
 
+from urllib.parse import urlencode
+
+from django.contrib import messages
 from django.contrib.auth.decorators import login_not_required
 from django.contrib.auth.views import redirect_to_login
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse, QueryDict
 from django.shortcuts import get_object_or_404, render
+from django.urls import reverse
+from django.views.decorators.http import require_POST
 from rest_framework.exceptions import AuthenticationFailed
 
 from annotate.queue.selectors import project_progress
 from config.storage import MEDIA, storage_response
 from datasets import access
-from datasets.browse import selectors
+from datasets.browse import filters, selectors, services
 from datasets.curation.services import cleaning
 from datasets.models import Image, Role
 
 GRID_PAGE_SIZE = 60
+PAIR_PAGE_SIZE = 50
 
 
 def home(request: HttpRequest) -> HttpResponse:
@@ -41,9 +47,19 @@ def project_detail(request: HttpRequest, slug: str) -> HttpResponse:
 
 
 def image_grid(request: HttpRequest, slug: str) -> HttpResponse:
+    """The image grid, filtered on the server by the data browser's query parameters."""
     project, _ = access.project_get(user=request.user, slug=slug, manager=True)
-    after = _int_or_none(request.GET.get("after"))
-    page = selectors.images_page(project=project, after=after, limit=GRID_PAGE_SIZE)
+    params = request.GET.dict()
+    if _has_blank(params):
+        return _canonical_redirect("image-grid", project.slug, params)
+    error = None
+    spec = filters.FilterSpec()
+    page = selectors.ImagePage(images=[], next_cursor=None)
+    try:
+        spec = filters.filter_parse(params, images=True)
+        page = selectors.images_page(project=project, spec=spec, limit=GRID_PAGE_SIZE)
+    except filters.FilterError as exc:
+        error = exc
     return render(
         request,
         "datasets/image_grid.html",
@@ -51,9 +67,110 @@ def image_grid(request: HttpRequest, slug: str) -> HttpResponse:
             "project": project,
             "page": page,
             "counts": selectors.project_counts(project=project),
-            "is_first_page": after is None,
+            "is_first_page": spec.cursor is None,
+            **_filter_context(spec=spec, error=error, params=params, images=True),
+            "next_query": _next_query(spec, page.next_cursor),
         },
+        status=400 if error else 200,
     )
+
+
+def pair_list(request: HttpRequest, slug: str) -> HttpResponse:
+    """Every pair of the project, filtered, searched and sorted on the server, with actions on
+    the whole filtered selection; the URL is the view (shareable) and the API's query."""
+    project, _ = access.project_get(user=request.user, slug=slug, manager=True)
+    params = request.GET.dict()
+    if _has_blank(params):
+        return _canonical_redirect("pair-list", project.slug, params)
+    error = None
+    spec = filters.FilterSpec()
+    page = selectors.PairPage(pairs=[], next_cursor=None)
+    try:
+        spec = filters.filter_parse(params)
+        page = selectors.pairs_page(project=project, spec=spec, limit=PAIR_PAGE_SIZE)
+    except filters.FilterError as exc:
+        error = exc
+    return render(
+        request,
+        "datasets/pair_list.html",
+        {
+            "project": project,
+            "page": page,
+            "is_first_page": spec.cursor is None,
+            **_filter_context(spec=spec, error=error, params=params, images=False),
+            "next_query": _next_query(spec, page.next_cursor),
+            "actions": services.ACTIONS,
+            "max_selection": services.MAX_SELECTION,
+        },
+        status=400 if error else 200,
+    )
+
+
+@require_POST
+def pairs_act(request: HttpRequest, slug: str) -> HttpResponse:
+    """An action on every pair the posted filter (``query``, the list's query string) selects."""
+    project, _ = access.project_get(user=request.user, slug=slug, manager=True)
+    query = request.POST.get("query", "")
+    back = reverse("pair-list", args=[project.slug])
+    try:
+        spec = filters.filter_parse(QueryDict(query[:4000]).dict()).first_page()
+    except filters.FilterError as exc:
+        messages.error(request, f"{exc.param}: {exc.message}")
+        return HttpResponseRedirect(back)
+    back += "?" + urlencode(spec.query()) if spec.query() else ""
+    action = request.POST.get("action", "")
+    try:
+        ids = selectors.pair_ids(project=project, spec=spec, limit=services.MAX_SELECTION + 1)
+        outcome = services.selection_act(
+            project=project, pair_ids=ids, action=action, by=request.user
+        )
+    except (filters.FilterError, ValueError) as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, outcome.summary)
+    return HttpResponseRedirect(back)
+
+
+def _filter_context(*, spec, error, params: dict[str, str], images: bool) -> dict:
+    # After an error the form shows what was typed, so it can be corrected.
+    values = (
+        {k: v for k, v in params.items() if k in filters.PARAMS and k != "cursor"}
+        if error
+        else spec.query()
+    )
+    return {
+        "spec": spec,
+        "filter_error": error,
+        "values": values,
+        "query": urlencode(spec.query()) if not error else "",
+        "choices": {
+            "label": filters.LABELS,
+            "status": filters.STATUSES,
+            "flagged": filters.YES_NO,
+            "duplicate": filters.DUPLICATES,
+            "split": filters.SPLITS,
+            "source": filters.SOURCES,
+            "kind": filters.KINDS,
+            "disagree": filters.YES_NO,
+            "excluded": filters.YES_NO,
+            "sort": filters.IMAGE_SORTS if images else filters.SORTS,
+        },
+    }
+
+
+def _next_query(spec: filters.FilterSpec, cursor: filters.Cursor | None) -> str:
+    return urlencode(spec.query(cursor=cursor)) if cursor is not None else ""
+
+
+def _has_blank(params: dict[str, str]) -> bool:
+    return any(value == "" for value in params.values())
+
+
+def _canonical_redirect(name: str, slug: str, params: dict[str, str]) -> HttpResponse:
+    """The filter form sends every field; the shareable URL keeps only those that filter."""
+    kept = {key: value for key, value in params.items() if value != ""}
+    url = reverse(name, args=[slug])
+    return HttpResponseRedirect(url + ("?" + urlencode(kept) if kept else ""))
 
 
 def image_detail(request: HttpRequest, slug: str, image_id: int) -> HttpResponse:
@@ -110,10 +227,3 @@ def _serve(name: str, *, content_type: str) -> HttpResponse:
     # bytes, cacheable, since content never changes under a name (names carry the content hash
     # or image id).
     return storage_response(alias=MEDIA, name=name, content_type=content_type, cache_seconds=86400)
-
-
-def _int_or_none(value: str | None) -> int | None:
-    try:
-        return int(value) if value else None
-    except ValueError:
-        return None

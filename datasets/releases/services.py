@@ -107,6 +107,7 @@ from datasets.models import (
     Release,
     ReleaseStatus,
 )
+from datasets.releases.archive import Member
 from datasets.releases.balance import (
     METHODS,
     BalanceTally,
@@ -337,6 +338,24 @@ def release_file_name(*, release: Release, path: str) -> str | None:
     entries, _raw = release_manifest(release=release)
     listed = {entry.path for entry in entries}
     return f"{release.directory}/{path}" if path in listed else None
+
+
+def release_archive_name(*, release: Release) -> str:
+    """The file name a browser saves the whole release under."""
+    return f"{release.project.slug}-{release.name}.zip"
+
+
+def release_archive_members(*, release: Release) -> list[Member]:
+    """Every file of a ready release (the manifest last) as members of one zip, each opened
+    from the ``releases`` storage when its turn comes (any backend: local or S3, no local path).
+    Raises :class:`ReleaseFilesError` when the manifest cannot be read."""
+    files = release_files(release=release)
+    target = storage(RELEASES)
+
+    def opener(name: str) -> Callable[[], Any]:
+        return lambda: target.open(name, "rb")
+
+    return [Member(path=f["path"], open=opener(f"{release.directory}/{f['path']}")) for f in files]
 
 
 def release_datasheet(*, release: Release) -> str:
@@ -861,7 +880,7 @@ def _clusters(*, project: Project) -> tuple[dict[int, list[int]], dict[int, int]
 
 def _eligible_pairs(*, project: Project):
     return (
-        Pair.objects.filter(image__project=project)
+        Pair.objects.filter(image__project=project, excluded_from_releases=False)
         .exclude(images_held_back(image="image"))
         .exclude(captions_held_back(caption="caption"))
     )

@@ -5,7 +5,7 @@ from pathlib import PurePosixPath
 from django import forms
 from django.conf import settings
 from django.contrib import messages
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
@@ -13,6 +13,7 @@ from config.storage import RELEASES, storage_response
 from datasets import access
 from datasets.models import Release, ReleaseStatus
 from datasets.releases import services
+from datasets.releases.archive import files_by_folder, zip_stream
 from datasets.releases.balance import METHODS
 from datasets.releases.exporters import FORMATS
 
@@ -90,6 +91,7 @@ def release_detail(request: HttpRequest, slug: str, version: int) -> HttpRespons
             "project": project,
             "release": release,
             "files": files,
+            "folders": files_by_folder(files),
             "files_error": files_error,
             "datasheet": datasheet,
             "diff": (release.counts or {}).get("diff"),
@@ -116,6 +118,23 @@ def release_pin(request: HttpRequest, slug: str, version: int) -> HttpResponse:
             else f"{release.name} unpinned: retention may prune it.",
         )
     return redirect("release-detail", slug=project.slug, version=release.version)
+
+
+def release_download_all(request: HttpRequest, slug: str, version: int) -> HttpResponse:
+    """Every file of a ready release as one zip, streamed as it is written (read from the
+    ``releases`` storage one file at a time, local or object storage alike)."""
+    project, _ = access.project_get(user=request.user, slug=slug, manager=True)
+    release = get_object_or_404(
+        Release, project=project, version=version, status=ReleaseStatus.READY
+    )
+    try:
+        members = services.release_archive_members(release=release)
+    except services.ReleaseFilesError as exc:
+        raise Http404(str(exc)) from None
+    response = StreamingHttpResponse(zip_stream(members), content_type="application/zip")
+    name = services.release_archive_name(release=release)
+    response["Content-Disposition"] = f'attachment; filename="{name}"'
+    return response
 
 
 def release_file(request: HttpRequest, slug: str, version: int, name: str) -> HttpResponse:

@@ -44,3 +44,27 @@ def safe_url(value: str) -> str:
     if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
         return ""
     return text
+
+
+@register.filter
+def code_words(code: str) -> str:
+    """A stored code as words for a page: ``no_match`` → "no match"."""
+    return str(code or "").replace("_", " ")
+
+
+SORT_WORDS = {
+    "-id": "newest first",
+    "id": "oldest first",
+    "confidence": "confidence, lowest first",
+    "-confidence": "confidence, highest first",
+    "agreement": "agreement, lowest first",
+    "-agreement": "agreement, highest first",
+    "score": "model score, lowest first",
+    "-score": "model score, highest first",
+}
+
+
+@register.filter
+def sort_words(sort: str) -> str:
+    """A data browser sort key (datasets/browse/filters.py SORTS) as words."""
+    return SORT_WORDS.get(sort, sort)

@@ -81,10 +81,10 @@ def test_grid_pages_by_keyset(client, project, manager):
     url = reverse("image-grid", kwargs={"slug": project.slug})
     first = client.get(url)
     assert first.content.decode().count('class="tile"') == GRID_PAGE_SIZE
-    next_after = first.context["page"].next_after
-    second = client.get(url, {"after": next_after})
+    cursor = first.context["page"].next_cursor
+    second = client.get(url, {"cursor": cursor.encode()})
     assert second.content.decode().count('class="tile"') == 3
-    assert second.context["page"].next_after is None
+    assert second.context["page"].next_cursor is None
 
 
 def test_members_add_change_and_the_last_manager_stays(client, project, manager, outsider):

@@ -29,7 +29,7 @@ class Member:
 
 @dataclass(frozen=True)
 class Folder:
-    """Files of a release under one folder ("" for the top level), for the release page."""
+    """Files of a release under one top-level folder ("" for the top level), for its page."""
 
     name: str
     files: list[dict]
@@ -92,12 +92,13 @@ def zip_stream(members: Iterable[Member], *, chunk: int = CHUNK) -> Iterator[byt
 
 
 def files_by_folder(files: Iterable[dict]) -> list[Folder]:
-    """Files (dicts with ``path`` and ``size``) grouped by their folder, top level first, then
-    folders by name; files keep their order within a folder."""
+    """Files (dicts with ``path`` and ``size``) grouped by their top-level folder (images sit
+    in 256 prefix folders under ``images/``, shards under ``webdataset/``…: one group each),
+    the top level first, then folders by name; files keep their order within a group."""
     groups: dict[str, list[dict]] = {}
     for entry in files:
-        parent = str(PurePosixPath(entry["path"]).parent)
-        groups.setdefault("" if parent == "." else parent, []).append(entry)
+        parts = PurePosixPath(entry["path"]).parts
+        groups.setdefault(parts[0] if len(parts) > 1 else "", []).append(entry)
     return [
         Folder(name=name, files=group, total_bytes=sum(int(f.get("size") or 0) for f in group))
         for name, group in sorted(groups.items(), key=lambda item: (item[0] != "", item[0]))

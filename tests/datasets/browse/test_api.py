@@ -1,0 +1,137 @@
+"""The pair list API and its actions: same query as the page, 400 naming a bad parameter."""
+
+import pytest
+from django.urls import reverse
+from rest_framework.test import APIClient
+
+from annotate.models import ItemLabel, Task, TaskKind
+from datasets.browse import services
+from datasets.browse.filters import Cursor
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def api(manager):
+    client = APIClient()
+    client.force_authenticate(manager)
+    return client
+
+
+def _url(world, name="api-pairs"):
+    return reverse(name, kwargs={"slug": world.project.slug})
+
+
+def test_lists_filtered_pairs_with_their_fields(api, world):
+    response = api.get(_url(world), {"label": "no_match", "sort": "id"})
+    assert response.status_code == 200
+    rows = response.json()["results"]
+    assert [r["id"] for r in rows] == [world.p1.pk, world.pn.pk]
+    assert rows[0]["status"] == "waiting" and rows[0]["agreement"] == 0.5
+    assert rows[1]["score"] == 0.9 and rows[1]["kind"] == "random_negative"
+    assert response.json()["next"] is None
+
+
+def test_next_links_walk_every_page(api, world, monkeypatch):
+    monkeypatch.setattr("datasets.browse.apis.API_PAGE_SIZE", 2)
+    url, seen = _url(world) + "?sort=-confidence", []
+    while url:
+        body = api.get(url).json()
+        seen += [r["id"] for r in body["results"]]
+        url = body["next"]
+    assert seen == [world.p0.pk, world.p3.pk, world.pn.pk, world.p1.pk]
+
+
+@pytest.mark.parametrize(
+    ("query", "param"),
+    [
+        ("lable=match", "lable"),
+        ("label=maybe", "label"),
+        ("q=cat%00dog", "q"),
+        ("status=%00", "status"),
+        ("confidence_min=2", "confidence_min"),
+        ("confidence_min=NaN", "confidence_min"),
+        ("captions_min=" + "9" * 5000, "captions_min"),
+        ("score_max=1e999", "score_max"),
+        ("sort=caption", "sort"),
+        ("cursor=bm90LWpzb24", "cursor"),
+        ("cursor=" + Cursor(sort="id", value=None, id=1).encode(), "cursor"),
+        ("annotator=nobody", "annotator"),
+    ],
+)
+def test_bad_parameters_answer_400_naming_them(api, world, query, param):
+    response = api.get(_url(world) + "?" + query)
+    assert response.status_code == 400
+    assert list(response.json()) == [param]
+    post = api.post(
+        _url(world, "api-pairs-act") + "?" + query, {"action": "exclude"}, format="json"
+    )
+    assert post.status_code == 400 and list(post.json()) == [param]
+
+
+def test_odd_bytes_in_the_url_never_500(api, world):
+    # Django decodes invalid UTF-8 (a lone surrogate's bytes) as U+FFFD: a plain search.
+    for query in ("q=%ED%A0%80", "q=%FF%FE", "license=%ED%BF%BF", "annotator=%C0"):
+        response = api.get(_url(world) + "?" + query)
+        assert response.status_code in (200, 400), query
+        assert response["Content-Type"].startswith("application/json")
+
+
+def test_actions_apply_to_the_filtered_selection(api, world):
+    url = _url(world, "api-pairs-act")
+    response = api.post(url + "?label=match", {"action": "gold"}, format="json")
+    assert response.status_code == 200, response.json()
+    assert response.json()["done"] == 2
+    gold = Task.objects.filter(is_gold=True, kind=TaskKind.VERIFY)
+    assert set(gold.values_list("pair_id", "gold_answer")) == {
+        (world.p0.pk, "match"),
+        (world.p3.pk, "match"),
+    }
+    again = api.post(url + "?label=match", {"action": "gold"}, format="json").json()
+    assert again["done"] == 0 and again["skipped"] == {services.SKIP_ALREADY: 2}
+
+    none = api.post(url + "?label=none", {"action": "gold"}, format="json").json()
+    assert none["skipped"] == {services.SKIP_NO_LABEL: 2}
+
+    response = api.post(url + "?q=snow", {"action": "adjudicate"}, format="json").json()
+    assert response["done"] == 2
+    assert set(ItemLabel.objects.filter(needs_manager=True).values_list("pair_id", flat=True)) == {
+        world.p1.pk,
+        world.p2.pk,
+        world.p2b.pk,
+    }
+    waiting = api.get(_url(world) + "?status=waiting").json()["results"]
+    assert {r["id"] for r in waiting} == {world.p1.pk, world.p2.pk, world.p2b.pk}
+
+    response = api.post(url + "?status=agreed", {"action": "requeue"}, format="json").json()
+    assert response["done"] == 0 and response["skipped"] == {services.SKIP_GOLD: 1}
+    response = api.post(url + "?flagged=yes", {"action": "requeue"}, format="json").json()
+    assert response["done"] == 1
+    task = Task.objects.get(pair=world.p1, kind=TaskKind.VERIFY)
+    assert task.target == task.judgment_count + task.lease_count + 1 and task.is_open
+
+    response = api.post(url + "?kind=random_negative", {"action": "exclude"}, format="json")
+    assert response.json()["done"] == 1
+    excluded = api.get(_url(world) + "?excluded=yes").json()["results"]
+    assert [r["id"] for r in excluded] == [world.pn.pk]
+
+    bad = api.post(url, {"action": "delete"}, format="json")
+    assert bad.status_code == 400 and "action" in bad.json()
+
+
+def test_a_selection_over_the_limit_is_refused_whole(api, world, monkeypatch):
+    monkeypatch.setattr(services, "MAX_SELECTION", 3)
+    response = api.post(_url(world, "api-pairs-act"), {"action": "exclude"}, format="json")
+    assert response.status_code == 400
+    assert "Narrow the filter" in response.json()["detail"]
+    assert not world.project.images.filter(pairs__excluded_from_releases=True).exists()
+
+
+def test_annotators_cannot_list_or_act(world, annotator):
+    client = APIClient()
+    client.force_authenticate(annotator)
+    assert client.get(_url(world)).status_code == 403
+    assert (
+        client.post(_url(world, "api-pairs-act"), {"action": "gold"}, format="json").status_code
+        == 403
+    )

@@ -163,12 +163,17 @@ def _next_query(spec: filters.FilterSpec, cursor: filters.Cursor | None) -> str:
 
 
 def _has_blank(params: dict[str, str]) -> bool:
-    return any(value == "" for value in params.values())
+    return any(_blank(key, value) for key, value in params.items())
+
+
+def _blank(key: str, value: str) -> bool:
+    return value == "" or (key == "sort" and value == filters.DEFAULT_SORT)
 
 
 def _canonical_redirect(name: str, slug: str, params: dict[str, str]) -> HttpResponse:
-    """The filter form sends every field; the shareable URL keeps only those that filter."""
-    kept = {key: value for key, value in params.items() if value != ""}
+    """The filter form sends every field; the shareable URL keeps only those that filter (the
+    default sort included)."""
+    kept = {key: value for key, value in params.items() if not _blank(key, value)}
     url = reverse(name, args=[slug])
     return HttpResponseRedirect(url + ("?" + urlencode(kept) if kept else ""))
 

@@ -285,6 +285,8 @@ class ItemLabel(models.Model):
                 condition=Q(adjudicated_label__isnull=True),
                 name="annotate_itemlabel_open",
             ),
+            # The data browser's sort by agreement walks this (datasets/browse/selectors.py).
+            models.Index(fields=["mv_share", "pair"], name="annotate_itemlabel_agreement"),
         ]
 
     def __str__(self) -> str:

@@ -6,10 +6,12 @@ selection. Pages are keyset pages: the cursor holds the last row's sort value an
 10,000 costs what page 1 does; bench/browse.py measures every filter and sort on a million pairs.
 """
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from django.contrib.postgres.search import SearchQuery, SearchVector
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import (
     Count,
     Exists,
@@ -44,12 +46,17 @@ from datasets.models import (
 )
 
 NO_SUCH_ANNOTATOR = "No member of this project has that user name."
-# The column behind each sort key; nullable ones show only the rows that have a value.
+# A search matching at most this many captions filters by their ids (found on the GIN index
+# first); one matching more is common enough that walking pairs in order finds a page quickly.
+SEARCH_IDS_MAX = 10_000
+# The column behind each sort key (nullable ones show only the rows that have a value), and the
+# pair id to break ties with, taken from the same table so that one index, (value, pair id),
+# gives the whole order.
 SORT_COLUMNS = {
-    "id": "id",
-    "confidence": "confidence",
-    "agreement": "item_label__mv_share",
-    "score": "proposal__score",
+    "id": ("id", "id"),
+    "confidence": ("confidence", "id"),
+    "agreement": ("item_label__mv_share", "item_label__pair_id"),
+    "score": ("proposal__score", "proposal__pair_id"),
 }
 
 
@@ -105,7 +112,7 @@ def pairs_filtered(*, project: Project, spec: FilterSpec) -> QuerySet[Pair]:
             _range_q("caption_count", spec.captions)
         )
     if spec.q:
-        queryset = queryset.filter(caption__in=_captions_matching(spec.q))
+        queryset = queryset.filter(caption__in=_search_ids(_captions_matching(spec.q), "id"))
     return queryset
 
 
@@ -122,7 +129,8 @@ def pairs_page(*, project: Project, spec: FilterSpec, limit: int) -> PairPage:
         "image", "caption", "item_label", "proposal"
     )
     queryset = _sorted_after(queryset, sort=spec.sort, cursor=spec.cursor)
-    pairs = list(queryset[: limit + 1])
+    with _keyset_plan():
+        pairs = list(queryset[: limit + 1])
     has_more = len(pairs) > limit
     pairs = pairs[:limit]
     return PairPage(pairs=pairs, next_cursor=_cursor(pairs[-1], spec.sort) if has_more else None)
@@ -164,7 +172,8 @@ def images_page(*, project: Project, spec: FilterSpec, limit: int) -> ImagePage:
     if spec.cursor is not None:
         after = {"id__lt" if descending else "id__gt": spec.cursor.id}
         queryset = queryset.filter(**after)
-    images = list(queryset[: limit + 1])
+    with _keyset_plan():
+        images = list(queryset[: limit + 1])
     has_more = len(images) > limit
     images = images[:limit]
     next_cursor = Cursor(sort=spec.sort, value=None, id=images[-1].pk) if has_more else None
@@ -278,6 +287,30 @@ def _captions_matching(text: str) -> QuerySet[Caption]:
     return captions
 
 
+def _search_ids(captions: QuerySet[Caption], column: str):
+    """``column`` of the matching captions: a list when there are few (the planner then starts
+    from them), else the subquery itself."""
+    if connection.vendor != "postgresql":
+        return captions.values(column)
+    found = list(captions.order_by().values_list(column, flat=True)[: SEARCH_IDS_MAX + 1])
+    return found if len(found) <= SEARCH_IDS_MAX else captions.values(column)
+
+
+@contextmanager
+def _keyset_plan() -> Iterator[None]:
+    """Run a keyset page's query without merge joins on PostgreSQL. With LIMIT and a cursor deep
+    in the order, the planner likes a merge join with a joined table's index (item labels,
+    proposals), which reads that index from its start up to the cursor (360,000 rows for a page
+    half-way through a million); nested loops read the 50 rows the page needs."""
+    if connection.vendor != "postgresql":
+        yield
+        return
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL enable_mergejoin = off")
+        yield
+
+
 def _caption_count(image: str):
     counts = (
         Caption.objects.filter(image=OuterRef(image))
@@ -303,28 +336,31 @@ def _range_q(field: str, bounds: Range) -> Q:
 
 def _sorted_after(queryset: QuerySet[Pair], *, sort: str, cursor: Cursor | None) -> QuerySet:
     descending = sort.startswith("-")
-    column = SORT_COLUMNS[sort.lstrip("-")]
+    column, tie = SORT_COLUMNS[sort.lstrip("-")]
     if column == "id":
         queryset = queryset.order_by("-id" if descending else "id")
         if cursor is not None:
             queryset = queryset.filter(**{"id__lt" if descending else "id__gt": cursor.id})
         return queryset
-    # Rows without the value have no place in this order; the page says so.
-    queryset = queryset.annotate(sort_value=F(column)).filter(sort_value__isnull=False)
+    # Rows without the value have no place in this order; the page says so. The tie column
+    # equals the pair's id wherever the value is set (same row of the joined table).
+    queryset = queryset.annotate(sort_value=F(column), sort_tie=F(tie)).filter(
+        sort_value__isnull=False
+    )
     queryset = queryset.order_by(
-        "-sort_value" if descending else "sort_value", "-id" if descending else "id"
+        "-sort_value" if descending else "sort_value", "-sort_tie" if descending else "sort_tie"
     )
     if cursor is not None and cursor.value is not None:
         # The first conjunct bounds the index range; the second breaks ties by id.
         if descending:
             queryset = queryset.filter(
                 Q(sort_value__lte=cursor.value)
-                & (Q(sort_value__lt=cursor.value) | Q(id__lt=cursor.id))
+                & (Q(sort_value__lt=cursor.value) | Q(sort_tie__lt=cursor.id))
             )
         else:
             queryset = queryset.filter(
                 Q(sort_value__gte=cursor.value)
-                & (Q(sort_value__gt=cursor.value) | Q(id__gt=cursor.id))
+                & (Q(sort_value__gt=cursor.value) | Q(sort_tie__gt=cursor.id))
             )
     return queryset
 

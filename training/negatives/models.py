@@ -59,7 +59,11 @@ class Proposal(models.Model):
                 name="negatives_outcome_dated",
             ),
         ]
-        indexes = [models.Index(fields=["project", "source", "outcome"], name="negatives_stats")]
+        indexes = [
+            models.Index(fields=["project", "source", "outcome"], name="negatives_stats"),
+            # The data browser's sort by model score walks this (datasets/browse/selectors.py).
+            models.Index(fields=["score", "pair"], name="negatives_proposal_score"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.source} proposal {self.pk} ({self.outcome})"

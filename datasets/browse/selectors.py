@@ -15,6 +15,7 @@ from django.db import connection, transaction
 from django.db.models import (
     Count,
     Exists,
+    ExpressionWrapper,
     F,
     IntegerField,
     OuterRef,
@@ -25,7 +26,7 @@ from django.db.models import (
 )
 from django.db.models.functions import Coalesce
 
-from annotate.models import ChallengeMark, ItemStatus, Judgment
+from annotate.models import ChallengeMark, ItemLabel, ItemStatus, Judgment
 from datasets.browse.filters import (
     MODEL_MATCH_SCORE,
     Cursor,
@@ -44,6 +45,7 @@ from datasets.models import (
     Pair,
     Project,
 )
+from training.negatives.models import Proposal
 
 NO_SUCH_ANNOTATOR = "No member of this project has that user name."
 # A search matching at most this many captions filters by their ids (found on the GIN index
@@ -184,7 +186,7 @@ def images_page(*, project: Project, spec: FilterSpec, limit: int) -> ImagePage:
 
 
 def _pair_conditions(*, project: Project, spec: FilterSpec) -> list[Q]:
-    conditions = _pair_level_conditions(project=project, spec=spec)
+    conditions = _pair_level_conditions(project=project, spec=spec, bound=_id_bound(spec))
     if spec.flagged:
         flagged = _image_flagged("image") | Exists(
             CaptionFlag.objects.filter(caption=OuterRef("caption"), overridden_at__isnull=True)
@@ -194,9 +196,29 @@ def _pair_conditions(*, project: Project, spec: FilterSpec) -> list[Q]:
     return conditions
 
 
-def _pair_level_conditions(*, project: Project, spec: FilterSpec) -> list[Q]:
-    """Conditions on a pair's own columns and what hangs off it (label, tasks, proposal)."""
+def _id_bound(spec: FilterSpec) -> Q:
+    """The id sort's cursor as a condition on the subqueries' pair ids (redundant with the one
+    on the pairs, which PostgreSQL does not carry across the join by itself: without it a page
+    deep in the pairs has it walk a label or proposal index from the far end to the cursor)."""
+    if spec.cursor is None or spec.sort.lstrip("-") != "id":
+        return Q()
+    return Q(pair__lt=spec.cursor.id) if spec.sort == "-id" else Q(pair__gt=spec.cursor.id)
+
+
+def _pair_level_conditions(
+    *, project: Project, spec: FilterSpec, bound: Q | None = None
+) -> list[Q]:
+    """Conditions on a pair's own columns and what hangs off it (label, tasks, proposal);
+    ``bound`` narrows the subqueries' pair ids (see _id_bound)."""
     out: list[Q] = []
+    bound = bound or Q()
+
+    def label_row(condition: Q) -> Q:
+        return _label_row(condition & bound)
+
+    def proposal(condition: Q) -> Q:
+        return _proposal(condition & bound)
+
     if spec.label:
         out.append(
             Q(label__isnull=True)
@@ -204,22 +226,35 @@ def _pair_level_conditions(*, project: Project, spec: FilterSpec) -> list[Q]:
             else Q(label=1 if spec.label == "match" else 0)
         )
     if spec.status:
-        out.append(_status_q(spec.status))
+        out.append(_status_q(spec.status, label_row))
     if spec.confidence.is_set:
         out.append(_range_q("confidence", spec.confidence))
     if spec.agreement.is_set:
-        out.append(_range_q("item_label__mv_share", spec.agreement))
+        out.append(label_row(_range_q("mv_share", spec.agreement)))
     if spec.split:
         out.append(Q(split="" if spec.split == "none" else spec.split))
     if spec.kind:
         out.append(Q(kind=spec.kind))
     if spec.score.is_set:
-        out.append(_range_q("proposal__score", spec.score))
+        out.append(proposal(_range_q("score", spec.score)))
     if spec.disagree:
-        says_match = Q(proposal__score__gte=MODEL_MATCH_SCORE)
-        disagrees = (says_match & Q(label=0)) | (~says_match & Q(label=1))
-        both = Q(proposal__score__isnull=False, label__isnull=False)
-        out.append(both & (disagrees if spec.disagree == "yes" else ~disagrees))
+        # One EXISTS comparing the score with the outer pair's label (two ORed EXISTS would be
+        # evaluated row by row as subplans).
+        said_match = Q(score__gte=MODEL_MATCH_SCORE)
+        crowd = 0 if spec.disagree == "yes" else 1
+        out.append(
+            Q(
+                Exists(
+                    Proposal.objects.annotate(
+                        crowd=ExpressionWrapper(OuterRef("label"), output_field=IntegerField())
+                    ).filter(
+                        (said_match & Q(crowd=crowd)) | (~said_match & Q(crowd=1 - crowd)),
+                        bound,
+                        pair=OuterRef("pk"),
+                    )
+                )
+            )
+        )
     if spec.excluded:
         out.append(Q(excluded_from_releases=spec.excluded == "yes"))
     if spec.annotator:
@@ -238,15 +273,28 @@ def _pair_level_conditions(*, project: Project, spec: FilterSpec) -> list[Q]:
     return out
 
 
-def _status_q(status: str) -> Q:
-    open_item = Q(item_label__adjudicated_label__isnull=True)
+def _status_q(status: str, label_row=None) -> Q:
+    label_row = label_row or _label_row
     if status == "unjudged":
-        return Q(item_label__isnull=True)
+        return ~label_row(Q())
     if status == "adjudicated":
-        return Q(item_label__adjudicated_label__isnull=False)
+        return label_row(Q(adjudicated_label__isnull=False))
+    open_item = Q(adjudicated_label__isnull=True)
     if status == "waiting":
-        return open_item & Q(item_label__needs_manager=True)
-    return open_item & Q(item_label__status=ItemStatus(status))
+        return label_row(open_item & Q(needs_manager=True))
+    return label_row(open_item & Q(status=ItemStatus(status)))
+
+
+# Conditions on a pair's label row or proposal are EXISTS subqueries, not joins: with a join,
+# PostgreSQL walks the joined table's pair index from its end to reach a cursor deep in the
+# pairs (180,000 rows for a page half-way through a million), and estimates LEFT JOIN … IS
+# NULL at one row and hashes both tables; semi- and anti-joins it plans from the pairs' side.
+def _label_row(condition: Q) -> Q:
+    return Q(Exists(ItemLabel.objects.filter(condition, pair=OuterRef("pk"))))
+
+
+def _proposal(condition: Q) -> Q:
+    return Q(Exists(Proposal.objects.filter(condition, pair=OuterRef("pk"))))
 
 
 def _provenance_conditions(*, spec: FilterSpec, image: str, prefix: str) -> list[Q]:

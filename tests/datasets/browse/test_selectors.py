@@ -144,3 +144,34 @@ def test_image_grid_keyset_pages(world):
             break
         spec = filter_parse({"sort": "id", "cursor": page.next_cursor.encode()}, images=True)
     assert seen == sorted(i.pk for i in world.images)
+
+
+@pytest.mark.parametrize("sort", ["-id", "id"])
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"status": "unjudged"},
+        {"status": "waiting"},
+        {"agreement_min": "0.4"},
+        {"disagree": "yes"},
+        {"disagree": "no"},
+        {"score_min": "0"},
+        {"label": "no_match", "status": "unjudged"},
+    ],
+)
+def test_filtered_pages_by_id_match_the_unpaged_filter(world, sort, params):
+    # The cursor also bounds the label and proposal subqueries (selectors._id_bound).
+    unpaged = sorted(
+        selectors.pairs_filtered(project=world.project, spec=filter_parse(params)).values_list(
+            "pk", flat=True
+        ),
+        reverse=sort == "-id",
+    )
+    spec, seen = filter_parse({**params, "sort": sort}), []
+    while True:
+        page = selectors.pairs_page(project=world.project, spec=spec, limit=1)
+        seen += [p.pk for p in page.pairs]
+        if page.next_cursor is None:
+            break
+        spec = filter_parse({**params, "sort": sort, "cursor": page.next_cursor.encode()})
+    assert seen == unpaged and seen

@@ -67,8 +67,9 @@ def test_recompute_suspend_reinstate_and_adjudicate_through_the_pages(
     slug = project.slug
     assert client.post(reverse("agreement-recompute", kwargs={"slug": slug})).status_code == 302
     disputed = client.get(reverse("agreement-disputed", kwargs={"slug": slug}))
-    items = list(disputed.context["items"])
+    items = [view.item for view in disputed.context["items"]]
     assert len(items) == 3 and all(item.needs_manager for item in items)
+    assert {view.state for view in disputed.context["items"]} == {"waiting"}
     assert items[0].pair.caption.text in disputed.content.decode()
 
     url = reverse("agreement-suspend", kwargs={"slug": slug, "user_id": annotator.pk})

@@ -148,10 +148,17 @@ def judgment_submit(
     return SubmitResult(judgment=judgment, created=True)
 
 
+@dataclass(frozen=True)
+class UndoResult:
+    lease: Lease  # active again: the task is shown again
+    caption_text: str  # the caption the undone answer wrote, as sent ("" for other answers)
+
+
 def judgment_undo(
     *, project: Project, annotator: AbstractBaseUser, now: datetime | None = None
-) -> Lease:
-    """Take back the annotator's last answer within the grace window; its task is shown again."""
+) -> UndoResult:
+    """Take back the annotator's last answer within the grace window; its task is shown again,
+    with the caption it wrote (deleted with the answer) handed back to put in the box."""
     now = now or timezone.now()
     grace = timedelta(seconds=settings.CONCORD_UNDO_SECONDS)
     with transaction.atomic():
@@ -166,6 +173,7 @@ def judgment_undo(
             raise SubmitRefused(UNDO_TOO_LATE.format(seconds=settings.CONCORD_UNDO_SECONDS))
         task = Task.objects.select_for_update().get(pk=last.task_id)
         lease = Lease.objects.select_for_update().get(pk=last.lease_id)
+        text = last.caption.text_raw if last.caption_id is not None else ""
         if last.caption_id is not None:
             review = Task.objects.filter(pair__caption_id=last.caption_id)
             if Lease.objects.filter(task__in=review).exists():
@@ -183,7 +191,7 @@ def judgment_undo(
         lease.shown_at = now
         lease.expires_at = now + timedelta(seconds=settings.CONCORD_LEASE_SECONDS)
         lease.save(update_fields=["state", "holds_slot", "shown_at", "expires_at"])
-    return lease
+    return UndoResult(lease=lease, caption_text=text)
 
 
 @dataclass(frozen=True)

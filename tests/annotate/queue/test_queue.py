@@ -213,7 +213,7 @@ def test_undo_within_grace_shows_the_task_again(project, annotator, settings):
     factories.verify_tasks(project=project, count=3)
     lease = assignment_get(project=project, annotator=annotator).current
     judgment_submit(lease=lease, answer="match")
-    back = judgment_undo(project=project, annotator=annotator)
+    back = judgment_undo(project=project, annotator=annotator).lease
     assert back.pk == lease.pk and back.state == LeaseState.ACTIVE
     assert Judgment.objects.count() == 0
     assert assignment_get(project=project, annotator=annotator).current.pk == lease.pk

@@ -84,7 +84,7 @@ def test_quality_page_lists_flags_and_overrides_them(client, manager, project):
     client.force_login(manager)
     url = reverse("quality-flags", kwargs={"slug": project.slug})
     page = client.get(url).content.decode()
-    assert "caption_too_short" in page and "Dog." in page and "held back" in page
+    assert "Caption too short" in page and "caption_too_short" not in page and "Dog." in page and "held back" in page
     client.post(reverse("caption-flag-override", kwargs={"slug": project.slug, "flag_id": flag.pk}))
     flag.refresh_from_db()
     assert flag.overridden_at is not None and flag.overridden_by == manager

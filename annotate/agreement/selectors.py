@@ -50,6 +50,8 @@ class Dashboard:
     sort: str
     descending: bool
     charts: list[Chart]
+    final_labels: int = 0  # items with a final label: match or no match, however it came
+    known_labels: int = 0  # of them, neither agreed nor decided: gold answers, trusted positives
 
 
 def dashboard_get(*, project: Project, sort: str = "flags", descending: bool = True) -> Dashboard:
@@ -72,7 +74,18 @@ def dashboard_get(*, project: Project, sort: str = "flags", descending: bool = T
         sort=sort,
         descending=descending,
         charts=_charts(snapshot=snapshot, history=history, rows=rows),
+        final_labels=_final_labels(snapshot) if snapshot else 0,
+        known_labels=(
+            max(0, _final_labels(snapshot) - snapshot.items_agreed - snapshot.items_adjudicated)
+            if snapshot
+            else 0
+        ),
     )
+
+
+def _final_labels(snapshot: AgreementSnapshot) -> int:
+    """Items whose pair has a final label: the same count as the label distribution's bars."""
+    return snapshot.labels_match + snapshot.labels_no_match
 
 
 class ItemState(TextChoices):
@@ -238,9 +251,7 @@ def _charts(*, snapshot, history, rows) -> list[Chart]:
         points=[
             TimePoint(
                 at=s.computed_at,
-                value=(s.items_agreed + s.items_adjudicated) / s.items_total
-                if s.items_total
-                else None,
+                value=_final_labels(s) / s.items_total if s.items_total else None,
             )
             for s in history
         ],

@@ -66,6 +66,8 @@ ALPHA_RESAMPLES = 1000
 KAPPA_MIN_SHARED_ITEMS = 10
 # The heat map shows the most active annotators only; beyond this it is unreadable anyway.
 KAPPA_MAX_ANNOTATORS = 40
+# Tasks per query when reading leases of many tasks.
+_CHUNK = 500
 # The status rule needs a threshold above one half, so that a tie is never agreed.
 _MIN_THRESHOLD = 0.5 + 1e-9
 
@@ -418,14 +420,19 @@ def _tasks_nobody_can_take(
     members = set(Membership.objects.filter(project=project).values_list("user_id", flat=True))
     members -= suspended
     had: dict[int, set[int]] = {task_id: set() for task_id in task_ids}
-    for task_id, annotator_id in Lease.objects.filter(task_id__in=task_ids).values_list(
-        "task_id", "annotator_id"
-    ):
-        had[task_id].add(annotator_id)
-    for task_id, author_id in Task.objects.filter(
-        pk__in=task_ids, author__isnull=False
-    ).values_list("pk", "author_id"):
-        had[task_id].add(author_id)
+    ordered = sorted(task_ids)
+    # In chunks: SQLite bounds the parameters of one statement, and a large project mid-way
+    # has many items still asking.
+    for start in range(0, len(ordered), _CHUNK):
+        chunk = ordered[start : start + _CHUNK]
+        for task_id, annotator_id in Lease.objects.filter(task_id__in=chunk).values_list(
+            "task_id", "annotator_id"
+        ):
+            had[task_id].add(annotator_id)
+        for task_id, author_id in Task.objects.filter(
+            pk__in=chunk, author__isnull=False
+        ).values_list("pk", "author_id"):
+            had[task_id].add(author_id)
     return {task_id for task_id, seen in had.items() if not members - seen}
 
 

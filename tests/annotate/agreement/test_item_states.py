@@ -11,6 +11,7 @@ it may do and a recompute asks for nothing more, no item may be left pending or 
 everything is agreed, decided, or waiting for a manager on the "to decide" page.
 """
 
+import hashlib
 import random
 import re
 
@@ -55,7 +56,7 @@ def _pairs(*, project: Project, images: int, per_image: int, tag: str) -> list[l
         Image(
             project=project,
             file=f"states/{tag}{number}.jpg",
-            sha256=f"{project.pk}{tag}{number}".ljust(64, "0"),
+            sha256=hashlib.sha256(f"{project.pk}-{tag}-{number}".encode()).hexdigest(),
             width=64,
             height=48,
             format="JPEG",
@@ -371,3 +372,31 @@ def test_a_pair_judged_only_in_challenges_is_listed_with_its_marks_and_can_be_de
     assert client.post(stray_url, {"label": "1"}).status_code == 302
     with pytest.raises(ValueError):
         item_adjudicate(project=project, pair=stray, label=1, by=manager)
+
+
+def test_items_nobody_is_left_to_judge_wait_for_a_manager(client, manager):
+    """An item still asking for a judgment that no member may give (everyone allowed has had
+    it) waits for a manager; more than one chunk of tasks (500) is read."""
+    from datasets.models import Membership
+
+    project = factories.project(
+        manager=manager,
+        name="Few",
+        judgments_per_item=2,
+        max_judgments_per_item=3,
+        captions_per_image=1,
+        gold_rate=0.0,
+    )
+    worker = factories.user("only")
+    factories.member(project=project, user=worker, role="annotator")
+    _pairs(project=project, images=520, per_image=1, tag="f")
+    tasks_open(project=project)
+    while lease := assignment_get(project=project, annotator=worker, lookahead=0).current:
+        judgment_submit(lease=lease, answer="match")
+    snapshot = consensus_recompute(project=project).snapshot
+    assert (snapshot.items_pending, snapshot.items_waiting) == (520, 0)  # the manager may judge
+    Membership.objects.filter(project=project, user=manager).delete()
+    snapshot = consensus_recompute(project=project).snapshot
+    assert (snapshot.items_pending, snapshot.items_waiting) == (0, 520)
+    views = items_listed(project=project, state=ItemState.WAITING, limit=1)
+    assert "no annotator is left" in views[0].reason

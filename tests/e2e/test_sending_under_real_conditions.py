@@ -172,3 +172,25 @@ def test_a_manager_decides_a_pair_judged_only_in_challenges(page, transactional_
     assert ItemLabel.objects.get(pair=proposal).adjudicated_label == 0
     page.goto(f"/projects/{project.slug}/agreement/disputed/?state=adjudicated")
     assert page.locator(f'[data-pair="{proposal.pk}"]').count() == 1
+
+
+def test_letters_typed_on_after_the_next_task_is_a_pair_are_kept_not_answers(
+    page, transactional_db
+):
+    project, annotator = _caption_project(images=1)
+    caption_create(image=factories.image(project=project, seed=20), text="scene 20", source="api")
+    tasks_open(project=project)
+    Task.objects.filter(project=project, kind=TaskKind.CAPTION).update(random_key=0)
+    Task.objects.filter(project=project, kind=TaskKind.VERIFY).update(random_key=10**6)
+    log_in(page, "ann", factories.PASSWORD)
+    page.goto(f"/projects/{project.slug}/annotate/")
+    assert page.get_attribute("[data-task-kind]", "data-task-kind") == "caption"
+    _slow_network(page, latency_ms=1200)
+    page.locator("textarea").focus()
+    page.keyboard.type(FIRST)
+    page.keyboard.press("Enter")
+    page.keyboard.type("now a second one, no need", delay=150)  # n, y, 1...: never answers
+    page.wait_for_selector("[data-task-kind=verify]")
+    kept = page.locator("[data-kept-typing] q")
+    assert kept.text_content() == "now a second one, no need"
+    assert Judgment.objects.filter(annotator=annotator).count() == 1  # the caption only

@@ -3,7 +3,8 @@
 that state lists it.
 
 Seeded random sequences drive the real services: annotators answering what the queue hands
-them (match, no match, unsure, challenge marks with and without the check), gold set on
+them (match, no match, unsure, challenge marks with and without the check), skipping and
+undoing, gold set on
 judged pairs, suspensions and reinstatements, raised limits, managers deciding items (through
 the page, challenge-judged pairs included) and recomputes at random moments. After every
 recompute each judged item must be in one state and on its list; once the crowd has done all
@@ -11,6 +12,7 @@ it may do and a recompute asks for nothing more, no item may be left pending or 
 everything is agreed, decided, or waiting for a manager on the "to decide" page.
 """
 
+import contextlib
 import hashlib
 import random
 import re
@@ -39,8 +41,8 @@ from annotate.models import (
     Task,
     TaskKind,
 )
-from annotate.queue.services.judgments import judgment_submit
-from annotate.queue.services.leases import assignment_get
+from annotate.queue.services.judgments import SubmitRefused, judgment_submit, judgment_undo
+from annotate.queue.services.leases import assignment_get, lease_skip
 from annotate.queue.services.pool import gold_set, tasks_open
 from datasets.models import Caption, Image, Pair, PairKind, Project, Source
 from tests import factories
@@ -232,11 +234,30 @@ def test_every_judged_item_is_in_one_state_and_listed_for_it(client, manager, ch
         for step in range(rng.randint(10, 40)):
             where = f"sequence {number} step {step}"
             action = rng.choices(
-                ("answer", "recompute", "suspend", "reinstate", "limit", "gold", "decide"),
-                (12, 4, 1, 1, 1, 1, 1),
+                (
+                    "answer",
+                    "recompute",
+                    "suspend",
+                    "reinstate",
+                    "limit",
+                    "gold",
+                    "decide",
+                    "skip",
+                    "undo",
+                ),
+                (12, 4, 1, 1, 1, 1, 1, 1, 1),
             )[0]
             if action == "answer":
                 _answer(project=project, user=rng.choice(crowd), rng=rng)
+            elif action == "skip":
+                user = rng.choice(crowd)
+                lease = assignment_get(project=project, annotator=user, lookahead=0).current
+                if lease is not None:
+                    lease_skip(lease=lease)
+            elif action == "undo":
+                # Refused when there is nothing recent to undo, or its caption is under review.
+                with contextlib.suppress(SubmitRefused):
+                    judgment_undo(project=project, annotator=rng.choice(crowd))
             elif action == "recompute":
                 _recompute(project, client, where=where)
             elif action == "suspend" and len(crowd) > 1:

@@ -162,7 +162,12 @@
     const delay = RETRY_MS[Math.min(form._attempt - 1, RETRY_MS.length - 1)];
     // No other answer to this task while this one is still on its way.
     form.querySelectorAll("button[type=submit]").forEach(function (b) { b.disabled = true; });
-    sendStatus(why + " Not sent, retrying in " + Math.round(delay / 1000) + " s…");
+    // The caption on its way is shown while it waits: its box has emptied for the next one.
+    const caption = form._resend.get("caption_text");
+    sendStatus(
+      why + " Not sent, retrying in " + Math.round(delay / 1000) + " s…" +
+      (caption ? " (your caption: “" + caption + "”)" : "")
+    );
     clearTimeout(form._retryTimer);
     form._retryTimer = setTimeout(function () { resend(form); }, delay);
   }

@@ -22,6 +22,13 @@ if (BASE_DIR / ".env").is_file():
 VAR_DIR = Path(env("CONCORD_VAR_DIR", default=str(BASE_DIR / "var")))
 VAR_DIR.mkdir(parents=True, exist_ok=True)
 
+# `make run` keeps a secret key generated for the machine in VAR_DIR (bin/embedded-env), so that
+# manage.py commands work as documented with nothing set. A deployment that says DEBUG=false
+# never reads it: it must bring its own SECRET_KEY.
+EMBEDDED_ENV = VAR_DIR / "embedded.env"
+if EMBEDDED_ENV.is_file() and env.bool("DEBUG", default=True):
+    environ.Env.read_env(EMBEDDED_ENV)
+
 DEBUG = env.bool("DEBUG", default=False)
 SECRET_KEY = env("SECRET_KEY", default="")
 if not SECRET_KEY:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from django.db.models import Prefetch, QuerySet
+from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet, TextChoices
 
 from annotate.agreement.charts import (
     Chart,
@@ -16,8 +16,20 @@ from annotate.agreement.charts import (
     scatter_chart,
     time_chart,
 )
-from annotate.agreement.services.consensus import snapshot_latest, suspended_annotator_ids
-from annotate.models import AgreementSnapshot, ItemLabel, ItemStatus, Judgment, Task, TaskKind
+from annotate.agreement.services.consensus import (
+    max_judgments,
+    snapshot_latest,
+    suspended_annotator_ids,
+)
+from annotate.models import (
+    AgreementSnapshot,
+    ChallengeMark,
+    ChallengeOption,
+    ItemLabel,
+    Judgment,
+    Task,
+    TaskKind,
+)
 from datasets.models import Project
 
 HISTORY = 200
@@ -38,6 +50,8 @@ class Dashboard:
     sort: str
     descending: bool
     charts: list[Chart]
+    final_labels: int = 0  # items with a final label: match or no match, however it came
+    known_labels: int = 0  # of them, neither agreed nor decided: gold answers, trusted positives
 
 
 def dashboard_get(*, project: Project, sort: str = "flags", descending: bool = True) -> Dashboard:
@@ -60,22 +74,173 @@ def dashboard_get(*, project: Project, sort: str = "flags", descending: bool = T
         sort=sort,
         descending=descending,
         charts=_charts(snapshot=snapshot, history=history, rows=rows),
+        final_labels=_final_labels(snapshot) if snapshot else 0,
+        known_labels=(
+            max(0, _final_labels(snapshot) - snapshot.items_agreed - snapshot.items_adjudicated)
+            if snapshot
+            else 0
+        ),
     )
 
 
-def disputed_items(*, project: Project, limit: int = 50) -> QuerySet[ItemLabel]:
-    """Items a manager should decide, those that used up their judgments first."""
+def _final_labels(snapshot: AgreementSnapshot) -> int:
+    """Items whose pair has a final label: the same count as the label distribution's bars."""
+    return snapshot.labels_match + snapshot.labels_no_match
+
+
+class ItemState(TextChoices):
+    """The one state of an item (a pair under verification) that a person sees and acts on.
+
+    Every item label is in exactly one: the filters below partition them. ``adjudicated``
+    includes pairs made gold (their answer is known)."""
+
+    WAITING = "waiting", "Waiting for a manager"
+    DISPUTED = "disputed", "Disputed, asking more annotators"
+    PENDING = "pending", "Pending"
+    AGREED = "agreed", "Agreed"
+    ADJUDICATED = "adjudicated", "Decided by a manager"
+
+
+def _decided() -> Q:
+    gold = Task.objects.filter(pair_id=OuterRef("pair_id"), kind=TaskKind.VERIFY, is_gold=True)
+    return Q(adjudicated_label__isnull=False) | Q(Exists(gold))
+
+
+def _state_filter(state: str) -> Q:
+    if state == ItemState.ADJUDICATED:
+        return _decided()
+    undecided = ~_decided()
+    if state == ItemState.WAITING:
+        return undecided & Q(needs_manager=True)
+    return undecided & Q(needs_manager=False, status=state)
+
+
+def items_in_state(*, project: Project, state: str) -> QuerySet[ItemLabel]:
+    """The project's item labels in one state (see ItemState), decided ones newest first,
+    others those with the least confidence first. Raises ValueError for an unknown state."""
+    if state not in ItemState.values:
+        raise ValueError(f"Unknown item state {state!r}.")
+    order = {
+        ItemState.ADJUDICATED: ("-adjudicated_at", "id"),
+        ItemState.PENDING: ("-judgments", "id"),
+        ItemState.AGREED: ("-updated_at", "id"),
+    }.get(state, ("confidence", "id"))
+    return ItemLabel.objects.filter(_state_filter(state), project=project).order_by(*order)
+
+
+def item_state_counts(*, project: Project) -> dict[str, int]:
+    """How many item labels are in each state, in ItemState's order."""
+    return {
+        state: ItemLabel.objects.filter(_state_filter(state), project=project).count()
+        for state in ItemState.values
+    }
+
+
+@dataclass(frozen=True)
+class ItemView:
+    """One item as the manager's list shows it: its label, state, why, and every answer."""
+
+    item: ItemLabel
+    state: str
+    reason: str
+    answers: list[dict]
+
+
+def items_listed(*, project: Project, state: str, limit: int = 50) -> list[ItemView]:
+    """One page of items in ``state``, each with the reason for its state and every answer
+    given on it: verification judgments and marks given in challenge items alike."""
     judgments = Judgment.objects.select_related("annotator").order_by("id")
     tasks = Task.objects.filter(kind=TaskKind.VERIFY).prefetch_related(
         Prefetch("judgments", queryset=judgments)
     )
-    return (
-        ItemLabel.objects.filter(
-            project=project, adjudicated_label__isnull=True, status=ItemStatus.DISPUTED
+    marks = ChallengeMark.objects.select_related("judgment__annotator").order_by("judgment_id")
+    options = (
+        ChallengeOption.objects.filter(is_check=False)
+        .select_related("task")
+        .prefetch_related(Prefetch("marks", queryset=marks))
+    )
+    items = list(
+        items_in_state(project=project, state=state)
+        .select_related("pair", "pair__caption", "pair__image", "adjudicated_by")
+        .prefetch_related(
+            Prefetch("pair__tasks", queryset=tasks),
+            Prefetch("pair__challenge_options", queryset=options),
+        )[:limit]
+    )
+    limit_judgments = max_judgments(project)
+    return [
+        ItemView(
+            item=item,
+            state=state,
+            reason=_reason(item=item, state=state, limit=limit_judgments),
+            answers=_answers(item),
         )
-        .select_related("pair", "pair__caption", "pair__image")
-        .prefetch_related(Prefetch("pair__tasks", queryset=tasks))
-        .order_by("-needs_manager", "confidence", "id")[:limit]
+        for item in items
+    ]
+
+
+def disputed_items(*, project: Project, limit: int = 50) -> list[ItemView]:
+    """Items a manager should decide: those waiting for a manager first, then disputed ones."""
+    waiting = items_listed(project=project, state=ItemState.WAITING, limit=limit)
+    return waiting + items_listed(
+        project=project, state=ItemState.DISPUTED, limit=max(0, limit - len(waiting))
+    )
+
+
+def _answers(item: ItemLabel) -> list[dict]:
+    answers = [
+        {
+            "label": judgment.get_answer_display(),
+            "annotator": judgment.annotator.username,
+            "seconds": judgment.seconds,
+            "via": "",
+            "gold": task.is_gold,
+        }
+        for task in item.pair.tasks.all()
+        for judgment in task.judgments.all()
+    ]
+    answers += [
+        {
+            "label": "Match (marked)" if mark.marked else "No match (not marked)",
+            "annotator": mark.judgment.annotator.username,
+            "seconds": mark.judgment.seconds,
+            "via": "in a challenge item",
+            "gold": False,
+        }
+        for option in item.pair.challenge_options.all()
+        for mark in option.marks.all()
+    ]
+    return answers
+
+
+def _reason(*, item: ItemLabel, state: str, limit: int) -> str:
+    # The slots this item can still get: its own task's, or those of the challenge showing it.
+    tasks = [task for task in item.pair.tasks.all() if task.kind == TaskKind.VERIFY]
+    tasks += [option.task for option in item.pair.challenge_options.all()]
+    if state == ItemState.ADJUDICATED:
+        if item.adjudicated_label is None:
+            return "A gold item: its answer is known."
+        who = item.adjudicated_by.username if item.adjudicated_by else "a manager"
+        return f"Decided by {who}."
+    votes = f"{item.judgments} vote{'s' if item.judgments != 1 else ''}"
+    if state == ItemState.WAITING:
+        if item.judgments == 0:
+            return f"Every answer was unsure ({votes}); only you can decide it."
+        return (
+            f"{votes} without agreement, and no more judgments can come (the most per item is "
+            f"{limit}, or no annotator is left who has not seen it): your decision is needed."
+        )
+    if state == ItemState.DISPUTED:
+        return f"{votes} without agreement: asking one more annotator at a time, up to {limit}."
+    if state == ItemState.AGREED:
+        return f"{votes} agree."
+    open_slots = [task.target - task.judgment_count for task in tasks if not task.is_gold]
+    missing = max(open_slots, default=0)
+    if missing > 0:
+        return f"{votes} so far; waiting for {missing} more judgment{'s' if missing != 1 else ''}."
+    return (
+        f"{votes} so far (unsure answers and suspended annotators' do not count); one more "
+        "judgment is asked for at the next recompute."
     )
 
 
@@ -86,9 +251,7 @@ def _charts(*, snapshot, history, rows) -> list[Chart]:
         points=[
             TimePoint(
                 at=s.computed_at,
-                value=(s.items_agreed + s.items_adjudicated) / s.items_total
-                if s.items_total
-                else None,
+                value=_final_labels(s) / s.items_total if s.items_total else None,
             )
             for s in history
         ],

@@ -7,7 +7,13 @@ from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
-from annotate.agreement.selectors import dashboard_get, disputed_items
+from annotate.agreement.selectors import (
+    ItemState,
+    dashboard_get,
+    disputed_items,
+    item_state_counts,
+    items_listed,
+)
 from annotate.agreement.services.consensus import consensus_recompute, item_adjudicate
 from annotate.agreement.services.suspensions import (
     SuspensionRefused,
@@ -52,13 +58,25 @@ def agreement_recompute(request: HttpRequest, slug: str) -> HttpResponse:
 
 @require_GET
 def disputed_list(request: HttpRequest, slug: str) -> HttpResponse:
+    """Items by state: by default those a manager should decide (waiting, then disputed);
+    ``?state=`` lists any other state, so every judged item is on one of these lists."""
     project, _ = access.project_get(user=request.user, slug=slug, manager=True)
+    state = request.GET.get("state", "")
+    if state in ItemState.values:
+        items = items_listed(project=project, state=state)
+    else:
+        state, items = "", disputed_items(project=project)
     return render(
         request,
         "annotate/disputed.html",
         {
             "project": project,
-            "items": disputed_items(project=project),
+            "items": items,
+            "state": state,
+            "states": [
+                (value, ItemState(value).label, count)
+                for value, count in item_state_counts(project=project).items()
+            ],
             "tab": "agreement",
             "show_tabs": True,
         },
@@ -73,9 +91,13 @@ def item_adjudicate_request(request: HttpRequest, slug: str, pair_id: int) -> Ht
     if label not in ("0", "1"):
         return HttpResponseBadRequest(BAD_LABEL)
     make_gold = request.POST.get("make_gold") == "on"
-    item_adjudicate(
-        project=project, pair=pair, label=int(label), by=request.user, make_gold=make_gold
-    )
+    try:
+        item_adjudicate(
+            project=project, pair=pair, label=int(label), by=request.user, make_gold=make_gold
+        )
+    except ValueError as refused:
+        messages.error(request, str(refused))
+        return redirect("agreement-disputed", slug=project.slug)
     messages.success(request, "Decided." + (" The pair is now a gold item." if make_gold else ""))
     return redirect("agreement-disputed", slug=project.slug)
 

@@ -10,7 +10,11 @@ from rest_framework.views import APIView
 
 from annotate.models import Answer, Lease, TaskKind
 from annotate.queue.services import challenges
-from annotate.queue.services.judgments import SubmitRefused, judgment_submit
+from annotate.queue.services.judgments import (
+    AnsweredDifferently,
+    SubmitRefused,
+    judgment_submit,
+)
 from annotate.queue.services.leases import assignment_get, lease_skip, leases_heartbeat
 from datasets import access
 
@@ -109,12 +113,16 @@ class LeaseSubmitApi(APIView):
                     "detail": serializers.CharField(),
                     "problems": serializers.ListField(child=serializers.CharField()),
                     "text": serializers.CharField(),
+                    "judgment_id": serializers.IntegerField(required=False),
+                    "answer": serializers.CharField(required=False),
                 },
             ),
         },
-        description="Answer a leased task. Submitting the same lease again returns the first "
-        "judgment with 200. 409 when the answer cannot be recorded (skipped, or expired and "
-        "taken by others) or a caption breaks the project's rules; any text is returned.",
+        description="Answer a leased task. Submitting the same answer to the same lease again "
+        "returns the first judgment with 200. 409 when the answer cannot be recorded (skipped, "
+        "expired and taken by others, or the lease was already answered differently: then "
+        "`judgment_id` and `answer` are the recorded ones) or a caption breaks the project's "
+        "rules; any text is returned.",
     )
     def post(self, request: Request, lease_id: int) -> Response:
         lease = get_object_or_404(Lease, pk=lease_id, annotator=request.user)
@@ -123,10 +131,10 @@ class LeaseSubmitApi(APIView):
         try:
             result = judgment_submit(lease=lease, **serializer.validated_data)
         except SubmitRefused as refused:
-            return Response(
-                {"detail": str(refused), "problems": refused.problems, "text": refused.text},
-                status=status.HTTP_409_CONFLICT,
-            )
+            body = {"detail": str(refused), "problems": refused.problems, "text": refused.text}
+            if isinstance(refused, AnsweredDifferently):
+                body.update(judgment_id=refused.first.pk, answer=refused.first.answer)
+            return Response(body, status=status.HTTP_409_CONFLICT)
         return Response(
             self.LeaseSubmitOutput(result).data,
             status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK,

@@ -5,11 +5,12 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import Count, F, Min, Q, Sum
+from django.db.models import Count, F, IntegerField, Min, OuterRef, Q, QuerySet, Subquery, Sum
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from annotate.models import Judgment, Lease, LeaseState, Task
-from datasets.models import Project
+from datasets.models import Image, Membership, Project, Role
 
 
 @dataclass(frozen=True)
@@ -75,3 +76,54 @@ def undo_deadline(*, project: Project, annotator: AbstractBaseUser) -> datetime 
         return None
     deadline = last + timedelta(seconds=settings.CONCORD_UNDO_SECONDS)
     return deadline if deadline > timezone.now() else None
+
+
+@dataclass(frozen=True)
+class ProjectCard:
+    """One project as the home page lists it, for one user."""
+
+    project: Project
+    role: str  # manager or annotator (staff who are not members see it as managers)
+    images: int
+    tasks: int
+    complete: int
+    open_for_you: int  # open tasks (the annotator's stream may still skip ones they had)
+
+    @property
+    def percent_done(self) -> int:
+        return round(100 * self.complete / self.tasks) if self.tasks else 0
+
+
+def project_cards(*, projects: QuerySet[Project], user: AbstractBaseUser) -> list[ProjectCard]:
+    """The given projects with their image and task counts, progress and the user's role, in a
+    fixed number of queries whatever the number of projects (three)."""
+
+    def count(queryset) -> Subquery:
+        return Coalesce(Subquery(queryset.values("n")[:1], output_field=IntegerField()), 0)
+
+    images = Image.objects.filter(project=OuterRef("pk")).order_by().values("project")
+    tasks = Task.objects.filter(project=OuterRef("pk"), is_gold=False).order_by().values("project")
+    rows = list(
+        projects.annotate(
+            n_images=count(images.annotate(n=Count("pk"))),
+            n_tasks=count(tasks.annotate(n=Count("pk"))),
+            n_complete=count(tasks.filter(judgment_count__gte=F("target")).annotate(n=Count("pk"))),
+            n_open=count(tasks.filter(is_open=True).annotate(n=Count("pk"))),
+        )
+    )
+    roles = dict(
+        Membership.objects.filter(user=user, project__in=[p.pk for p in rows]).values_list(
+            "project_id", "role"
+        )
+    )
+    return [
+        ProjectCard(
+            project=project,
+            role=roles.get(project.pk, Role.MANAGER),
+            images=project.n_images,
+            tasks=project.n_tasks,
+            complete=project.n_complete,
+            open_for_you=project.n_open,
+        )
+        for project in rows
+    ]

@@ -28,6 +28,8 @@ from datasets import access
 from datasets.models import Pair
 
 BAD_ANSWER = "Choose match, no match or unsure."
+# Session key: the caption an undo took back, for the next page of the same lease.
+UNDONE_TEXT = "annotate_undone_text"
 NUL_IN_CAPTION = (
     "The caption contained an invisible NUL character; it was removed. Check it and send again."
 )
@@ -98,9 +100,21 @@ def annotate_skip(request: HttpRequest, slug: str, lease_id: int) -> HttpRespons
 def annotate_undo(request: HttpRequest, slug: str) -> HttpResponse:
     project, _ = access.project_get(user=request.user, slug=slug, need=access.WORK)
     try:
-        judgment_undo(project=project, annotator=request.user)
+        undone = judgment_undo(project=project, annotator=request.user)
     except SubmitRefused as refused:
         return _workspace(request, project, error=str(refused))
+    if undone.caption_text:
+        # The caption goes back in its box, to edit and send again (the page without
+        # JavaScript gets it too: it is shown once on the page the redirect leads to).
+        if request.htmx:
+            return _workspace(
+                request,
+                project,
+                notice="Caption undone: here it is again.",
+                text=undone.caption_text,
+            )
+        request.session[UNDONE_TEXT] = {"lease": undone.lease.pk, "text": undone.caption_text}
+        return _after_post(request, project, notice="Caption undone: here it is again.")
     return _after_post(request, project, notice="Answer undone: here it is again.")
 
 
@@ -141,6 +155,11 @@ def _workspace(
 ) -> HttpResponse:
     assignment = assignment_get(project=project, annotator=request.user)
     lease = assignment.current
+    undone = request.session.pop(UNDONE_TEXT, None)
+    if undone and lease is not None and undone.get("lease") == lease.pk and not text:
+        text = undone.get("text", "")
+    # "Saved. Undo" belongs beside a saved answer only: never beside one the server refused.
+    refused = bool(error or problems or kept_text)
     context = {
         "project": project,
         "lease": lease,
@@ -152,7 +171,7 @@ def _workspace(
         "rules": caption_rules_for(project),
         "progress": annotator_progress(project=project, annotator=request.user),
         "suspended": lease is None and is_suspended(project=project, annotator=request.user),
-        "undo_until": undo_deadline(project=project, annotator=request.user),
+        "undo_until": None if refused else undo_deadline(project=project, annotator=request.user),
         "error": error,
         "notice": notice,
         "problems": problems or [],

@@ -12,7 +12,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 from rest_framework.exceptions import AuthenticationFailed
 
-from annotate.queue.selectors import project_progress
+from annotate.queue.selectors import project_cards, project_progress
 from config.storage import MEDIA, storage_response
 from datasets import access
 from datasets.browse import filters, selectors, services
@@ -28,7 +28,10 @@ def home(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "datasets/home.html",
-        {"projects": visible, "can_create": access.can_create_projects(request.user)},
+        {
+            "projects": project_cards(projects=visible, user=request.user),
+            "can_create": access.can_create_projects(request.user),
+        },
     )
 
 

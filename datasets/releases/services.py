@@ -163,7 +163,7 @@ ERROR_IMAGES_TWICE = (
 ERROR_PREDECESSOR = (
     "The previous release {previous} cannot be read from storage ({reason}), so this release's "
     "diff and datasheet cannot be written. Restore {previous}'s files, or mark them gone with "
-    "`python manage.py prune_releases {slug} --release {previous}`; the next build then compares "
+    "`.venv/bin/python manage.py prune_releases {slug} --release {previous}`; the next build then compares "
     "with the newest release that can be read."
 )
 ERROR_FILES_GONE = "The files of release {release} cannot be read from storage ({reason})."

@@ -64,7 +64,37 @@ SORT_WORDS = {
 }
 
 
+# Codes that read badly as words once their underscores go; the rest just lose them.
+CODE_WORDS = {
+    "too_fast": "Too fast",
+    "low_gold_accuracy": "Low gold accuracy",
+    "single_answer": "One answer for everything",
+    "text_edit": "Text edit",
+    "model": "Model-mined",
+    "replace_color": "another colour",
+    "replace_number": "another number",
+    "replace_object": "another object",
+    "replace_relation": "another relation",
+    "swap_attributes": "attributes swapped",
+    "swap_objects": "objects swapped",
+    "add_attribute": "an attribute added",
+    "image_extreme_aspect_ratio": "Extreme aspect ratio",
+    "caption_few_letters": "Few letters",
+    "caption_repeated_token": "A repeated word",
+}
+
+
 @register.filter
 def sort_words(sort: str) -> str:
     """A data browser sort key (datasets/browse/filters.py SORTS) as words."""
     return SORT_WORDS.get(sort, sort)
+
+
+@register.filter
+def words(code: str) -> str:
+    """A stored code (``too_fast``, ``replace_color``) as words for a page ("Too fast")."""
+    text = str(code or "")
+    if text in CODE_WORDS:
+        return CODE_WORDS[text]
+    spaced = text.replace("_", " ").strip()
+    return spaced[:1].upper() + spaced[1:]

@@ -5,6 +5,8 @@
 (function () {
   "use strict";
   const HEARTBEAT_MS = 60000;
+  const TYPING_GRACE_MS = 1000;
+  let strayUntil = 0;
 
   function isTyping(target) {
     return target.closest("input[type=text], textarea, select, [contenteditable]") !== null;
@@ -34,6 +36,15 @@
       return;
     }
     if (isTyping(target) || document.querySelector("dialog[open]") && event.key !== "g") return;
+    // Someone typing a caption when the next task (a pair to verify) arrived keeps typing for a
+    // moment: those letters are not answers (n would mean "no match"); they join the kept text.
+    const kept = document.querySelector("[data-kept-typing] q");
+    if (kept && Date.now() < strayUntil && event.key.length === 1) {
+      event.preventDefault();
+      kept.textContent += event.key;
+      strayUntil = Date.now() + TYPING_GRACE_MS;
+      return;
+    }
     const element = hotkeyTarget(event.key);
     if (!element) return;
     event.preventDefault();
@@ -101,6 +112,132 @@
     const input = event.target;
     clearTimeout(checkTimer);
     checkTimer = setTimeout(function () { check(input); }, CHECK_DELAY_MS);
+  });
+
+  // Sending answers under real conditions. An answer's parameters are kept as first sent, so a
+  // retry sends exactly that (submitting is idempotent on the server, so a retry whose first try
+  // did arrive records nothing twice). A caption box empties as its caption is sent: what is
+  // typed while the answer is on its way belongs to the next caption, and goes into the next
+  // caption box when the page arrives (or back after the text of a refused caption), never lost.
+  const RETRY_MS = [1000, 2000, 4000, 8000, 15000];
+  let carried = null;
+
+  function isAnswerForm(element) {
+    return element instanceof HTMLFormElement && element.matches(".task-form, .skip, .undo");
+  }
+
+  function copyForm(formData) {
+    const copy = new FormData();
+    for (const [key, value] of formData) copy.append(key, value);
+    return copy;
+  }
+
+  function sendStatus(text) {
+    const status = document.querySelector("[data-send-status]");
+    if (!status) return;
+    status.textContent = text;
+    status.hidden = !text;
+  }
+
+  document.addEventListener("htmx:configRequest", function (event) {
+    const form = event.detail.elt;
+    if (!isAnswerForm(form)) return;
+    if (form._resend) {
+      event.detail.parameters = copyForm(form._resend);
+      // The form was checked when first sent; its caption box has emptied since.
+      event.detail.errors = [];
+      return;
+    }
+    form._resend = copyForm(event.detail.formData);
+    const box = form.querySelector("[data-caption-input]");
+    if (box) {
+      box.value = "";
+      box.dataset.sending = "true";
+    }
+  });
+
+  function retry(form, why) {
+    if (!form.isConnected || !form._resend) return;
+    form._attempt = (form._attempt || 0) + 1;
+    const delay = RETRY_MS[Math.min(form._attempt - 1, RETRY_MS.length - 1)];
+    // No other answer to this task while this one is still on its way.
+    form.querySelectorAll("button[type=submit]").forEach(function (b) { b.disabled = true; });
+    // The caption on its way is shown while it waits: its box has emptied for the next one.
+    const caption = form._resend.get("caption_text");
+    sendStatus(
+      why + " Not sent, retrying in " + Math.round(delay / 1000) + " s…" +
+      (caption ? " (your caption: “" + caption + "”)" : "")
+    );
+    clearTimeout(form._retryTimer);
+    form._retryTimer = setTimeout(function () { resend(form); }, delay);
+  }
+
+  function resend(form) {
+    if (!form.isConnected) return;
+    clearTimeout(form._retryTimer);
+    sendStatus("Not sent yet, retrying now…");
+    htmx.trigger(form, "submit");
+  }
+
+  document.addEventListener("htmx:sendError", function (event) {
+    if (isAnswerForm(event.detail.elt)) retry(event.detail.elt, "No connection.");
+  });
+  document.addEventListener("htmx:timeout", function (event) {
+    if (isAnswerForm(event.detail.elt)) retry(event.detail.elt, "No answer from the server.");
+  });
+  document.addEventListener("htmx:responseError", function (event) {
+    const form = event.detail.elt;
+    const status = event.detail.xhr ? event.detail.xhr.status : 0;
+    if (!isAnswerForm(form)) return;
+    if (status >= 500 || status === 429) {
+      retry(form, "The server could not take it just now (" + status + ").");
+      return;
+    }
+    // Refused for good (signed out, no longer a member): retrying would not help.
+    const box = form.querySelector("[data-caption-input][data-sending]");
+    const sent = form._resend && form._resend.get("caption_text");
+    if (box && sent) box.value = sent + (box.value ? " " + box.value : "");
+    sendStatus("Not saved: the server refused it (" + status + "). Reload the page to sign in again.");
+  });
+  window.addEventListener("online", function () {
+    document.querySelectorAll("form").forEach(function (form) {
+      if (form._retryTimer && isAnswerForm(form)) resend(form);
+    });
+  });
+
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    if (!event.detail.shouldSwap) return;
+    const box = document.querySelector("[data-workspace] [data-caption-input][data-sending]");
+    carried = box ? { text: box.value, lease: box.closest("[data-lease]").dataset.lease } : null;
+  });
+
+  document.addEventListener("htmx:afterSwap", function () {
+    if (!carried) return;
+    const typed = carried.text;
+    const from = carried.lease;
+    carried = null;
+    if (!typed) return;
+    const box = document.querySelector("[data-workspace] [data-caption-input]");
+    if (box) {
+      const task = box.closest("[data-lease]");
+      const refused = task && task.dataset.lease === from;
+      // A refused caption comes back with its text: what was typed since follows it.
+      box.value = refused && box.value ? box.value + " " + typed : typed + box.value;
+      box.focus();
+      box.setSelectionRange(box.value.length, box.value.length);
+      box.dispatchEvent(new Event("input", { bubbles: true }));
+      return;
+    }
+    const workspace = document.querySelector("[data-workspace]");
+    const kept = document.createElement("div");
+    kept.className = "message kept";
+    kept.dataset.keptTyping = "";
+    kept.append("What you typed while the answer was sent, kept for you: ");
+    const quote = document.createElement("q");
+    quote.textContent = typed;
+    kept.append(quote);
+    workspace.querySelector(".workspace-head").after(kept);
+    strayUntil = Date.now() + TYPING_GRACE_MS;
   });
 
   function heartbeat() {

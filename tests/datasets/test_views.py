@@ -137,3 +137,36 @@ def test_settings_page_edits_every_group_and_checks_rules_across_them(client, pr
     assert (project.split_train, project.near_duplicate_threshold) == (0.8, 6)
     assert project.trusted_sources == ["coco", "manifest"]
     assert project.judgments_per_item == 3  # left out of the POST: unchanged
+
+
+def test_home_cards_show_counts_progress_and_role(client, project, manager, annotator):
+    """Issue 15: each project card says how much there is, how far it is and who you are in it,
+    in a fixed number of queries."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from annotate.queue.services.judgments import judgment_submit
+    from annotate.queue.services.leases import assignment_get
+
+    factories.verify_tasks(project=project, count=4, target=1)
+    lease = assignment_get(project=project, annotator=annotator, lookahead=0).current
+    judgment_submit(lease=lease, answer="match")
+    factories.project(manager=manager, name="Second")
+    client.force_login(manager)
+    with CaptureQueriesContext(connection) as queries:
+        page = client.get(reverse("home"))
+    html = page.content.decode()
+    cards = page.context["projects"]
+    assert [card.project.name for card in cards] == ["Second", "Street scenes"]
+    street = cards[1]
+    assert (street.role, street.images, street.tasks, street.complete) == ("manager", 4, 4, 1)
+    assert street.percent_done == 25 and street.open_for_you == 3
+    assert "4 images · 4 tasks, 1 done (25%) · 3 open" in html
+    few = len(queries)
+    factories.project(manager=manager, name="Third")
+    with CaptureQueriesContext(connection) as more:
+        client.get(reverse("home"))
+    assert len(more) == few  # no query per project
+    client.force_login(annotator)
+    html = client.get(reverse("home")).content.decode()
+    assert "data-role>annotator<" in html and "Start annotating" in html and "Second" not in html

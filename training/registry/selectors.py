@@ -276,7 +276,7 @@ def curve_charts(*, version: ModelVersion, history: list[dict[str, Any]]) -> lis
     colours = ("c1", "c2", "c3", "c4")
     losses = [
         Series(
-            LOSS_NAMES.get(term, term),
+            LOSS_NAMES.get(term, term.replace("_", " ")),
             [(h.get("train") or {}).get(term) for h in history],
             colours[i % len(colours)],
         )

@@ -45,13 +45,14 @@ from annotate.models import (
     ItemLabel,
     ItemStatus,
     Judgment,
+    Lease,
     Suspension,
     Task,
     TaskKind,
 )
 from annotate.queue.services.leases import refresh_open
 from annotate.queue.services.pool import gold_set
-from datasets.models import Pair, PairLabel, Project
+from datasets.models import Membership, Pair, PairLabel, Project
 
 VOTES = {Answer.MATCH: PairLabel.MATCH, Answer.NO_MATCH: PairLabel.NO_MATCH}
 ANSWER_OF_LABEL = {PairLabel.MATCH: Answer.MATCH, PairLabel.NO_MATCH: Answer.NO_MATCH}
@@ -65,6 +66,8 @@ ALPHA_RESAMPLES = 1000
 KAPPA_MIN_SHARED_ITEMS = 10
 # The heat map shows the most active annotators only; beyond this it is unreadable anyway.
 KAPPA_MAX_ANNOTATORS = 40
+# Tasks per query when reading leases of many tasks.
+_CHUNK = 500
 # The status rule needs a threshold above one half, so that a tie is never agreed.
 _MIN_THRESHOLD = 0.5 + 1e-9
 
@@ -173,10 +176,15 @@ def item_adjudicate(
         .filter(project=project, pair=pair, kind=TaskKind.VERIFY)
         .first()
     )
-    if task is None:
+    # A proposal judged only through a challenge item is an item too; its challenge's task
+    # stays open for the other captions it shows, and the decision settles this pair alone.
+    in_challenge = ChallengeOption.objects.filter(
+        task__project=project, pair=pair, is_check=False
+    ).exists()
+    if task is None and not in_challenge:
         raise ValueError(NOT_AN_ITEM)
     now = now or timezone.now()
-    if not task.is_gold:
+    if task is not None and not task.is_gold:
         # Close it: whatever is leased may still come in, nothing more is handed out.
         task.target = max(task.judgment_count + task.lease_count, 1)
         refresh_open(task)
@@ -361,7 +369,16 @@ def _consensus_state(*, project: Project) -> _State:
     # A pending item with all its judgments in got unsure answers or lost suspended votes: it
     # needs more judgments just as a disputed one does.
     items["reopen"] = unsettled & complete & (items["task_target"] < limit)
-    items["needs_manager"] = unsettled & complete & (items["task_target"] >= limit)
+    # An unsettled item still asking for judgments that no member may give (everyone allowed has
+    # had it, or wrote it) would wait for ever: a manager decides it, like one at the maximum.
+    asking = unsettled & ~complete & (items["judged"] > 0)
+    nobody_left = _tasks_nobody_can_take(
+        project=project, task_ids={int(t) for t in items.loc[asking, "task"]}, suspended=suspended
+    )
+    items["needs_manager"] = unsettled & (
+        (complete & (items["task_target"] >= limit))
+        | (asking & items["task"].isin(list(nobody_left)))
+    )
 
     suspended_rows = []
     if suspended:
@@ -391,6 +408,32 @@ def _consensus_state(*, project: Project) -> _State:
             for task in {int(task) for task in items.loc[items["reopen"], "task"]}
         ),
     )
+
+
+def _tasks_nobody_can_take(
+    *, project: Project, task_ids: set[int], suspended: set[int]
+) -> set[int]:
+    """Of these tasks, those no project member may still be handed: each annotator gets a task
+    once (skipped or expired included), never the author's, and suspended ones get nothing."""
+    if not task_ids:
+        return set()
+    members = set(Membership.objects.filter(project=project).values_list("user_id", flat=True))
+    members -= suspended
+    had: dict[int, set[int]] = {task_id: set() for task_id in task_ids}
+    ordered = sorted(task_ids)
+    # In chunks: SQLite bounds the parameters of one statement, and a large project mid-way
+    # has many items still asking.
+    for start in range(0, len(ordered), _CHUNK):
+        chunk = ordered[start : start + _CHUNK]
+        for task_id, annotator_id in Lease.objects.filter(task_id__in=chunk).values_list(
+            "task_id", "annotator_id"
+        ):
+            had[task_id].add(annotator_id)
+        for task_id, author_id in Task.objects.filter(
+            pk__in=chunk, author__isnull=False
+        ).values_list("pk", "author_id"):
+            had[task_id].add(author_id)
+    return {task_id for task_id, seen in had.items() if not members - seen}
 
 
 # --- writing ---------------------------------------------------------------------------------
@@ -507,8 +550,12 @@ def _snapshot_create(
         fleiss_items=fleiss.items if fleiss else 0,
         percent_agreement=_float_or_none(agreement),
         items_total=len(items),
-        items_pending=int((settled & (items["status"] == ItemStatus.PENDING)).sum()),
-        items_agreed=int((settled & (items["status"] == ItemStatus.AGREED)).sum()),
+        items_pending=int(
+            (settled & (items["status"] == ItemStatus.PENDING) & ~items["needs_manager"]).sum()
+        ),
+        items_agreed=int(
+            (settled & (items["status"] == ItemStatus.AGREED) & ~items["needs_manager"]).sum()
+        ),
         items_disputed=int(
             (settled & (items["status"] == ItemStatus.DISPUTED) & ~items["needs_manager"]).sum()
         ),

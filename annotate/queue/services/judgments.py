@@ -27,6 +27,10 @@ WRONG_ANSWER_KIND = "That answer does not fit this kind of task."
 UNDO_NOTHING = "There is no recent answer to undo."
 UNDO_TOO_LATE = "Answers can be undone for {seconds} seconds after submitting."
 UNDO_UNDER_REVIEW = "Someone is already reviewing that caption, so it can no longer be undone."
+ANSWERED_DIFFERENTLY = (
+    "This task was already answered ({first}); a different answer to the same lease is not "
+    "recorded. Undo the first answer to change it."
+)
 
 
 class SubmitRefused(Exception):
@@ -36,6 +40,14 @@ class SubmitRefused(Exception):
         super().__init__(message)
         self.problems = problems or []
         self.text = text
+
+
+class AnsweredDifferently(SubmitRefused):
+    """The lease was answered before with something else; ``first`` is the recorded judgment."""
+
+    def __init__(self, message: str, *, first: Judgment, text: str = ""):
+        super().__init__(message, text=text)
+        self.first = first
 
 
 @dataclass(frozen=True)
@@ -55,7 +67,9 @@ def judgment_submit(
     marked: Collection[int] = (),
     now: datetime | None = None,
 ) -> SubmitResult:
-    """Record the annotator's answer on a lease; submitting the same lease again returns the first.
+    """Record the annotator's answer on a lease; submitting the same answer again returns the
+    first judgment (``created`` False), a different one raises AnsweredDifferently (nothing
+    changes: a retried request must never rewrite an answer others may already have counted).
 
     A lease that expired is still honoured if its task has a free slot; otherwise SubmitRefused
     says so plainly (with the caption text, if any, so the annotator keeps what they wrote).
@@ -73,7 +87,21 @@ def judgment_submit(
         # A lease is SUBMITTED exactly while its judgment exists (this function and undo change
         # both under the lease lock), so the first submission is looked up only for a repeat.
         if lease.state == LeaseState.SUBMITTED:
-            return SubmitResult(judgment=Judgment.objects.get(lease=lease), created=False)
+            first = Judgment.objects.select_related("caption").get(lease=lease)
+            again = _Submission(
+                answer=answer,
+                caption_text=caption_text,
+                image_unusable=image_unusable,
+                caption_offensive=caption_offensive,
+                marked=frozenset(marked),
+            )
+            if again != _submission_of(first):
+                raise AnsweredDifferently(
+                    ANSWERED_DIFFERENTLY.format(first=_describe(first)),
+                    first=first,
+                    text=caption_text,
+                )
+            return SubmitResult(judgment=first, created=False)
         _check_answer_kind(task=task, answer=answer)
         if lease.state == LeaseState.SKIPPED:
             raise SubmitRefused(LEASE_SKIPPED, text=caption_text)
@@ -120,10 +148,17 @@ def judgment_submit(
     return SubmitResult(judgment=judgment, created=True)
 
 
+@dataclass(frozen=True)
+class UndoResult:
+    lease: Lease  # active again: the task is shown again
+    caption_text: str  # the caption the undone answer wrote, as sent ("" for other answers)
+
+
 def judgment_undo(
     *, project: Project, annotator: AbstractBaseUser, now: datetime | None = None
-) -> Lease:
-    """Take back the annotator's last answer within the grace window; its task is shown again."""
+) -> UndoResult:
+    """Take back the annotator's last answer within the grace window; its task is shown again,
+    with the caption it wrote (deleted with the answer) handed back to put in the box."""
     now = now or timezone.now()
     grace = timedelta(seconds=settings.CONCORD_UNDO_SECONDS)
     with transaction.atomic():
@@ -138,6 +173,7 @@ def judgment_undo(
             raise SubmitRefused(UNDO_TOO_LATE.format(seconds=settings.CONCORD_UNDO_SECONDS))
         task = Task.objects.select_for_update().get(pk=last.task_id)
         lease = Lease.objects.select_for_update().get(pk=last.lease_id)
+        text = last.caption.text_raw if last.caption_id is not None else ""
         if last.caption_id is not None:
             review = Task.objects.filter(pair__caption_id=last.caption_id)
             if Lease.objects.filter(task__in=review).exists():
@@ -155,7 +191,39 @@ def judgment_undo(
         lease.shown_at = now
         lease.expires_at = now + timedelta(seconds=settings.CONCORD_LEASE_SECONDS)
         lease.save(update_fields=["state", "holds_slot", "shown_at", "expires_at"])
-    return lease
+    return UndoResult(lease=lease, caption_text=text)
+
+
+@dataclass(frozen=True)
+class _Submission:
+    """What an answer says, to tell a repeated request from a different answer."""
+
+    answer: str
+    caption_text: str
+    image_unusable: bool
+    caption_offensive: bool
+    marked: frozenset[int]
+
+
+def _submission_of(judgment: Judgment) -> _Submission:
+    marked = frozenset(judgment.marks.filter(marked=True).values_list("option_id", flat=True))
+    return _Submission(
+        answer=judgment.answer,
+        # The caption as it was sent (raw), which is what a retry sends again.
+        caption_text=judgment.caption.text_raw if judgment.caption else "",
+        image_unusable=judgment.image_unusable,
+        caption_offensive=judgment.caption_offensive,
+        marked=marked,
+    )
+
+
+def _describe(judgment: Judgment) -> str:
+    if judgment.caption is not None:
+        return f"caption “{judgment.caption.text}”"
+    if judgment.answer == Answer.CHALLENGE:
+        marked = judgment.marks.filter(marked=True).count()
+        return f"{marked} caption{'s' if marked != 1 else ''} marked"
+    return Answer(judgment.answer).label.lower()
 
 
 def _agreement_recompute_every(*, judgment: Judgment, project_id: int) -> None:

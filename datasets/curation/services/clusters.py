@@ -28,6 +28,7 @@ from datasets.curation.dedup import (
     clusters_build,
     pairs_confirm,
 )
+from datasets.curation.quality import IMAGE_BLANK
 from datasets.models import (
     ClusterMember,
     DecisionKind,
@@ -67,6 +68,9 @@ def project_lock(*, project_id: int) -> Project | None:
 def _hashes_load(*, project: Project) -> _ProjectHashes:
     rows = list(
         Image.objects.filter(project=project, hashed_at__isnull=False)
+        # A blank (uniform) image hashes like every other blank image whatever its size or
+        # colour: that likeness is no evidence of a copy, so blank images join no cluster.
+        .exclude(flags__code=IMAGE_BLANK.code)
         .order_by()
         .values_list("pk", "phash", "dhash")
     )

@@ -67,8 +67,9 @@ def test_recompute_suspend_reinstate_and_adjudicate_through_the_pages(
     slug = project.slug
     assert client.post(reverse("agreement-recompute", kwargs={"slug": slug})).status_code == 302
     disputed = client.get(reverse("agreement-disputed", kwargs={"slug": slug}))
-    items = list(disputed.context["items"])
+    items = [view.item for view in disputed.context["items"]]
     assert len(items) == 3 and all(item.needs_manager for item in items)
+    assert {view.state for view in disputed.context["items"]} == {"waiting"}
     assert items[0].pair.caption.text in disputed.content.decode()
 
     url = reverse("agreement-suspend", kwargs={"slug": slug, "user_id": annotator.pk})
@@ -86,3 +87,38 @@ def test_recompute_suspend_reinstate_and_adjudicate_through_the_pages(
     assert (item.adjudicated_label, item.adjudicated_by) == (1, manager)
     pair.refresh_from_db()
     assert pair.label == 1
+
+
+def test_final_label_figures_agree_with_the_label_bars_at_low_volume(client, project, manager):
+    """Issue 15: a trusted caption used as a challenge's check has a final label (match) before
+    anyone judged it; "items with a final label" counts it like the label bars do, and says so."""
+    from annotate.models import ChallengeOption, Task, TaskKind
+    from datasets.models import Pair, PairKind
+
+    tasks = factories.verify_tasks(project=project, count=2, target=2)
+    known = tasks[0].pair
+    other = tasks[1].pair
+    proposal = Pair.objects.create(
+        image=known.image, caption=other.caption, kind=PairKind.RANDOM_NEGATIVE
+    )
+    challenge = Task.objects.create(
+        project=project,
+        kind=TaskKind.CHALLENGE,
+        image=known.image,
+        pair=known,
+        target=2,
+        random_key=1,
+    )
+    ChallengeOption.objects.create(task=challenge, pair=known, position=0, is_check=True)
+    ChallengeOption.objects.create(task=challenge, pair=proposal, position=1)
+    snapshot = consensus_recompute(project=project).snapshot
+    assert (snapshot.items_total, snapshot.labels_match, snapshot.items_agreed) == (3, 1, 0)
+    client.force_login(manager)
+    page = client.get(reverse("agreement", kwargs={"slug": project.slug}))
+    html = page.content.decode()
+    assert "1 / 3</strong><span>items with a final label: 0 agreed, 0 decided" in html
+    assert "1 known beforehand" in html
+    dashboard = page.context["dashboard"]
+    assert dashboard.final_labels == snapshot.labels_match + snapshot.labels_no_match
+    progress = next(chart for chart in dashboard.charts if chart.key == "progress")
+    assert "33.3%" in str(progress.shapes)  # 1 of 3, as the figure says

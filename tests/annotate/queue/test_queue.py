@@ -15,6 +15,7 @@ from annotate.queue.services.judgments import (
     LEASE_SKIPPED,
     SLOT_TAKEN,
     UNDO_TOO_LATE,
+    AnsweredDifferently,
     SubmitRefused,
     judgment_submit,
     judgment_undo,
@@ -53,14 +54,56 @@ def test_submit_moves_on_and_is_idempotent(project, annotator):
     assignment = assignment_get(project=project, annotator=annotator)
     lease = assignment.current
     first = judgment_submit(lease=lease, answer="match")
-    second = judgment_submit(lease=lease, answer="no_match")  # a double click or a retry
+    second = judgment_submit(lease=lease, answer="match")  # a double click or a retry
     assert first.created and not second.created
     assert second.judgment.pk == first.judgment.pk and second.judgment.answer == "match"
-    assert Judgment.objects.count() == 1
+    # Issue 15: a different answer to the same lease is refused, saying what was recorded.
+    with pytest.raises(AnsweredDifferently, match="already answered \\(match\\)") as refused:
+        judgment_submit(lease=lease, answer="no_match")
+    assert refused.value.first.pk == first.judgment.pk
+    with pytest.raises(AnsweredDifferently):
+        judgment_submit(lease=lease, answer="match", image_unusable=True)
+    assert Judgment.objects.count() == 1 and Judgment.objects.get().answer == "match"
     task = Task.objects.get(pk=lease.task_id)
     assert (task.judgment_count, task.lease_count) == (1, 0)
     after = assignment_get(project=project, annotator=annotator)
     assert after.current.pk == assignment.upcoming[0].pk
+
+
+def test_api_resubmit_is_idempotent_for_the_same_answer_and_409_for_another(
+    client, project, annotator
+):
+    factories.verify_tasks(project=project, count=2)
+    token = token_create(user=annotator, name="script")[1]
+    auth = {"HTTP_AUTHORIZATION": f"Token {token}"}
+    nxt = reverse("api-task-next", kwargs={"slug": project.slug})
+    lease_id = client.post(nxt, **auth).json()["lease_id"]
+    submit = reverse("api-lease-submit", kwargs={"lease_id": lease_id})
+    first = client.post(submit, {"answer": "match"}, content_type="application/json", **auth)
+    again = client.post(submit, {"answer": "match"}, content_type="application/json", **auth)
+    other = client.post(submit, {"answer": "no_match"}, content_type="application/json", **auth)
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert again.json()["judgment_id"] == first.json()["judgment_id"]
+    assert other.status_code == 409 and other["Content-Type"] == "application/json"
+    body = other.json()
+    assert body["detail"].startswith("This task was already answered (match)")
+    assert (body["judgment_id"], body["answer"]) == (first.json()["judgment_id"], "match")
+    assert list(Judgment.objects.values_list("answer", flat=True)) == ["match"]
+
+
+def test_a_caption_resubmitted_with_other_text_is_refused(project, annotator):
+    factories.image(project=project, seed=1)
+    Task.objects.create(
+        project=project, kind=TaskKind.CAPTION, image=project.images.get(), target=1, random_key=1
+    )
+    lease = assignment_get(project=project, annotator=annotator).current
+    text = "a small cat sleeps on a sofa"
+    first = judgment_submit(lease=lease, answer="caption", caption_text=text)
+    assert judgment_submit(lease=lease, answer="caption", caption_text=text).created is False
+    with pytest.raises(AnsweredDifferently, match="sleeps on a sofa") as refused:
+        judgment_submit(lease=lease, answer="caption", caption_text=text + " now")
+    assert refused.value.text == text + " now"  # handed back, never lost
+    assert refused.value.first.pk == first.judgment.pk
 
 
 def test_an_annotator_never_gets_a_task_twice_and_targets_hold(project):
@@ -170,7 +213,7 @@ def test_undo_within_grace_shows_the_task_again(project, annotator, settings):
     factories.verify_tasks(project=project, count=3)
     lease = assignment_get(project=project, annotator=annotator).current
     judgment_submit(lease=lease, answer="match")
-    back = judgment_undo(project=project, annotator=annotator)
+    back = judgment_undo(project=project, annotator=annotator).lease
     assert back.pk == lease.pk and back.state == LeaseState.ACTIVE
     assert Judgment.objects.count() == 0
     assert assignment_get(project=project, annotator=annotator).current.pk == lease.pk

@@ -1,5 +1,7 @@
 """The annotator's page and the queue API, through real requests."""
 
+import re
+
 import pytest
 from django.urls import reverse
 
@@ -74,6 +76,53 @@ def test_caption_rules_keep_the_text_and_say_why(client, project, annotator):
     assert judgment.caption.author == annotator
 
 
+def _lease_shown(response) -> int:
+    return int(re.search(r'data-lease="(\d+)"', response.content.decode()).group(1))
+
+
+@pytest.mark.parametrize("htmx", [True, False])
+def test_undoing_a_caption_brings_its_text_back_and_a_refusal_never_says_saved(
+    client, project, annotator, htmx
+):
+    """Issue 15: undo restores the written caption in its box; "Saved. Undo" shows beside a
+    saved answer only, never beside a caption the server refused."""
+    project.captions_per_image = 2
+    project.save()
+    factories.image(project=project)
+    factories.image(project=project, seed=1)
+    from annotate.queue.services.pool import tasks_open
+
+    tasks_open(project=project)
+    client.force_login(annotator)
+    headers = {"HTTP_HX_REQUEST": "true"} if htmx else {}
+    lease = client.get(reverse("annotate", kwargs={"slug": project.slug})).context["lease"]
+    url = reverse("annotate-submit", kwargs={"slug": project.slug, "lease_id": lease.pk})
+    text = "A black triangle above a   green circle"
+    saved = client.post(url, {"answer": "caption", "caption_text": text}, follow=True, **headers)
+    assert "Saved." in saved.content.decode()
+    # The next caption breaks a rule: the refusal shows without any "Saved. Undo".
+    following = _lease_shown(saved)
+    assert following != lease.pk
+    refused = client.post(
+        reverse("annotate-submit", kwargs={"slug": project.slug, "lease_id": following}),
+        {"answer": "caption", "caption_text": "There is a dog"},
+        follow=True,
+        **headers,
+    )
+    page = refused.content.decode()
+    assert "start with" in page and "Saved." not in page and 'data-hotkey="z"' not in page
+
+    undo = reverse("annotate-undo", kwargs={"slug": project.slug})
+    back = client.post(undo, follow=True, **headers)
+    assert _lease_shown(back) == lease.pk
+    assert f">{text}</textarea>" in back.content.decode()
+    assert "Caption undone" in back.content.decode()
+    assert not Judgment.objects.exists()
+    # Shown once: a reload afterwards is the plain task again.
+    again = client.get(reverse("annotate", kwargs={"slug": project.slug}))
+    assert f">{text}</textarea>" not in again.content.decode()
+
+
 def test_gold_answers_never_reach_the_annotator(client, project, annotator):
     tasks = factories.verify_tasks(project=project, count=3)
     for task in tasks:
@@ -108,7 +157,7 @@ def test_api_next_submit_skip_heartbeat(client, project, annotator, tasks):
     assert client.post(next_url).json()["lease_id"] == first["lease_id"]  # same until answered
     submit = reverse("api-lease-submit", kwargs={"lease_id": first["lease_id"]})
     created = client.post(submit, {"answer": "match"}, content_type="application/json")
-    repeat = client.post(submit, {"answer": "no_match"}, content_type="application/json")
+    repeat = client.post(submit, {"answer": "match"}, content_type="application/json")
     assert (created.status_code, repeat.status_code) == (201, 200)
     assert repeat.json()["judgment_id"] == created.json()["judgment_id"]
     bad = client.post(submit, {"answer": "maybe"}, content_type="application/json")

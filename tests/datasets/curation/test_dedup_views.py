@@ -1,5 +1,7 @@
 """The manager's review of duplicates and quality flags: pages, actions and who may use them."""
 
+import io
+
 import pytest
 from django.urls import reverse
 
@@ -84,7 +86,12 @@ def test_quality_page_lists_flags_and_overrides_them(client, manager, project):
     client.force_login(manager)
     url = reverse("quality-flags", kwargs={"slug": project.slug})
     page = client.get(url).content.decode()
-    assert "caption_too_short" in page and "Dog." in page and "held back" in page
+    assert (
+        "Caption too short" in page
+        and "caption_too_short" not in page
+        and "Dog." in page
+        and "held back" in page
+    )
     client.post(reverse("caption-flag-override", kwargs={"slug": project.slug, "flag_id": flag.pk}))
     flag.refresh_from_db()
     assert flag.overridden_at is not None and flag.overridden_by == manager
@@ -132,3 +139,32 @@ def test_managers_of_another_project_cannot_touch_its_clusters(client, project, 
     url = reverse("cluster-confirm", kwargs={"slug": project.slug, "cluster_id": cluster.pk})
     assert client.post(url).status_code == 404
     assert not DuplicateCluster.objects.get(pk=cluster.pk).confirmed
+
+
+def test_blank_images_of_different_sizes_form_no_cluster_and_doubt_is_explained(
+    client, manager, project
+):
+    """Issue 15: uniform images all hash alike; that is no evidence of duplication."""
+    from PIL import Image as PILImage
+
+    from datasets.ingest.services.uploads import Provenance, image_ingest
+    from datasets.models import ImageFlag, Source
+
+    blanks = []
+    for number, (size, colour) in enumerate(
+        [((640, 480), (255, 255, 255)), ((300, 900), (250, 250, 250)), ((1024, 1024), (0, 0, 0))]
+    ):
+        buffer = io.BytesIO()
+        PILImage.new("RGB", size, colour).save(buffer, format="PNG")
+        result = image_ingest(
+            project=project,
+            data=buffer.getvalue(),
+            provenance=Provenance(source=Source.UPLOAD, original_name=f"blank-{number}.png"),
+        )
+        blanks.append(result.image_id)
+    images_clean(image_ids=blanks)
+    assert ImageFlag.objects.filter(image_id__in=blanks, code="image_blank").count() == 3
+    assert not DuplicateCluster.objects.filter(project=project).exists()
+    client.force_login(manager)
+    page = client.get(reverse("duplicates-review", kwargs={"slug": project.slug})).content.decode()
+    assert "data-doubt-explained" in page and "largest pHash distance" in page

@@ -32,8 +32,9 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks(TASK_PACKAGES)
 
 
-def enqueue(name: str, *args: object) -> None:
-    """Send the task called ``name`` with positional ``args`` now (routes and eager mode apply).
+def enqueue(name: str, *args: object, countdown: float | None = None) -> None:
+    """Send the task called ``name`` with positional ``args`` now (routes and eager mode apply),
+    to run no sooner than ``countdown`` seconds from now when given.
 
     Raises whatever the broker raises when it cannot take the message.
     """
@@ -41,7 +42,7 @@ def enqueue(name: str, *args: object) -> None:
         # A process that has not imported the task modules yet (a web worker, a command): import
         # them, so the route and an eager setting of the task are known before it is sent.
         app.loader.import_default_modules()
-    app.signature(name, args=args).apply_async()
+    app.signature(name, args=args).apply_async(countdown=countdown)
 
 
 def enqueue_on_commit(name: str, *args: object, what: str) -> None:

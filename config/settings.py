@@ -278,8 +278,16 @@ CONCORD_LEASE_SECONDS = env.int("CONCORD_LEASE_SECONDS", default=600)
 CONCORD_UNDO_SECONDS = env.int("CONCORD_UNDO_SECONDS", default=20)
 # Tasks leased ahead of the one on screen, so the next image is already loaded.
 CONCORD_LOOKAHEAD = env.int("CONCORD_LOOKAHEAD", default=1)
-# Agreement is recomputed after every this many judgments (and every 10 minutes by beat).
-CONCORD_AGREEMENT_EVERY = env.int("CONCORD_AGREEMENT_EVERY", default=200)
+# Agreement: every this many judgments ask for a recompute of the project (and beat asks every
+# 10 minutes for projects with newer judgments). Requests coalesce (config.jobs): at most one
+# recompute of a project waits on the "agreement" queue, sent CONCORD_AGREEMENT_DELAY seconds
+# after the first request since the last run started, so the votes of those seconds go into one
+# run and a label is fresh within about the delay plus one recompute.
+CONCORD_AGREEMENT_EVERY = env.int("CONCORD_AGREEMENT_EVERY", default=1)
+CONCORD_AGREEMENT_DELAY = env.float("CONCORD_AGREEMENT_DELAY", default=10.0)
+# Items written per transaction by a recompute: on SQLite each chunk holds the one write lock
+# for a few milliseconds, so annotators' submits go between the chunks.
+CONCORD_AGREEMENT_CHUNK = env.int("CONCORD_AGREEMENT_CHUNK", default=500)
 # Releases: each in the "releases" storage under <project slug>/v<n>/. Retention keeps the
 # newest this many ready releases of each project (and every pinned one) and deletes the files
 # of older ones, hourly by beat and with `manage.py prune_releases`; 0 keeps every release.
@@ -355,6 +363,8 @@ SPECTACULAR_SETTINGS = {
 # The host part means nothing to the filesystem transport; naming one keeps kombu from warning.
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="filesystem://localhost/")
 if CELERY_BROKER_URL.startswith("filesystem://"):
+    # kombu's transport with messages renamed into place (config/broker.py says why).
+    CELERY_BROKER_TRANSPORT = "config.broker:Transport"
     # kombu's filesystem transport: one spool folder shared by producers and the local worker.
     _spool = VAR_DIR / "broker"
     for _folder in ("queue", "processed", "control"):
@@ -378,6 +388,7 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_BEAT_SCHEDULE: dict = {
     "reclaim-expired-leases": {"task": "queue.reclaim_expired_leases", "schedule": 60.0},
     "recompute-agreement": {"task": "agreement.recompute_due", "schedule": 600.0},
+    "recover-agreement": {"task": "agreement.recover", "schedule": 60.0},
     "prune-releases": {"task": "releases.prune", "schedule": 3600.0},
     "nightly-retrain": {
         "task": "registry.nightly_retrain",
@@ -389,6 +400,18 @@ CELERY_BEAT_SCHEDULE: dict = {
 CELERY_TASK_ROUTES = {
     "registry.train_model": {"queue": "training"},
     "negatives.mine": {"queue": "training"},
+    # Recomputes have their own queue too: however many there are, a release or a thumbnail
+    # never waits behind them (`-Q agreement` on a worker of its own, or beside default).
+    "agreement.recompute": {"queue": "agreement"},
+}
+# Background jobs (config.jobs): a message waiting longer than this is taken for lost (a broker
+# that dropped it) and sent again by the next request; a running job whose heartbeat is older
+# than its stale time lost its worker and is sent again by beat ("*": every job not named).
+CONCORD_JOB_PENDING_SECONDS = env.int("CONCORD_JOB_PENDING_SECONDS", default=900)
+CONCORD_JOB_STALE_SECONDS = {
+    "*": env.int("CONCORD_JOB_STALE_SECONDS", default=300),
+    # Dawid–Skene over a large project runs a minute or two between two heartbeats.
+    "agreement.recompute": env.int("CONCORD_AGREEMENT_STALE_SECONDS", default=600),
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 

@@ -11,6 +11,11 @@ import os
 
 from celery import Celery
 from django.db import transaction
+from kombu.transport import TRANSPORT_ALIASES
+
+# kombu's filesystem transport, with messages renamed into place (config/broker.py says why),
+# wherever a broker URL says filesystem://.
+TRANSPORT_ALIASES["filesystem"] = "config.broker:Transport"
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 

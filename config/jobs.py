@@ -17,12 +17,13 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from config.celery import enqueue
@@ -165,20 +166,42 @@ def job_finish(lease: JobLease, *args: object, what: str, error: str = "", **pro
         job_request_now(lease.name, lease.key, *args, what=what)
 
 
+def _heartbeats(lease: JobLease, stop: threading.Event) -> None:
+    """Beat for ``lease`` every fifth of its stale time until ``stop``: a run is alive while its
+    process is, however long one step of it takes (a Dawid–Skene fit, one big file)."""
+    every = max(1.0, _stale_seconds(lease.name) / 5)
+    try:
+        while not stop.wait(every):
+            JobLease.objects.filter(pk=lease.pk, worker=lease.worker).update(
+                heartbeat_at=timezone.now()
+            )
+    except Exception:  # a database away for a moment: the next beat or the run's end tells
+        logger.exception("Heartbeat of %s failed", lease)
+    finally:
+        connection.close()
+
+
 @contextmanager
 def job_running(name: str, key: str, *args: object, what: str) -> Iterator[JobLease | None]:
     """Claim, run and release a job around the ``with`` block (``args``: the task's, to send it
-    again). Yields None when another run holds it. An exception is stored as the run's error and
-    raised on."""
+    again), with a heartbeat thread while it runs. Yields None when another run holds it. An
+    exception is stored as the run's error and raised on."""
     lease = job_start(name, key)
     if lease is None:
         yield None
         return
+    stop = threading.Event()
+    beat = threading.Thread(target=_heartbeats, args=(lease, stop), daemon=True)
+    beat.start()
     try:
         yield lease
     except BaseException as error:
+        stop.set()
+        beat.join()
         job_finish(lease, *args, what=what, error=f"{type(error).__name__}: {error}")
         raise
+    stop.set()
+    beat.join()
     job_finish(lease, *args, what=what)
 
 
@@ -188,15 +211,31 @@ def jobs_stale(name: str) -> list[JobLease]:
     return list(JobLease.objects.filter(name=name, heartbeat_at__lt=alive))
 
 
-def job_recover(lease: JobLease, *args: object, what: str) -> bool:
-    """Release a dead run (with WORKER_LOST as its error) and request the job again; False when
-    it came back to life in the meantime."""
+def job_recover(
+    lease: JobLease, *args: object, what: str, error: str = WORKER_LOST, resend: bool = True
+) -> bool:
+    """Release a dead run (with ``error``) and, with ``resend``, request the job again; False
+    when it came back to life in the meantime."""
     alive = timezone.now() - timedelta(seconds=_stale_seconds(lease.name))
     released = JobLease.objects.filter(pk=lease.pk, heartbeat_at__lt=alive).update(
-        heartbeat_at=None, worker="", error=WORKER_LOST, finished_at=timezone.now(), again=False
+        heartbeat_at=None, worker="", error=error, finished_at=timezone.now(), again=False
     )
     if not released:
         return False
-    logger.warning("%s: %s", what, WORKER_LOST)
-    job_request_now(lease.name, lease.key, *args, what=what)
+    logger.warning("%s: %s", what, error)
+    if resend:
+        job_request_now(lease.name, lease.key, *args, what=what)
     return True
+
+
+def job_cancel(name: str, key: str, *, error: str) -> None:
+    """Take the job from whatever run holds it (its heartbeats then say so and it stops at its
+    next check) and forget a waiting request."""
+    JobLease.objects.filter(name=name, key=key).update(
+        heartbeat_at=None,
+        worker="",
+        error=error,
+        finished_at=timezone.now(),
+        again=False,
+        pending=False,
+    )

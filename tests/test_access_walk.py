@@ -147,6 +147,8 @@ RULES = {
     "release-row": MANAGE,
     "release-file": MANAGE,
     "release-pin": MANAGE,
+    "release-retry": MANAGE,
+    "release-cancel": MANAGE,
     "models": MANAGE,
     "model-card": MANAGE,
     "negatives": MANAGE,

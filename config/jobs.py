@@ -63,8 +63,11 @@ def job_request(
     one sends again. A waiting message older than CONCORD_JOB_PENDING_SECONDS is taken for lost
     and sent again.
     """
+    # robust: the answer that asked is committed; a request that fails (a database busy for
+    # longer than its timeout) is logged and the next request or beat's catch-up sends it.
     transaction.on_commit(
-        lambda: job_request_now(name, key, *args, what=what, options=options, countdown=countdown)
+        lambda: job_request_now(name, key, *args, what=what, options=options, countdown=countdown),
+        robust=True,
     )
 
 

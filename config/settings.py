@@ -422,6 +422,7 @@ CELERY_BEAT_SCHEDULE: dict = {
     "prune-releases": {"task": "releases.prune", "schedule": 3600.0},
     "recover-releases": {"task": "releases.recover", "schedule": 60.0},
     "recover-imports": {"task": "ingest.recover", "schedule": 60.0},
+    "recover-trainings": {"task": "registry.recover", "schedule": 60.0},
     "nightly-retrain": {
         "task": "registry.nightly_retrain",
         "schedule": crontab(hour=CONCORD_NIGHTLY_HOUR, minute=0),

@@ -54,9 +54,15 @@ def consensus_recompute_job(*, project_id: int) -> bool:
         started = time.monotonic()
         job_heartbeat(lease, phase="reading")
         full = bool(lease.options.get("full"))
-        result = consensus_recompute(
-            project=project, full=full, progress=lambda **done: job_heartbeat(lease, **done)
-        )
+
+        def progress(**done: object) -> None:
+            # The first write ends the reading (judgments, Dawid–Skene, the verdicts): what is
+            # left is the cost of the items that changed.
+            if "read_seconds" not in lease.progress:
+                done["read_seconds"] = round(time.monotonic() - started, 3)
+            job_heartbeat(lease, **done)
+
+        result = consensus_recompute(project=project, full=full, progress=progress)
         job_heartbeat(
             lease,
             phase="done",

@@ -423,6 +423,7 @@ CELERY_BEAT_SCHEDULE: dict = {
     "recover-releases": {"task": "releases.recover", "schedule": 60.0},
     "recover-imports": {"task": "ingest.recover", "schedule": 60.0},
     "recover-trainings": {"task": "registry.recover", "schedule": 60.0},
+    "recover-minings": {"task": "negatives.recover", "schedule": 60.0},
     "nightly-retrain": {
         "task": "registry.nightly_retrain",
         "schedule": crontab(hour=CONCORD_NIGHTLY_HOUR, minute=0),

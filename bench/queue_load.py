@@ -1,9 +1,15 @@
-"""Queue benchmark: concurrent annotators over HTTP against gunicorn on PostgreSQL.
+"""Queue benchmark: concurrent annotators over HTTP against gunicorn on PostgreSQL or SQLite.
 
     .venv/bin/python bench/queue_load.py [--items 100000] [--annotators 16] [--seconds 30]
-                                    [--think 0] [--judgments-per-item 3] [--recompute-every 200]
+                                    [--think 0] [--judgments-per-item 3] [--recompute-every 1]
                                     [--workers 4] [--threads 4] [--db NAME] [--keep] [--reuse]
-                                    [--pg postgres://postgres@127.0.0.1:5432]
+                                    [--pg postgres://postgres@127.0.0.1:5432] [--embedded]
+
+--embedded runs the embedded default's shape instead: SQLite (WAL) in a folder of its own, the
+filesystem broker, gunicorn with 2 workers of 8 threads and one Celery worker of concurrency 2 on
+the default and agreement queues, as bin/run-embedded starts them. Run it once with
+--recompute-every 0 (no worker) and once without, to compare the rate with recomputes firing
+against the rate with the worker stopped.
 
 Creates a throwaway database (concord_bench_<pid> unless --db names one; dropped at the end unless
 --keep), bulk-inserts --items verification tasks with SQL, starts gunicorn on it and a Celery
@@ -66,8 +72,14 @@ def main() -> None:
     parser.add_argument(
         "--recompute-every",
         type=int,
-        default=200,
-        help="judgments between consensus recomputes run by a Celery worker (0: no worker)",
+        default=1,
+        help="every this many judgments ask for a (coalesced) recompute, run by a Celery worker "
+        "on the agreement queue (0: no worker)",
+    )
+    parser.add_argument(
+        "--embedded",
+        action="store_true",
+        help="SQLite, filesystem broker and bin/run-embedded's process shape instead of PostgreSQL",
     )
     parser.add_argument("--workers", type=int, default=4, help="gunicorn worker processes")
     parser.add_argument("--threads", type=int, default=4, help="threads per gunicorn worker")
@@ -94,9 +106,16 @@ def main() -> None:
     keep = args.keep or args.reuse
     # A broker spool of its own: messages of another run never reach this run's worker.
     var_dir = ROOT / "var" / "bench" / db_name
+    var_dir.mkdir(parents=True, exist_ok=True)
+    if args.embedded:
+        database_url = f"sqlite:///{var_dir / 'bench.sqlite3'}"
+        if args.workers == 4 and args.threads == 4:  # the defaults: bin/run-embedded's instead
+            args.workers, args.threads = 2, 8
+    else:
+        database_url = f"{args.pg}/{db_name}"
     env = dict(
         os.environ,
-        DATABASE_URL=f"{args.pg}/{db_name}",
+        DATABASE_URL=database_url,
         SECRET_KEY="bench-only",
         DEBUG="0",
         # gunicorn is spoken to over plain HTTP on the loopback.
@@ -112,8 +131,11 @@ def main() -> None:
     processes: list[subprocess.Popen] = []
     try:
         if not args.reuse:
-            _psql(args.pg, f"DROP DATABASE IF EXISTS {db_name}")
-            _psql(args.pg, f"CREATE DATABASE {db_name}")
+            if args.embedded:
+                (var_dir / "bench.sqlite3").unlink(missing_ok=True)
+            else:
+                _psql(args.pg, f"DROP DATABASE IF EXISTS {db_name}")
+                _psql(args.pg, f"CREATE DATABASE {db_name}")
             subprocess.run([python, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
             started = time.perf_counter()
             tokens = _seed(
@@ -160,8 +182,8 @@ def main() -> None:
                         "config",
                         "worker",
                         "-Q",
-                        "default",
-                        "--concurrency=1",
+                        "default,agreement",
+                        f"--concurrency={2 if args.embedded else 1}",
                         "--loglevel=WARNING",
                         f"--hostname=bench-{db_name}@%h",
                     ],
@@ -212,10 +234,18 @@ def main() -> None:
             f"{load_before:.2f} before, {load_after:.2f} after ({os.cpu_count()} CPUs)"
         )
         print(f"over-assigned tasks: {over}   duplicate judgments: {duplicates}")
+        print(
+            "database: SQLite (embedded: filesystem broker, bin/run-embedded's shape)"
+            if args.embedded
+            else "database: PostgreSQL"
+        )
+        if args.recompute_every:
+            print(_recompute_figures(project_id))
     finally:
         _close_connections()
         if not keep:
-            _psql(args.pg, f"DROP DATABASE IF EXISTS {db_name} WITH (FORCE)")
+            if not args.embedded:
+                _psql(args.pg, f"DROP DATABASE IF EXISTS {db_name} WITH (FORCE)")
             shutil.rmtree(var_dir, ignore_errors=True)
 
 
@@ -259,41 +289,54 @@ def _seed(*, env: dict, items: int, annotators: int, judgments_per_item: int) ->
         max_judgments_per_item=max(7, judgments_per_item),
     )
     images = max(1, items // 5)
+    sqlite = connection.vendor == "sqlite"
+    # g: 1..n, as PostgreSQL's generate_series or SQLite's recursive CTE gives it.
+    series = (
+        "(WITH RECURSIVE s(g) AS (SELECT 1 UNION ALL SELECT g + 1 FROM s WHERE g < %s) "
+        "SELECT g FROM s) AS series"
+        if sqlite
+        else "generate_series(1, %s) AS g"
+    )
+    digest = "lower(hex(randomblob(32)))" if sqlite else "md5(g::text) || md5((g + 1)::text)"
+    now = "datetime('now')" if sqlite else "now()"
     with connection.cursor() as cursor:
         cursor.execute(
-            """
+            f"""
             INSERT INTO datasets_image (project_id, file, thumbnail, sha256, width, height, format,
                 size_bytes, source, original_name, source_url, license_name, license_url, created_at)
-            SELECT %s, 'bench/' || g || '.jpg', '', md5(g::text) || md5((g + 1)::text), 224, 224,
-                'JPEG', 1000, 'demo', g || '.jpg', '', '', '', now()
-            FROM generate_series(1, %s) AS g
+            SELECT %s, 'bench/' || g || '.jpg', '', {digest}, 224, 224,
+                'JPEG', 1000, 'demo', g || '.jpg', '', '', '', {now}
+            FROM {series}
             """,
             [project.pk, images],
         )
         cursor.execute(
-            """
+            f"""
             INSERT INTO datasets_caption (image_id, text_raw, text, source, import_key, created_at)
-            SELECT i.id, 'caption ' || g, 'caption ' || g, 'demo', '', now()
-            FROM generate_series(0, %s - 1) AS g
+            SELECT i.id, 'caption ' || (g - 1), 'caption ' || (g - 1), 'demo', '', {now}
+            FROM {series}
             JOIN (SELECT id, row_number() OVER (ORDER BY id) - 1 AS n FROM datasets_image
-                  WHERE project_id = %s) AS i ON i.n = g %% %s
+                  WHERE project_id = %s) AS i ON i.n = (g - 1) %% %s
             """,
             [items, project.pk, images],
         )
         cursor.execute(
-            """
+            f"""
             INSERT INTO datasets_pair (image_id, caption_id, kind, split, created_at)
-            SELECT c.image_id, c.id, 'positive', '', now() FROM datasets_caption c
+            SELECT c.image_id, c.id, 'positive', '', {now} FROM datasets_caption c
             JOIN datasets_image i ON i.id = c.image_id WHERE i.project_id = %s
             """,
             [project.pk],
         )
+        random_key = (
+            "abs(random()) %% 2147483647" if sqlite else "floor(random() * 2147483647)::int"
+        )
         cursor.execute(
-            """
+            f"""
             INSERT INTO annotate_task (project_id, kind, image_id, pair_id, target, judgment_count,
                 lease_count, is_open, priority, random_key, is_gold, gold_answer, created_at)
             SELECT %s, 'verify', p.image_id, p.id, %s, 0, 0, true, 0,
-                floor(random() * 2147483647)::int, false, '', now()
+                {random_key}, false, '', {now}
             FROM datasets_pair p JOIN datasets_image i ON i.id = p.image_id
             WHERE i.project_id = %s
             """,
@@ -477,6 +520,20 @@ def _recompute(project_id: int) -> None:
     consensus_recompute(project=Project.objects.get(pk=project_id))
 
 
+def _recompute_figures(project_id: int) -> str:
+    """The recompute job's last run, as config.jobs recorded it."""
+    from datasets.models import JobLease
+
+    lease = JobLease.objects.filter(name="agreement.recompute", key=str(project_id)).first()
+    if lease is None:
+        return "recompute runs: none"
+    progress = lease.progress or {}
+    return (
+        f"recompute runs {lease.runs}; the last took {progress.get('seconds', float('nan')):.2f} s "
+        f"and rewrote {progress.get('written', 0)} items; error: {lease.error or 'none'}"
+    )
+
+
 def _snapshots(project_id: int) -> int:
     return _scalar(
         "SELECT count(*) FROM annotate_agreementsnapshot WHERE project_id = %s", [project_id]
@@ -512,10 +569,14 @@ def _extra_handouts(*, project_id: int, redundancy: int) -> tuple[int, int]:
     """Judgments and slot-holding leases beyond the redundancy, summed over tasks (nothing is
     disputed here, so each is a hand-out nobody needed), and how far targets were raised above
     the redundancy in all (each raise a hand-out to come, had the annotators gone on)."""
+    from django.db import connection
+
+    # SQLite's two-argument max() is PostgreSQL's greatest().
+    greatest = "max" if connection.vendor == "sqlite" else "greatest"
     extra, raised = _scalar(
-        """
-        SELECT coalesce(sum(greatest(0, used - %(redundancy)s)), 0),
-            coalesce(sum(greatest(0, target - %(redundancy)s)), 0)
+        f"""
+        SELECT coalesce(sum({greatest}(0, used - %(redundancy)s)), 0),
+            coalesce(sum({greatest}(0, target - %(redundancy)s)), 0)
         FROM (
             SELECT t.target,
                 (SELECT count(*) FROM annotate_judgment j WHERE j.task_id = t.id)

@@ -11,6 +11,11 @@ import os
 
 from celery import Celery
 from django.db import transaction
+from kombu.transport import TRANSPORT_ALIASES
+
+# kombu's filesystem transport, with messages renamed into place (config/broker.py says why),
+# wherever a broker URL says filesystem://.
+TRANSPORT_ALIASES["filesystem"] = "config.broker:Transport"
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
@@ -32,8 +37,9 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks(TASK_PACKAGES)
 
 
-def enqueue(name: str, *args: object) -> None:
-    """Send the task called ``name`` with positional ``args`` now (routes and eager mode apply).
+def enqueue(name: str, *args: object, countdown: float | None = None) -> None:
+    """Send the task called ``name`` with positional ``args`` now (routes and eager mode apply),
+    to run no sooner than ``countdown`` seconds from now when given.
 
     Raises whatever the broker raises when it cannot take the message.
     """
@@ -41,7 +47,7 @@ def enqueue(name: str, *args: object) -> None:
         # A process that has not imported the task modules yet (a web worker, a command): import
         # them, so the route and an eager setting of the task are known before it is sent.
         app.loader.import_default_modules()
-    app.signature(name, args=args).apply_async()
+    app.signature(name, args=args).apply_async(countdown=countdown)
 
 
 def enqueue_on_commit(name: str, *args: object, what: str) -> None:

@@ -285,8 +285,16 @@ CONCORD_LEASE_SECONDS = env.int("CONCORD_LEASE_SECONDS", default=600)
 CONCORD_UNDO_SECONDS = env.int("CONCORD_UNDO_SECONDS", default=20)
 # Tasks leased ahead of the one on screen, so the next image is already loaded.
 CONCORD_LOOKAHEAD = env.int("CONCORD_LOOKAHEAD", default=1)
-# Agreement is recomputed after every this many judgments (and every 10 minutes by beat).
-CONCORD_AGREEMENT_EVERY = env.int("CONCORD_AGREEMENT_EVERY", default=200)
+# Agreement: every this many judgments ask for a recompute of the project (and beat asks every
+# 10 minutes for projects with newer judgments). Requests coalesce (config.jobs): at most one
+# recompute of a project waits on the "agreement" queue, sent CONCORD_AGREEMENT_DELAY seconds
+# after the first request since the last run started, so the votes of those seconds go into one
+# run and a label is fresh within about the delay plus one recompute.
+CONCORD_AGREEMENT_EVERY = env.int("CONCORD_AGREEMENT_EVERY", default=1)
+CONCORD_AGREEMENT_DELAY = env.float("CONCORD_AGREEMENT_DELAY", default=10.0)
+# Items written per transaction by a recompute: on SQLite each chunk holds the one write lock
+# for a few milliseconds, so annotators' submits go between the chunks.
+CONCORD_AGREEMENT_CHUNK = env.int("CONCORD_AGREEMENT_CHUNK", default=500)
 # Releases: each in the "releases" storage under <project slug>/v<n>/. Retention keeps the
 # newest this many ready releases of each project (and every pinned one) and deletes the files
 # of older ones, hourly by beat and with `manage.py prune_releases`; 0 keeps every release.
@@ -362,6 +370,7 @@ SPECTACULAR_SETTINGS = {
 # The host part means nothing to the filesystem transport; naming one keeps kombu from warning.
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="filesystem://localhost/")
 if CELERY_BROKER_URL.startswith("filesystem://"):
+    # "filesystem://" is config/broker.py's transport (config/celery.py): messages written whole.
     # kombu's filesystem transport: one spool folder shared by producers and the local worker.
     _spool = VAR_DIR / "broker"
     for _folder in ("queue", "processed", "control"):
@@ -375,7 +384,38 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         # The transport polls its folder; once a second drains one message a second or so.
         "polling_interval": 0.1,
     }
+else:
+    CELERY_BROKER_TRANSPORT_OPTIONS = {}
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
+# Acknowledgement, time limits and the broker's visibility timeout are set together:
+# * acks_late (below): a message is acknowledged when its task ends, so a worker killed mid-task
+#   leaves it on the broker instead of losing it;
+# * Redis hands an unacknowledged message to another worker after the visibility timeout, even
+#   if the first is still working on it: the timeout must outlast the longest task's hard time
+#   limit, or a long training run would start twice. Redelivery after hours is only the last
+#   resort: the long jobs (release builds, agreement recomputes) hold a lease with a heartbeat
+#   (config.jobs) and beat sends a job whose worker died again within minutes; the late
+#   redelivery then finds the job done or running and does nothing;
+# * time limits: a task past its soft limit gets SoftTimeLimitExceeded (it fails with that
+#   reason, and its job is released), past the hard limit its process is killed (and its job's
+#   heartbeat stops). Training and mining get CONCORD_TRAIN_TIME_LIMIT, every other task
+#   CONCORD_TASK_TIME_LIMIT.
+CONCORD_TASK_TIME_LIMIT = env.int("CONCORD_TASK_TIME_LIMIT", default=3600)
+CONCORD_TRAIN_TIME_LIMIT = env.int("CONCORD_TRAIN_TIME_LIMIT", default=6 * 3600)
+CELERY_TASK_SOFT_TIME_LIMIT = CONCORD_TASK_TIME_LIMIT
+CELERY_TASK_TIME_LIMIT = CONCORD_TASK_TIME_LIMIT + 120
+CELERY_TASK_ANNOTATIONS = {
+    name: {
+        "soft_time_limit": CONCORD_TRAIN_TIME_LIMIT,
+        "time_limit": CONCORD_TRAIN_TIME_LIMIT + 120,
+    }
+    for name in ("registry.train_model", "negatives.mine")
+}
+if not CELERY_BROKER_URL.startswith("filesystem://"):
+    CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"] = env.int(
+        "CELERY_VISIBILITY_TIMEOUT",
+        default=max(CONCORD_TASK_TIME_LIMIT, CONCORD_TRAIN_TIME_LIMIT) + 600,
+    )
 CELERY_TASK_IGNORE_RESULT = True
 # Tasks are written to be re-run safely, so a worker killed mid-task hands the message back.
 CELERY_TASK_ACKS_LATE = True
@@ -385,7 +425,12 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_BEAT_SCHEDULE: dict = {
     "reclaim-expired-leases": {"task": "queue.reclaim_expired_leases", "schedule": 60.0},
     "recompute-agreement": {"task": "agreement.recompute_due", "schedule": 600.0},
+    "recover-agreement": {"task": "agreement.recover", "schedule": 60.0},
     "prune-releases": {"task": "releases.prune", "schedule": 3600.0},
+    "recover-releases": {"task": "releases.recover", "schedule": 60.0},
+    "recover-imports": {"task": "ingest.recover", "schedule": 60.0},
+    "recover-trainings": {"task": "registry.recover", "schedule": 60.0},
+    "recover-minings": {"task": "negatives.recover", "schedule": 60.0},
     "nightly-retrain": {
         "task": "registry.nightly_retrain",
         "schedule": crontab(hour=CONCORD_NIGHTLY_HOUR, minute=0),
@@ -396,7 +441,21 @@ CELERY_BEAT_SCHEDULE: dict = {
 CELERY_TASK_ROUTES = {
     "registry.train_model": {"queue": "training"},
     "negatives.mine": {"queue": "training"},
+    # Recomputes have their own queue too: however many there are, a release or a thumbnail
+    # never waits behind them (`-Q agreement` on a worker of its own, or beside default).
+    "agreement.recompute": {"queue": "agreement"},
 }
+# Background jobs (config.jobs): a message waiting longer than this is taken for lost (a broker
+# that dropped it) and sent again by the next request; a running job whose heartbeat is older
+# than its stale time lost its worker and is sent again by beat ("*": every job not named).
+CONCORD_JOB_PENDING_SECONDS = env.int("CONCORD_JOB_PENDING_SECONDS", default=900)
+CONCORD_JOB_STALE_SECONDS = {
+    "*": env.int("CONCORD_JOB_STALE_SECONDS", default=300),
+    # Dawid–Skene over a large project runs a minute or two between two heartbeats.
+    "agreement.recompute": env.int("CONCORD_AGREEMENT_STALE_SECONDS", default=600),
+}
+# A job whose worker died this many times in a row is failed with the reason, not sent again.
+CONCORD_JOB_MAX_RUNS = env.int("CONCORD_JOB_MAX_RUNS", default=3)
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
 LOGGING = {

@@ -937,3 +937,44 @@ __all__ = [
     "Source",
     "Split",
 ]
+
+
+class JobLease(models.Model):
+    """One background job's place on the broker and its claim while it runs (config.jobs).
+
+    A job is named by its Celery task (``name``) and what it works on (``key``, e.g. a project
+    id): at most one message of a (name, key) waits on the broker (``pending``), and at most one
+    worker runs it (``worker`` and ``heartbeat_at`` set while it runs). A request that comes
+    while it runs sets ``again``, and the run that finishes sends one more message, so work asked
+    for during a run is never lost and never queued twice. A heartbeat older than the job's
+    stale time means its worker died (config.jobs.jobs_stale). ``options`` are what the pending
+    request asked for (merged: e.g. ``{"full": true}``), ``progress`` what the running or last
+    run reports (phase, done, total, seconds, written).
+    """
+
+    name = models.CharField(max_length=100)
+    key = models.CharField(max_length=100)
+    pending = models.BooleanField(default=False)
+    again = models.BooleanField(default=False)
+    options = models.JSONField(default=dict, blank=True)
+    requested_at = models.DateTimeField(null=True, blank=True)
+    worker = models.CharField(max_length=200, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    runs = models.PositiveIntegerField(default=0)
+    progress = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["name", "key"], name="datasets_joblease_one_per_key")
+        ]
+        indexes = [models.Index(fields=["heartbeat_at"], name="datasets_joblease_running")]
+
+    def __str__(self) -> str:
+        return f"{self.name}({self.key})"
+
+    @property
+    def running(self) -> bool:
+        return self.heartbeat_at is not None

@@ -108,6 +108,16 @@ urlpatterns = [
         name="release-download-all",
     ),
     path(
+        "projects/<slug:slug>/releases/v<int:version>/retry",
+        releases.release_retry,
+        name="release-retry",
+    ),
+    path(
+        "projects/<slug:slug>/releases/v<int:version>/cancel",
+        releases.release_cancel,
+        name="release-cancel",
+    ),
+    path(
         "projects/<slug:slug>/releases/v<int:version>/files/<path:name>",
         releases.release_file,
         name="release-file",

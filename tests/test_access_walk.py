@@ -152,6 +152,8 @@ RULES = {
     "release-file": MANAGE,
     "release-download-all": MANAGE,
     "release-pin": MANAGE,
+    "release-retry": MANAGE,
+    "release-cancel": MANAGE,
     "models": MANAGE,
     "model-card": MANAGE,
     "negatives": MANAGE,

@@ -14,7 +14,8 @@ from annotate.agreement.selectors import (
     item_state_counts,
     items_listed,
 )
-from annotate.agreement.services.consensus import consensus_recompute, item_adjudicate
+from annotate.agreement.services.consensus import item_adjudicate
+from annotate.agreement.services.recomputes import recompute_progress, recompute_request
 from annotate.agreement.services.suspensions import (
     SuspensionRefused,
     annotator_reinstate,
@@ -24,6 +25,7 @@ from datasets import access
 from datasets.models import Membership, Pair
 
 BAD_LABEL = "Choose match or no match."
+RECOMPUTE_QUEUED = "Recompute queued: the figures below change when it is done."
 
 
 @require_GET
@@ -31,6 +33,13 @@ def agreement_dashboard(request: HttpRequest, slug: str) -> HttpResponse:
     project, _ = access.project_get(user=request.user, slug=slug, manager=True)
     sort = request.GET.get("sort", "flags")
     descending = request.GET.get("dir", "desc") != "asc"
+    recompute = recompute_progress(project=project)
+    if request.htmx and request.GET.get("part") == "recompute":
+        return render(
+            request,
+            "annotate/agreement.html#recompute",
+            {"project": project, "recompute": recompute},
+        )
     dashboard = dashboard_get(project=project, sort=sort, descending=descending)
     return render(
         request,
@@ -39,6 +48,7 @@ def agreement_dashboard(request: HttpRequest, slug: str) -> HttpResponse:
             "project": project,
             "dashboard": dashboard,
             "snapshot": dashboard.snapshot,
+            "recompute": recompute,
             "tab": "agreement",
             "show_tabs": True,
         },
@@ -47,12 +57,11 @@ def agreement_dashboard(request: HttpRequest, slug: str) -> HttpResponse:
 
 @require_POST
 def agreement_recompute(request: HttpRequest, slug: str) -> HttpResponse:
+    """Queue a full recompute (on the agreement queue, with any waiting one); the page shows its
+    progress. It never runs in the request: on a large project it takes minutes."""
     project, _ = access.project_get(user=request.user, slug=slug, manager=True)
-    result = consensus_recompute(project=project)
-    note = (
-        f" {result.reopened} disputed items asked for one more judgment." if result.reopened else ""
-    )
-    messages.success(request, "Agreement recomputed." + note)
+    recompute_request(project_id=project.pk, delay=0, full=True)
+    messages.success(request, RECOMPUTE_QUEUED)
     return redirect("agreement", slug=project.slug)
 
 

@@ -2,7 +2,7 @@
 
 from celery import shared_task
 
-from datasets.ingest.services.jobs import import_job_run
+from datasets.ingest.services.jobs import import_job_run_leased, import_jobs_recover
 from datasets.ingest.services.thumbnails import thumbnails_make
 from datasets.models import ImportJob
 
@@ -17,4 +17,12 @@ def run_import(job_id: int) -> str:
     """Run or resume an import job; a second delivery skips the rows already committed."""
     if not ImportJob.objects.filter(pk=job_id).exists():
         return "gone"  # deleted with its project since it was queued
-    return import_job_run(job_id=job_id).status
+    job = import_job_run_leased(job_id=job_id)
+    return "running elsewhere" if job is None else job.status
+
+
+@shared_task(name="ingest.recover")
+def recover_imports() -> list[int]:
+    """Beat entry (every minute): import jobs whose worker died are sent again, or failed with
+    the reason after CONCORD_JOB_MAX_RUNS attempts; returns the job ids acted on."""
+    return import_jobs_recover()

@@ -51,6 +51,7 @@ import hashlib
 import json
 import logging
 import marshal
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -81,6 +82,7 @@ from django.utils import timezone
 from annotate.agreement.services.consensus import snapshot_latest
 from annotate.models import Answer, ItemStatus, Judgment, Task
 from config.celery import enqueue_on_commit
+from config.jobs import job_cancel, job_heartbeat, job_recover, job_running, jobs_stale
 from config.storage import (
     MEDIA,
     RELEASES,
@@ -101,6 +103,7 @@ from datasets.models import (
     Image,
     ImageFlag,
     ImageSplit,
+    JobLease,
     Pair,
     PairKind,
     Project,
@@ -452,44 +455,93 @@ def release_download(*, release: Release, target: Path) -> list[str]:
     return copied
 
 
+BUILD = "releases.build"
+CANCELLED = "cancelled"
+ERROR_CANCELLED = "Cancelled by {user}."
+ERROR_GAVE_UP = (
+    "Its worker stopped answering {runs} times in a row (killed, out of memory or the machine "
+    "went away): not tried again. Retry it from the Releases page once the cause is fixed."
+)
+ERROR_NOT_RETRYABLE = "Only a failed release can be built again; {release} is {status}."
+ERROR_NOT_CANCELLABLE = "Only a queued or building release can be cancelled; {release} is {status}."
+
+
+class ReleaseCancelled(Exception):
+    """The release was cancelled (or taken for dead and sent again) while this build ran."""
+
+
 def release_build(
     *, release_id: int, on_progress: ProgressCallback | None = None
 ) -> Release | None:
-    """Build a queued (or failed) release; a ready or building one is left as it is.
+    """Build a queued (or failed) release; a ready one is left as it is, and so is one that a
+    live worker is building.
 
-    Returns the release as it ends: ready with its files stored, or failed with ``error`` set
-    and nothing stored (a predecessor that cannot be read is such a failure).
+    The build holds the ``releases.build`` job of the release (config.jobs) with a heartbeat, so
+    a build whose worker died is recognised (``releases_recover``) and a redelivered message
+    rebuilds it from the start instead of taking "building" for someone else's work. Returns the
+    release as it ends: ready with its files stored, or failed with ``error`` set and nothing
+    stored (a predecessor that cannot be read is such a failure). Temporary files are removed,
+    including those of an earlier attempt of this release that died.
     """
-    claimed = Release.objects.filter(
-        pk=release_id, status__in=[ReleaseStatus.QUEUED, ReleaseStatus.FAILED]
-    ).update(
-        status=ReleaseStatus.BUILDING,
-        stage="reading labels",
-        error="",
-        progress_done=0,
-        progress_total=0,
-        # The snapshot is the data as the build reads it; a rebuild on the same day writes the
-        # same bytes (files carry the date only).
-        snapshot_at=timezone.now(),
+    what = f"the build of release {release_id}"
+    with job_running(BUILD, str(release_id), release_id, what=what) as lease:
+        if lease is None:  # a live worker builds it
+            return Release.objects.filter(pk=release_id).first()
+        return _release_build(release_id=release_id, lease=lease, on_progress=on_progress)
+
+
+def _release_build(
+    *, release_id: int, lease: JobLease, on_progress: ProgressCallback | None
+) -> Release | None:
+    # "building" too: this run holds the job, so a building release is one whose worker died.
+    # A cancelled release waits for a retry, whatever message still comes for it.
+    claimed = (
+        Release.objects.filter(
+            pk=release_id,
+            status__in=[ReleaseStatus.QUEUED, ReleaseStatus.FAILED, ReleaseStatus.BUILDING],
+        )
+        .exclude(status=ReleaseStatus.FAILED, stage=CANCELLED)
+        .update(
+            status=ReleaseStatus.BUILDING,
+            stage="reading labels",
+            error="",
+            progress_done=0,
+            progress_total=0,
+            # The snapshot is the data as the build reads it; a rebuild on the same day writes the
+            # same bytes (files carry the date only).
+            snapshot_at=timezone.now(),
+        )
     )
     release = Release.objects.filter(pk=release_id).select_related("project").first()
     if release is None or not claimed:
         return release
     project = release.project
     prefix = f"{project.slug}/{release.name}"
-    work = Path(
-        tempfile.mkdtemp(prefix=f"{project.slug}-{release.name}-", dir=scratch_dir("builds"))
+    builds = scratch_dir("builds")
+    # What an attempt of this release that died on this machine left (this run holds the job,
+    # so no other attempt of it is running).
+    ours = re.compile(
+        rf"{re.escape(project.slug)}-{re.escape(release.name)}-(spool-)?[a-z0-9_]{{8}}"
     )
+    for left in builds.iterdir():
+        if ours.fullmatch(left.name):
+            shutil.rmtree(left, ignore_errors=True)
+    work = Path(tempfile.mkdtemp(prefix=f"{project.slug}-{release.name}-", dir=builds))
+
+    def progress(done: int, total: int, stage: str) -> None:
+        # A cancel (or a recovery that sent the build again) took the job: stop here.
+        if not job_heartbeat(lease, stage=stage, done=done, total=total):
+            raise ReleaseCancelled(stage)
+        if on_progress is not None:
+            on_progress(done, total, stage)
+
     try:
         # Whatever a build that crashed part-way through storing left under this name.
         storage_delete_tree(alias=RELEASES, prefix=prefix)
-        splits, counts = _build(
-            release=release, project=project, work=work, on_progress=on_progress
-        )
-        _store(release=release, work=work, prefix=prefix, on_progress=on_progress)
+        splits, counts = _build(release=release, project=project, work=work, on_progress=progress)
+        _store(release=release, work=work, prefix=prefix, on_progress=progress)
         with transaction.atomic():
-            _split_memory_write(release=release, image_splits=splits)
-            Release.objects.filter(pk=release.pk).update(
+            ready = Release.objects.filter(pk=release.pk, status=ReleaseStatus.BUILDING).update(
                 status=ReleaseStatus.READY,
                 directory=prefix,
                 counts=counts,
@@ -497,14 +549,16 @@ def release_build(
                 progress_done=F("progress_total"),
                 finished_at=timezone.now(),
             )
+            if not ready:
+                raise ReleaseCancelled("ready")
+            _split_memory_write(release=release, image_splits=splits)
+    except ReleaseCancelled:
+        logger.warning("Release %s of %s was cancelled while it built", release.name, project.slug)
+        _stored_files_forget(release=release, prefix=prefix)
     except Exception as exc:
         logger.exception("Release %s of %s failed", release.name, project.slug)
-        try:
-            storage_delete_tree(alias=RELEASES, prefix=prefix)
-        except Exception:
-            logger.exception("Could not delete the stored files of %s", prefix)
-        ImageSplit.objects.filter(release=release).delete()
-        Release.objects.filter(pk=release.pk).update(
+        _stored_files_forget(release=release, prefix=prefix)
+        Release.objects.filter(pk=release.pk, status=ReleaseStatus.BUILDING).update(
             status=ReleaseStatus.FAILED,
             directory="",
             stage="failed",
@@ -514,6 +568,78 @@ def release_build(
     finally:
         shutil.rmtree(work, ignore_errors=True)
     release.refresh_from_db()
+    return release
+
+
+def _stored_files_forget(*, release: Release, prefix: str) -> None:
+    try:
+        storage_delete_tree(alias=RELEASES, prefix=prefix)
+    except Exception:
+        logger.exception("Could not delete the stored files of %s", prefix)
+    ImageSplit.objects.filter(release=release).delete()
+
+
+def releases_recover() -> list[int]:
+    """Builds whose worker died (no heartbeat for the job's stale time): sent again, or failed
+    with ERROR_GAVE_UP after CONCORD_JOB_MAX_RUNS attempts; what beat runs every minute.
+    Returns the release ids it acted on."""
+    acted = []
+    for lease in jobs_stale(BUILD):
+        release_id = int(lease.key)
+        what = f"the build of release {release_id}"
+        if lease.runs >= settings.CONCORD_JOB_MAX_RUNS:
+            error = ERROR_GAVE_UP.format(runs=lease.runs)
+            if job_recover(lease, release_id, what=what, error=error, resend=False):
+                Release.objects.filter(pk=release_id, status=ReleaseStatus.BUILDING).update(
+                    status=ReleaseStatus.FAILED,
+                    stage="failed",
+                    error=error,
+                    finished_at=timezone.now(),
+                )
+                acted.append(release_id)
+        elif job_recover(lease, release_id, what=what):
+            Release.objects.filter(pk=release_id, status=ReleaseStatus.BUILDING).update(
+                stage="sent again: its worker stopped answering"
+            )
+            acted.append(release_id)
+    return acted
+
+
+def release_cancel(*, release: Release, by: AbstractBaseUser) -> Release:
+    """Stop a queued or building release: it fails with ERROR_CANCELLED at once, and a build
+    running somewhere stops at its next progress step and deletes what it stored. Raises
+    ``ValueError`` for any other status."""
+    error = ERROR_CANCELLED.format(user=by.get_username())
+    cancelled = Release.objects.filter(
+        pk=release.pk, status__in=[ReleaseStatus.QUEUED, ReleaseStatus.BUILDING]
+    ).update(status=ReleaseStatus.FAILED, stage=CANCELLED, error=error, finished_at=timezone.now())
+    if not cancelled:
+        release.refresh_from_db()
+        raise ValueError(
+            ERROR_NOT_CANCELLABLE.format(
+                release=release.name, status=release.get_status_display().lower()
+            )
+        )
+    job_cancel(BUILD, str(release.pk), error=error)
+    release.refresh_from_db()
+    return release
+
+
+def release_retry(*, release: Release) -> Release:
+    """Queue a failed release's build again (after commit). Raises ``ValueError`` otherwise."""
+    queued = Release.objects.filter(pk=release.pk, status=ReleaseStatus.FAILED).update(
+        status=ReleaseStatus.QUEUED, stage="queued", error="", finished_at=None
+    )
+    release.refresh_from_db()
+    if not queued:
+        raise ValueError(
+            ERROR_NOT_RETRYABLE.format(
+                release=release.name, status=release.get_status_display().lower()
+            )
+        )
+    # A fresh count of attempts: the give-up rule counts deaths since the last retry.
+    JobLease.objects.filter(name=BUILD, key=str(release.pk), heartbeat_at=None).update(runs=0)
+    release_enqueue(release_id=release.pk)
     return release
 
 
@@ -652,7 +778,10 @@ def _build(
     *, release: Release, project: Project, work: Path, on_progress: ProgressCallback | None
 ) -> tuple[Mapping[int, str], dict[str, Any]]:
     options = ReleaseOptions(**{**release.options, "formats": tuple(release.options["formats"])})
-    spool_dir = Path(tempfile.mkdtemp(prefix="spool-", dir=scratch_dir("builds")))
+    # Named for the release, so a rebuild after a crash finds and removes what this one left.
+    spool_dir = Path(
+        tempfile.mkdtemp(prefix=f"{project.slug}-{release.name}-spool-", dir=scratch_dir("builds"))
+    )
     try:
         snapshot = _snapshot_read(release=release, project=project, spool_dir=spool_dir)
         _progress(release, done=0, total=snapshot.rows, stage="writing files", cb=on_progress)
@@ -1024,7 +1153,8 @@ def _image_copy(*, name: str, target: Path) -> None:
 def _progress(
     release: Release, *, done: int, total: int, stage: str, cb: ProgressCallback | None
 ) -> None:
-    Release.objects.filter(pk=release.pk).update(
+    # Only while building: a cancel (failed) is not overwritten by the build it stops.
+    Release.objects.filter(pk=release.pk, status=ReleaseStatus.BUILDING).update(
         progress_done=done, progress_total=total, stage=stage
     )
     if cb is not None:

@@ -2,7 +2,7 @@
 
 from celery import shared_task
 
-from datasets.releases.services import release_build, releases_prune
+from datasets.releases.services import release_build, releases_prune, releases_recover
 
 
 @shared_task(name="releases.build", acks_late=True)
@@ -19,3 +19,10 @@ def prune_releases() -> list[dict]:
     return [
         {"project": o.project, "release": o.release, "files": o.files} for o in releases_prune()
     ]
+
+
+@shared_task(name="releases.recover")
+def recover_releases() -> list[int]:
+    """Beat entry (every minute): builds whose worker died are sent again, or failed with the
+    reason after CONCORD_JOB_MAX_RUNS attempts; returns the release ids acted on."""
+    return releases_recover()

@@ -137,6 +137,34 @@ def release_download_all(request: HttpRequest, slug: str, version: int) -> HttpR
     return response
 
 
+@require_POST
+def release_retry(request: HttpRequest, slug: str, version: int) -> HttpResponse:
+    """Queue a failed release's build again."""
+    project, _ = access.project_get(user=request.user, slug=slug, manager=True)
+    release = get_object_or_404(Release, project=project, version=version)
+    try:
+        services.release_retry(release=release)
+    except ValueError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"{release.name} queued again.")
+    return redirect("release-detail", slug=project.slug, version=release.version)
+
+
+@require_POST
+def release_cancel(request: HttpRequest, slug: str, version: int) -> HttpResponse:
+    """Stop a queued or building release (it fails as cancelled; Retry builds it again)."""
+    project, _ = access.project_get(user=request.user, slug=slug, manager=True)
+    release = get_object_or_404(Release, project=project, version=version)
+    try:
+        services.release_cancel(release=release, by=request.user)
+    except ValueError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"{release.name} cancelled.")
+    return redirect("release-detail", slug=project.slug, version=release.version)
+
+
 def release_file(request: HttpRequest, slug: str, version: int, name: str) -> HttpResponse:
     return release_file_response(user=request.user, slug=slug, version=version, name=name)
 

@@ -11,7 +11,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def enqueued_names() -> set[str]:
-    """Names passed as the first argument of enqueue(...) / enqueue_on_commit(...) anywhere."""
+    """Names passed as the first argument of enqueue(...) / enqueue_on_commit(...) or of a
+    coalesced job request (config.jobs.job_request) anywhere."""
     names = set()
     for package in ("config", "datasets", "annotate", "training"):
         for path in (ROOT / package).rglob("*.py"):
@@ -19,7 +20,7 @@ def enqueued_names() -> set[str]:
                 if (
                     isinstance(node, ast.Call)
                     and getattr(node.func, "id", getattr(node.func, "attr", None))
-                    in ("enqueue", "enqueue_on_commit")
+                    in ("enqueue", "enqueue_on_commit", "job_request", "job_request_now")
                     and node.args
                     and isinstance(node.args[0], ast.Constant)
                 ):

@@ -1,4 +1,5 @@
 from annotate.agreement.services.consensus import consensus_recompute
+from annotate.agreement.services.recomputes import consensus_recompute_job
 from annotate.queue.services.judgments import judgment_submit
 from annotate.queue.services.leases import assignment_get
 from tests import factories
@@ -44,3 +45,26 @@ def test_manager_sees_every_agreement_chart_drawn(page, transactional_db):
     assert page.locator("table.annotators tbody tr").count() == 4
     page.click("text=Disputed items")
     page.wait_for_selector("h1:has-text('Disputed items')")
+
+
+def test_the_recompute_button_queues_and_the_page_follows_the_run(page, transactional_db):
+    """The button answers at once with the run queued; when a worker has run it (here: the
+    task's service, called as the worker does), the polling status says so without a reload."""
+    manager = factories.user("mira")
+    project = factories.project(manager=manager, name="Quay", gold_rate=0.0)
+    factories.verify_tasks(project=project, count=4, target=1)
+    user = factories.user("ann")
+    factories.member(project=project, user=user, role="annotator")
+    while lease := assignment_get(project=project, annotator=user, lookahead=0).current:
+        judgment_submit(lease=lease, answer="match")
+
+    log_in(page, "mira", factories.PASSWORD)
+    page.goto(f"/projects/{project.slug}/agreement/")
+    page.click("button:has-text('Recompute')")
+    page.wait_for_selector("#recompute-status[data-recompute='waiting']")
+    assert "Recompute queued" in page.inner_text("body")
+    assert "Not computed yet" in page.inner_text(".freshness")
+
+    consensus_recompute_job(project_id=project.pk)
+    page.wait_for_selector("#recompute-status[data-recompute='idle']", timeout=10_000)
+    assert "4 items rewritten" in page.inner_text("#recompute-status")

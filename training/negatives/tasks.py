@@ -2,8 +2,7 @@
 
 from celery import shared_task
 
-from datasets.models import Project
-from training.negatives.services.mining import mining_run
+from training.negatives.services.mining import mining_run_leased, minings_recover
 
 
 @shared_task(name="negatives.mine", acks_late=True)
@@ -11,7 +10,12 @@ def mine_negatives(project_id: int, seed: int | None = None) -> dict | None:
     """Propose negatives from every source and bundle them into challenge items (routed to the
     "training" queue: it loads the promoted model). Safe to run twice: quotas count pending
     proposals, so a rerun tops up instead of adding more."""
-    project = Project.objects.filter(pk=project_id).first()
-    if project is None:
-        return None
-    return mining_run(project=project, seed=seed).to_json()
+    result = mining_run_leased(project_id=project_id, seed=seed)
+    return result.to_json() if result is not None else None
+
+
+@shared_task(name="negatives.recover")
+def recover_minings() -> list[int]:
+    """Beat entry (every minute): mining runs whose worker died are sent again, or given up with
+    the reason after CONCORD_JOB_MAX_RUNS tries; returns the project ids acted on."""
+    return minings_recover()

@@ -26,6 +26,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from config.celery import enqueue_on_commit
+from config.jobs import job_recover, job_running, jobs_stale
 from config.storage import (
     MODELS,
     StorageDataStore,
@@ -179,6 +180,43 @@ def _json_safe(value: Any) -> Any:
     except (TypeError, ValueError):
         return str(value)
     return number if math.isfinite(number) else None
+
+
+TRAIN = "registry.train_model"
+TRAIN_GAVE_UP = (
+    "Its worker stopped answering {runs} times in a row (killed, out of memory or the machine "
+    "went away): not tried again."
+)
+
+
+def model_train_leased(*, version_id: int) -> ModelVersion | None:
+    """``model_train`` as a worker runs it: holding the version's job lease with a heartbeat
+    (config.jobs), so a redelivery while it trains does nothing and a run whose worker died is
+    found by ``trainings_recover`` (and resumes from its last stored epoch)."""
+    what = f"training of model version {version_id}"
+    with job_running(TRAIN, str(version_id), version_id, what=what) as lease:
+        if lease is None:
+            return ModelVersion.objects.filter(pk=version_id).first()
+        return model_train(version_id=version_id)
+
+
+def trainings_recover() -> list[int]:
+    """Training runs whose worker died (what beat runs every minute): sent again, or failed with
+    TRAIN_GAVE_UP after CONCORD_JOB_MAX_RUNS deaths in a row. Returns the version ids acted on."""
+    acted = []
+    for lease in jobs_stale(TRAIN):
+        version_id = int(lease.key)
+        what = f"training of model version {version_id}"
+        if lease.runs >= settings.CONCORD_JOB_MAX_RUNS:
+            error = TRAIN_GAVE_UP.format(runs=lease.runs)
+            if job_recover(lease, version_id, what=what, error=error, resend=False):
+                ModelVersion.objects.filter(pk=version_id, status=VersionStatus.TRAINING).update(
+                    status=VersionStatus.FAILED, error=error, finished_at=timezone.now()
+                )
+                acted.append(version_id)
+        elif job_recover(lease, version_id, what=what):
+            acted.append(version_id)
+    return acted
 
 
 def model_train(*, version_id: int, show_progress: bool = False) -> ModelVersion | None:

@@ -2,15 +2,22 @@
 
 from celery import shared_task
 
-from training.registry.services import model_train
+from training.registry.services import model_train_leased, trainings_recover
 from training.registry.services import nightly_retrain as nightly_plan_run
 
 
 @shared_task(name="registry.train_model", acks_late=True)
 def train_model(version_id: int) -> str | None:
     """Train one model version (routed to the "training" queue); a redelivery resumes it."""
-    version = model_train(version_id=version_id)
+    version = model_train_leased(version_id=version_id)
     return version.status if version is not None else None
+
+
+@shared_task(name="registry.recover")
+def recover_trainings() -> list[int]:
+    """Beat entry (every minute): training runs whose worker died are sent again (they resume
+    from the last stored epoch), or failed with the reason after CONCORD_JOB_MAX_RUNS tries."""
+    return trainings_recover()
 
 
 @shared_task(name="registry.nightly_retrain")

@@ -15,12 +15,13 @@ are not part of the agreement statistics (everyone answers them, which would wei
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Hashable
+from collections.abc import Callable, Collection, Hashable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
 import pandas as pd
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
@@ -83,13 +84,30 @@ def max_judgments(project: Project) -> int:
     return max(project.max_judgments_per_item, project.judgments_per_item)
 
 
-def consensus_recompute(*, project: Project, now: datetime | None = None) -> RecomputeResult:
+def consensus_recompute(
+    *,
+    project: Project,
+    now: datetime | None = None,
+    full: bool = True,
+    progress: Callable[..., object] | None = None,
+) -> RecomputeResult:
     """Aggregate the project's judgments and write labels, flags and a snapshot; then give each
-    disputed item that has all its judgments one more slot, up to the project's maximum."""
+    disputed item that has all its judgments one more slot, up to the project's maximum.
+
+    With ``full`` false only the items whose outcome changed (votes counted, label, status,
+    majority label, waiting for a manager) are rewritten: a confidence that drifted because other
+    items' votes moved the annotators' estimated reliabilities waits for a full recompute (the
+    page's button). ``progress(phase=…, done=…, total=…)`` is called between write chunks.
+
+    The reads run outside any write transaction and the writes go in chunks of
+    CONCORD_AGREEMENT_CHUNK items, each its own transaction: on SQLite the one write lock is held
+    for milliseconds at a time, never for the whole recompute. A run stopped between chunks
+    leaves every item either as before or as computed, and no snapshot: the next run writes the
+    rest.
+    """
     now = now or timezone.now()
-    with transaction.atomic():
-        state = _consensus_state(project=project)
-        snapshot = _write(project=project, state=state, now=now)
+    state = _consensus_state(project=project)
+    snapshot = _write(project=project, state=state, now=now, full=full, progress=progress)
     reopened = 0
     for task_id, seen in state.reopen:
         reopened += task_target_raise(task_id=task_id, seen_judgment_ids=seen, limit=state.limit)
@@ -439,27 +457,50 @@ def _tasks_nobody_can_take(
 # --- writing ---------------------------------------------------------------------------------
 
 
-def _write(*, project: Project, state: _State, now: datetime) -> AgreementSnapshot:
+# What an item's outcome is: a change in any of these rewrites it. Confidences alone drift with
+# every recompute (Dawid–Skene re-estimates every annotator), so they are rewritten only with
+# their item's outcome or by a full recompute.
+_OUTCOME = ["label", "mv_label", "judgments", "status", "needs_manager"]
+_DRIFT = ["confidence", "mv_share"]
+
+
+def _chunks(values: list, size: int) -> Iterator[list]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+def _write(
+    *,
+    project: Project,
+    state: _State,
+    now: datetime,
+    full: bool = True,
+    progress: Callable[..., object] | None = None,
+) -> AgreementSnapshot:
     items = state.items
     existing = {label.pair_id: label for label in ItemLabel.objects.filter(project=project)}
-    fields = ["label", "confidence", "mv_label", "mv_share", "judgments", "status"]
-    fields += ["needs_manager"]
+    fields = [*_OUTCOME, *_DRIFT]
     to_save = []
     final: dict[int, tuple[int | None, float | None]] = {}
     for row in items.itertuples():
         pair_id = int(row.Index)
         item = existing.get(pair_id) or ItemLabel(project=project, pair_id=pair_id)
-        before = [getattr(item, field) for field in fields]
-        item.label = _int_or_none(row.label)
-        item.confidence = _float_or_none(row.confidence)
-        item.mv_label = _int_or_none(row.mv_label)
-        item.mv_share = _float_or_none(row.mv_share)
-        item.judgments = int(row.judgments)
-        item.status = row.status
-        item.needs_manager = bool(row.needs_manager)
-        # Only rows that changed are written: most items of a large project are untouched
-        # between two recomputes, and rewriting them all took minutes at 50,000 items.
-        if item.pk is None or before != [getattr(item, field) for field in fields]:
+        after = {
+            "label": _int_or_none(row.label),
+            "confidence": _float_or_none(row.confidence),
+            "mv_label": _int_or_none(row.mv_label),
+            "mv_share": _float_or_none(row.mv_share),
+            "judgments": int(row.judgments),
+            "status": row.status,
+            "needs_manager": bool(row.needs_manager),
+        }
+        changed = {field for field in fields if getattr(item, field) != after[field]}
+        # Only items whose outcome changed are written (all that changed with ``full``): most
+        # items of a large project are untouched between two recomputes, and rewriting every
+        # drifted confidence was most of a recompute's time at 100,000 items.
+        if item.pk is None or changed & set(_OUTCOME) or (full and changed):
+            for field, value in after.items():
+                setattr(item, field, value)
             item.updated_at = now
             to_save.append(item)
         if item.is_adjudicated:
@@ -468,37 +509,59 @@ def _write(*, project: Project, state: _State, now: datetime) -> AgreementSnapsh
             final[pair_id] = (item.label, item.confidence)
         else:
             final[pair_id] = (None, None)
-    ItemLabel.objects.bulk_update(
-        [i for i in to_save if i.pk], [*fields, "updated_at"], batch_size=500
-    )
-    ItemLabel.objects.bulk_create([i for i in to_save if not i.pk], batch_size=500)
+    chunk = settings.CONCORD_AGREEMENT_CHUNK
+    for done, batch in enumerate(_chunks(to_save, chunk)):
+        with transaction.atomic():
+            ItemLabel.objects.bulk_update(
+                [i for i in batch if i.pk], [*fields, "updated_at"], batch_size=chunk
+            )
+            ItemLabel.objects.bulk_create([i for i in batch if not i.pk], batch_size=chunk)
+        if progress is not None:
+            progress(phase="items", done=min((done + 1) * chunk, len(to_save)), total=len(to_save))
     for pair_id, answer in state.gold.items():
         final[pair_id] = (answer, 1.0)
-    _pair_labels_write(project=project, final=final)
+    # A pair's label follows its item: only written items' pairs (and gold) can have moved,
+    # unless this is a full recompute.
+    written = [*(i.pair_id for i in to_save), *state.gold] if not full else list(final)
+    _pair_labels_write(final={pair_id: final[pair_id] for pair_id in written}, progress=progress)
 
-    AnnotatorFlag.objects.filter(project=project).delete()
-    AnnotatorFlag.objects.bulk_create(
-        AnnotatorFlag(
-            project=project,
-            annotator_id=annotator,
-            code=flag.code,
-            reason=flag.reason[:300],
-            computed_at=now,
+    with transaction.atomic():
+        AnnotatorFlag.objects.filter(project=project).delete()
+        AnnotatorFlag.objects.bulk_create(
+            AnnotatorFlag(
+                project=project,
+                annotator_id=annotator,
+                code=flag.code,
+                reason=flag.reason[:300],
+                computed_at=now,
+            )
+            for annotator, found in state.flags.items()
+            for flag in found
         )
-        for annotator, found in state.flags.items()
-        for flag in found
-    )
-    return _snapshot_create(project=project, state=state, final=final, now=now)
+        snapshot = _snapshot_create(project=project, state=state, final=final, now=now)
+    if progress is not None:
+        progress(phase="done", written=len(to_save), items=len(items))
+    return snapshot
 
 
-def _pair_labels_write(*, project: Project, final: dict[int, tuple[int | None, float | None]]):
-    changed = []
-    for pair in Pair.objects.filter(pk__in=list(final)).only("pk", "label", "confidence"):
-        label, confidence = final[pair.pk]
-        if (pair.label, pair.confidence) != (label, confidence):
-            pair.label, pair.confidence = label, confidence
-            changed.append(pair)
-    Pair.objects.bulk_update(changed, ["label", "confidence"], batch_size=500)
+def _pair_labels_write(
+    *,
+    final: dict[int, tuple[int | None, float | None]],
+    progress: Callable[..., object] | None = None,
+) -> None:
+    chunk = settings.CONCORD_AGREEMENT_CHUNK
+    ids = sorted(final)
+    for done, batch in enumerate(_chunks(ids, chunk)):
+        with transaction.atomic():
+            changed = []
+            for pair in Pair.objects.filter(pk__in=batch).only("pk", "label", "confidence"):
+                label, confidence = final[pair.pk]
+                if (pair.label, pair.confidence) != (label, confidence):
+                    pair.label, pair.confidence = label, confidence
+                    changed.append(pair)
+            Pair.objects.bulk_update(changed, ["label", "confidence"], batch_size=chunk)
+        if progress is not None:
+            progress(phase="pairs", done=min((done + 1) * chunk, len(ids)), total=len(ids))
 
 
 def _snapshot_create(

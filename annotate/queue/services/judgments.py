@@ -14,7 +14,7 @@ from annotate.queue.caption_rules import CaptionCheck, CaptionRules, caption_che
 from annotate.queue.services import challenges
 from annotate.queue.services.leases import refresh_open, retry_transient, take_slot
 from annotate.queue.services.pool import verify_task_create
-from config.celery import enqueue_on_commit
+from config.jobs import job_request
 from datasets.ingest.services.uploads import caption_create
 from datasets.models import Caption, Project, Source
 
@@ -227,10 +227,19 @@ def _describe(judgment: Judgment) -> str:
 
 
 def _agreement_recompute_every(*, judgment: Judgment, project_id: int) -> None:
-    """Every CONCORD_AGREEMENT_EVERY-th judgment (by id, so no query) asks for fresh figures."""
+    """Every CONCORD_AGREEMENT_EVERY-th judgment (by id, so no query) asks for fresh figures.
+
+    Requests coalesce (config.jobs; annotate.agreement.services.recomputes does the same): while
+    a recompute of the project waits, asking costs one indexed read after the commit, so every
+    judgment can ask and a label is fresh within the delay plus one recompute.
+    """
     if judgment.pk % settings.CONCORD_AGREEMENT_EVERY == 0:
-        enqueue_on_commit(
-            "agreement.recompute", project_id, what=f"agreement recompute of {project_id}"
+        job_request(
+            "agreement.recompute",
+            str(project_id),
+            project_id,
+            what=f"agreement recompute of project {project_id}",
+            countdown=settings.CONCORD_AGREEMENT_DELAY,
         )
 
 

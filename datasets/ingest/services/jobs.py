@@ -39,6 +39,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from config.celery import enqueue_on_commit
+from config.jobs import job_recover, job_running, jobs_stale
 from datasets.ingest.archives import ArchiveRejected, MemberRefused, list_archive, read_member
 from datasets.ingest.captions import CaptionError, clean_caption
 from datasets.ingest.images import CheckedImage, ImageRejected, check_image, content_sha256
@@ -373,6 +374,45 @@ def import_job_run(
         _finish(job=job, status=ImportStatus.DONE)
         _inputs_discard(job=job)
     return ImportJob.objects.select_related("project").get(pk=job.pk)
+
+
+RUN = "ingest.run_import"
+JOB_GAVE_UP = (
+    "Its worker stopped answering {runs} times in a row (killed, out of memory or the machine "
+    "went away): not tried again. The rows read so far keep their outcomes; import the file "
+    "again to read the rest."
+)
+
+
+def import_job_run_leased(*, job_id: int) -> ImportJob | None:
+    """``import_job_run`` as a worker runs it: holding the job's lease with a heartbeat
+    (config.jobs), so a second delivery while it runs does nothing and a run whose worker died
+    is found by ``import_jobs_recover``. None when another live run holds it."""
+    what = f"import job {job_id}"
+    with job_running(RUN, str(job_id), job_id, what=what) as lease:
+        if lease is None:
+            return None
+        return import_job_run(job_id=job_id)
+
+
+def import_jobs_recover() -> list[int]:
+    """Import jobs whose worker died (what beat runs every minute): sent again (a resumed run
+    skips the rows already committed), or failed with JOB_GAVE_UP after CONCORD_JOB_MAX_RUNS
+    deaths in a row. Returns the job ids acted on."""
+    acted = []
+    for lease in jobs_stale(RUN):
+        job_id = int(lease.key)
+        what = f"import job {job_id}"
+        if lease.runs >= settings.CONCORD_JOB_MAX_RUNS:
+            error = JOB_GAVE_UP.format(runs=lease.runs)
+            if job_recover(lease, job_id, what=what, error=error, resend=False):
+                ImportJob.objects.filter(pk=job_id, status=ImportStatus.RUNNING).update(
+                    status=ImportStatus.FAILED, error=error, finished_at=timezone.now()
+                )
+                acted.append(job_id)
+        elif job_recover(lease, job_id, what=what):
+            acted.append(job_id)
+    return acted
 
 
 def _inputs_discard(*, job: ImportJob) -> None:

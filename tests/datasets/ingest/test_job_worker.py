@@ -10,13 +10,24 @@ import signal
 import subprocess
 import time
 import uuid
+from datetime import timedelta
 
 import pytest
 from django.core.files.base import ContentFile
+from django.utils import timezone
 
 from datasets.ingest.services import jobs
 from datasets.ingest.tasks import run_import
-from datasets.models import Caption, Image, ImportJob, ImportKind, ImportStatus, Pair, Source
+from datasets.models import (
+    Caption,
+    Image,
+    ImportJob,
+    ImportKind,
+    ImportStatus,
+    JobLease,
+    Pair,
+    Source,
+)
 from tests import factories
 from tests.datasets.curation.test_dedup_worker import BOOT_SECONDS, _worker
 from tests.datasets.ingest.corpus import zip_of
@@ -75,6 +86,11 @@ def test_a_worker_killed_mid_job_leaves_nothing_lost_or_doubled(manager, media_s
     assert 0 < job.rows_done < total, "the kill must land in the middle of the job"
     assert job.rows.count() == job.rows_done  # counters committed with their rows
 
+    # The dead run's lease refuses a second run until its heartbeat is older than the stale
+    # time (test_job_recovery.py waits for that with a real beat check); here it is aged.
+    JobLease.objects.filter(name=jobs.RUN, key=str(job.pk)).update(
+        heartbeat_at=timezone.now() - timedelta(hours=1)
+    )
     second = _worker(queue, media_storage, log)
     try:
         run_import.apply_async(args=[job.pk], queue=queue)  # the recovery's part

@@ -242,9 +242,11 @@ class ItemLabel(models.Model):
     """The aggregated label of one pair under verification, rewritten by every recompute.
 
     ``label``/``confidence`` come from Dawid–Skene (the posterior of the winning label),
-    ``mv_label``/``mv_share`` from majority vote beside it. ``needs_manager`` marks a disputed
-    item that has had the project's maximum of judgments. A manager's adjudication is final:
-    recomputes keep it and the pair's label follows it.
+    ``mv_label``/``mv_share`` from majority vote beside it. ``needs_manager`` marks an item
+    waiting for a manager: unsettled at the project's maximum of judgments, unsettled with nobody
+    left to judge it, or ``sent_to_manager`` by a manager from the data browser (a request that
+    recomputes keep, whatever the votes say). A manager's adjudication is final: recomputes keep
+    it and the pair's label follows it.
     """
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="item_labels")
@@ -256,6 +258,9 @@ class ItemLabel(models.Model):
     judgments = models.PositiveIntegerField(default=0, help_text="Votes counted (no unsure)")
     status = models.CharField(max_length=10, choices=ItemStatus.choices, default=ItemStatus.PENDING)
     needs_manager = models.BooleanField(default=False)
+    sent_to_manager = models.BooleanField(
+        default=False, help_text="A manager asked for adjudication; kept by every recompute"
+    )
     adjudicated_label = models.PositiveSmallIntegerField(null=True, blank=True)
     adjudicated_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"

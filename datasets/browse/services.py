@@ -14,7 +14,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.db.models import F
 
-from annotate.models import Answer, ItemLabel, ItemStatus, Task, TaskKind
+from annotate.models import Answer, ItemLabel, Task, TaskKind
 from annotate.queue.services.pool import gold_set, verify_task_create
 from datasets.models import Pair, PairLabel, Project
 
@@ -121,11 +121,13 @@ def _adjudicate(*, pair: Pair, by: AbstractBaseUser) -> str:
         return SKIP_ADJUDICATED
     verify_task_create(pair=pair)  # adjudication decides a verify item
     item, _ = ItemLabel.objects.get_or_create(project=pair.image.project, pair=pair)
-    if item.needs_manager:
+    if item.sent_to_manager:
         return SKIP_ALREADY
-    item.status = ItemStatus.DISPUTED
+    # The request is kept apart from needs_manager, which recomputes derive from the votes: the
+    # next recompute keeps it (annotate.agreement.services.consensus).
+    item.sent_to_manager = True
     item.needs_manager = True
-    item.save(update_fields=["status", "needs_manager", "updated_at"])
+    item.save(update_fields=["sent_to_manager", "needs_manager", "updated_at"])
     return ""
 
 

@@ -393,10 +393,20 @@ def _consensus_state(*, project: Project) -> _State:
     nobody_left = _tasks_nobody_can_take(
         project=project, task_ids={int(t) for t in items.loc[asking, "task"]}, suspended=suspended
     )
-    items["needs_manager"] = unsettled & (
-        (complete & (items["task_target"] >= limit))
-        | (asking & items["task"].isin(list(nobody_left)))
+    # A manager's request for adjudication (the data browser's "send to adjudication") stands
+    # until the item is adjudicated, whatever the votes say since.
+    sent = set(
+        ItemLabel.objects.filter(
+            project=project, sent_to_manager=True, adjudicated_label__isnull=True
+        ).values_list("pair_id", flat=True)
     )
+    items["needs_manager"] = (
+        unsettled
+        & (
+            (complete & (items["task_target"] >= limit))
+            | (asking & items["task"].isin(list(nobody_left)))
+        )
+    ) | (~items["adjudicated"] & items.index.isin(list(sent)))
 
     suspended_rows = []
     if suspended:

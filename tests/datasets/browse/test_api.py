@@ -4,6 +4,7 @@ import pytest
 from django.urls import reverse
 from rest_framework.test import APIClient
 
+from annotate.agreement.services.consensus import consensus_recompute
 from annotate.models import ItemLabel, Task, TaskKind
 from datasets.browse import services
 from datasets.browse.filters import Cursor
@@ -117,6 +118,12 @@ def test_actions_apply_to_the_filtered_selection(api, world):
 
     bad = api.post(url, {"action": "delete"}, format="json")
     assert bad.status_code == 400 and "action" in bad.json()
+
+    # A recompute derives needs_manager from the votes; the manager's request survives it.
+    # (p1 was only written "waiting" by the fixture; its votes do not keep it there.)
+    consensus_recompute(project=world.project)
+    waiting = api.get(_url(world) + "?status=waiting").json()["results"]
+    assert {r["id"] for r in waiting} == {world.p2.pk, world.p2b.pk}
 
 
 def test_a_selection_over_the_limit_is_refused_whole(api, world, monkeypatch):

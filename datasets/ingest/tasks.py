@@ -2,6 +2,7 @@
 
 from celery import shared_task
 
+from datasets.ingest.services.collection import collection_run, collection_stage
 from datasets.ingest.services.jobs import import_job_run
 from datasets.ingest.services.thumbnails import thumbnails_make
 from datasets.models import ImportJob
@@ -18,3 +19,17 @@ def run_import(job_id: int) -> str:
     if not ImportJob.objects.filter(pk=job_id).exists():
         return "gone"  # deleted with its project since it was queued
     return import_job_run(job_id=job_id).status
+
+
+@shared_task(name="ingest.collect_stage", acks_late=True)
+def collect_stage(job_id: int) -> str:
+    """Read a collection's manifest into rows (resumes after the last committed chunk)."""
+    if not ImportJob.objects.filter(pk=job_id).exists():
+        return "gone"
+    return collection_stage(job_id=job_id).status
+
+
+@shared_task(name="ingest.collect_fetch", acks_late=True)
+def collect_fetch(job_id: int) -> str:
+    """Fetch a collection's rows for a while; queues itself again while rows remain."""
+    return collection_run(job_id=job_id)

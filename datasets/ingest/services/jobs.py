@@ -418,6 +418,84 @@ def _run_items(
             on_progress(rows_done, total)
 
 
+@dataclass
+class RowInput:
+    """One row handed in by another ingest path (a fetched URL, an S3 object): its position in
+    the job, how to find it, its caption and provenance, and either its bytes or why it has
+    none (``refusal``)."""
+
+    position: int
+    where: str
+    name: str
+    source: str
+    data: bytes | None = None
+    refusal: str = ""
+    caption: str | None = None
+    original_name: str = ""
+    source_url: str = ""
+    license_name: str = ""
+    license_url: str = ""
+
+
+def import_rows_write(*, job: ImportJob, rows: Sequence[RowInput]) -> dict[int, ImportRow]:
+    """Write rows of ``job`` through the normal ingest path (image checks, EXIF stripped, dedup
+    by content within the project, captions, provenance, one ImportRow each) and return the
+    ImportRow of each position, as written now or by an earlier run.
+
+    Call inside a transaction to make the rows part of it (collection marks its items fetched
+    in the same one). A position that already has its row is left as it is, so a row handed in
+    twice (a worker killed after its commit, the row claimed again) is written once.
+    """
+    state = _RunState()
+    stored: dict[str, _Stored] = {}
+    prepared = []
+    for row in rows:
+        data = row.data
+        item = _Item(
+            position=row.position,
+            where=display_text(row.where, limit=_WHERE_MAX),
+            name=display_text(row.name, limit=_NAME_MAX),
+            error=row.refusal,
+            caption=row.caption,
+            source=row.source,
+            original_name=row.original_name,
+            source_url=row.source_url,
+            license_name=row.license_name,
+            license_url=row.license_url,
+            load=(lambda data=data: data) if data is not None and not row.refusal else None,
+        )
+        prepared.append(_prepare(item=item, job=job, state=state, stored=stored))
+    try:
+        _commit_batch(job=job, prepared=prepared, state=state, stored=stored)
+    finally:
+        for entry in stored.values():
+            if entry.sha256 not in state.image_by_sha:
+                image_file_discard(name=entry.file)
+    positions = [row.position for row in rows]
+    return {row.position: row for row in ImportRow.objects.filter(job=job, position__in=positions)}
+
+
+def stored_job_create(
+    *,
+    project: Project,
+    kind: str,
+    source: str,
+    created_by: AbstractBaseUser | None,
+    inputs: list[tuple[str, File]],
+    options: dict | None = None,
+) -> ImportJob:
+    """An ImportJob with its input files copied into the default storage (for other ingest
+    paths: a collection's URL manifest). Nothing is enqueued."""
+    return _job_create(
+        project=project,
+        kind=kind,
+        source=source,
+        created_by=created_by,
+        inputs=inputs,
+        options=options,
+    )
+
+
 def _committed_rows(*, job: ImportJob) -> set[int]:
     return set(ImportRow.objects.filter(job=job).values_list("position", flat=True))
 

@@ -1,0 +1,597 @@
+"""Collection jobs: a manifest of image URLs fetched by workers, row by row, into the project.
+
+The life of a job (an ImportJob of kind ``collect``):
+
+1. ``collection_job_create`` stores the manifest (streamed by the request or the command) and
+   queues ``ingest.collect_stage``.
+2. ``collection_stage`` streams the manifest into one CollectItem per row, a few thousand rows
+   per transaction, never holding the file whole; a row the reader refuses gets its refused
+   ImportRow at once. It resumes from the last committed chunk (``options["staged"]``).
+3. ``collection_run`` (task ``ingest.collect_fetch``; a few run side by side) claims pending rows
+   (``select_for_update(skip_locked=True)`` on PostgreSQL, and a conditional UPDATE that holds
+   on SQLite too), fetches them outside any transaction (``datasets.ingest.fetching``), and
+   writes each row's outcome through the normal ingest path (``jobs.import_rows_write``) in the
+   same transaction that marks the items fetched or failed. Transient failures go back to
+   pending with a ``not_before``; others fail with their reason. After about
+   ``CONCORD_COLLECT_RUN_SECONDS`` a task queues itself again, so a worker restart only loses a
+   message, never a row: rows claimed by a worker that died are claimed again once
+   ``CONCORD_COLLECT_CLAIM_SECONDS`` have passed, and an ImportRow is unique per job and
+   position, so none is written twice. ``collection_resume`` is the hook a periodic recovery
+   calls for a job whose tasks were lost.
+4. Pause, resume and retry (failed rows only) are ``collection_pause``, ``collection_resume`` and
+   ``collection_retry_failed``; ``collection_progress`` is what the page and the API show.
+"""
+
+import logging
+import time
+import uuid
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import timedelta
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.files.base import File
+from django.core.files.storage import default_storage
+from django.db import connection, transaction
+from django.db.models import Count, F, Min, Q
+from django.utils import timezone
+
+from config.celery import enqueue_on_commit
+from datasets.ingest.collection import (
+    UrlRow,
+    file_name_of,
+    manifest_suffix,
+    read_url_manifest,
+    retry_delay,
+)
+from datasets.ingest.fetching import Fetched, Fetcher, FetchPolicy, HostGate, parse_networks
+from datasets.ingest.services.jobs import (
+    InputRefused,
+    RowInput,
+    import_rows_write,
+    stored_job_create,
+)
+from datasets.ingest.sources import SourceError, display_text
+from datasets.models import (
+    CollectItem,
+    FetchFailure,
+    FetchState,
+    ImportJob,
+    ImportKind,
+    ImportRow,
+    ImportStatus,
+    Project,
+    RowOutcome,
+    Source,
+)
+
+logger = logging.getLogger(__name__)
+
+STAGE_TASK = "ingest.collect_stage"
+FETCH_TASK = "ingest.collect_fetch"
+STAGE_CHUNK = 2000
+FETCH_FAILED = "Not fetched ({label}): {detail}"
+NOT_PAUSABLE = "Only a queued or running collection can be paused."
+NOT_RESUMABLE = "Only a paused collection, or one whose workers stopped, can be resumed."
+NOT_A_COLLECTION = "This job is not a collection."
+
+_LABELS = dict(FetchFailure.choices)
+_FETCHER: Fetcher | None = None
+_GATE: HostGate | None = None
+
+
+# --- creating and staging -------------------------------------------------------------------------
+
+
+def collection_job_create(
+    *,
+    project: Project,
+    manifest: File,
+    created_by: AbstractBaseUser | None,
+    url_column: str = "url",
+    caption_column: str = "caption",
+) -> ImportJob:
+    """Store a URL manifest (CSV/TSV/JSONL/Parquet, img2dataset's shapes) and queue the job that
+    collects it. Raises InputRefused for a name with another suffix or an empty column name."""
+    try:
+        manifest_suffix(manifest.name or "")
+    except SourceError as exc:
+        raise InputRefused(str(exc)) from exc
+    if not url_column.strip() or not caption_column.strip():
+        raise InputRefused("Column names may not be empty.")
+    with transaction.atomic():
+        job = stored_job_create(
+            project=project,
+            kind=ImportKind.COLLECT,
+            source=Source.URL,
+            created_by=created_by,
+            inputs=[("manifest", manifest)],
+            options={
+                "url_column": url_column.strip()[:100],
+                "caption_column": caption_column.strip()[:100],
+                "staged": 0,
+            },
+        )
+        enqueue_on_commit(STAGE_TASK, job.pk, what=f"collection {job.pk}")
+    return job
+
+
+def collection_stage(*, job_id: int) -> ImportJob:
+    """Read the job's manifest into CollectItems (resuming after the last committed chunk), then
+    start fetching. A manifest that cannot be read at all fails the job with the reason."""
+    job = ImportJob.objects.get(pk=job_id)
+    if job.kind != ImportKind.COLLECT or job.rows_total is not None or not job.is_live:
+        return job
+    manifest = next(item for item in job.inputs if item["role"] == "manifest")
+    ImportJob.objects.filter(pk=job.pk, started_at__isnull=True).update(started_at=timezone.now())
+    ImportJob.objects.filter(pk=job.pk).update(heartbeat_at=timezone.now())
+    staged = int(job.options.get("staged", 0))
+    try:
+        with default_storage.open(manifest["storage"], "rb") as handle:
+            rows = read_url_manifest(
+                handle,
+                name=manifest["name"],
+                url_column=job.options.get("url_column", "url"),
+                caption_column=job.options.get("caption_column", "caption"),
+            )
+            position, chunk = 0, []
+            for row in rows:
+                if position >= staged:
+                    chunk.append((position, row))
+                position += 1
+                if len(chunk) >= STAGE_CHUNK:
+                    _stage_chunk(job=job, chunk=chunk, staged=position)
+                    chunk = []
+            _stage_chunk(job=job, chunk=chunk, staged=position)
+    except SourceError as exc:
+        now = timezone.now()
+        ImportJob.objects.filter(pk=job.pk).update(
+            status=ImportStatus.FAILED,
+            error=display_text(str(exc), limit=2000),
+            finished_at=now,
+            heartbeat_at=now,
+        )
+        return ImportJob.objects.get(pk=job.pk)
+    with transaction.atomic():
+        ImportJob.objects.filter(pk=job.pk).update(rows_total=position)
+        job = ImportJob.objects.select_for_update().get(pk=job.pk)
+        if job.status == ImportStatus.QUEUED:
+            job.status = ImportStatus.RUNNING
+            job.save(update_fields=["status"])
+        if job.status == ImportStatus.RUNNING:
+            _start_tasks(job=job)
+    _finish_if_complete(job_id=job.pk)
+    return ImportJob.objects.get(pk=job.pk)
+
+
+@transaction.atomic
+def _stage_chunk(*, job: ImportJob, chunk: list[tuple[int, UrlRow]], staged: int) -> None:
+    items, refused = [], []
+    now = timezone.now()
+    for position, row in chunk:
+        url = display_text(row.url, limit=1000)
+        item = CollectItem(
+            job=job,
+            position=position,
+            url=url,
+            caption=(row.caption or "") if not row.error else "",
+            license_name=row.license_name if not row.error else "",
+            license_url=row.license_url if not row.error else "",
+            extra=row.extra,
+            host=_host(url) if not row.error else "",
+        )
+        if row.error:
+            item.state, item.failure, item.finished_at = (
+                FetchState.FAILED,
+                FetchFailure.INVALID,
+                now,
+            )
+            refused.append(
+                RowInput(
+                    position=position,
+                    where=row.where,
+                    name=url,
+                    source=Source.URL,
+                    refusal=row.error,
+                )
+            )
+        items.append(item)
+    CollectItem.objects.bulk_create(items, ignore_conflicts=True)
+    if refused:
+        import_rows_write(job=job, rows=refused)
+    ImportJob.objects.filter(pk=job.pk).update(
+        options=_options(job, staged=staged), heartbeat_at=timezone.now()
+    )
+
+
+def _options(job: ImportJob, **changes) -> dict:
+    job.options = {**job.options, **changes}
+    return job.options
+
+
+def _host(url: str) -> str:
+    try:
+        return (urlsplit(url).hostname or "")[:255]
+    except ValueError:
+        return ""
+
+
+def _start_tasks(*, job: ImportJob) -> None:
+    for _ in range(max(1, settings.CONCORD_COLLECT_TASKS)):
+        enqueue_on_commit(FETCH_TASK, job.pk, what=f"collection {job.pk}")
+
+
+# --- fetching -------------------------------------------------------------------------------------
+
+
+def fetcher_default() -> Fetcher:
+    """This process's fetcher, built from the settings once (its connection pool and per-host
+    gate are shared by every run in the process)."""
+    global _FETCHER, _GATE
+    if _FETCHER is None:
+        _GATE = HostGate(
+            per_host=settings.CONCORD_COLLECT_PER_HOST,
+            per_second=settings.CONCORD_COLLECT_PER_HOST_RATE,
+        )
+        _FETCHER = Fetcher(policy=fetch_policy(), gate=_GATE)
+    return _FETCHER
+
+
+def fetch_policy() -> FetchPolicy:
+    """The fetch policy the settings describe (CONCORD_COLLECT_*)."""
+    return FetchPolicy(
+        max_bytes=settings.CONCORD_MAX_IMAGE_BYTES,
+        connect_timeout=settings.CONCORD_COLLECT_CONNECT_TIMEOUT,
+        read_timeout=settings.CONCORD_COLLECT_READ_TIMEOUT,
+        total_timeout=settings.CONCORD_COLLECT_TOTAL_TIMEOUT,
+        max_redirects=settings.CONCORD_COLLECT_MAX_REDIRECTS,
+        user_agent=settings.CONCORD_COLLECT_USER_AGENT,
+        allow_hosts=frozenset(h.lower() for h in settings.CONCORD_COLLECT_ALLOW_HOSTS),
+        allow_networks=parse_networks(settings.CONCORD_COLLECT_ALLOW_CIDRS),
+        opt_out=tuple(settings.CONCORD_COLLECT_OPT_OUT),
+    )
+
+
+def collection_run(
+    *, job_id: int, seconds: float | None = None, fetcher: Fetcher | None = None
+) -> str:
+    """Fetch the job's rows for about ``seconds`` (default CONCORD_COLLECT_RUN_SECONDS; None in
+    a terminal run means until done). Returns "done", "paused", "stopped" (not running, e.g.
+    failed or deleted) or "more" (time is up, rows remain: the task queues itself again)."""
+    seconds = settings.CONCORD_COLLECT_RUN_SECONDS if seconds is None else seconds
+    fetcher = fetcher or fetcher_default()
+    token = uuid.uuid4().hex
+    started = time.monotonic()
+    while True:
+        job = ImportJob.objects.filter(pk=job_id).only("status", "project_id", "kind").first()
+        if job is None or job.status in (ImportStatus.DONE, ImportStatus.FAILED):
+            return "stopped" if job is None or job.status == ImportStatus.FAILED else "done"
+        if job.status == ImportStatus.PAUSED:
+            return "paused"
+        items = _claim(job=job, token=token)
+        if items:
+            _fetch_and_write(job_id=job_id, items=items, token=token, fetcher=fetcher)
+        elif _finish_if_complete(job_id=job_id):
+            return "done"
+        else:
+            # Nothing claimable now: rows wait for a retry time, or other workers hold them.
+            time.sleep(min(1.0, max(0.05, _seconds_to_next(job_id=job_id))))
+        if seconds and time.monotonic() - started >= seconds:
+            if not _finish_if_complete(job_id=job_id):
+                enqueue_on_commit(FETCH_TASK, job_id, what=f"collection {job_id}")
+                return "more"
+            return "done"
+
+
+def _claimable(now) -> Q:
+    stale = now - timedelta(seconds=settings.CONCORD_COLLECT_CLAIM_SECONDS)
+    return (
+        Q(state=FetchState.PENDING, not_before__isnull=True)
+        | Q(state=FetchState.PENDING, not_before__lte=now)
+        | Q(state=FetchState.CLAIMED, claimed_at__lt=stale)
+    )
+
+
+def _claim(*, job: ImportJob, token: str) -> list[CollectItem]:
+    """Claim up to a batch of this job's rows, within the project's concurrency limit."""
+    now = timezone.now()
+    stale = now - timedelta(seconds=settings.CONCORD_COLLECT_CLAIM_SECONDS)
+    in_flight = CollectItem.objects.filter(
+        job__project_id=job.project_id, state=FetchState.CLAIMED, claimed_at__gte=stale
+    ).count()
+    limit = min(
+        settings.CONCORD_COLLECT_BATCH, settings.CONCORD_COLLECT_PROJECT_CONCURRENCY - in_flight
+    )
+    if limit <= 0:
+        return []
+    with transaction.atomic():
+        candidates = CollectItem.objects.filter(_claimable(now), job_id=job.pk).order_by("position")
+        if connection.features.has_select_for_update_skip_locked:
+            candidates = candidates.select_for_update(skip_locked=True)
+        ids = list(candidates.values_list("pk", flat=True)[:limit])
+        if not ids:
+            return []
+        # The condition again: on SQLite (no row locks) another claimer may have taken some.
+        CollectItem.objects.filter(_claimable(now), pk__in=ids).update(
+            state=FetchState.CLAIMED, claimed_by=token, claimed_at=now, attempts=F("attempts") + 1
+        )
+    return list(CollectItem.objects.filter(pk__in=ids, claimed_by=token).order_by("position"))
+
+
+def _fetch_and_write(
+    *, job_id: int, items: list[CollectItem], token: str, fetcher: Fetcher
+) -> None:
+    threads = max(1, min(settings.CONCORD_COLLECT_THREADS, len(items)))
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        results = list(pool.map(lambda item: _fetch_one(item, fetcher), items))
+    _write(job_id=job_id, items=items, results=results, token=token)
+
+
+def _fetch_one(item: CollectItem, fetcher: Fetcher) -> Fetched:
+    try:
+        return fetcher.fetch(item.url)
+    except Exception as exc:  # a bug in the fetcher must cost this row only
+        logger.exception("Collection fetch of %s failed", item.url)
+        return Fetched(url=item.url, failure=FetchFailure.ERROR, detail=type(exc).__name__)
+
+
+def _write(*, job_id: int, items: list[CollectItem], results: list[Fetched], token: str) -> None:
+    """One transaction: the rows through ingest, the items' states, the retries put back."""
+    now = timezone.now()
+    with transaction.atomic():
+        job = ImportJob.objects.select_related("project").get(pk=job_id)
+        # Only rows this claim still holds: a row claimed again after our lease ran out is the
+        # other worker's to write.
+        held = set(
+            CollectItem.objects.filter(
+                pk__in=[item.pk for item in items], claimed_by=token, state=FetchState.CLAIMED
+            )
+            .select_for_update()
+            .values_list("pk", flat=True)
+        )
+        rows, retry = [], []
+        for item, result in zip(items, results, strict=True):
+            if item.pk not in held:
+                continue
+            if (
+                not result.ok
+                and result.transient
+                and item.attempts < settings.CONCORD_COLLECT_ATTEMPTS
+            ):
+                retry.append((item, result))
+                continue
+            rows.append(_row_input(item, result))
+        written = import_rows_write(job=job, rows=rows) if rows else {}
+        for item, result in retry:
+            delay = retry_delay(
+                attempts=item.attempts,
+                retry_after=result.retry_after,
+                base=settings.CONCORD_COLLECT_BACKOFF,
+                cap=settings.CONCORD_COLLECT_BACKOFF_CAP,
+            )
+            CollectItem.objects.filter(pk=item.pk).update(
+                state=FetchState.PENDING,
+                claimed_by="",
+                claimed_at=None,
+                not_before=now + timedelta(seconds=delay),
+                failure=result.failure,
+            )
+        by_position = {
+            item.position: (item, result) for item, result in zip(items, results, strict=True)
+        }
+        fetched, failed = [], {}
+        for position, row in written.items():
+            item, result = by_position[position]
+            if row.outcome != RowOutcome.REFUSED:
+                fetched.append(item.pk)
+            else:
+                failed.setdefault(result.failure or FetchFailure.REJECTED, []).append(item.pk)
+        if fetched:
+            CollectItem.objects.filter(pk__in=fetched).update(
+                state=FetchState.FETCHED, failure="", finished_at=now, claimed_by=""
+            )
+        for failure, pks in failed.items():
+            CollectItem.objects.filter(pk__in=pks).update(
+                state=FetchState.FAILED, failure=failure, finished_at=now, claimed_by=""
+            )
+        ImportJob.objects.filter(pk=job_id).update(heartbeat_at=now)
+
+
+def _row_input(item: CollectItem, result: Fetched) -> RowInput:
+    where = f"row {item.position + 1}"
+    common = {
+        "position": item.position,
+        "where": where,
+        "name": item.url,
+        "source": Source.URL,
+        "caption": item.caption or None,
+        "original_name": file_name_of(item.url),
+        "source_url": item.url,
+        "license_name": item.license_name,
+        "license_url": item.license_url,
+    }
+    if result.ok:
+        return RowInput(**common, data=result.data)
+    label = _LABELS.get(result.failure, result.failure)
+    return RowInput(**common, refusal=FETCH_FAILED.format(label=label, detail=result.detail))
+
+
+def _seconds_to_next(*, job_id: int) -> float:
+    soonest = CollectItem.objects.filter(job_id=job_id, state=FetchState.PENDING).aggregate(
+        at=Min("not_before")
+    )["at"]
+    if soonest is None:
+        return 0.2
+    return (soonest - timezone.now()).total_seconds()
+
+
+def _finish_if_complete(*, job_id: int) -> bool:
+    """Mark the job done once every row has its outcome; True when it is done."""
+    with transaction.atomic():
+        job = ImportJob.objects.select_for_update().filter(pk=job_id).first()
+        if job is None or job.rows_total is None:
+            return False
+        if job.status == ImportStatus.DONE:
+            return True
+        open_rows = CollectItem.objects.filter(
+            job_id=job_id, state__in=(FetchState.PENDING, FetchState.CLAIMED)
+        ).exists()
+        if open_rows or job.status != ImportStatus.RUNNING or job.rows_done < job.rows_total:
+            return False
+        now = timezone.now()
+        ImportJob.objects.filter(pk=job_id).update(
+            status=ImportStatus.DONE, finished_at=now, heartbeat_at=now
+        )
+    return True
+
+
+# --- pause, resume, retry -------------------------------------------------------------------------
+
+
+class CollectionRefused(ValueError):
+    """A pause, resume or retry the job's state does not allow (400/409 with the reason)."""
+
+
+def _collection(job: ImportJob) -> None:
+    if job.kind not in (ImportKind.COLLECT, ImportKind.BUCKET):
+        raise CollectionRefused(NOT_A_COLLECTION)
+
+
+@transaction.atomic
+def collection_pause(*, job: ImportJob) -> ImportJob:
+    """Stop claiming rows; rows being fetched now still get their outcome. Raises
+    CollectionRefused unless the job is queued or running."""
+    _collection(job)
+    changed = ImportJob.objects.filter(
+        pk=job.pk, status__in=(ImportStatus.QUEUED, ImportStatus.RUNNING)
+    ).update(status=ImportStatus.PAUSED)
+    if not changed:
+        raise CollectionRefused(NOT_PAUSABLE)
+    return ImportJob.objects.get(pk=job.pk)
+
+
+@transaction.atomic
+def collection_resume(*, job: ImportJob) -> ImportJob:
+    """Queue the job's tasks again: after a pause, or for a running job whose tasks were lost
+    (the hook for a periodic recovery of jobs with an old heartbeat). Rows held by a dead worker
+    are claimed again once their claim has expired. Raises CollectionRefused for a job that is
+    done or failed."""
+    _collection(job)
+    job = ImportJob.objects.select_for_update().get(pk=job.pk)
+    if job.status not in (ImportStatus.PAUSED, ImportStatus.RUNNING, ImportStatus.QUEUED):
+        raise CollectionRefused(NOT_RESUMABLE)
+    if job.rows_total is None:
+        job.status = ImportStatus.QUEUED
+        job.save(update_fields=["status"])
+        enqueue_on_commit(STAGE_TASK, job.pk, what=f"collection {job.pk}")
+    else:
+        job.status = ImportStatus.RUNNING
+        job.save(update_fields=["status"])
+        _start_tasks(job=job)
+    return job
+
+
+@transaction.atomic
+def collection_retry_failed(*, job: ImportJob) -> int:
+    """Put the failed rows (all but those the manifest itself made unusable) back to pending:
+    their refused ImportRows are removed and the counters move back, in one transaction, then
+    the job runs again. Returns how many rows go back."""
+    _collection(job)
+    job = ImportJob.objects.select_for_update().get(pk=job.pk)
+    if job.status not in (ImportStatus.DONE, ImportStatus.PAUSED, ImportStatus.RUNNING):
+        raise CollectionRefused(NOT_RESUMABLE)
+    failed = CollectItem.objects.filter(job=job, state=FetchState.FAILED).exclude(
+        failure=FetchFailure.INVALID
+    )
+    positions = list(failed.values_list("position", flat=True))
+    if not positions:
+        return 0
+    removed = 0
+    for start in range(0, len(positions), 5000):
+        part = positions[start : start + 5000]
+        removed += ImportRow.objects.filter(
+            job=job, position__in=part, outcome=RowOutcome.REFUSED
+        ).delete()[0]
+    failed.update(
+        state=FetchState.PENDING,
+        attempts=0,
+        failure="",
+        not_before=None,
+        claimed_by="",
+        claimed_at=None,
+        finished_at=None,
+    )
+    ImportJob.objects.filter(pk=job.pk).update(
+        rows_done=F("rows_done") - removed,
+        refused=F("refused") - removed,
+        status=ImportStatus.RUNNING if job.status != ImportStatus.PAUSED else ImportStatus.PAUSED,
+        finished_at=None,
+    )
+    if job.status != ImportStatus.PAUSED:
+        _start_tasks(job=job)
+    return len(positions)
+
+
+# --- progress -------------------------------------------------------------------------------------
+
+
+@dataclass
+class CollectProgress:
+    """Where a collection stands: rows by state, rows a minute lately and overall, failures by
+    reason (code → count, most first)."""
+
+    total: int | None
+    fetched: int
+    failed: int
+    pending: int
+    in_flight: int
+    waiting_retry: int
+    per_minute_recent: float
+    per_minute_overall: float
+    failures: list[tuple[str, str, int]] = field(default_factory=list)  # code, label, count
+
+
+def collection_progress(*, job: ImportJob, window_seconds: int = 60) -> CollectProgress:
+    """The counts the collection page and API show (a few aggregate queries)."""
+    now = timezone.now()
+    by_state = Counter(
+        dict(
+            CollectItem.objects.filter(job=job)
+            .values_list("state")
+            .annotate(n=Count("id"))
+            .values_list("state", "n")
+        )
+    )
+    waiting = CollectItem.objects.filter(
+        job=job, state=FetchState.PENDING, not_before__gt=now
+    ).count()
+    recent = CollectItem.objects.filter(
+        job=job,
+        state__in=(FetchState.FETCHED, FetchState.FAILED),
+        finished_at__gte=now - timedelta(seconds=window_seconds),
+    ).count()
+    failures = Counter(
+        dict(
+            CollectItem.objects.filter(job=job, state=FetchState.FAILED)
+            .values_list("failure")
+            .annotate(n=Count("id"))
+            .values_list("failure", "n")
+        )
+    )
+    done = by_state[FetchState.FETCHED] + by_state[FetchState.FAILED]
+    end = job.finished_at or now
+    elapsed = (end - job.started_at).total_seconds() if job.started_at else 0
+    return CollectProgress(
+        total=job.rows_total,
+        fetched=by_state[FetchState.FETCHED],
+        failed=by_state[FetchState.FAILED],
+        pending=by_state[FetchState.PENDING],
+        in_flight=by_state[FetchState.CLAIMED],
+        waiting_retry=waiting,
+        per_minute_recent=recent * 60 / window_seconds,
+        per_minute_overall=(done * 60 / elapsed) if elapsed > 0 else 0.0,
+        failures=[(code, _LABELS.get(code, code), n) for code, n in failures.most_common()],
+    )

@@ -57,3 +57,14 @@ class ImportForm(forms.Form):
                 "Choose the manifest or COCO file, or a zip that holds it with the images."
             )
         return cleaned
+
+
+class CollectForm(forms.Form):
+    manifest = forms.FileField(
+        label="URL manifest",
+        help_text="CSV, TSV, JSONL or Parquet with a column of image URLs and, optionally, "
+        "captions (img2dataset's input shapes); other columns are kept as provenance.",
+        widget=forms.ClearableFileInput(attrs={"accept": ".csv,.tsv,.jsonl,.ndjson,.parquet"}),
+    )
+    url_column = forms.CharField(max_length=100, initial="url", label="URL column")
+    caption_column = forms.CharField(max_length=100, initial="caption", label="Caption column")

@@ -308,6 +308,9 @@ CONCORD_COLLECT_RUN_SECONDS = env.float("CONCORD_COLLECT_RUN_SECONDS", default=6
 CONCORD_COLLECT_CLAIM_SECONDS = env.int("CONCORD_COLLECT_CLAIM_SECONDS", default=300)
 # S3-compatible source of bucket imports (empty: AWS itself; credentials from the environment).
 CONCORD_COLLECT_S3_ENDPOINT = env("CONCORD_COLLECT_S3_ENDPOINT", default="")
+CONCORD_COLLECT_S3_REGION = env("CONCORD_COLLECT_S3_REGION", default="") or None
+CONCORD_COLLECT_S3_ACCESS_KEY = env("CONCORD_COLLECT_S3_ACCESS_KEY", default="") or None
+CONCORD_COLLECT_S3_SECRET_KEY = env("CONCORD_COLLECT_S3_SECRET_KEY", default="") or None
 
 # --- Annotation queue -----------------------------------------------------------------------
 CONCORD_LEASE_SECONDS = env.int("CONCORD_LEASE_SECONDS", default=600)

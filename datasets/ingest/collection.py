@@ -37,6 +37,7 @@ ROW_NO_URL = "no URL in column '{column}'."
 ROW_WIDTH = "{found} values where the header has {expected} columns."
 ROW_JSON = "not valid JSON ({detail})."
 ROW_NOT_OBJECT = "not a JSON object."
+ROW_KEY_UNSAFE = "an object key may not hold '..'."
 EXTRA_MAX_CHARS = 2000
 EXTRA_MAX_KEYS = 50
 _LICENCE_COLUMNS = ("license", "license_url")
@@ -65,22 +66,24 @@ def manifest_suffix(name: str) -> str:
 
 
 def read_url_manifest(
-    handle: BinaryIO, *, name: str, url_column: str = "url", caption_column: str = "caption"
+    handle: BinaryIO,
+    *,
+    name: str,
+    url_column: str = "url",
+    caption_column: str = "caption",
+    key_prefix: str | None = None,
 ) -> Iterator[UrlRow]:
     """Yield the manifest's rows in order (see the module docstring). ``handle`` must be
     seekable for Parquet. Raises SourceError before the first row when the file as a whole
-    cannot be read."""
+    cannot be read. With ``key_prefix`` (a captions manifest beside objects in a bucket, e.g.
+    ``s3://bucket/photos/``) the URL column holds object keys relative to it instead of URLs."""
     suffix = manifest_suffix(name)
+    columns = {"url_column": url_column, "caption_column": caption_column, "key_prefix": key_prefix}
     if suffix == "parquet":
-        return _parquet_rows(handle, url_column=url_column, caption_column=caption_column)
+        return _parquet_rows(handle, **columns)
     if suffix in ("jsonl", "ndjson"):
-        return _jsonl_rows(handle, url_column=url_column, caption_column=caption_column)
-    return _csv_rows(
-        handle,
-        delimiter="\t" if suffix == "tsv" else None,
-        url_column=url_column,
-        caption_column=caption_column,
-    )
+        return _jsonl_rows(handle, **columns)
+    return _csv_rows(handle, delimiter="\t" if suffix == "tsv" else None, **columns)
 
 
 def file_name_of(url: str) -> str:
@@ -112,7 +115,7 @@ def _text_stream(handle: BinaryIO) -> io.TextIOWrapper:
 
 
 def _csv_rows(
-    handle: BinaryIO, *, delimiter: str | None, url_column: str, caption_column: str
+    handle: BinaryIO, *, delimiter: str | None, url_column: str, caption_column: str, key_prefix
 ) -> Iterator[UrlRow]:
     text = _text_stream(handle)
     header_line = text.readline()
@@ -129,11 +132,16 @@ def _csv_rows(
                 column=url_column, header=display_text(str(header), limit=200)
             )
         )
-    return _csv_body(text, header, delimiter, url_column, caption_column)
+    return _csv_body(text, header, delimiter, url_column, caption_column, key_prefix)
 
 
 def _csv_body(
-    text: io.TextIOWrapper, header: list[str], delimiter: str, url_column: str, caption_column: str
+    text: io.TextIOWrapper,
+    header: list[str],
+    delimiter: str,
+    url_column: str,
+    caption_column: str,
+    key_prefix: str | None,
 ) -> Iterator[UrlRow]:
     reader = csv.reader(text, delimiter=delimiter, strict=True)
     while True:
@@ -153,12 +161,13 @@ def _csv_body(
                 error=ROW_WIDTH.format(found=len(values), expected=len(header)),
             )
             continue
-        yield _row(
-            f"line {line}", dict(zip(header, values, strict=True)), url_column, caption_column
-        )
+        values = dict(zip(header, values, strict=True))
+        yield _row(f"line {line}", values, url_column, caption_column, key_prefix)
 
 
-def _jsonl_rows(handle: BinaryIO, *, url_column: str, caption_column: str) -> Iterator[UrlRow]:
+def _jsonl_rows(
+    handle: BinaryIO, *, url_column: str, caption_column: str, key_prefix: str | None
+) -> Iterator[UrlRow]:
     text = _text_stream(handle)
     for number, line in enumerate(text, start=1):
         if not line.strip():
@@ -174,10 +183,12 @@ def _jsonl_rows(handle: BinaryIO, *, url_column: str, caption_column: str) -> It
         if not isinstance(values, dict):
             yield UrlRow(where=where, error=ROW_NOT_OBJECT)
             continue
-        yield _row(where, values, url_column, caption_column)
+        yield _row(where, values, url_column, caption_column, key_prefix)
 
 
-def _parquet_rows(handle: BinaryIO, *, url_column: str, caption_column: str) -> Iterator[UrlRow]:
+def _parquet_rows(
+    handle: BinaryIO, *, url_column: str, caption_column: str, key_prefix: str | None
+) -> Iterator[UrlRow]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -188,20 +199,29 @@ def _parquet_rows(handle: BinaryIO, *, url_column: str, caption_column: str) -> 
     names = parquet.schema_arrow.names
     if url_column not in names:
         raise SourceError(URL_COLUMN_MISSING.format(column=url_column, header=names[:20]))
-    return _parquet_body(parquet, url_column, caption_column)
+    return _parquet_body(parquet, url_column, caption_column, key_prefix)
 
 
-def _parquet_body(parquet, url_column: str, caption_column: str) -> Iterator[UrlRow]:
+def _parquet_body(
+    parquet, url_column: str, caption_column: str, key_prefix: str | None
+) -> Iterator[UrlRow]:
     number = 0
     for batch in parquet.iter_batches(batch_size=_PARQUET_BATCH):
         for values in batch.to_pylist():
             number += 1
-            yield _row(f"row {number}", values, url_column, caption_column)
+            yield _row(f"row {number}", values, url_column, caption_column, key_prefix)
 
 
-def _row(where: str, values: dict, url_column: str, caption_column: str) -> UrlRow:
+def _row(
+    where: str, values: dict, url_column: str, caption_column: str, key_prefix: str | None
+) -> UrlRow:
     url = values.get(url_column)
     url = url.strip() if isinstance(url, str) else ""
+    if key_prefix is not None and url:
+        key = url.lstrip("/")
+        if ".." in key.split("/"):
+            return UrlRow(where=where, url=display_text(url, limit=200), error=ROW_KEY_UNSAFE)
+        url = key_prefix + key
     caption = values.get(caption_column)
     if caption is not None and not isinstance(caption, str):
         caption = str(caption)
@@ -230,7 +250,11 @@ def _row(where: str, values: dict, url_column: str, caption_column: str) -> UrlR
         row.error = ROW_NO_URL.format(column=url_column)
     else:
         row.error = (
-            url_problem(url, field=url_column, max_chars=SOURCE_URL_MAX_CHARS)
+            (
+                url_problem(url, field=url_column, max_chars=SOURCE_URL_MAX_CHARS)
+                if key_prefix is None
+                else text_problem(url, field=url_column, max_chars=SOURCE_URL_MAX_CHARS)
+            )
             or (text_problem(caption, field=caption_column) if caption is not None else "")
             or text_problem(row.license_name, field="license", max_chars=LICENSE_NAME_MAX_CHARS)
             or (

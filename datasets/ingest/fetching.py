@@ -398,3 +398,86 @@ def _is_refused(exc: BaseException) -> bool:
 @contextmanager
 def _nothing() -> Iterator[None]:
     yield
+
+
+# --- objects in S3-compatible storage -------------------------------------------------------------
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
+
+
+def s3_split(url: str) -> tuple[str, str]:
+    """``s3://bucket/key`` as (bucket, key); ValueError for anything else."""
+    parts = urlsplit(url)
+    if parts.scheme != "s3" or not parts.netloc or not parts.path.lstrip("/"):
+        raise ValueError(f"not an s3://bucket/key URL: {url[:200]}")
+    return parts.netloc, parts.path.lstrip("/")
+
+
+def s3_fetch(client, url: str, *, max_bytes: int) -> Fetched:
+    """One object's bytes through a boto3 S3 client, with the same size cap and magic-byte check
+    as a URL, and the failure codes above (a missing object is HTTP_STATUS 404). Throttling
+    (503 SlowDown) and timeouts are transient."""
+    from botocore.exceptions import (
+        BotoCoreError,
+        ClientError,
+        ConnectTimeoutError,
+        EndpointConnectionError,
+        ReadTimeoutError,
+    )
+
+    try:
+        bucket, key = s3_split(url)
+    except ValueError as exc:
+        return Fetched(url=url, failure=INVALID, detail=str(exc))
+    try:
+        response = client.get_object(Bucket=bucket, Key=key)
+        size = response.get("ContentLength") or 0
+        if size > max_bytes:
+            response["Body"].close()
+            return Fetched(url=url, failure=TOO_LARGE, detail=f"{size:,} bytes")
+        data = response["Body"].read(max_bytes + 1)
+        response["Body"].close()
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+        transient = status in TRANSIENT_STATUSES or error.get("Code") == "SlowDown"
+        return Fetched(
+            url=url,
+            failure=HTTP_STATUS,
+            detail=f"S3 {status} {error.get('Code', '')}".strip(),
+            transient=transient,
+            status=status,
+        )
+    except (ConnectTimeoutError, ReadTimeoutError) as exc:
+        return Fetched(url=url, failure=TIMEOUT, detail=str(exc), transient=True)
+    except EndpointConnectionError as exc:
+        return Fetched(url=url, failure=REFUSED, detail=str(exc))
+    except BotoCoreError as exc:
+        return Fetched(url=url, failure=ERROR, detail=f"{type(exc).__name__}: {exc}")
+    if len(data) > max_bytes:
+        return Fetched(url=url, failure=TOO_LARGE, detail=f"more than {max_bytes:,} bytes")
+    if not image_magic(data[:16]):
+        return Fetched(url=url, failure=NOT_IMAGE, detail="not a JPEG, PNG or WebP image")
+    return Fetched(url=url, data=data, status=200)
+
+
+def s3_text(client, bucket: str, key: str, *, max_bytes: int = 64 * 1024) -> str | None:
+    """A sidecar caption (``photo.txt`` beside ``photo.jpg``) as text, or None when absent."""
+    from botocore.exceptions import ClientError
+
+    try:
+        response = client.get_object(Bucket=bucket, Key=key)
+    except ClientError:
+        return None
+    data = response["Body"].read(max_bytes)
+    response["Body"].close()
+    return data.decode("utf-8", "replace").strip() or None
+
+
+def s3_list_images(client, bucket: str, prefix: str) -> Iterator[str]:
+    """Every image key under the prefix, in listing order, a page (1,000 keys) at a time."""
+    paginator = client.get_paginator("list_objects_v2")
+    for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+        for entry in page.get("Contents", []):
+            if entry["Key"].lower().endswith(IMAGE_SUFFIXES):
+                yield entry["Key"]

@@ -23,10 +23,14 @@ The life of a job (an ImportJob of kind ``collect``):
 """
 
 import logging
+import tempfile
+import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import timedelta
 from urllib.parse import urlsplit
@@ -47,7 +51,17 @@ from datasets.ingest.collection import (
     read_url_manifest,
     retry_delay,
 )
-from datasets.ingest.fetching import Fetched, Fetcher, FetchPolicy, HostGate, parse_networks
+from datasets.ingest.fetching import (
+    Fetched,
+    Fetcher,
+    FetchPolicy,
+    HostGate,
+    parse_networks,
+    s3_fetch,
+    s3_list_images,
+    s3_split,
+    s3_text,
+)
 from datasets.ingest.services.jobs import (
     InputRefused,
     RowInput,
@@ -80,6 +94,8 @@ NOT_A_COLLECTION = "This job is not a collection."
 
 _LABELS = dict(FetchFailure.choices)
 _FETCHER: Fetcher | None = None
+_S3 = None
+_S3_LOCK = threading.Lock()
 _GATE: HostGate | None = None
 
 
@@ -119,24 +135,125 @@ def collection_job_create(
     return job
 
 
+def bucket_job_create(
+    *,
+    project: Project,
+    bucket: str,
+    prefix: str,
+    created_by: AbstractBaseUser | None,
+    captions_key: str = "",
+) -> ImportJob:
+    """Queue the import of every image under ``s3://bucket/prefix`` (on the S3-compatible
+    endpoint CONCORD_COLLECT_S3_ENDPOINT). Captions come from ``captions_key``, a CSV/TSV/JSONL/
+    Parquet manifest in the bucket with ``key`` (relative to the prefix) and ``caption`` columns,
+    whose rows are then the job's rows; without one, every image under the prefix is listed and
+    a sidecar ``<name>.txt`` beside an image is its caption. Raises InputRefused for an empty
+    bucket name or a captions manifest of an unknown format."""
+    bucket, prefix, captions_key = bucket.strip(), prefix.strip().lstrip("/"), captions_key.strip()
+    if not bucket or "/" in bucket:
+        raise InputRefused("Name the bucket (without a slash).")
+    if captions_key:
+        try:
+            manifest_suffix(captions_key)
+        except SourceError as exc:
+            raise InputRefused(str(exc)) from exc
+    with transaction.atomic():
+        job = ImportJob.objects.create(
+            project=project,
+            kind=ImportKind.BUCKET,
+            source=Source.BUCKET,
+            created_by=created_by,
+            inputs=[
+                {"role": "bucket", "name": f"s3://{bucket}/{prefix}", "storage": "", "size": 0}
+            ],
+            options={"bucket": bucket, "prefix": prefix, "captions_key": captions_key, "staged": 0},
+        )
+        enqueue_on_commit(STAGE_TASK, job.pk, what=f"bucket import {job.pk}")
+    return job
+
+
+def s3_client():
+    """A boto3 S3 client for the collection endpoint (thread-safe; one per process)."""
+    global _S3
+    with _S3_LOCK:
+        return _S3 or _s3_make()
+
+
+def _s3_make():
+    global _S3
+    if _S3 is None:
+        import boto3
+        from botocore.config import Config
+
+        _S3 = boto3.client(
+            "s3",
+            endpoint_url=settings.CONCORD_COLLECT_S3_ENDPOINT or None,
+            region_name=settings.CONCORD_COLLECT_S3_REGION,
+            aws_access_key_id=settings.CONCORD_COLLECT_S3_ACCESS_KEY,
+            aws_secret_access_key=settings.CONCORD_COLLECT_S3_SECRET_KEY,
+            config=Config(
+                connect_timeout=settings.CONCORD_COLLECT_CONNECT_TIMEOUT,
+                read_timeout=settings.CONCORD_COLLECT_READ_TIMEOUT,
+                retries={"max_attempts": 1},
+                max_pool_connections=max(10, settings.CONCORD_COLLECT_THREADS),
+            ),
+        )
+    return _S3
+
+
+def _bucket_rows(job: ImportJob, stack: ExitStack) -> Iterator[UrlRow]:
+    bucket, prefix = job.options["bucket"], job.options.get("prefix", "")
+    captions_key = job.options.get("captions_key", "")
+    client = s3_client()
+    if captions_key:
+        # Copied to a local temporary file and read from there as a stream (Parquet seeks).
+        spool = stack.enter_context(tempfile.TemporaryFile())  # noqa: SIM115 (closed by the stack)
+        try:
+            client.download_fileobj(bucket, captions_key, spool)
+        except Exception as exc:
+            raise SourceError(f"Could not read s3://{bucket}/{captions_key}: {exc}") from exc
+        spool.seek(0)
+        return read_url_manifest(
+            spool,
+            name=captions_key,
+            url_column=job.options.get("url_column", "key"),
+            caption_column=job.options.get("caption_column", "caption"),
+            key_prefix=f"s3://{bucket}/{prefix}",
+        )
+
+    def listed():
+        try:
+            for key in s3_list_images(client, bucket, prefix):
+                yield UrlRow(where=display_text(key, limit=250), url=f"s3://{bucket}/{key}")
+        except Exception as exc:
+            raise SourceError(f"Could not list s3://{bucket}/{prefix}: {exc}") from exc
+
+    return listed()
+
+
 def collection_stage(*, job_id: int) -> ImportJob:
     """Read the job's manifest into CollectItems (resuming after the last committed chunk), then
     start fetching. A manifest that cannot be read at all fails the job with the reason."""
     job = ImportJob.objects.get(pk=job_id)
-    if job.kind != ImportKind.COLLECT or job.rows_total is not None or not job.is_live:
+    collecting = (ImportKind.COLLECT, ImportKind.BUCKET)
+    if job.kind not in collecting or job.rows_total is not None or not job.is_live:
         return job
-    manifest = next(item for item in job.inputs if item["role"] == "manifest")
     ImportJob.objects.filter(pk=job.pk, started_at__isnull=True).update(started_at=timezone.now())
     ImportJob.objects.filter(pk=job.pk).update(heartbeat_at=timezone.now())
     staged = int(job.options.get("staged", 0))
     try:
-        with default_storage.open(manifest["storage"], "rb") as handle:
-            rows = read_url_manifest(
-                handle,
-                name=manifest["name"],
-                url_column=job.options.get("url_column", "url"),
-                caption_column=job.options.get("caption_column", "caption"),
-            )
+        with ExitStack() as stack:
+            if job.kind == ImportKind.BUCKET:
+                rows = _bucket_rows(job, stack)
+            else:
+                manifest = next(item for item in job.inputs if item["role"] == "manifest")
+                handle = stack.enter_context(default_storage.open(manifest["storage"], "rb"))
+                rows = read_url_manifest(
+                    handle,
+                    name=manifest["name"],
+                    url_column=job.options.get("url_column", "url"),
+                    caption_column=job.options.get("caption_column", "caption"),
+                )
             position, chunk = 0, []
             for row in rows:
                 if position >= staged:
@@ -194,7 +311,7 @@ def _stage_chunk(*, job: ImportJob, chunk: list[tuple[int, UrlRow]], staged: int
                     position=position,
                     where=row.where,
                     name=url,
-                    source=Source.URL,
+                    source=job.source,
                     refusal=row.error,
                 )
             )
@@ -318,7 +435,11 @@ def _claim(*, job: ImportJob, token: str) -> list[CollectItem]:
         CollectItem.objects.filter(_claimable(now), pk__in=ids).update(
             state=FetchState.CLAIMED, claimed_by=token, claimed_at=now, attempts=F("attempts") + 1
         )
-    return list(CollectItem.objects.filter(pk__in=ids, claimed_by=token).order_by("position"))
+    return list(
+        CollectItem.objects.filter(pk__in=ids, claimed_by=token)
+        .select_related("job")
+        .order_by("position")
+    )
 
 
 def _fetch_and_write(
@@ -332,6 +453,16 @@ def _fetch_and_write(
 
 def _fetch_one(item: CollectItem, fetcher: Fetcher) -> Fetched:
     try:
+        if item.url.startswith("s3://"):
+            result = s3_fetch(s3_client(), item.url, max_bytes=settings.CONCORD_MAX_IMAGE_BYTES)
+            sidecar = item.job.kind == ImportKind.BUCKET and not item.job.options.get(
+                "captions_key"
+            )
+            if result.ok and not item.caption and sidecar:
+                # A sidecar caption: photo.txt beside photo.jpg.
+                bucket, key = s3_split(item.url)
+                item.caption = s3_text(s3_client(), bucket, key.rsplit(".", 1)[0] + ".txt") or ""
+            return result
         return fetcher.fetch(item.url)
     except Exception as exc:  # a bug in the fetcher must cost this row only
         logger.exception("Collection fetch of %s failed", item.url)
@@ -406,7 +537,7 @@ def _row_input(item: CollectItem, result: Fetched) -> RowInput:
         "position": item.position,
         "where": where,
         "name": item.url,
-        "source": Source.URL,
+        "source": item.job.source,
         "caption": item.caption or None,
         "original_name": file_name_of(item.url),
         "source_url": item.url,

@@ -87,6 +87,7 @@ class Fetched:
     transient: bool = False
     retry_after: float | None = None
     status: int | None = None
+    checked: object = None  # what the caller's image checks made of ``data``, if it ran them
 
     @property
     def ok(self) -> bool:

@@ -62,6 +62,7 @@ from datasets.ingest.fetching import (
     s3_split,
     s3_text,
 )
+from datasets.ingest.images import ImageRejected, check_image
 from datasets.ingest.services.jobs import (
     InputRefused,
     RowInput,
@@ -447,8 +448,27 @@ def _fetch_and_write(
 ) -> None:
     threads = max(1, min(settings.CONCORD_COLLECT_THREADS, len(items)))
     with ThreadPoolExecutor(max_workers=threads) as pool:
-        results = list(pool.map(lambda item: _fetch_one(item, fetcher), items))
+        results = list(pool.map(lambda item: _fetch_checked(item, fetcher), items))
     _write(job_id=job_id, items=items, results=results, token=token)
+
+
+def _fetch_checked(item: CollectItem, fetcher: Fetcher) -> Fetched:
+    """Fetch, then run the image checks in this thread too (Pillow releases the GIL while it
+    decodes and encodes): the ingest path takes the result instead of checking again. A refusal
+    is left for that path to give, with its usual reason."""
+    result = _fetch_one(item, fetcher)
+    if result.ok:
+        try:
+            result.checked = check_image(
+                result.data,
+                max_bytes=settings.CONCORD_MAX_IMAGE_BYTES,
+                max_pixels=settings.CONCORD_MAX_IMAGE_PIXELS,
+            )
+        except ImageRejected:
+            pass
+        except Exception:
+            logger.exception("Collection: checking %s failed", item.url)
+    return result
 
 
 def _fetch_one(item: CollectItem, fetcher: Fetcher) -> Fetched:
@@ -545,7 +565,7 @@ def _row_input(item: CollectItem, result: Fetched) -> RowInput:
         "license_url": item.license_url,
     }
     if result.ok:
-        return RowInput(**common, data=result.data)
+        return RowInput(**common, data=result.data, checked=result.checked)
     label = _LABELS.get(result.failure, result.failure)
     return RowInput(**common, refusal=FETCH_FAILED.format(label=label, detail=result.detail))
 

@@ -289,6 +289,8 @@ class _Item:
     file_key: str = ""  # two rows naming the same file share one read
     key: str = ""  # a COCO image entry's id
     ref: str = ""  # the COCO image id an annotation refers to
+    # The image checks already run on these bytes (in a fetch thread, see RowInput.checked).
+    checked: CheckedImage | None = None
 
 
 @dataclass
@@ -328,6 +330,8 @@ class _RunState:
     coco_images: dict[str, int | str] = field(
         default_factory=dict
     )  # COCO id -> image id or why not
+    # Contents a batch looked up and found in no image of the project (import_rows_write).
+    absent: set[str] = field(default_factory=set)
     # What the row being written changed here, undone if its savepoint rolls back.
     undo: list[Callable[[], None]] = field(default_factory=list)
 
@@ -435,6 +439,8 @@ class RowInput:
     source_url: str = ""
     license_name: str = ""
     license_url: str = ""
+    # check_image's result for ``data`` when the caller already ran it (off the main thread).
+    checked: CheckedImage | None = None
 
 
 def import_rows_write(*, job: ImportJob, rows: Sequence[RowInput]) -> dict[int, ImportRow]:
@@ -449,6 +455,19 @@ def import_rows_write(*, job: ImportJob, rows: Sequence[RowInput]) -> dict[int, 
     state = _RunState()
     stored: dict[str, _Stored] = {}
     prepared = []
+    # The images this batch's bytes already are, in one query rather than one per row.
+    shas = {
+        row.checked.sha256 if row.checked else content_sha256(row.data)
+        for row in rows
+        if row.data is not None and not row.refusal
+    }
+    if shas:
+        state.image_by_sha.update(
+            Image.objects.filter(project_id=job.project_id, sha256__in=shas).values_list(
+                "sha256", "pk"
+            )
+        )
+        state.absent = shas - set(state.image_by_sha)
     for row in rows:
         data = row.data
         item = _Item(
@@ -463,6 +482,7 @@ def import_rows_write(*, job: ImportJob, rows: Sequence[RowInput]) -> dict[int, 
             license_name=row.license_name,
             license_url=row.license_url,
             load=(lambda data=data: data) if data is not None and not row.refusal else None,
+            checked=row.checked,
         )
         prepared.append(_prepare(item=item, job=job, state=state, stored=stored))
     try:
@@ -563,7 +583,9 @@ def _image_sha(*, item: _Item, job: ImportJob, state: _RunState, stored: dict[st
     try:
         data = item.load()
         sha256 = content_sha256(data)
-        if sha256 not in state.image_by_sha and sha256 not in stored:
+        if sha256 not in state.image_by_sha and sha256 not in stored and sha256 in state.absent:
+            stored[sha256] = _store(job=job, data=data, sha256=sha256, checked=item.checked)
+        elif sha256 not in state.image_by_sha and sha256 not in stored:
             existing = (
                 Image.objects.filter(project_id=job.project_id, sha256=sha256)
                 .values_list("pk", flat=True)
@@ -572,7 +594,7 @@ def _image_sha(*, item: _Item, job: ImportJob, state: _RunState, stored: dict[st
             if existing is not None:
                 state.image_by_sha[sha256] = existing
             else:
-                stored[sha256] = _store(job=job, data=data, sha256=sha256)
+                stored[sha256] = _store(job=job, data=data, sha256=sha256, checked=item.checked)
     except (ImageRejected, MemberRefused, _RowRefused) as exc:
         if item.file_key:
             state.file_sha[item.file_key] = type(exc)(str(exc))
@@ -582,12 +604,15 @@ def _image_sha(*, item: _Item, job: ImportJob, state: _RunState, stored: dict[st
     return sha256
 
 
-def _store(*, job: ImportJob, data: bytes, sha256: str) -> _Stored:
-    checked = check_image(
-        data,
-        max_bytes=settings.CONCORD_MAX_IMAGE_BYTES,
-        max_pixels=settings.CONCORD_MAX_IMAGE_PIXELS,
-    )
+def _store(
+    *, job: ImportJob, data: bytes, sha256: str, checked: CheckedImage | None = None
+) -> _Stored:
+    if checked is None or checked.sha256 != sha256:
+        checked = check_image(
+            data,
+            max_bytes=settings.CONCORD_MAX_IMAGE_BYTES,
+            max_pixels=settings.CONCORD_MAX_IMAGE_PIXELS,
+        )
     name = image_file_save(project_id=job.project_id, checked=checked)
     size = len(checked.content)
     # The bytes are in the storage now; keep only what the row needs.

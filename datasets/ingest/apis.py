@@ -19,6 +19,7 @@ from datasets.ingest import selectors
 from datasets.ingest.captions import CaptionError
 from datasets.ingest.services.collection import (
     CollectionRefused,
+    bucket_job_create,
     collection_job_create,
     collection_pause,
     collection_progress,
@@ -31,6 +32,7 @@ from datasets.models import Caption, Image, ImportJob, ImportKind, ImportRow, Ro
 from datasets.pagination import IdCursorPagination
 
 NO_FILES = "Send one or more files in the multipart field 'files'."
+COLLECT_ONE_SOURCE = "Send either a URL manifest ('manifest') or an S3 prefix ('bucket', 'prefix')."
 
 
 class CaptionOutput(serializers.ModelSerializer):
@@ -374,26 +376,52 @@ class CollectionListApi(APIView):
     parser_classes = (MultiPartParser, FormParser)
 
     class CollectInput(serializers.Serializer):
-        manifest = serializers.FileField()
+        manifest = serializers.FileField(required=False)
         url_column = serializers.CharField(max_length=100, required=False, default="url")
         caption_column = serializers.CharField(max_length=100, required=False, default="caption")
+        bucket = serializers.CharField(max_length=63, required=False, default="")
+        prefix = serializers.CharField(max_length=900, required=False, default="", allow_blank=True)
+        captions_key = serializers.CharField(
+            max_length=900, required=False, default="", allow_blank=True
+        )
+
+        def validate(self, data):
+            if bool(data.get("manifest")) == bool(data.get("bucket")):
+                raise serializers.ValidationError(COLLECT_ONE_SOURCE)
+            return data
 
     @extend_schema(
         request=CollectInput,
         responses={202: ImportJobOutput},
         description="Collect images from a manifest of URLs (CSV, TSV, JSONL or Parquet in "
-        "img2dataset's shapes: `url`, `caption`, other columns kept as provenance). Workers fetch "
-        "each URL (never from private addresses) and add it through the normal checks; every row "
-        "ends fetched or failed with its reason (`rows_url`; progress at `url`).",
+        "img2dataset's shapes: `url`, `caption`, other columns kept as provenance), or from every "
+        "image under an S3 prefix (`bucket`, `prefix`; captions from sidecar .txt files or from a "
+        "manifest in the bucket named by `captions_key`, with `key` and `caption` columns). "
+        "Workers fetch each row (never from private addresses) and add it through the normal "
+        "checks; every row ends fetched or failed with its reason (`rows_url`; progress at `url`).",
     )
     def post(self, request: Request, slug: str) -> Response:
         project, _ = access.api_project(request)
         serializer = self.CollectInput(data=request.data)
         serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
         try:
-            job = collection_job_create(
-                project=project, created_by=request.user, **serializer.validated_data
-            )
+            if data.get("manifest"):
+                job = collection_job_create(
+                    project=project,
+                    created_by=request.user,
+                    manifest=data["manifest"],
+                    url_column=data["url_column"],
+                    caption_column=data["caption_column"],
+                )
+            else:
+                job = bucket_job_create(
+                    project=project,
+                    created_by=request.user,
+                    bucket=data["bucket"],
+                    prefix=data["prefix"],
+                    captions_key=data["captions_key"],
+                )
         except InputRefused as exc:
             return Response({"manifest": [str(exc)]}, status=status.HTTP_400_BAD_REQUEST)
         return _collection_response(job, slug, code=status.HTTP_202_ACCEPTED)

@@ -11,6 +11,7 @@ from datasets.ingest import selectors
 from datasets.ingest.forms import CollectForm, ImportForm, UploadForm
 from datasets.ingest.services.collection import (
     CollectionRefused,
+    bucket_job_create,
     collection_job_create,
     collection_pause,
     collection_progress,
@@ -107,14 +108,24 @@ def project_collect(request: HttpRequest, slug: str) -> HttpResponse:
     bound = request.method == "POST"
     form = CollectForm(request.POST if bound else None, request.FILES if bound else None)
     if bound and form.is_valid():
+        data = form.cleaned_data
         try:
-            job = collection_job_create(
-                project=project,
-                manifest=form.cleaned_data["manifest"],
-                created_by=request.user,
-                url_column=form.cleaned_data["url_column"],
-                caption_column=form.cleaned_data["caption_column"],
-            )
+            if data["manifest"]:
+                job = collection_job_create(
+                    project=project,
+                    manifest=data["manifest"],
+                    created_by=request.user,
+                    url_column=data["url_column"],
+                    caption_column=data["caption_column"],
+                )
+            else:
+                job = bucket_job_create(
+                    project=project,
+                    bucket=data["bucket"],
+                    prefix=data["prefix"],
+                    captions_key=data["captions_key"],
+                    created_by=request.user,
+                )
         except InputRefused as exc:
             form.add_error("manifest", str(exc))
         else:

@@ -384,11 +384,19 @@ def collection_run(
     token = uuid.uuid4().hex
     started = time.monotonic()
     while True:
-        job = ImportJob.objects.filter(pk=job_id).only("status", "project_id", "kind").first()
+        job = (
+            ImportJob.objects.filter(pk=job_id)
+            .only("status", "project_id", "kind", "rows_total")
+            .first()
+        )
         if job is None or job.status in (ImportStatus.DONE, ImportStatus.FAILED):
             return "stopped" if job is None or job.status == ImportStatus.FAILED else "done"
         if job.status == ImportStatus.PAUSED:
             return "paused"
+        if job.rows_total is None:
+            # Not read in yet (a recovery sent it here early): reading it starts the fetching.
+            enqueue_on_commit(STAGE_TASK, job_id, what=f"collection {job_id}")
+            return "staging"
         items = _claim(job=job, token=token)
         if items:
             _fetch_and_write(job_id=job_id, items=items, token=token, fetcher=fetcher)

@@ -353,6 +353,11 @@ def import_job_run(
     job = ImportJob.objects.select_related("project").get(pk=job_id)
     if not job.is_live:
         return job
+    if job.kind in (ImportKind.COLLECT, ImportKind.BUCKET):
+        # Fetched by workers row by row (services/collection.py); a recovery that sends it
+        # here gets it re-queued there instead of read as a file manifest.
+        enqueue_on_commit("ingest.collect_fetch", job.pk, what=f"collection {job.pk}")
+        return job
     if job.runs_in_terminal and images_dir is None:
         logger.warning("Import job %s runs in the terminal that started it; skipped.", job.pk)
         return job

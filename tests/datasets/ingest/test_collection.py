@@ -293,3 +293,20 @@ def test_bad_rows_carry_their_reason_and_the_rest_is_read():
     rows = list(read_url_manifest(io.BytesIO(body), name="m.csv"))
     assert [bool(row.error) for row in rows] == [False, True, True, True, True, True, False]
     assert [row.where for row in rows][:2] == ["line 2", "line 3"]
+
+
+@pytest.mark.django_db
+def test_the_file_import_runner_leaves_a_collection_to_the_collection_workers(manager, server):
+    from datasets.ingest.services.jobs import import_job_run
+
+    project = factories.project(manager=manager, name="Not a file import")
+    job = collection.collection_job_create(
+        project=project,
+        manifest=ContentFile(_csv([(server.url("/good.png"), "x", "")]), name="u.csv"),
+        created_by=manager,
+    )
+    assert _run(job) == "staging"  # not read in yet: the fetch task sends it to be read first
+    assert import_job_run(job_id=job.pk).status == ImportStatus.QUEUED
+    assert not ImportRow.objects.filter(job=job).exists()
+    job = collection.collection_stage(job_id=job.pk)
+    assert _run(job) == "done"

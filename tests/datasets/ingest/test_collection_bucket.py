@@ -89,3 +89,27 @@ def test_a_missing_bucket_fails_the_job_with_the_reason(manager):
     )
     job = collection.collection_stage(job_id=job.pk)
     assert job.status == ImportStatus.FAILED and "Could not list" in job.error
+
+
+@pytest.mark.django_db
+def test_a_bucket_through_the_api_and_the_command(manager, project, capsys):
+    from django.core.management import call_command
+    from django.test import Client
+    from django.urls import reverse
+
+    bucket, client = new_bucket(), s3_client()
+    client.put_object(Bucket=bucket, Key="in/a.jpg", Body=factories.image_bytes(seed=41))
+    web = Client()
+    web.force_login(manager)
+    url = reverse("api-collections", kwargs={"slug": project.slug})
+    response = web.post(url, {"bucket": bucket, "prefix": "in/"})
+    assert response.status_code == 202, response.content
+    assert response.json()["kind"] == ImportKind.BUCKET
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    manifest = SimpleUploadedFile("u.csv", b"url\nhttp://example.com/a.jpg\n")
+    both = web.post(url, {"bucket": bucket, "manifest": manifest})
+    assert both.status_code == 400
+    call_command("collect_urls", project.slug, "--bucket", bucket, "--prefix", "in/", "--here")
+    out = capsys.readouterr().out
+    assert "1 fetched" in out

@@ -376,40 +376,72 @@ def fetch_policy() -> FetchPolicy:
 def collection_run(
     *, job_id: int, seconds: float | None = None, fetcher: Fetcher | None = None
 ) -> str:
-    """Fetch the job's rows for about ``seconds`` (default CONCORD_COLLECT_RUN_SECONDS; None in
-    a terminal run means until done). Returns "done", "paused", "stopped" (not running, e.g.
-    failed or deleted) or "more" (time is up, rows remain: the task queues itself again)."""
+    """Fetch the job's rows for about ``seconds`` (default CONCORD_COLLECT_RUN_SECONDS; 0 runs
+    until done). Returns "done", "paused", "staging" (not read in yet: its reading was queued),
+    "stopped" (failed or deleted) or "more" (time is up, rows remain: the task was queued again).
+
+    Two batches overlap: while one batch's rows are written (one transaction), the next is
+    already being fetched and checked in the threads. A batch claimed is always written before
+    this returns, whatever the job's state has become meanwhile.
+    """
     seconds = settings.CONCORD_COLLECT_RUN_SECONDS if seconds is None else seconds
     fetcher = fetcher or fetcher_default()
     token = uuid.uuid4().hex
     started = time.monotonic()
-    while True:
-        job = (
-            ImportJob.objects.filter(pk=job_id)
-            .only("status", "project_id", "kind", "rows_total")
-            .first()
-        )
-        if job is None or job.status in (ImportStatus.DONE, ImportStatus.FAILED):
-            return "stopped" if job is None or job.status == ImportStatus.FAILED else "done"
-        if job.status == ImportStatus.PAUSED:
-            return "paused"
-        if job.rows_total is None:
-            # Not read in yet (a recovery sent it here early): reading it starts the fetching.
-            enqueue_on_commit(STAGE_TASK, job_id, what=f"collection {job_id}")
-            return "staging"
-        items = _claim(job=job, token=token)
-        if items:
-            _fetch_and_write(job_id=job_id, items=items, token=token, fetcher=fetcher)
-        elif _finish_if_complete(job_id=job_id):
-            return "done"
-        else:
-            # Nothing claimable now: rows wait for a retry time, or other workers hold them.
-            time.sleep(min(1.0, max(0.05, _seconds_to_next(job_id=job_id))))
-        if seconds and time.monotonic() - started >= seconds:
-            if not _finish_if_complete(job_id=job_id):
-                enqueue_on_commit(FETCH_TASK, job_id, what=f"collection {job_id}")
-                return "more"
-            return "done"
+    threads = max(1, settings.CONCORD_COLLECT_THREADS)
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        ahead: tuple[list[CollectItem], list] | None = None  # claimed, being fetched
+        try:
+            while True:
+                job = (
+                    ImportJob.objects.filter(pk=job_id)
+                    .only("status", "project_id", "kind", "rows_total")
+                    .first()
+                )
+                if stop := _stopped(job, job_id):
+                    return stop
+                items = _claim(job=job, token=token)
+                fetching = [pool.submit(_fetch_checked, item, fetcher) for item in items]
+                if ahead is not None:
+                    _write_when_fetched(job_id=job_id, batch=ahead, token=token)
+                ahead = (items, fetching) if items else None
+                if ahead is None:
+                    if _finish_if_complete(job_id=job_id):
+                        return "done"
+                    # Nothing claimable: rows wait for a retry time, or others hold them.
+                    time.sleep(min(1.0, max(0.05, _seconds_to_next(job_id=job_id))))
+                if seconds and time.monotonic() - started >= seconds:
+                    if ahead is not None:
+                        _write_when_fetched(job_id=job_id, batch=ahead, token=token)
+                        ahead = None
+                    if _finish_if_complete(job_id=job_id):
+                        return "done"
+                    enqueue_on_commit(FETCH_TASK, job_id, what=f"collection {job_id}")
+                    return "more"
+        finally:
+            if ahead is not None:
+                _write_when_fetched(job_id=job_id, batch=ahead, token=token)
+
+
+def _stopped(job: ImportJob | None, job_id: int) -> str:
+    """Why a run stops before claiming more, or ""."""
+    if job is None or job.status == ImportStatus.FAILED:
+        return "stopped"
+    if job.status == ImportStatus.DONE:
+        return "done"
+    if job.status == ImportStatus.PAUSED:
+        return "paused"
+    if job.rows_total is None:
+        # Not read in yet (a recovery sent it here early): reading it starts the fetching.
+        enqueue_on_commit(STAGE_TASK, job_id, what=f"collection {job_id}")
+        return "staging"
+    return ""
+
+
+def _write_when_fetched(*, job_id: int, batch: tuple[list[CollectItem], list], token: str) -> None:
+    items, futures = batch
+    results = [future.result() for future in futures]
+    _write(job_id=job_id, items=items, results=results, token=token)
 
 
 def _claimable(now) -> Q:

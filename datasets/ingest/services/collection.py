@@ -275,6 +275,10 @@ def collection_stage(*, job_id: int) -> ImportJob:
         return ImportJob.objects.get(pk=job.pk)
     with transaction.atomic():
         ImportJob.objects.filter(pk=job.pk).update(rows_total=position)
+        # Every row is in the database now; the stored manifest is not needed any more.
+        for entry in job.inputs:
+            if entry.get("storage"):
+                transaction.on_commit(lambda name=entry["storage"]: _discard(name))
         job = ImportJob.objects.select_for_update().get(pk=job.pk)
         if job.status == ImportStatus.QUEUED:
             job.status = ImportStatus.RUNNING
@@ -323,6 +327,13 @@ def _stage_chunk(*, job: ImportJob, chunk: list[tuple[int, UrlRow]], staged: int
     ImportJob.objects.filter(pk=job.pk).update(
         options=_options(job, staged=staged), heartbeat_at=timezone.now()
     )
+
+
+def _discard(name: str) -> None:
+    try:
+        default_storage.delete(name)
+    except OSError:
+        logger.warning("Collection: could not delete %s", name)
 
 
 def _options(job: ImportJob, **changes) -> dict:

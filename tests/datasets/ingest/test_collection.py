@@ -139,6 +139,8 @@ def test_a_fetched_image_goes_the_normal_ingest_way_with_its_provenance(manager,
     assert list(image.captions.values_list("text", flat=True)) == ["a camera photo"]
     item = job.collect_items.get()
     assert item.extra == {"photographer": "Ann Smith"}
+    # Read into rows once: the stored manifest is gone.
+    assert not default_storage.exists(job.inputs[0]["storage"])
     assert item.state == FetchState.FETCHED
 
 

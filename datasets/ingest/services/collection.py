@@ -95,9 +95,9 @@ NOT_A_COLLECTION = "This job is not a collection."
 
 _LABELS = dict(FetchFailure.choices)
 _FETCHER: Fetcher | None = None
+_FETCHER_KEY: tuple | None = None  # the settings it was built from
 _S3 = None
 _S3_LOCK = threading.Lock()
-_GATE: HostGate | None = None
 
 
 # --- creating and staging -------------------------------------------------------------------------
@@ -275,16 +275,16 @@ def collection_stage(*, job_id: int) -> ImportJob:
         return ImportJob.objects.get(pk=job.pk)
     with transaction.atomic():
         ImportJob.objects.filter(pk=job.pk).update(rows_total=position)
-        # Every row is in the database now; the stored manifest is not needed any more.
-        for entry in job.inputs:
-            if entry.get("storage"):
-                transaction.on_commit(lambda name=entry["storage"]: _discard(name))
         job = ImportJob.objects.select_for_update().get(pk=job.pk)
         if job.status == ImportStatus.QUEUED:
             job.status = ImportStatus.RUNNING
             job.save(update_fields=["status"])
         if job.status == ImportStatus.RUNNING:
             _start_tasks(job=job)
+    # Every row is in the database now: the stored manifest is not needed any more.
+    for entry in job.inputs:
+        if entry.get("storage"):
+            _discard(entry["storage"])
     _finish_if_complete(job_id=job.pk)
     return ImportJob.objects.get(pk=job.pk)
 
@@ -357,15 +357,14 @@ def _start_tasks(*, job: ImportJob) -> None:
 
 
 def fetcher_default() -> Fetcher:
-    """This process's fetcher, built from the settings once (its connection pool and per-host
-    gate are shared by every run in the process)."""
-    global _FETCHER, _GATE
-    if _FETCHER is None:
-        _GATE = HostGate(
-            per_host=settings.CONCORD_COLLECT_PER_HOST,
-            per_second=settings.CONCORD_COLLECT_PER_HOST_RATE,
-        )
-        _FETCHER = Fetcher(policy=fetch_policy(), gate=_GATE)
+    """This process's fetcher, built from the settings (its connection pool and per-host gate
+    are shared by every run in the process; built again when the settings change)."""
+    global _FETCHER, _FETCHER_KEY
+    policy = fetch_policy()
+    key = (policy, settings.CONCORD_COLLECT_PER_HOST, settings.CONCORD_COLLECT_PER_HOST_RATE)
+    if _FETCHER is None or key != _FETCHER_KEY:
+        _FETCHER = Fetcher(policy=policy, gate=HostGate(per_host=key[1], per_second=key[2]))
+        _FETCHER_KEY = key
     return _FETCHER
 
 

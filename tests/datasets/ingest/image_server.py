@@ -101,7 +101,7 @@ class ImageServer:
                 h.wfile.write(b"\x00" * 65536)
             return None
         if path == "/slow":  # headers only after the read timeout
-            time.sleep(3)
+            time.sleep(5)
             return _send(h, 200, self.png, "image/png")
         if path == "/drip":  # each byte in time, the whole far too slow
             h.send_response(200)

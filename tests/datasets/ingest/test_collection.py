@@ -42,9 +42,10 @@ def server():
 def collect_settings(settings):
     settings.CONCORD_COLLECT_ALLOW_CIDRS = ["127.0.0.0/8"]
     settings.CONCORD_COLLECT_ALLOW_HOSTS = []
-    settings.CONCORD_COLLECT_CONNECT_TIMEOUT = 1.0
-    settings.CONCORD_COLLECT_READ_TIMEOUT = 0.5
-    settings.CONCORD_COLLECT_TOTAL_TIMEOUT = 1.5
+    # Generous for a loaded machine; /slow waits 5 s before its headers.
+    settings.CONCORD_COLLECT_CONNECT_TIMEOUT = 2.0
+    settings.CONCORD_COLLECT_READ_TIMEOUT = 2.0
+    settings.CONCORD_COLLECT_TOTAL_TIMEOUT = 4.0
     settings.CONCORD_COLLECT_BACKOFF = 0.0
     settings.CONCORD_COLLECT_ATTEMPTS = 2
     settings.CONCORD_COLLECT_PER_HOST = 8

@@ -280,6 +280,45 @@ CONCORD_UPLOAD_INLINE_FILES = env.int("CONCORD_UPLOAD_INLINE_FILES", default=8)
 CONCORD_UPLOAD_INLINE_BYTES = env.int("CONCORD_UPLOAD_INLINE_BYTES", default=32 * 1024 * 1024)
 CONCORD_THUMBNAIL_SIZE = 320
 
+# --- Collection (URL manifests and S3 prefixes fetched by workers) ---------------------------
+# SSRF guard: loopback, private, link-local, multicast and reserved addresses are never fetched,
+# after DNS and after each redirect, unless named here (tests, an intranet image server).
+CONCORD_COLLECT_ALLOW_HOSTS = env.list("CONCORD_COLLECT_ALLOW_HOSTS", default=[])
+CONCORD_COLLECT_ALLOW_CIDRS = env.list("CONCORD_COLLECT_ALLOW_CIDRS", default=[])
+CONCORD_COLLECT_USER_AGENT = env(
+    "CONCORD_COLLECT_USER_AGENT",
+    default="Concord/1.0 (image-text dataset collection; honours X-Robots-Tag noai, noimageai)",
+)
+# X-Robots-Tag directives that refuse an image (img2dataset's opt-out); empty to ignore them.
+CONCORD_COLLECT_OPT_OUT = env.list("CONCORD_COLLECT_OPT_OUT", default=["noai", "noimageai"])
+CONCORD_COLLECT_CONNECT_TIMEOUT = env.float("CONCORD_COLLECT_CONNECT_TIMEOUT", default=5.0)
+CONCORD_COLLECT_READ_TIMEOUT = env.float("CONCORD_COLLECT_READ_TIMEOUT", default=10.0)
+CONCORD_COLLECT_TOTAL_TIMEOUT = env.float("CONCORD_COLLECT_TOTAL_TIMEOUT", default=30.0)
+CONCORD_COLLECT_MAX_REDIRECTS = env.int("CONCORD_COLLECT_MAX_REDIRECTS", default=5)
+# Transient failures (429/503, timeouts) are tried this many times in all, waiting Retry-After
+# or BACKOFF, 2×BACKOFF, … seconds (at most BACKOFF_CAP) between tries.
+CONCORD_COLLECT_ATTEMPTS = env.int("CONCORD_COLLECT_ATTEMPTS", default=3)
+CONCORD_COLLECT_BACKOFF = env.float("CONCORD_COLLECT_BACKOFF", default=5.0)
+CONCORD_COLLECT_BACKOFF_CAP = env.float("CONCORD_COLLECT_BACKOFF_CAP", default=600.0)
+# Per worker process: requests at once to one host, and requests a second to one host (0: no limit).
+CONCORD_COLLECT_PER_HOST = env.int("CONCORD_COLLECT_PER_HOST", default=4)
+CONCORD_COLLECT_PER_HOST_RATE = env.float("CONCORD_COLLECT_PER_HOST_RATE", default=10.0)
+# Rows of one project being fetched at once, over every worker (claimed in the database).
+CONCORD_COLLECT_PROJECT_CONCURRENCY = env.int("CONCORD_COLLECT_PROJECT_CONCURRENCY", default=64)
+# Rows one task claims at a time, and the threads that fetch them.
+CONCORD_COLLECT_BATCH = env.int("CONCORD_COLLECT_BATCH", default=32)
+CONCORD_COLLECT_THREADS = env.int("CONCORD_COLLECT_THREADS", default=16)
+# Tasks a job starts with; each works for about RUN_SECONDS, then queues itself again.
+CONCORD_COLLECT_TASKS = env.int("CONCORD_COLLECT_TASKS", default=2)
+CONCORD_COLLECT_RUN_SECONDS = env.float("CONCORD_COLLECT_RUN_SECONDS", default=60.0)
+# A claimed row whose worker has not written it after this long is claimed again (killed worker).
+CONCORD_COLLECT_CLAIM_SECONDS = env.int("CONCORD_COLLECT_CLAIM_SECONDS", default=300)
+# S3-compatible source of bucket imports (empty: AWS itself; credentials from the environment).
+CONCORD_COLLECT_S3_ENDPOINT = env("CONCORD_COLLECT_S3_ENDPOINT", default="")
+CONCORD_COLLECT_S3_REGION = env("CONCORD_COLLECT_S3_REGION", default="") or None
+CONCORD_COLLECT_S3_ACCESS_KEY = env("CONCORD_COLLECT_S3_ACCESS_KEY", default="") or None
+CONCORD_COLLECT_S3_SECRET_KEY = env("CONCORD_COLLECT_S3_SECRET_KEY", default="") or None
+
 # --- Annotation queue -----------------------------------------------------------------------
 CONCORD_LEASE_SECONDS = env.int("CONCORD_LEASE_SECONDS", default=600)
 CONCORD_UNDO_SECONDS = env.int("CONCORD_UNDO_SECONDS", default=20)
@@ -429,6 +468,7 @@ CELERY_BEAT_SCHEDULE: dict = {
     "prune-releases": {"task": "releases.prune", "schedule": 3600.0},
     "recover-releases": {"task": "releases.recover", "schedule": 60.0},
     "recover-imports": {"task": "ingest.recover", "schedule": 60.0},
+    "recover-collections": {"task": "ingest.collect_recover", "schedule": 60.0},
     "recover-trainings": {"task": "registry.recover", "schedule": 60.0},
     "recover-minings": {"task": "negatives.recover", "schedule": 60.0},
     "nightly-retrain": {

@@ -23,6 +23,31 @@ urlpatterns = [
     path("projects/<slug:slug>/captions/", ingest.CaptionListApi.as_view(), name="api-captions"),
     path("projects/<slug:slug>/imports/", ingest.ImportListApi.as_view(), name="api-imports"),
     path(
+        "projects/<slug:slug>/collections/",
+        ingest.CollectionListApi.as_view(),
+        name="api-collections",
+    ),
+    path(
+        "projects/<slug:slug>/collections/<int:job_id>/",
+        ingest.CollectionDetailApi.as_view(),
+        name="api-collection",
+    ),
+    path(
+        "projects/<slug:slug>/collections/<int:job_id>/pause/",
+        ingest.CollectionPauseApi.as_view(),
+        name="api-collection-pause",
+    ),
+    path(
+        "projects/<slug:slug>/collections/<int:job_id>/resume/",
+        ingest.CollectionResumeApi.as_view(),
+        name="api-collection-resume",
+    ),
+    path(
+        "projects/<slug:slug>/collections/<int:job_id>/retry-failed/",
+        ingest.CollectionRetryApi.as_view(),
+        name="api-collection-retry",
+    ),
+    path(
         "projects/<slug:slug>/imports/<int:job_id>/",
         ingest.ImportDetailApi.as_view(),
         name="api-import",

@@ -264,6 +264,8 @@ class Source(models.TextChoices):
     ZIP = "zip", "Zip archive"
     COCO = "coco", "COCO import"
     MANIFEST = "manifest", "Manifest import"
+    URL = "url", "Fetched from a URL"
+    BUCKET = "bucket", "Object storage prefix"
     DEMO = "demo", "Demo generator"
     ANNOTATOR = "annotator", "Written by an annotator"
     # A caption made from one of the image's own captions by a word edit, as a proposed
@@ -769,11 +771,16 @@ class ImportKind(models.TextChoices):
     UPLOAD = "upload", "Files and zips"
     MANIFEST = "manifest", "CSV/JSONL manifest"
     COCO = "coco", "COCO captions"
+    # Rows fetched by workers: a manifest of image URLs, or every image under an S3 prefix.
+    COLLECT = "collect", "URL collection"
+    BUCKET = "bucket", "S3 prefix"
 
 
 class ImportStatus(models.TextChoices):
     QUEUED = "queued", "Queued"
     RUNNING = "running", "Running"
+    # A collection a manager paused: its workers stop claiming rows; resuming re-enqueues them.
+    PAUSED = "paused", "Paused"
     DONE = "done", "Done"
     FAILED = "failed", "Failed"
 
@@ -906,15 +913,88 @@ class ImportRow(models.Model):
         return f"{self.where}: {self.outcome}"
 
 
+class FetchState(models.TextChoices):
+    PENDING = "pending", "Pending"
+    CLAIMED = "claimed", "Being fetched"
+    FETCHED = "fetched", "Fetched"
+    FAILED = "failed", "Failed"
+
+
+class FetchFailure(models.TextChoices):
+    """Why a row of a collection could not be fetched (the breakdown on its page)."""
+
+    INVALID = "invalid", "Not a usable row"
+    DNS = "dns", "Name did not resolve"
+    REFUSED = "refused", "Connection refused"
+    TIMEOUT = "timeout", "Timed out"
+    HTTP_STATUS = "http_status", "HTTP error status"
+    TOO_LARGE = "too_large", "Too large"
+    NOT_IMAGE = "not_image", "Not an image"
+    REDIRECT_LOOP = "redirect_loop", "Redirect loop or too many redirects"
+    BLOCKED = "blocked", "Blocked address"
+    OPTED_OUT = "opted_out", "Opted out (X-Robots-Tag)"
+    REJECTED = "rejected", "Refused by image checks"
+    ERROR = "error", "Other network error"
+
+
+class CollectItem(models.Model):
+    """One row of a collection job (a URL of a manifest, or an object under an S3 prefix) and
+    where its fetch stands.
+
+    Workers claim pending rows (``claimed_by``, ``claimed_at``), fetch them outside any
+    transaction, and then, in one transaction, write the row's ImportRow (through the normal
+    ingest path) and set ``state`` to fetched or failed. A worker killed mid-batch leaves its rows
+    claimed; once ``claimed_at`` is older than the claim lease they are claimed again, and since
+    the ImportRow is unique per job and position, no row reaches the project twice.
+    ``extra`` keeps the manifest's other columns as provenance.
+    """
+
+    job = models.ForeignKey(ImportJob, on_delete=models.CASCADE, related_name="collect_items")
+    position = models.PositiveIntegerField()
+    url = models.CharField(max_length=1000)
+    caption = models.TextField(blank=True)  # empty: the row names no caption
+    license_name = models.CharField(max_length=200, blank=True)
+    license_url = models.CharField(max_length=500, blank=True)
+    extra = models.JSONField(default=dict, blank=True)
+    host = models.CharField(max_length=255, blank=True)
+    state = models.CharField(max_length=10, choices=FetchState.choices, default=FetchState.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    claimed_by = models.CharField(max_length=40, blank=True)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    # A transient failure (429/503, a timeout) is retried no sooner than this.
+    not_before = models.DateTimeField(null=True, blank=True)
+    failure = models.CharField(max_length=20, choices=FetchFailure.choices, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["job", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["job", "position"], name="datasets_collectitem_once"),
+            models.CheckConstraint(
+                condition=~Q(state="failed") | ~Q(failure=""),
+                name="datasets_collectitem_failure_has_reason",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["job", "state", "position"], name="datasets_collect_state"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.url} ({self.state})"
+
+
 __all__ = [
     "ApiToken",
     "BalanceMethod",
     "Caption",
     "CaptionFlag",
     "ClusterMember",
+    "CollectItem",
     "DecisionKind",
     "DuplicateCluster",
     "DuplicateDecision",
+    "FetchFailure",
+    "FetchState",
     "Image",
     "ImageFlag",
     "ImageFormat",

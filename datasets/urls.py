@@ -50,6 +50,22 @@ urlpatterns = [
     path("projects/<slug:slug>/upload/", ingest.project_upload, name="project-upload"),
     path("projects/<slug:slug>/import/", ingest.project_import, name="project-import"),
     path("projects/<slug:slug>/imports/<int:job_id>/", ingest.import_job, name="import-job"),
+    path("projects/<slug:slug>/collect/", ingest.project_collect, name="project-collect"),
+    path(
+        "projects/<slug:slug>/imports/<int:job_id>/pause/",
+        ingest.collection_pause_view,
+        name="collection-pause",
+    ),
+    path(
+        "projects/<slug:slug>/imports/<int:job_id>/resume/",
+        ingest.collection_resume_view,
+        name="collection-resume",
+    ),
+    path(
+        "projects/<slug:slug>/imports/<int:job_id>/retry-failed/",
+        ingest.collection_retry_view,
+        name="collection-retry",
+    ),
     path("projects/<slug:slug>/images/", browse.image_grid, name="image-grid"),
     path("projects/<slug:slug>/pairs/", browse.pair_list, name="pair-list"),
     path("projects/<slug:slug>/pairs/act", browse.pairs_act, name="pairs-act"),

@@ -17,12 +17,22 @@ from rest_framework.views import APIView
 from datasets import access
 from datasets.ingest import selectors
 from datasets.ingest.captions import CaptionError
+from datasets.ingest.services.collection import (
+    CollectionRefused,
+    bucket_job_create,
+    collection_job_create,
+    collection_pause,
+    collection_progress,
+    collection_resume,
+    collection_retry_failed,
+)
 from datasets.ingest.services.jobs import InputRefused, import_job_create, upload_job_create
 from datasets.ingest.services.uploads import caption_create
 from datasets.models import Caption, Image, ImportJob, ImportKind, ImportRow, RowOutcome, Source
 from datasets.pagination import IdCursorPagination
 
 NO_FILES = "Send one or more files in the multipart field 'files'."
+COLLECT_ONE_SOURCE = "Send either a URL manifest ('manifest') or an S3 prefix ('bucket', 'prefix')."
 
 
 class CaptionOutput(serializers.ModelSerializer):
@@ -321,3 +331,145 @@ class CaptionListApi(APIView):
         except CaptionError as exc:
             return Response({"text": [str(exc)]}, status=status.HTTP_400_BAD_REQUEST)
         return Response(CaptionOutput(caption).data, status=status.HTTP_201_CREATED)
+
+
+class CollectionProgressOutput(serializers.Serializer):
+    """Where a collection stands: rows by state, rates, failures by reason."""
+
+    total = serializers.IntegerField(allow_null=True)
+    fetched = serializers.IntegerField()
+    failed = serializers.IntegerField()
+    pending = serializers.IntegerField()
+    in_flight = serializers.IntegerField()
+    waiting_retry = serializers.IntegerField()
+    per_minute_recent = serializers.FloatField()
+    per_minute_overall = serializers.FloatField()
+    failures = serializers.SerializerMethodField()
+
+    @extend_schema_field(
+        inline_serializer(
+            "CollectFailure",
+            {
+                "code": serializers.CharField(),
+                "label": serializers.CharField(),
+                "count": serializers.IntegerField(),
+            },
+            many=True,
+        )
+    )
+    def get_failures(self, progress) -> list[dict]:
+        return [
+            {"code": code, "label": label, "count": count}
+            for code, label, count in progress.failures
+        ]
+
+
+def _collection_response(job: ImportJob, slug: str, *, code: int = 200) -> Response:
+    data = ImportJobOutput(job, context={"slug": slug}).data
+    data["progress"] = CollectionProgressOutput(collection_progress(job=job)).data
+    data["url"] = reverse("api-collection", kwargs={"slug": slug, "job_id": job.pk})
+    return Response(data, status=code, headers={"Location": data["url"]})
+
+
+class CollectionListApi(APIView):
+    project_need = access.MANAGE
+    parser_classes = (MultiPartParser, FormParser)
+
+    class CollectInput(serializers.Serializer):
+        manifest = serializers.FileField(required=False)
+        url_column = serializers.CharField(max_length=100, required=False, default="url")
+        caption_column = serializers.CharField(max_length=100, required=False, default="caption")
+        bucket = serializers.CharField(max_length=63, required=False, default="")
+        prefix = serializers.CharField(max_length=900, required=False, default="", allow_blank=True)
+        captions_key = serializers.CharField(
+            max_length=900, required=False, default="", allow_blank=True
+        )
+
+        def validate(self, data):
+            if bool(data.get("manifest")) == bool(data.get("bucket")):
+                raise serializers.ValidationError(COLLECT_ONE_SOURCE)
+            return data
+
+    @extend_schema(
+        request=CollectInput,
+        responses={202: ImportJobOutput},
+        description="Collect images from a manifest of URLs (CSV, TSV, JSONL or Parquet in "
+        "img2dataset's shapes: `url`, `caption`, other columns kept as provenance), or from every "
+        "image under an S3 prefix (`bucket`, `prefix`; captions from sidecar .txt files or from a "
+        "manifest in the bucket named by `captions_key`, with `key` and `caption` columns). "
+        "Workers fetch each row (never from private addresses) and add it through the normal "
+        "checks; every row ends fetched or failed with its reason (`rows_url`; progress at `url`).",
+    )
+    def post(self, request: Request, slug: str) -> Response:
+        project, _ = access.api_project(request)
+        serializer = self.CollectInput(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        try:
+            if data.get("manifest"):
+                job = collection_job_create(
+                    project=project,
+                    created_by=request.user,
+                    manifest=data["manifest"],
+                    url_column=data["url_column"],
+                    caption_column=data["caption_column"],
+                )
+            else:
+                job = bucket_job_create(
+                    project=project,
+                    created_by=request.user,
+                    bucket=data["bucket"],
+                    prefix=data["prefix"],
+                    captions_key=data["captions_key"],
+                )
+        except InputRefused as exc:
+            return Response({"manifest": [str(exc)]}, status=status.HTTP_400_BAD_REQUEST)
+        return _collection_response(job, slug, code=status.HTTP_202_ACCEPTED)
+
+
+class CollectionDetailApi(APIView):
+    project_need = access.MANAGE
+
+    @extend_schema(responses=ImportJobOutput)
+    def get(self, request: Request, slug: str, job_id: int) -> Response:
+        project, _ = access.api_project(request)
+        job = selectors.job_get(project=project, job_id=job_id)
+        if job is None:
+            return Response({"detail": "No such import."}, status=status.HTTP_404_NOT_FOUND)
+        return _collection_response(job, slug)
+
+
+class _CollectionActionApi(APIView):
+    project_need = access.MANAGE
+    service = None
+
+    @extend_schema(request=None, responses={200: ImportJobOutput})
+    def post(self, request: Request, slug: str, job_id: int) -> Response:
+        project, _ = access.api_project(request)
+        job = selectors.job_get(project=project, job_id=job_id)
+        if job is None:
+            return Response({"detail": "No such import."}, status=status.HTTP_404_NOT_FOUND)
+        try:
+            type(self).service(job=job)
+        except CollectionRefused as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+        job.refresh_from_db()
+        return _collection_response(job, slug)
+
+
+class CollectionPauseApi(_CollectionActionApi):
+    """Pause a collection: no new rows are claimed; rows in flight still end."""
+
+    service = staticmethod(collection_pause)
+
+
+class CollectionResumeApi(_CollectionActionApi):
+    """Resume a paused collection (or re-queue one whose workers were lost)."""
+
+    service = staticmethod(collection_resume)
+
+
+class CollectionRetryApi(_CollectionActionApi):
+    """Put the failed rows back to pending and run them again."""
+
+    service = staticmethod(collection_retry_failed)

@@ -57,3 +57,35 @@ class ImportForm(forms.Form):
                 "Choose the manifest or COCO file, or a zip that holds it with the images."
             )
         return cleaned
+
+
+class CollectForm(forms.Form):
+    manifest = forms.FileField(
+        required=False,
+        label="URL manifest",
+        help_text="CSV, TSV, JSONL or Parquet with a column of image URLs and, optionally, "
+        "captions (img2dataset's input shapes); other columns are kept as provenance.",
+        widget=forms.ClearableFileInput(attrs={"accept": ".csv,.tsv,.jsonl,.ndjson,.parquet"}),
+    )
+    url_column = forms.CharField(max_length=100, initial="url", label="URL column")
+    caption_column = forms.CharField(max_length=100, initial="caption", label="Caption column")
+    bucket = forms.CharField(
+        max_length=63,
+        required=False,
+        label="Or an S3 bucket",
+        help_text="Every JPEG, PNG and WebP under the prefix, on the configured S3 endpoint.",
+    )
+    prefix = forms.CharField(max_length=900, required=False, label="Prefix")
+    captions_key = forms.CharField(
+        max_length=900,
+        required=False,
+        label="Captions manifest in the bucket",
+        help_text="Optional: a CSV/JSONL/Parquet object with key and caption columns; without "
+        "it, photo.txt beside photo.jpg is its caption.",
+    )
+
+    def clean(self):
+        cleaned = super().clean()
+        if bool(cleaned.get("manifest")) == bool(cleaned.get("bucket")):
+            raise forms.ValidationError("Choose a URL manifest or name a bucket (one of them).")
+        return cleaned

@@ -4,13 +4,22 @@ the service, render."""
 from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_http_methods
+from django.views.decorators.http import require_http_methods, require_POST
 
 from datasets import access
 from datasets.ingest import selectors
-from datasets.ingest.forms import ImportForm, UploadForm
+from datasets.ingest.forms import CollectForm, ImportForm, UploadForm
+from datasets.ingest.services.collection import (
+    CollectionRefused,
+    bucket_job_create,
+    collection_job_create,
+    collection_pause,
+    collection_progress,
+    collection_resume,
+    collection_retry_failed,
+)
 from datasets.ingest.services.jobs import InputRefused, import_job_create, upload_job_create
-from datasets.models import RowOutcome, Source
+from datasets.models import ImportKind, RowOutcome, Source
 
 ROWS_PER_PAGE = 200
 
@@ -79,6 +88,11 @@ def import_job(request: HttpRequest, slug: str, job_id: int) -> HttpResponse:
         "outcome": outcome,
         "outcomes": RowOutcome.choices,
         "is_first_page": after is None,
+        "progress": (
+            collection_progress(job=job)
+            if job.kind in (ImportKind.COLLECT, ImportKind.BUCKET)
+            else None
+        ),
     }
     if request.htmx and request.GET.get("part") == "status":
         response = render(request, "datasets/import_job.html#job-status", context)
@@ -86,6 +100,63 @@ def import_job(request: HttpRequest, slug: str, job_id: int) -> HttpResponse:
             response["HX-Refresh"] = "true"  # finished: load the page again with its results
         return response
     return render(request, "datasets/import_job.html", context)
+
+
+@require_http_methods(["GET", "POST"])
+def project_collect(request: HttpRequest, slug: str) -> HttpResponse:
+    project, _ = access.project_get(user=request.user, slug=slug, manager=True)
+    bound = request.method == "POST"
+    form = CollectForm(request.POST if bound else None, request.FILES if bound else None)
+    if bound and form.is_valid():
+        data = form.cleaned_data
+        try:
+            if data["manifest"]:
+                job = collection_job_create(
+                    project=project,
+                    manifest=data["manifest"],
+                    created_by=request.user,
+                    url_column=data["url_column"],
+                    caption_column=data["caption_column"],
+                )
+            else:
+                job = bucket_job_create(
+                    project=project,
+                    bucket=data["bucket"],
+                    prefix=data["prefix"],
+                    captions_key=data["captions_key"],
+                    created_by=request.user,
+                )
+        except InputRefused as exc:
+            form.add_error("manifest", str(exc))
+        else:
+            messages.success(request, "Collection queued; workers fetch its URLs row by row.")
+            return redirect("import-job", slug=project.slug, job_id=job.pk)
+    context = {"project": project, "form": form, "jobs": selectors.jobs_recent(project=project)}
+    return render(request, "datasets/collect.html", context)
+
+
+def _collection_action(action):
+    @require_POST
+    def view(request: HttpRequest, slug: str, job_id: int) -> HttpResponse:
+        project, _ = access.project_get(user=request.user, slug=slug, manager=True)
+        job = selectors.job_get(project=project, job_id=job_id)
+        if job is None:
+            raise Http404("No such import.")
+        try:
+            done = action(job=job)
+        except CollectionRefused as exc:
+            messages.error(request, str(exc))
+        else:
+            if isinstance(done, int):
+                messages.success(request, f"{done} failed row(s) queued again.")
+        return redirect("import-job", slug=project.slug, job_id=job.pk)
+
+    return view
+
+
+collection_pause_view = _collection_action(collection_pause)
+collection_resume_view = _collection_action(collection_resume)
+collection_retry_view = _collection_action(collection_retry_failed)
 
 
 def _int_or_none(value: str | None) -> int | None:

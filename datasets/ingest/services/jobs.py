@@ -290,6 +290,8 @@ class _Item:
     file_key: str = ""  # two rows naming the same file share one read
     key: str = ""  # a COCO image entry's id
     ref: str = ""  # the COCO image id an annotation refers to
+    # The image checks already run on these bytes (in a fetch thread, see RowInput.checked).
+    checked: CheckedImage | None = None
 
 
 @dataclass
@@ -329,6 +331,8 @@ class _RunState:
     coco_images: dict[str, int | str] = field(
         default_factory=dict
     )  # COCO id -> image id or why not
+    # Contents a batch looked up and found in no image of the project (import_rows_write).
+    absent: set[str] = field(default_factory=set)
     # What the row being written changed here, undone if its savepoint rolls back.
     undo: list[Callable[[], None]] = field(default_factory=list)
 
@@ -349,6 +353,11 @@ def import_job_run(
     """
     job = ImportJob.objects.select_related("project").get(pk=job_id)
     if not job.is_live:
+        return job
+    if job.kind in (ImportKind.COLLECT, ImportKind.BUCKET):
+        # Fetched by workers row by row (services/collection.py); a recovery that sends it
+        # here gets it re-queued there instead of read as a file manifest.
+        enqueue_on_commit("ingest.collect_fetch", job.pk, what=f"collection {job.pk}")
         return job
     if job.runs_in_terminal and images_dir is None:
         logger.warning("Import job %s runs in the terminal that started it; skipped.", job.pk)
@@ -458,6 +467,100 @@ def _run_items(
             on_progress(rows_done, total)
 
 
+@dataclass
+class RowInput:
+    """One row handed in by another ingest path (a fetched URL, an S3 object): its position in
+    the job, how to find it, its caption and provenance, and either its bytes or why it has
+    none (``refusal``)."""
+
+    position: int
+    where: str
+    name: str
+    source: str
+    data: bytes | None = None
+    refusal: str = ""
+    caption: str | None = None
+    original_name: str = ""
+    source_url: str = ""
+    license_name: str = ""
+    license_url: str = ""
+    # check_image's result for ``data`` when the caller already ran it (off the main thread).
+    checked: CheckedImage | None = None
+
+
+def import_rows_write(*, job: ImportJob, rows: Sequence[RowInput]) -> dict[int, ImportRow]:
+    """Write rows of ``job`` through the normal ingest path (image checks, EXIF stripped, dedup
+    by content within the project, captions, provenance, one ImportRow each) and return the
+    ImportRow of each position, as written now or by an earlier run.
+
+    Call inside a transaction to make the rows part of it (collection marks its items fetched
+    in the same one). A position that already has its row is left as it is, so a row handed in
+    twice (a worker killed after its commit, the row claimed again) is written once.
+    """
+    state = _RunState()
+    stored: dict[str, _Stored] = {}
+    prepared = []
+    # The images this batch's bytes already are, in one query rather than one per row.
+    shas = {
+        row.checked.sha256 if row.checked else content_sha256(row.data)
+        for row in rows
+        if row.data is not None and not row.refusal
+    }
+    if shas:
+        state.image_by_sha.update(
+            Image.objects.filter(project_id=job.project_id, sha256__in=shas).values_list(
+                "sha256", "pk"
+            )
+        )
+        state.absent = shas - set(state.image_by_sha)
+    for row in rows:
+        data = row.data
+        item = _Item(
+            position=row.position,
+            where=display_text(row.where, limit=_WHERE_MAX),
+            name=display_text(row.name, limit=_NAME_MAX),
+            error=row.refusal,
+            caption=row.caption,
+            source=row.source,
+            original_name=row.original_name,
+            source_url=row.source_url,
+            license_name=row.license_name,
+            license_url=row.license_url,
+            load=(lambda data=data: data) if data is not None and not row.refusal else None,
+            checked=row.checked,
+        )
+        prepared.append(_prepare(item=item, job=job, state=state, stored=stored))
+    try:
+        _commit_batch(job=job, prepared=prepared, state=state, stored=stored)
+    finally:
+        for entry in stored.values():
+            if entry.sha256 not in state.image_by_sha:
+                image_file_discard(name=entry.file)
+    positions = [row.position for row in rows]
+    return {row.position: row for row in ImportRow.objects.filter(job=job, position__in=positions)}
+
+
+def stored_job_create(
+    *,
+    project: Project,
+    kind: str,
+    source: str,
+    created_by: AbstractBaseUser | None,
+    inputs: list[tuple[str, File]],
+    options: dict | None = None,
+) -> ImportJob:
+    """An ImportJob with its input files copied into the default storage (for other ingest
+    paths: a collection's URL manifest). Nothing is enqueued."""
+    return _job_create(
+        project=project,
+        kind=kind,
+        source=source,
+        created_by=created_by,
+        inputs=inputs,
+        options=options,
+    )
+
+
 def _committed_rows(*, job: ImportJob) -> set[int]:
     return set(ImportRow.objects.filter(job=job).values_list("position", flat=True))
 
@@ -525,7 +628,9 @@ def _image_sha(*, item: _Item, job: ImportJob, state: _RunState, stored: dict[st
     try:
         data = item.load()
         sha256 = content_sha256(data)
-        if sha256 not in state.image_by_sha and sha256 not in stored:
+        if sha256 not in state.image_by_sha and sha256 not in stored and sha256 in state.absent:
+            stored[sha256] = _store(job=job, data=data, sha256=sha256, checked=item.checked)
+        elif sha256 not in state.image_by_sha and sha256 not in stored:
             existing = (
                 Image.objects.filter(project_id=job.project_id, sha256=sha256)
                 .values_list("pk", flat=True)
@@ -534,7 +639,7 @@ def _image_sha(*, item: _Item, job: ImportJob, state: _RunState, stored: dict[st
             if existing is not None:
                 state.image_by_sha[sha256] = existing
             else:
-                stored[sha256] = _store(job=job, data=data, sha256=sha256)
+                stored[sha256] = _store(job=job, data=data, sha256=sha256, checked=item.checked)
     except (ImageRejected, MemberRefused, _RowRefused) as exc:
         if item.file_key:
             state.file_sha[item.file_key] = type(exc)(str(exc))
@@ -544,12 +649,15 @@ def _image_sha(*, item: _Item, job: ImportJob, state: _RunState, stored: dict[st
     return sha256
 
 
-def _store(*, job: ImportJob, data: bytes, sha256: str) -> _Stored:
-    checked = check_image(
-        data,
-        max_bytes=settings.CONCORD_MAX_IMAGE_BYTES,
-        max_pixels=settings.CONCORD_MAX_IMAGE_PIXELS,
-    )
+def _store(
+    *, job: ImportJob, data: bytes, sha256: str, checked: CheckedImage | None = None
+) -> _Stored:
+    if checked is None or checked.sha256 != sha256:
+        checked = check_image(
+            data,
+            max_bytes=settings.CONCORD_MAX_IMAGE_BYTES,
+            max_pixels=settings.CONCORD_MAX_IMAGE_PIXELS,
+        )
     name = image_file_save(project_id=job.project_id, checked=checked)
     size = len(checked.content)
     # The bytes are in the storage now; keep only what the row needs.

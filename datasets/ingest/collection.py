@@ -1,0 +1,270 @@
+"""URL manifests for collection, read as a stream, and the retry policy of a fetch.
+
+A pure core (the standard library and pyarrow, no Django). ``read_url_manifest`` takes a binary
+file and yields one ``UrlRow`` per data row without ever holding the file whole: CSV/TSV line by
+line, JSONL line by line, Parquet one record batch at a time. It reads img2dataset's input
+shapes: a ``url`` column and an optional ``caption`` column (other names can be given), with
+``license``/``license_url`` kept as the image's licence and every other column kept as
+provenance in ``extra``. A row the reader can refuse (no URL, not http/https, NUL bytes, too long)
+carries its reason in ``error``; only a file that cannot be read at all (unknown suffix, no URL
+column, not Parquet) raises SourceError.
+"""
+
+import codecs
+import csv
+import io
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import BinaryIO
+from urllib.parse import unquote, urlsplit
+
+from datasets.ingest.sources import (
+    LICENSE_NAME_MAX_CHARS,
+    LICENSE_URL_MAX_CHARS,
+    NAME_MAX_CHARS,
+    SOURCE_URL_MAX_CHARS,
+    SourceError,
+    display_text,
+    text_problem,
+    url_problem,
+)
+
+URL_SUFFIXES = ("csv", "tsv", "jsonl", "ndjson", "parquet")
+URL_MANIFEST_UNKNOWN = "A URL manifest must end in .csv, .tsv, .jsonl or .parquet, not '{suffix}'."
+URL_COLUMN_MISSING = "No '{column}' column: the header reads {header}."
+ROW_NO_URL = "no URL in column '{column}'."
+ROW_WIDTH = "{found} values where the header has {expected} columns."
+ROW_JSON = "not valid JSON ({detail})."
+ROW_NOT_OBJECT = "not a JSON object."
+ROW_KEY_UNSAFE = "an object key may not hold '..'."
+EXTRA_MAX_CHARS = 2000
+EXTRA_MAX_KEYS = 50
+_LICENCE_COLUMNS = ("license", "license_url")
+_PARQUET_BATCH = 2048
+
+
+@dataclass
+class UrlRow:
+    """One data row of a URL manifest; ``where`` says how to find it (``line 7``, ``row 12``)."""
+
+    where: str
+    url: str = ""
+    caption: str | None = None
+    license_name: str = ""
+    license_url: str = ""
+    extra: dict = field(default_factory=dict)
+    error: str = ""
+
+
+def manifest_suffix(name: str) -> str:
+    """The manifest's format from its name; raises SourceError for one this reader lacks."""
+    suffix = name.rsplit(".", 1)[-1].lower() if "." in name else ""
+    if suffix not in URL_SUFFIXES:
+        raise SourceError(URL_MANIFEST_UNKNOWN.format(suffix=f".{suffix}" if suffix else name))
+    return suffix
+
+
+def read_url_manifest(
+    handle: BinaryIO,
+    *,
+    name: str,
+    url_column: str = "url",
+    caption_column: str = "caption",
+    key_prefix: str | None = None,
+) -> Iterator[UrlRow]:
+    """Yield the manifest's rows in order (see the module docstring). ``handle`` must be
+    seekable for Parquet. Raises SourceError before the first row when the file as a whole
+    cannot be read. With ``key_prefix`` (a captions manifest beside objects in a bucket, e.g.
+    ``s3://bucket/photos/``) the URL column holds object keys relative to it instead of URLs."""
+    suffix = manifest_suffix(name)
+    columns = {"url_column": url_column, "caption_column": caption_column, "key_prefix": key_prefix}
+    if suffix == "parquet":
+        return _parquet_rows(handle, **columns)
+    if suffix in ("jsonl", "ndjson"):
+        return _jsonl_rows(handle, **columns)
+    return _csv_rows(handle, delimiter="\t" if suffix == "tsv" else None, **columns)
+
+
+def file_name_of(url: str) -> str:
+    """The last path segment of a URL, decoded and cut to what Image.original_name holds: the
+    name a fetched image is shown under."""
+    path = urlsplit(url).path
+    name = unquote(path.rsplit("/", 1)[-1]) or urlsplit(url).hostname or "image"
+    return display_text(name, limit=NAME_MAX_CHARS)
+
+
+def retry_delay(*, attempts: int, retry_after: float | None, base: float, cap: float) -> float:
+    """Seconds to wait before fetching a row again after a transient failure: the server's
+    Retry-After when it gave one, else exponential backoff (base, 2×base, 4×base…), never more
+    than ``cap``."""
+    if retry_after is not None:
+        return min(cap, max(0.0, retry_after))
+    return min(cap, base * (2 ** max(0, attempts - 1)))
+
+
+# --- formats --------------------------------------------------------------------------------------
+
+
+def _text_stream(handle: BinaryIO) -> io.TextIOWrapper:
+    # Bytes that are not UTF-8 become lone surrogates, which text_problem refuses row by row.
+    head = handle.read(4) if hasattr(handle, "read") else b""
+    handle.seek(0)
+    encoding = "utf-8-sig" if head.startswith(codecs.BOM_UTF8) else "utf-8"
+    return io.TextIOWrapper(handle, encoding=encoding, errors="surrogateescape", newline="")
+
+
+def _csv_rows(
+    handle: BinaryIO, *, delimiter: str | None, url_column: str, caption_column: str, key_prefix
+) -> Iterator[UrlRow]:
+    text = _text_stream(handle)
+    header_line = text.readline()
+    if not header_line.strip():
+        raise SourceError("The manifest holds no header line.")
+    if delimiter is None:
+        counts = {d: header_line.count(d) for d in (",", "\t", ";", "|")}
+        delimiter = max(counts, key=counts.get) if any(counts.values()) else ","
+    header = next(csv.reader([header_line], delimiter=delimiter))
+    header = [column.strip() for column in header]
+    if url_column not in header:
+        raise SourceError(
+            URL_COLUMN_MISSING.format(
+                column=url_column, header=display_text(str(header), limit=200)
+            )
+        )
+    return _csv_body(text, header, delimiter, url_column, caption_column, key_prefix)
+
+
+def _csv_body(
+    text: io.TextIOWrapper,
+    header: list[str],
+    delimiter: str,
+    url_column: str,
+    caption_column: str,
+    key_prefix: str | None,
+) -> Iterator[UrlRow]:
+    reader = csv.reader(text, delimiter=delimiter, strict=True)
+    while True:
+        line = reader.line_num + 2
+        try:
+            values = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            yield UrlRow(where=f"line {line}", error=f"not valid CSV ({exc}).")
+            continue
+        if not values or values == [""]:
+            continue
+        if len(values) != len(header):
+            yield UrlRow(
+                where=f"line {line}",
+                error=ROW_WIDTH.format(found=len(values), expected=len(header)),
+            )
+            continue
+        values = dict(zip(header, values, strict=True))
+        yield _row(f"line {line}", values, url_column, caption_column, key_prefix)
+
+
+def _jsonl_rows(
+    handle: BinaryIO, *, url_column: str, caption_column: str, key_prefix: str | None
+) -> Iterator[UrlRow]:
+    text = _text_stream(handle)
+    for number, line in enumerate(text, start=1):
+        if not line.strip():
+            continue
+        where = f"line {number}"
+        try:
+            values = json.loads(line)
+        except (json.JSONDecodeError, RecursionError) as exc:
+            yield UrlRow(
+                where=where, error=ROW_JSON.format(detail=display_text(str(exc), limit=120))
+            )
+            continue
+        if not isinstance(values, dict):
+            yield UrlRow(where=where, error=ROW_NOT_OBJECT)
+            continue
+        yield _row(where, values, url_column, caption_column, key_prefix)
+
+
+def _parquet_rows(
+    handle: BinaryIO, *, url_column: str, caption_column: str, key_prefix: str | None
+) -> Iterator[UrlRow]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        parquet = pq.ParquetFile(handle)
+    except (pa.ArrowException, OSError) as exc:
+        raise SourceError(f"Not a Parquet file: {display_text(str(exc), limit=200)}") from exc
+    names = parquet.schema_arrow.names
+    if url_column not in names:
+        raise SourceError(URL_COLUMN_MISSING.format(column=url_column, header=names[:20]))
+    return _parquet_body(parquet, url_column, caption_column, key_prefix)
+
+
+def _parquet_body(
+    parquet, url_column: str, caption_column: str, key_prefix: str | None
+) -> Iterator[UrlRow]:
+    number = 0
+    for batch in parquet.iter_batches(batch_size=_PARQUET_BATCH):
+        for values in batch.to_pylist():
+            number += 1
+            yield _row(f"row {number}", values, url_column, caption_column, key_prefix)
+
+
+def _row(
+    where: str, values: dict, url_column: str, caption_column: str, key_prefix: str | None
+) -> UrlRow:
+    url = values.get(url_column)
+    url = url.strip() if isinstance(url, str) else ""
+    if key_prefix is not None and url:
+        key = url.lstrip("/")
+        if ".." in key.split("/"):
+            return UrlRow(where=where, url=display_text(url, limit=200), error=ROW_KEY_UNSAFE)
+        url = key_prefix + key
+    caption = values.get(caption_column)
+    if caption is not None and not isinstance(caption, str):
+        caption = str(caption)
+    if caption is not None and not caption.strip():
+        caption = None
+    row = UrlRow(
+        where=where,
+        url=url,
+        caption=caption,
+        license_name=_text(values.get("license")),
+        license_url=_text(values.get("license_url")),
+    )
+    skip = {url_column, caption_column, *_LICENCE_COLUMNS}
+    for key, value in list(values.items())[:EXTRA_MAX_KEYS]:
+        if key in skip or value is None or value == "":
+            continue
+        safe_key = display_text(str(key), limit=100)
+        if isinstance(value, bool | int | float):
+            row.extra[safe_key] = value
+        else:
+            row.extra[safe_key] = display_text(
+                value if isinstance(value, str) else json.dumps(value, default=str),
+                limit=EXTRA_MAX_CHARS,
+            )
+    if not url:
+        row.error = ROW_NO_URL.format(column=url_column)
+    else:
+        row.error = (
+            (
+                url_problem(url, field=url_column, max_chars=SOURCE_URL_MAX_CHARS)
+                if key_prefix is None
+                else text_problem(url, field=url_column, max_chars=SOURCE_URL_MAX_CHARS)
+            )
+            or (text_problem(caption, field=caption_column) if caption is not None else "")
+            or text_problem(row.license_name, field="license", max_chars=LICENSE_NAME_MAX_CHARS)
+            or (
+                url_problem(row.license_url, field="license_url", max_chars=LICENSE_URL_MAX_CHARS)
+                if row.license_url
+                else ""
+            )
+        )
+    return row
+
+
+def _text(value: object) -> str:
+    return value.strip() if isinstance(value, str) else ("" if value is None else str(value))

@@ -1,0 +1,484 @@
+"""Fetching one image by URL, politely and within bounds, never from an address it must not reach.
+
+A pure core (httpx and the standard library, no Django): ``Fetcher.fetch(url)`` returns a
+``Fetched`` that either holds the image's bytes or names why not, with one of the failure codes
+below (the values of ``datasets.models.FetchFailure``). What it guarantees:
+
+* **SSRF guard**: the host is resolved here, every address is checked (loopback, link-local,
+  private, shared, multicast, reserved and unspecified ranges are refused, IPv4-mapped IPv6
+  included), and the connection goes to the vetted address itself, with the name only in the
+  ``Host`` header and the TLS server name: a second lookup that answers differently (DNS
+  rebinding) is never made. Redirects are followed by hand, one hop at a time, each vetted the
+  same way. ``allow_hosts``/``allow_networks`` are an explicit allow-list (tests, intranets).
+* **Bounds**: connect and read timeouts, a total time per URL (a server that drips one byte a
+  second does not hold a worker), a size cap checked against Content-Length and again while
+  streaming, a redirect limit, loop detection.
+* **Is it an image**: Content-Type must be an image type (or a generic binary one) and the first
+  bytes must be JPEG, PNG or WebP magic; the full image checks run later in ingest.
+* **Politeness**: a User-Agent that names Concord; ``X-Robots-Tag`` directives such as ``noai``
+  and ``noimageai`` (for every agent, or addressed to Concord) refuse the image, as img2dataset
+  does; ``HostGate`` bounds concurrent requests and the request rate per host.
+* **Transient or not**: 429 and 503 (with their ``Retry-After``, seconds or an HTTP date) and
+  timeouts are marked transient, so the caller may retry them later; nothing else is.
+"""
+
+import email.utils
+import errno
+import ipaddress
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from urllib.parse import urljoin, urlsplit, urlunsplit
+
+import httpx
+
+DNS = "dns"
+REFUSED = "refused"
+TIMEOUT = "timeout"
+HTTP_STATUS = "http_status"
+TOO_LARGE = "too_large"
+NOT_IMAGE = "not_image"
+REDIRECT_LOOP = "redirect_loop"
+BLOCKED = "blocked"
+OPTED_OUT = "opted_out"
+INVALID = "invalid"
+ERROR = "error"
+
+TRANSIENT_STATUSES = (429, 503)
+IMAGE_TYPES_GENERIC = ("application/octet-stream", "binary/octet-stream")
+DEFAULT_OPT_OUT = ("noai", "noimageai")
+_REDIRECTS = (301, 302, 303, 307, 308)
+
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True)
+class FetchPolicy:
+    """How one fetch is bounded. Times in seconds, sizes in bytes."""
+
+    max_bytes: int = 20 * 1024 * 1024
+    connect_timeout: float = 5.0
+    read_timeout: float = 10.0
+    total_timeout: float = 30.0
+    max_redirects: int = 5
+    user_agent: str = "Concord/1.0 (image-text dataset collection; honours X-Robots-Tag noai)"
+    allow_hosts: frozenset[str] = frozenset()
+    allow_networks: tuple[Network, ...] = ()
+    # X-Robots-Tag directives that refuse an image; empty to ignore the header.
+    opt_out: tuple[str, ...] = DEFAULT_OPT_OUT
+    agent_name: str = "concord"
+
+
+@dataclass
+class Fetched:
+    """The result of one fetch: ``data`` on success, else ``failure`` (a code above) and
+    ``detail`` (for a person). ``transient`` failures may be retried after ``retry_after``
+    seconds (None: the caller's own backoff). ``url`` is the last URL asked (after redirects)."""
+
+    url: str
+    data: bytes | None = None
+    content_type: str = ""
+    failure: str = ""
+    detail: str = ""
+    transient: bool = False
+    retry_after: float | None = None
+    status: int | None = None
+    checked: object = None  # what the caller's image checks made of ``data``, if it ran them
+
+    @property
+    def ok(self) -> bool:
+        return self.data is not None
+
+
+class _Refused(Exception):
+    def __init__(self, failure: str, detail: str, *, transient: bool = False, retry_after=None):
+        super().__init__(detail)
+        self.failure, self.detail = failure, detail
+        self.transient, self.retry_after = transient, retry_after
+
+
+def parse_networks(values: list[str] | tuple[str, ...]) -> tuple[Network, ...]:
+    """CIDR strings ("127.0.0.0/8", "10.1.0.0/16", "::1/128") as networks; raises ValueError."""
+    return tuple(ipaddress.ip_network(value.strip(), strict=False) for value in values if value)
+
+
+def address_blocked(address: Address) -> bool:
+    """True for every address a collection must not reach by default: anything not globally
+    routable (loopback, private, link-local, shared, reserved, unspecified) and multicast."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return (
+        not address.is_global
+        or address.is_multicast
+        or address.is_loopback
+        or address.is_link_local
+        or address.is_private
+        or address.is_reserved
+        or address.is_unspecified
+    )
+
+
+def opted_out(header_values: list[str], *, directives: tuple[str, ...], agent: str) -> str:
+    """The X-Robots-Tag directive that refuses this image, or "". A value is a comma-separated
+    list of directives, each optionally addressed to one agent ("otherbot: noai" does not
+    concern Concord; "concord: noai" and "noai" do)."""
+    if not directives:
+        return ""
+    wanted = {d.lower() for d in directives}
+    for value in header_values:
+        addressed = None
+        for part in value.split(","):
+            token = part.strip().lower()
+            if ":" in token:
+                name, _, rest = token.partition(":")
+                name, rest = name.strip(), rest.strip()
+                if rest and name not in ("unavailable_after",):
+                    addressed, token = name, rest
+            if addressed not in (None, agent) or not token:
+                continue
+            if token in wanted:
+                return token
+    return ""
+
+
+def image_magic(head: bytes) -> str:
+    """The format the first bytes announce (JPEG, PNG, WEBP), or ""."""
+    if head.startswith(b"\xff\xd8\xff"):
+        return "JPEG"
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "PNG"
+    if len(head) >= 12 and head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WEBP"
+    return ""
+
+
+def retry_after_seconds(value: str | None, *, now: float | None = None) -> float | None:
+    """Retry-After as seconds from now: a number of seconds or an HTTP date; None if absent or
+    unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when is None:
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+class HostGate:
+    """At most ``per_host`` requests at once to one host, started at most ``per_second`` a
+    second (0: no rate limit). Shared by the threads of one worker process."""
+
+    def __init__(self, *, per_host: int, per_second: float):
+        self.per_host, self.interval = max(1, per_host), (1.0 / per_second if per_second else 0.0)
+        self._lock = threading.Lock()
+        self._slots: dict[str, threading.BoundedSemaphore] = {}
+        self._next: dict[str, float] = {}
+
+    @contextmanager
+    def slot(self, host: str) -> Iterator[None]:
+        with self._lock:
+            semaphore = self._slots.setdefault(host, threading.BoundedSemaphore(self.per_host))
+        with semaphore:
+            if self.interval:
+                with self._lock:
+                    now = time.monotonic()
+                    start = max(now, self._next.get(host, 0.0))
+                    self._next[host] = start + self.interval
+                if start > now:
+                    time.sleep(start - now)
+            yield
+
+
+@dataclass
+class Fetcher:
+    """Fetches image URLs under one policy; thread-safe (one httpx client, pooled)."""
+
+    policy: FetchPolicy
+    gate: HostGate | None = None
+    _client: httpx.Client = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        policy = self.policy
+        self._client = httpx.Client(
+            timeout=httpx.Timeout(
+                connect=policy.connect_timeout,
+                read=policy.read_timeout,
+                write=policy.read_timeout,
+                pool=policy.total_timeout,
+            ),
+            follow_redirects=False,
+            headers={"User-Agent": policy.user_agent, "Accept": "image/*"},
+            limits=httpx.Limits(max_connections=256, max_keepalive_connections=64),
+            trust_env=False,  # never through a proxy the environment names: we vet the target
+        )
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> "Fetcher":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def fetch(self, url: str) -> Fetched:
+        """Fetch one image URL (see the module docstring). Never raises for anything the network
+        or the server does; the failure is in the result."""
+        deadline = time.monotonic() + self.policy.total_timeout
+        seen = {url}
+        current = url
+        try:
+            for _hop in range(self.policy.max_redirects + 1):
+                result, location = self._one(current, deadline=deadline)
+                if location is None:
+                    return result
+                current = location
+                if current in seen:
+                    raise _Refused(REDIRECT_LOOP, f"redirects back to {current}")
+                seen.add(current)
+            raise _Refused(REDIRECT_LOOP, f"more than {self.policy.max_redirects} redirects")
+        except _Refused as exc:
+            return Fetched(
+                url=current,
+                failure=exc.failure,
+                detail=exc.detail,
+                transient=exc.transient,
+                retry_after=exc.retry_after,
+            )
+
+    # --- one hop -------------------------------------------------------------------------------
+
+    def _one(self, url: str, *, deadline: float) -> tuple[Fetched, str | None]:
+        parts = urlsplit(url)
+        scheme = parts.scheme.lower()
+        if scheme not in ("http", "https") or not parts.hostname:
+            raise _Refused(INVALID, f"not an http(s) URL: {url[:200]}")
+        host = parts.hostname.rstrip(".").lower()
+        try:
+            port = parts.port or (443 if scheme == "https" else 80)
+        except ValueError as exc:
+            raise _Refused(INVALID, f"bad port in {url[:200]}") from exc
+        address = self._vetted_address(host, port)
+        target = f"[{address}]" if address.version == 6 else str(address)
+        ip_url = urlunsplit((scheme, f"{target}:{port}", parts.path or "/", parts.query, ""))
+        default_port = (scheme == "https" and port == 443) or (scheme == "http" and port == 80)
+        host_header = parts.hostname if default_port else f"{parts.hostname}:{port}"
+        if ":" in parts.hostname and not default_port:
+            host_header = f"[{parts.hostname}]:{port}"
+        extensions = {"sni_hostname": host} if scheme == "https" else {}
+        gate = self.gate.slot(host) if self.gate is not None else _nothing()
+        with gate:
+            return self._request(url, ip_url, host_header, extensions, deadline=deadline)
+
+    def _vetted_address(self, host: str, port: int) -> Address:
+        policy = self.policy
+        try:
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except (socket.gaierror, UnicodeError) as exc:
+            raise _Refused(DNS, f"{host} did not resolve ({exc})") from exc
+        addresses = []
+        for info in infos:
+            try:
+                addresses.append(ipaddress.ip_address(info[4][0].split("%", 1)[0]))
+            except ValueError:
+                continue
+        if not addresses:
+            raise _Refused(DNS, f"{host} resolved to no usable address")
+        if host in policy.allow_hosts:
+            return addresses[0]
+        for address in addresses:
+            if any(address in network for network in policy.allow_networks):
+                return address
+            if not address_blocked(address):
+                return address
+        raise _Refused(BLOCKED, f"{host} resolves to {addresses[0]}, which may not be fetched")
+
+    def _request(
+        self, url: str, ip_url: str, host_header: str, extensions: dict, *, deadline: float
+    ) -> tuple[Fetched, str | None]:
+        policy = self.policy
+        try:
+            request = self._client.build_request(
+                "GET", ip_url, headers={"Host": host_header}, extensions=extensions
+            )
+            response = self._client.send(request, stream=True)
+        except httpx.TimeoutException as exc:
+            raise _Refused(TIMEOUT, f"timed out ({type(exc).__name__})", transient=True) from exc
+        except httpx.ConnectError as exc:
+            if _is_refused(exc):
+                raise _Refused(REFUSED, "connection refused") from exc
+            raise _Refused(ERROR, f"could not connect ({exc})") from exc
+        except httpx.HTTPError as exc:
+            raise _Refused(ERROR, f"{type(exc).__name__}: {exc}") from exc
+        try:
+            status = response.status_code
+            if status in _REDIRECTS:
+                location = response.headers.get("location")
+                if not location:
+                    raise _Refused(HTTP_STATUS, f"HTTP {status} without a Location")
+                return Fetched(url=url, status=status), urljoin(url, location.strip())
+            if status >= 400 or status < 200 or status == 204:
+                transient = status in TRANSIENT_STATUSES
+                raise _Refused(
+                    HTTP_STATUS,
+                    f"HTTP {status}",
+                    transient=transient,
+                    retry_after=retry_after_seconds(response.headers.get("retry-after"))
+                    if transient
+                    else None,
+                )
+            if directive := opted_out(
+                response.headers.get_list("x-robots-tag"),
+                directives=policy.opt_out,
+                agent=policy.agent_name,
+            ):
+                raise _Refused(OPTED_OUT, f"X-Robots-Tag: {directive}")
+            content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
+            if content_type and not (
+                content_type.startswith("image/") or content_type in IMAGE_TYPES_GENERIC
+            ):
+                raise _Refused(NOT_IMAGE, f"Content-Type {content_type[:100]}")
+            length = response.headers.get("content-length")
+            if length and length.isdigit() and int(length) > policy.max_bytes:
+                raise _Refused(
+                    TOO_LARGE, f"{int(length):,} bytes; the limit is {policy.max_bytes:,}"
+                )
+            data = self._body(response, deadline=deadline)
+            if not image_magic(data[:16]):
+                raise _Refused(NOT_IMAGE, "the bytes are not a JPEG, PNG or WebP image")
+            return Fetched(url=url, data=data, content_type=content_type, status=status), None
+        finally:
+            response.close()
+
+    def _body(self, response: httpx.Response, *, deadline: float) -> bytes:
+        limit = self.policy.max_bytes
+        chunks, size = [], 0
+        try:
+            for chunk in response.iter_bytes():
+                size += len(chunk)
+                if size > limit:
+                    raise _Refused(TOO_LARGE, f"more than {limit:,} bytes")
+                if time.monotonic() > deadline:
+                    raise _Refused(
+                        TIMEOUT,
+                        f"not done within {self.policy.total_timeout:g} s",
+                        transient=True,
+                    )
+                chunks.append(chunk)
+        except httpx.TimeoutException as exc:
+            raise _Refused(TIMEOUT, "read timed out", transient=True) from exc
+        except httpx.HTTPError as exc:
+            raise _Refused(ERROR, f"{type(exc).__name__}: {exc}") from exc
+        return b"".join(chunks)
+
+
+def _is_refused(exc: BaseException) -> bool:
+    seen = 0
+    while exc is not None and seen < 8:
+        if (
+            isinstance(exc, ConnectionRefusedError)
+            or getattr(exc, "errno", None) == errno.ECONNREFUSED
+        ):
+            return True
+        if "refused" in str(exc).lower():
+            return True
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
+    return False
+
+
+@contextmanager
+def _nothing() -> Iterator[None]:
+    yield
+
+
+# --- objects in S3-compatible storage -------------------------------------------------------------
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
+
+
+def s3_split(url: str) -> tuple[str, str]:
+    """``s3://bucket/key`` as (bucket, key); ValueError for anything else."""
+    parts = urlsplit(url)
+    if parts.scheme != "s3" or not parts.netloc or not parts.path.lstrip("/"):
+        raise ValueError(f"not an s3://bucket/key URL: {url[:200]}")
+    return parts.netloc, parts.path.lstrip("/")
+
+
+def s3_fetch(client, url: str, *, max_bytes: int) -> Fetched:
+    """One object's bytes through a boto3 S3 client, with the same size cap and magic-byte check
+    as a URL, and the failure codes above (a missing object is HTTP_STATUS 404). Throttling
+    (503 SlowDown) and timeouts are transient."""
+    from botocore.exceptions import (
+        BotoCoreError,
+        ClientError,
+        ConnectTimeoutError,
+        EndpointConnectionError,
+        ReadTimeoutError,
+    )
+
+    try:
+        bucket, key = s3_split(url)
+    except ValueError as exc:
+        return Fetched(url=url, failure=INVALID, detail=str(exc))
+    try:
+        response = client.get_object(Bucket=bucket, Key=key)
+        size = response.get("ContentLength") or 0
+        if size > max_bytes:
+            response["Body"].close()
+            return Fetched(url=url, failure=TOO_LARGE, detail=f"{size:,} bytes")
+        data = response["Body"].read(max_bytes + 1)
+        response["Body"].close()
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+        transient = status in TRANSIENT_STATUSES or error.get("Code") == "SlowDown"
+        return Fetched(
+            url=url,
+            failure=HTTP_STATUS,
+            detail=f"S3 {status} {error.get('Code', '')}".strip(),
+            transient=transient,
+            status=status,
+        )
+    except (ConnectTimeoutError, ReadTimeoutError) as exc:
+        return Fetched(url=url, failure=TIMEOUT, detail=str(exc), transient=True)
+    except EndpointConnectionError as exc:
+        return Fetched(url=url, failure=REFUSED, detail=str(exc))
+    except BotoCoreError as exc:
+        return Fetched(url=url, failure=ERROR, detail=f"{type(exc).__name__}: {exc}")
+    if len(data) > max_bytes:
+        return Fetched(url=url, failure=TOO_LARGE, detail=f"more than {max_bytes:,} bytes")
+    if not image_magic(data[:16]):
+        return Fetched(url=url, failure=NOT_IMAGE, detail="not a JPEG, PNG or WebP image")
+    return Fetched(url=url, data=data, status=200)
+
+
+def s3_text(client, bucket: str, key: str, *, max_bytes: int = 64 * 1024) -> str | None:
+    """A sidecar caption (``photo.txt`` beside ``photo.jpg``) as text, or None when absent."""
+    from botocore.exceptions import ClientError
+
+    try:
+        response = client.get_object(Bucket=bucket, Key=key)
+    except ClientError:
+        return None
+    data = response["Body"].read(max_bytes)
+    response["Body"].close()
+    return data.decode("utf-8", "replace").strip() or None
+
+
+def s3_list_images(client, bucket: str, prefix: str) -> Iterator[str]:
+    """Every image key under the prefix, in listing order, a page (1,000 keys) at a time."""
+    paginator = client.get_paginator("list_objects_v2")
+    for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+        for entry in page.get("Contents", []):
+            if entry["Key"].lower().endswith(IMAGE_SUFFIXES):
+                yield entry["Key"]

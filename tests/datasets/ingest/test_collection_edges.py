@@ -1,0 +1,106 @@
+"""The collection's edges: the API, the pages and the command, over the same services."""
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.core.management import call_command
+from django.test import Client
+from django.urls import reverse
+
+from datasets.ingest.services import collection
+from datasets.models import FetchState, ImportJob, ImportKind, ImportStatus
+from tests.datasets.ingest.test_collection import collect_settings, server  # noqa: F401 (fixtures)
+
+
+def _manifest(server) -> bytes:  # noqa: F811
+    return (
+        "url,caption\n"
+        f"{server.url('/img/1.jpg')},one\n"
+        f"{server.url('/img/2.jpg')},two\n"
+        f"{server.url('/missing.jpg')},gone\n"
+    ).encode()
+
+
+def _logged_in(user) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.mark.django_db
+def test_the_api_creates_shows_pauses_and_resumes_a_collection(project, manager, server):  # noqa: F811
+    client = _logged_in(manager)
+    url = reverse("api-collections", kwargs={"slug": project.slug})
+    response = client.post(
+        url, {"manifest": SimpleUploadedFile("urls.csv", _manifest(server))}, format="multipart"
+    )
+    assert response.status_code == 202, response.content
+    job = ImportJob.objects.get(pk=response.json()["id"])
+    assert job.kind == ImportKind.COLLECT
+    collection.collection_stage(job_id=job.pk)
+    detail = client.get(response["Location"]).json()
+    assert detail["progress"]["pending"] == 3 and detail["progress"]["total"] == 3
+
+    route = {"slug": project.slug, "job_id": job.pk}
+    assert client.post(reverse("api-collection-pause", kwargs=route)).json()["status"] == "paused"
+    assert client.post(reverse("api-collection-pause", kwargs=route)).status_code == 409
+    assert client.post(reverse("api-collection-resume", kwargs=route)).json()["status"] == "running"
+    collection.collection_run(job_id=job.pk, seconds=0)
+    detail = client.get(reverse("api-collection", kwargs=route)).json()
+    assert detail["status"] == "done"
+    assert detail["progress"]["fetched"] == 2 and detail["progress"]["failed"] == 1
+    assert detail["progress"]["failures"] == [
+        {"code": "http_status", "label": "HTTP error status", "count": 1}
+    ]
+    retried = client.post(reverse("api-collection-retry", kwargs=route)).json()
+    assert retried["progress"]["pending"] == 1
+
+
+@pytest.mark.django_db
+def test_the_api_refuses_a_bad_manifest_and_actions_on_other_jobs(project, manager):
+    client = _logged_in(manager)
+    url = reverse("api-collections", kwargs={"slug": project.slug})
+    bad = client.post(url, {"manifest": SimpleUploadedFile("urls.xlsx", b"x")})
+    assert bad.status_code == 400 and "must end in" in bad.json()["manifest"][0]
+    assert client.post(url, {}).status_code == 400
+    other = ImportJob.objects.create(project=project, kind=ImportKind.UPLOAD, source="upload")
+    route = {"slug": project.slug, "job_id": other.pk}
+    assert client.post(reverse("api-collection-pause", kwargs=route)).status_code == 409
+
+
+@pytest.mark.django_db
+def test_the_pages_start_a_collection_and_show_its_failures(project, manager, server):  # noqa: F811
+    client = _logged_in(manager)
+    page = client.get(reverse("project-collect", kwargs={"slug": project.slug}))
+    assert page.status_code == 200 and b"Collect images from URLs" in page.content
+    response = client.post(
+        reverse("project-collect", kwargs={"slug": project.slug}),
+        {
+            "manifest": SimpleUploadedFile("urls.csv", _manifest(server)),
+            "url_column": "url",
+            "caption_column": "caption",
+        },
+    )
+    assert response.status_code == 302
+    job = ImportJob.objects.get(project=project, kind=ImportKind.COLLECT)
+    collection.collection_stage(job_id=job.pk)
+    pause = reverse("collection-pause", kwargs={"slug": project.slug, "job_id": job.pk})
+    assert client.post(pause).status_code == 302
+    job.refresh_from_db()
+    assert job.status == ImportStatus.PAUSED
+    resume = reverse("collection-resume", kwargs={"slug": project.slug, "job_id": job.pk})
+    client.post(resume)
+    collection.collection_run(job_id=job.pk, seconds=0)
+    page = client.get(response["Location"])
+    assert b'data-failure="http_status"' in page.content
+    assert b"Retry failed rows" in page.content
+
+
+@pytest.mark.django_db
+def test_the_command_collects_here(project, server, tmp_path, capsys):  # noqa: F811
+    manifest = tmp_path / "urls.csv"
+    manifest.write_bytes(_manifest(server))
+    call_command("collect_urls", project.slug, str(manifest), "--here")
+    out = capsys.readouterr().out
+    assert "2 fetched" in out and "1 failed" in out and "HTTP error status: 1" in out
+    job = ImportJob.objects.get(project=project, kind=ImportKind.COLLECT)
+    assert not job.collect_items.filter(state=FetchState.PENDING).exists()

@@ -1,0 +1,205 @@
+"""The fetcher against a real HTTP server on 127.0.0.1: every outcome, the SSRF guard, the
+bounds. No database."""
+
+import ipaddress
+import threading
+import time
+
+import pytest
+
+from datasets.ingest import fetching
+from datasets.ingest.fetching import (
+    Fetcher,
+    FetchPolicy,
+    HostGate,
+    address_blocked,
+    opted_out,
+    parse_networks,
+    retry_after_seconds,
+)
+from tests.datasets.ingest.image_server import ImageServer, closed_port
+
+LOOPBACK = parse_networks(["127.0.0.0/8"])
+
+
+@pytest.fixture(scope="module")
+def server():
+    running = ImageServer()
+    yield running
+    running.close()
+
+
+def _fetcher(**changes) -> Fetcher:
+    policy = {
+        "max_bytes": 1024 * 1024,
+        "connect_timeout": 1.0,
+        "read_timeout": 1.0,
+        "total_timeout": 2.0,
+        "max_redirects": 4,
+        "allow_networks": LOOPBACK,
+    }
+    policy.update(changes)
+    return Fetcher(policy=FetchPolicy(**policy))
+
+
+def test_a_good_image_comes_back_whole_with_the_user_agent_naming_concord(server):
+    with _fetcher() as fetcher:
+        result = fetcher.fetch(server.url("/good.png"))
+    assert result.ok and result.data == server.png and result.status == 200
+    assert result.failure == ""
+    assert "Concord" in server.user_agents[-1]
+
+
+def test_generic_binary_types_are_taken_when_the_bytes_are_an_image(server):
+    with _fetcher() as fetcher:
+        assert fetcher.fetch(server.url("/octet")).ok
+
+
+@pytest.mark.parametrize(
+    ("path", "failure", "transient"),
+    [
+        ("/page.html", fetching.NOT_IMAGE, False),
+        ("/fake.jpg", fetching.NOT_IMAGE, False),
+        ("/huge-declared", fetching.TOO_LARGE, False),
+        ("/huge-streamed", fetching.TOO_LARGE, False),
+        ("/slow", fetching.TIMEOUT, True),
+        ("/drip", fetching.TIMEOUT, True),
+        ("/loop-a", fetching.REDIRECT_LOOP, False),
+        ("/chain/0", fetching.REDIRECT_LOOP, False),
+        ("/to-private", fetching.BLOCKED, False),
+        ("/to-metadata", fetching.BLOCKED, False),
+        ("/missing.jpg", fetching.HTTP_STATUS, False),
+        ("/unavailable", fetching.HTTP_STATUS, True),
+        ("/noai.png", fetching.OPTED_OUT, False),
+    ],
+)
+def test_each_failure_is_named(server, path, failure, transient):
+    started = time.monotonic()
+    with _fetcher() as fetcher:
+        result = fetcher.fetch(server.url(path))
+    assert not result.ok, result
+    assert (result.failure, result.transient) == (failure, transient), result.detail
+    assert result.detail
+    # Bounded: nothing takes much longer than the total timeout.
+    assert time.monotonic() - started < 6
+
+
+def test_a_redirect_to_a_public_path_on_an_allowed_host_is_followed(server):
+    with _fetcher() as fetcher:
+        result = fetcher.fetch(server.url("/to-good"))
+    assert result.ok and result.url == server.url("/good.png")
+
+
+def test_an_opt_out_addressed_to_another_agent_does_not_concern_concord(server):
+    with _fetcher() as fetcher:
+        assert fetcher.fetch(server.url("/otherbot.png")).ok
+    with _fetcher(opt_out=()) as fetcher:  # configurable: honouring can be switched off
+        assert fetcher.fetch(server.url("/noai.png")).ok
+
+
+def test_429_and_503_carry_their_retry_after(server):
+    with _fetcher() as fetcher:
+        result = fetcher.fetch(server.url("/unavailable"))
+    assert result.transient and result.retry_after == 0.0 and "503" in result.detail
+
+
+def test_refused_and_dns_failures(server):
+    with _fetcher() as fetcher:
+        refused = fetcher.fetch(f"http://127.0.0.1:{closed_port()}/x.jpg")
+        dns = fetcher.fetch("http://no-such-host.invalid/x.jpg")
+    assert refused.failure == fetching.REFUSED
+    assert dns.failure == fetching.DNS
+
+
+def test_without_the_allow_list_loopback_is_refused_before_any_request(server):
+    before = sum(server.hits.values())
+    with _fetcher(allow_networks=()) as fetcher:
+        result = fetcher.fetch(server.url("/good.png"))
+        by_name = fetcher.fetch(f"http://localhost:{server.port}/good.png")
+    assert result.failure == fetching.BLOCKED and by_name.failure == fetching.BLOCKED
+    assert sum(server.hits.values()) == before, "no request may reach a blocked address"
+
+
+def test_an_allowed_host_name_is_fetched_whatever_it_resolves_to(server):
+    with _fetcher(allow_networks=(), allow_hosts=frozenset({"localhost"})) as fetcher:
+        assert fetcher.fetch(f"http://localhost:{server.port}/good.png").ok
+        # The name is allowed, not the address: 127.0.0.1 itself stays blocked.
+        assert fetcher.fetch(server.url("/good.png")).failure == fetching.BLOCKED
+
+
+def test_not_http_is_refused_without_a_request():
+    with _fetcher() as fetcher:
+        assert fetcher.fetch("file:///etc/passwd").failure == fetching.INVALID
+        assert fetcher.fetch("gopher://127.0.0.1/").failure == fetching.INVALID
+
+
+@pytest.mark.parametrize(
+    ("address", "blocked"),
+    [
+        ("127.0.0.1", True),
+        ("10.0.0.8", True),
+        ("172.16.5.4", True),
+        ("192.168.1.1", True),
+        ("169.254.169.254", True),
+        ("100.64.0.1", True),
+        ("224.0.0.251", True),
+        ("0.0.0.0", True),
+        ("240.0.0.1", True),
+        ("::1", True),
+        ("fe80::1", True),
+        ("fc00::1", True),
+        ("ff02::1", True),
+        ("::ffff:10.0.0.1", True),
+        ("93.184.216.34", False),
+        ("2606:4700:4700::1111", False),
+    ],
+)
+def test_address_ranges(address, blocked):
+    assert address_blocked(ipaddress.ip_address(address)) is blocked
+
+
+def test_x_robots_tag_parsing():
+    directives = ("noai", "noimageai")
+    assert opted_out(["noai"], directives=directives, agent="concord") == "noai"
+    assert opted_out(["noindex, NoImageAI"], directives=directives, agent="concord") == "noimageai"
+    assert opted_out(["concord: noai"], directives=directives, agent="concord") == "noai"
+    assert opted_out(["otherbot: noai"], directives=directives, agent="concord") == ""
+    assert opted_out(["noindex"], directives=directives, agent="concord") == ""
+    assert opted_out(["noai"], directives=(), agent="concord") == ""
+
+
+def test_retry_after_parsing():
+    assert retry_after_seconds("120") == 120.0
+    assert retry_after_seconds(None) is None and retry_after_seconds("soon") is None
+    assert retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412480.0) == 0.0
+    assert retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412470.0) == 10.0
+
+
+def test_host_gate_bounds_concurrency_per_host():
+    gate = HostGate(per_host=2, per_second=0)
+    at_once, peak, lock = [0], [0], threading.Lock()
+
+    def work():
+        with gate.slot("a.example"):
+            with lock:
+                at_once[0] += 1
+                peak[0] = max(peak[0], at_once[0])
+            time.sleep(0.05)
+            with lock:
+                at_once[0] -= 1
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert peak[0] == 2
+
+
+def test_host_gate_spaces_requests_to_one_host():
+    gate = HostGate(per_host=4, per_second=20)
+    started = time.monotonic()
+    for _ in range(5):
+        with gate.slot("b.example"):
+            pass
+    assert time.monotonic() - started >= 4 / 20 - 0.01

@@ -24,6 +24,10 @@
 
   document.addEventListener("keydown", function (event) {
     if (event.ctrlKey || event.metaKey || event.altKey) return;
+    // While an input method composes (Japanese, Chinese, Korean…), Enter confirms the
+    // conversion and letters are not answers: every key then belongs to the input method.
+    // keyCode 229 is what browsers that do not set isComposing send for those keys.
+    if (event.isComposing || event.keyCode === 229) return;
     const target = event.target;
     if (target.matches && target.matches("textarea[data-submit-on-enter]")) {
       if (event.key === "Enter" && !event.shiftKey) {

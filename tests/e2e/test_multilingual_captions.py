@@ -71,3 +71,34 @@ def test_live_check_shows_the_servers_verdict_in_every_script(page, transactiona
     box.press("Enter")
     page.wait_for_function("!document.querySelector('textarea[data-caption-input]')")
     assert Caption.objects.filter(author=annotator).get().text == "两只狗在海滩上玩红色的球"
+
+
+def test_enter_while_an_input_method_composes_does_not_submit(page, transactional_db):
+    """Japanese and Chinese typists confirm a conversion with Enter: that Enter belongs to the
+    input method (keyCode 229, isComposing), not to the caption form."""
+    manager = factories.user("boss")
+    annotator = factories.user("ann")
+    project = factories.project(manager=manager, name="日本語", language="ja")
+    factories.member(project=project, user=annotator, role="annotator")
+    factories.image(project=project)
+    tasks_open(project=project)
+
+    log_in(page, "ann", factories.PASSWORD)
+    page.goto(f"/projects/{project.slug}/annotate/")
+    box = page.locator("textarea[data-caption-input]")
+    box.fill("浜辺で遊ぶ二匹の犬と")
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("Input.imeSetComposition", {"text": "いぬ", "selectionStart": 2, "selectionEnd": 2})
+    box.evaluate(
+        "e => e.dispatchEvent(new KeyboardEvent('keydown', {key: 'Enter', code: 'Enter',"
+        " keyCode: 229, isComposing: true, bubbles: true, cancelable: true}))"
+    )
+    page.wait_for_timeout(800)
+    assert page.locator("textarea[data-caption-input]").count() == 1
+    assert not Caption.objects.filter(author=annotator).exists()
+
+    # The conversion confirmed, a plain Enter submits the whole caption.
+    cdp.send("Input.insertText", {"text": "赤いボール"})
+    box.press("Enter")
+    page.wait_for_function("!document.querySelector('textarea[data-caption-input]')")
+    assert Caption.objects.filter(author=annotator).get().text.endswith("赤いボール")

@@ -133,6 +133,15 @@ AUTHENTICATION_BACKENDS = [
 AXES_FAILURE_LIMIT = env.int("CONCORD_LOGIN_FAILURE_LIMIT", default=5)
 AXES_COOLOFF_TIME = timedelta(minutes=env.int("CONCORD_LOCKOUT_MINUTES", default=15))
 AXES_LOCKOUT_PARAMETERS = ["username"]
+# The client's address (the throttles' key, and what axes records of each attempt): the peer of
+# this server, unless CONCORD_PROXY_COUNT reverse proxies stand in front and each appends to
+# X-Forwarded-For (nginx: proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;). Then
+# the entry the outermost proxy wrote counts; what a client sent itself never does. Set it only
+# when every request passes through that many proxies, or clients could choose their address.
+CONCORD_PROXY_COUNT = env.int("CONCORD_PROXY_COUNT", default=0)
+if CONCORD_PROXY_COUNT < 0:
+    raise ImproperlyConfigured("CONCORD_PROXY_COUNT is a number of proxies: 0 or more.")
+AXES_CLIENT_IP_CALLABLE = "datasets.access.client_address"
 # axes.W006 asks for the address among the lockout parameters. Annotators often share one
 # address (an office, a vendor's NAT): five typos among them would lock everyone out. Addresses
 # are limited by the "credentials" throttle below instead (CONCORD_THROTTLE_CREDENTIALS).
@@ -307,9 +316,12 @@ REST_FRAMEWORK = {
     # URL) the one access check of datasets.access.
     "DEFAULT_PERMISSION_CLASSES": ["datasets.access.ProjectAccess"],
     "DEFAULT_THROTTLE_CLASSES": [
-        "rest_framework.throttling.AnonRateThrottle",
-        "rest_framework.throttling.UserRateThrottle",
+        "datasets.access.AnonThrottle",
+        "datasets.access.UserThrottle",
     ],
+    # Only datasets.access.client_address reads X-Forwarded-For; should a DRF default read it,
+    # it trusts the same number of proxies.
+    "NUM_PROXIES": CONCORD_PROXY_COUNT,
     "DEFAULT_THROTTLE_RATES": {
         "anon": env("CONCORD_THROTTLE_ANON", default="120/minute"),
         "user": env("CONCORD_THROTTLE_USER", default="6000/minute"),

@@ -18,10 +18,12 @@ authenticate with a django-rest-knox token (:class:`ApiTokenAuthentication`), wh
 image files accept too (:func:`request_user`).
 """
 
+import ipaddress
 from datetime import timedelta
 from typing import Any
 
 from axes.backends import AxesStandaloneBackend
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.exceptions import ImproperlyConfigured, PermissionDenied
 from django.db.models import Exists, OuterRef, QuerySet, Subquery
@@ -30,7 +32,7 @@ from django.utils import timezone
 from knox.auth import TokenAuthentication
 from rest_framework import exceptions
 from rest_framework.permissions import SAFE_METHODS, BasePermission
-from rest_framework.throttling import SimpleRateThrottle
+from rest_framework.throttling import AnonRateThrottle, SimpleRateThrottle, UserRateThrottle
 
 from annotate.models import Suspension
 from datasets.models import ApiToken, Membership, Project, Role
@@ -210,7 +212,48 @@ def request_user(request: HttpRequest) -> AbstractBaseUser:
     return result[0] if result else AnonymousUser()
 
 
-class CredentialsThrottle(SimpleRateThrottle):
+def client_address(request: HttpRequest) -> str:
+    """The address a request came from, as every throttle and django-axes count it.
+
+    ``REMOTE_ADDR`` (the peer of this server) unless CONCORD_PROXY_COUNT says that many reverse
+    proxies stand in front, each appending the address it got the request from to
+    ``X-Forwarded-For``: then the entry that many places from the end, the one the outermost
+    proxy wrote. Entries further left came from the client and are never trusted, so rotating
+    the header changes nothing. An entry that is not an IP address gives ``REMOTE_ADDR``.
+    Works on a Django and a DRF request (both have ``META``).
+    """
+    remote = request.META.get("REMOTE_ADDR", "") or ""
+    proxies = settings.CONCORD_PROXY_COUNT
+    forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
+    if proxies <= 0 or not forwarded:
+        return remote
+    hops = [hop.strip() for hop in forwarded.split(",")]
+    if len(hops) < proxies:
+        # Fewer entries than proxies: a proxy did not write its own; trust none of them.
+        return remote
+    try:
+        return str(ipaddress.ip_address(hops[-proxies]))
+    except ValueError:
+        return remote
+
+
+class AddressThrottleMixin:
+    """DRF throttles keyed by :func:`client_address` rather than DRF's own reading of
+    X-Forwarded-For (which trusts the whole header unless NUM_PROXIES is set)."""
+
+    def get_ident(self, request) -> str:
+        return client_address(request)
+
+
+class AnonThrottle(AddressThrottleMixin, AnonRateThrottle):
+    """Anonymous API requests per client address (the ``anon`` rate)."""
+
+
+class UserThrottle(AddressThrottleMixin, UserRateThrottle):
+    """API requests per signed-in user, and per address for anonymous ones (the ``user`` rate)."""
+
+
+class CredentialsThrottle(AddressThrottleMixin, SimpleRateThrottle):
     """Attempts at a credential (a password, an invitation) per client address: the login page,
     token creation, password change and reset, invitation acceptance. The rate is the
     ``credentials`` throttle rate (CONCORD_THROTTLE_CREDENTIALS); django-axes locks usernames."""

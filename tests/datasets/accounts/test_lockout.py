@@ -142,3 +142,110 @@ def test_password_reset_mails_when_mail_is_configured(client, annotator, setting
     response = client.post(reverse("password_reset"), {"email": "annotator@example.org"})
     assert response.status_code == 302
     assert len(mailoutbox) == 1 and "/accounts/reset/" in mailoutbox[0].body
+
+
+# --- The client's address: X-Forwarded-For only from configured proxies (QA finding 1) --------
+
+
+def _spoofed(n: int) -> str:
+    return f"203.0.113.{n % 250 + 1}"
+
+
+def test_a_rotated_forwarded_for_header_does_not_escape_the_throttle(client, annotator):
+    """No proxy configured (the default): X-Forwarded-For is the client's own claim, so a
+    guesser rotating it still has one address. Token endpoint and login page alike."""
+    codes = [
+        client.post(
+            reverse("api-token"),
+            {"username": f"nobody-{n}", "password": "wrong"},
+            content_type="application/json",
+            HTTP_X_FORWARDED_FOR=_spoofed(n),
+        ).status_code
+        for n in range(25)
+    ]
+    assert codes[:20] == [400] * 20 and set(codes[20:]) == {429}, codes
+    cache.clear()
+    page = [
+        client.post(
+            reverse("login"),
+            {"username": f"someone-{n}", "password": "x"},
+            HTTP_X_FORWARDED_FOR=_spoofed(n),
+        ).status_code
+        for n in range(25)
+    ]
+    assert page[:20] == [200] * 20 and set(page[20:]) == {429}, page
+
+
+def test_a_rotated_forwarded_for_header_does_not_escape_the_lockout(client, annotator, settings):
+    from axes.models import AccessAttempt
+
+    for attempt in range(settings.AXES_FAILURE_LIMIT):
+        client.post(
+            reverse("login"),
+            {"username": "annotator", "password": f"wrong-{attempt}"},
+            HTTP_X_FORWARDED_FOR=_spoofed(attempt),
+        )
+    response = client.post(
+        reverse("login"),
+        {"username": "annotator", "password": factories.PASSWORD},
+        HTTP_X_FORWARDED_FOR=_spoofed(99),
+    )
+    assert response.status_code == 429
+    response = client.post(
+        reverse("api-token"),
+        {"username": "annotator", "password": factories.PASSWORD},
+        content_type="application/json",
+        HTTP_X_FORWARDED_FOR=_spoofed(98),
+    )
+    assert response.status_code == 429
+    # axes records the real peer, not the claim.
+    assert set(AccessAttempt.objects.values_list("ip_address", flat=True)) == {"127.0.0.1"}
+
+
+def test_behind_a_configured_proxy_the_proxy_written_address_counts(client, annotator, settings):
+    """CONCORD_PROXY_COUNT=1: the last X-Forwarded-For entry (the proxy's) is the address;
+    whatever the client put before it is ignored, and different real clients count apart."""
+    from axes.models import AccessAttempt
+
+    settings.CONCORD_PROXY_COUNT = 1
+
+    def attempt(n, forwarded):
+        return client.post(
+            reverse("api-token"),
+            {"username": f"nobody-{n}", "password": "wrong"},
+            content_type="application/json",
+            HTTP_X_FORWARDED_FOR=forwarded,
+        ).status_code
+
+    codes = [attempt(n, f"{_spoofed(n)}, 198.51.100.7") for n in range(21)]
+    assert codes[:20] == [400] * 20 and codes[20] == 429, codes
+    assert attempt(21, "198.51.100.8") == 400  # another client behind the same proxy
+    assert AccessAttempt.objects.filter(ip_address="198.51.100.7").count() == 20
+    # A proxy entry that is no address (a broken proxy) falls back to the peer: no 500, even
+    # on PostgreSQL, whose inet column would refuse it.
+    cache.clear()
+    assert attempt(22, "not-an-address") == 400
+    assert attempt(23, "\x00") == 400
+    assert AccessAttempt.objects.filter(username="nobody-22", ip_address="127.0.0.1").exists()
+
+
+@pytest.mark.parametrize(
+    "proxies, forwarded, expected",
+    [
+        (0, "203.0.113.9", "127.0.0.1"),
+        (0, "", "127.0.0.1"),
+        (1, "", "127.0.0.1"),
+        (1, "203.0.113.9", "203.0.113.9"),
+        (1, "1.1.1.1, 203.0.113.9", "203.0.113.9"),
+        (2, "1.1.1.1, 203.0.113.9, 10.0.0.2", "203.0.113.9"),
+        (2, "203.0.113.9", "127.0.0.1"),
+        (1, "1.1.1.1, 2001:db8::1", "2001:db8::1"),
+        (1, "1.1.1.1, garbage", "127.0.0.1"),
+    ],
+)
+def test_client_address(rf, settings, proxies, forwarded, expected):
+    from datasets.access import client_address
+
+    settings.CONCORD_PROXY_COUNT = proxies
+    request = rf.get("/", HTTP_X_FORWARDED_FOR=forwarded) if forwarded else rf.get("/")
+    assert client_address(request) == expected

@@ -11,9 +11,38 @@ from datasets.accounts.services import (
     TOO_MANY_LINES,
     invitation_lines,
 )
-from datasets.models import Role
+from datasets.models import Membership, Project, Role
 
 NO_LINES = "Enter at least one email address or name, one per line."
+NOT_A_MEMBER = (
+    "{username} is not a member of this project. To add someone, invite them below: an "
+    "invitation link works for an existing account too (they log in and accept it)."
+)
+
+
+class MemberRoleForm(forms.Form):
+    """A member's new role. Only members of the project: a manager cannot add an account by its
+    username (that person never agreed to join, and the answer would tell which usernames
+    exist); people join through an invitation they accept."""
+
+    username = forms.CharField(max_length=150)
+    role = forms.ChoiceField(choices=Role.choices, initial=Role.ANNOTATOR)
+
+    def __init__(self, *args, project: Project, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.project = project
+
+    def clean_username(self) -> str:
+        username = self.cleaned_data["username"].strip()
+        membership = (
+            Membership.objects.select_related("user")
+            .filter(project=self.project, user__username=username)
+            .first()
+        )
+        if membership is None:
+            raise forms.ValidationError(NOT_A_MEMBER.format(username=username))
+        self.cleaned_data["user"] = membership.user
+        return username
 
 
 class InviteForm(forms.Form):

@@ -39,6 +39,8 @@ USERNAME_TAKEN = "That username is taken; choose another."
 LINE_TOO_LONG = "longer than {limit} characters"
 LINE_BAD_EMAIL = "not a valid email address"
 LINE_REPEATED = "repeated above"
+UNLOCK_NOT_A_MEMBER = "Only members of this project can be unlocked from it."
+UNLOCK_ADMINISTRATOR = "An administrator's account is unlocked by an administrator, in the admin."
 TOO_MANY_LINES = f"At most {MAX_INVITATIONS_AT_ONCE} invitations at once."
 
 
@@ -258,9 +260,36 @@ def tokens_revoke_all(*, user: AbstractBaseUser) -> int:
 # --- Lockouts ------------------------------------------------------------------------------
 
 
+class UnlockRefused(Exception):
+    """A manager may not unlock this account; str() says why."""
+
+
 def account_unlock(*, username: str) -> int:
-    """Forget the failed attempts that lock this username out (django-axes); returns how many."""
+    """Forget the failed attempts that lock this username out (django-axes); returns how many.
+
+    For administrators (the admin, a shell); a project's manager goes through
+    :func:`member_unlock`, which keeps their power inside their project.
+    """
     return axes_reset(username=username)
+
+
+def unlockable_by_manager(user: AbstractBaseUser) -> bool:
+    """Whether a project's manager may unlock this member: anyone but administrators (staff or
+    superusers), whose lockout only an administrator lifts: a manager who could unlock an
+    administrator's account could help a guesser at the most powerful password of the site."""
+    return not (user.is_staff or user.is_superuser)
+
+
+def member_unlock(*, project: Project, user: AbstractBaseUser) -> int:
+    """A manager unlocks a member of their project (see :func:`account_unlock`).
+
+    Raises UnlockRefused for someone who is not a member of ``project`` or is an administrator.
+    """
+    if not Membership.objects.filter(project=project, user=user).exists():
+        raise UnlockRefused(UNLOCK_NOT_A_MEMBER)
+    if not unlockable_by_manager(user):
+        raise UnlockRefused(UNLOCK_ADMINISTRATOR)
+    return account_unlock(username=user.get_username())
 
 
 def tokens_revoke_on_password_change(sender, instance, created: bool, **kwargs) -> None:

@@ -11,6 +11,7 @@ from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_not_required
 from django.contrib.auth.forms import AuthenticationForm
+from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -19,12 +20,11 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from datasets import access
 from datasets.accounts import selectors, services
-from datasets.accounts.forms import AcceptForm, InviteForm, TokenForm
+from datasets.accounts.forms import AcceptForm, InviteForm, MemberRoleForm, TokenForm
 from datasets.api import is_api
 from datasets.models import Invitation, Role
 from datasets.projects import selectors as project_selectors
 from datasets.projects import services as project_services
-from datasets.projects.forms import MemberForm
 
 logger = logging.getLogger(__name__)
 
@@ -102,8 +102,12 @@ def password_change(request: HttpRequest) -> HttpResponse:
 def project_members(request: HttpRequest, slug: str) -> HttpResponse:
     """Managers: members (role, remove, unlock), invitations (one or many, pending, revoke)."""
     project, _ = access.project_get(user=request.user, slug=slug, need=access.MANAGE)
-    form = MemberForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
+    form = MemberRoleForm(request.POST or None, project=project)
+    if request.method == "POST":
+        if not form.is_valid():
+            return _members_page(
+                request, project, member_form=form, invite_form=InviteForm(), status=400
+            )
         try:
             project_services.membership_set(
                 project=project, user=form.cleaned_data["user"], role=form.cleaned_data["role"]
@@ -111,14 +115,18 @@ def project_members(request: HttpRequest, slug: str) -> HttpResponse:
         except project_services.MembershipError as exc:
             messages.error(request, str(exc))
         else:
-            messages.success(request, f"{form.cleaned_data['username']} is now a member.")
+            role = Role(form.cleaned_data["role"]).label.lower()
+            messages.success(request, f"{form.cleaned_data['username']} is now {role}.")
         return redirect("project-members", slug=project.slug)
     return _members_page(request, project, member_form=form, invite_form=InviteForm())
 
 
 def _members_page(request, project, *, member_form, invite_form, status: int = 200):
     members = list(project_selectors.project_members(project=project))
-    locked = selectors.locked_usernames(usernames=[m.user.username for m in members])
+    # Administrators' lockouts are neither shown nor lifted here (services.member_unlock).
+    locked = selectors.locked_usernames(
+        usernames=[m.user.username for m in members if services.unlockable_by_manager(m.user)]
+    )
     invitations = [
         (invitation, _invitation_link(request, invitation))
         for invitation in selectors.invitations_pending(project=project)
@@ -152,7 +160,11 @@ def invitations_create_request(request: HttpRequest, slug: str) -> HttpResponse:
     form = InviteForm(request.POST)
     if not form.is_valid():
         return _members_page(
-            request, project, member_form=MemberForm(), invite_form=form, status=400
+            request,
+            project,
+            member_form=MemberRoleForm(project=project),
+            invite_form=form,
+            status=400,
         )
     results = services.invitations_create(
         project=project,
@@ -197,11 +209,16 @@ def invitation_revoke_request(request: HttpRequest, slug: str, invitation_id: in
 
 @require_POST
 def member_unlock_request(request: HttpRequest, slug: str, user_id: int) -> HttpResponse:
-    """Managers unlock a member that too many failed logins locked out."""
+    """Managers unlock a member of their project that too many failed logins locked out (not an
+    administrator: 403)."""
     project, _ = access.project_get(user=request.user, slug=slug, need=access.MANAGE)
     membership = get_object_or_404(project.memberships.select_related("user"), user_id=user_id)
     username = membership.user.username
-    if services.account_unlock(username=username):
+    try:
+        unlocked = services.member_unlock(project=project, user=membership.user)
+    except services.UnlockRefused as refused:
+        raise PermissionDenied(str(refused)) from refused
+    if unlocked:
         messages.success(request, f"{username} can log in again.")
     else:
         messages.info(request, NOT_LOCKED.format(username=username))

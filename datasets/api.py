@@ -3,8 +3,10 @@
 Every error under ``/api/`` is a JSON object with a ``detail`` (and, for a bad value, the
 field's name as key): DRF answers 400/401/403/404/405/429 itself; :func:`exception_handler`
 adds 413 for bodies over Django's limits and :class:`BoundedJSONParser` refuses JSON that is
-too large or nested too deeply; the ``handler*`` views answer Django's own 400/403/404/500 for
-API paths (an unknown URL, an uncaught error) as JSON too, and leave pages to Django.
+too large or nested too deeply, and text no encoding can store (400 naming the field); the
+``handler*`` views answer Django's own 400/403/404/500 for API paths (an unknown URL, an
+uncaught error) as JSON too, and leave pages to Django. Paging cursors are checked in
+:mod:`datasets.pagination`.
 """
 
 import json
@@ -14,7 +16,7 @@ from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooMany
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
 from rest_framework import status
-from rest_framework.exceptions import ParseError
+from rest_framework.exceptions import ParseError, ValidationError
 from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 
@@ -24,6 +26,11 @@ MAX_JSON_DEPTH = 32
 TOO_LARGE = "The request is too large: at most {limit} bytes of data (files aside)."
 TOO_MANY_FIELDS = "The request has too many fields or files."
 TOO_DEEP = f"JSON nested deeper than {MAX_JSON_DEPTH} levels."
+# JSON may escape a lone UTF-16 surrogate ("\\ud800"); no UTF-8 text, database or response
+# can hold one, and echoing it in an error would fail too.
+NOT_TEXT = (
+    "Not valid text: it holds a lone surrogate (\\ud800–\\udfff), which no encoding can store."
+)
 NOT_JSON = "The body is not valid JSON."
 NOT_FOUND = "Not found."
 BAD_REQUEST = "Bad request."
@@ -36,9 +43,12 @@ def is_api(request: HttpRequest) -> bool:
 
 
 class BoundedJSONParser(JSONParser):
-    """DRF's JSON parser, refusing bodies over DATA_UPLOAD_MAX_MEMORY_SIZE (413) and JSON nested
+    """DRF's JSON parser, refusing bodies over DATA_UPLOAD_MAX_MEMORY_SIZE (413), JSON nested
     deeper than MAX_JSON_DEPTH (400), which would otherwise reach the serializers or overflow the
-    stack. DRF reads the body from the request's stream, past Django's own size check."""
+    stack, and strings holding a lone surrogate (400 naming the top-level field), which would
+    fail in the database or in the error that echoes them. DRF reads the body from the
+    request's stream, past Django's own size check. (Form bodies cannot carry a surrogate:
+    Django decodes them replacing what is not UTF-8.)"""
 
     def parse(self, stream, media_type=None, parser_context=None):
         limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
@@ -52,6 +62,10 @@ class BoundedJSONParser(JSONParser):
             raise ParseError(NOT_JSON) from exc
         if _depth(data) > MAX_JSON_DEPTH:
             raise ParseError(TOO_DEEP)
+        if (where := _lone_surrogate_at(data)) is not None:
+            if where == "":
+                raise ParseError(NOT_TEXT)
+            raise ValidationError({where: [NOT_TEXT]})
         return data
 
 
@@ -75,6 +89,40 @@ def _depth(value) -> int:
             return deepest
         stack.extend((child, level + 1) for child in children)
     return deepest
+
+
+def _is_text(value: str) -> bool:
+    if value.isascii():
+        return True
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _lone_surrogate_at(data) -> str | None:
+    """Where in the parsed body a string (a value or a key, at any depth) holds a lone
+    surrogate: the top-level field's name (its own surrogates escaped), "" for a body that is
+    not an object, None when there is none. Without recursion (the depth is checked first)."""
+    items = data.items() if isinstance(data, dict) else [("", data)]
+    for field, value in items:
+        if not _is_text(field):
+            return field.encode("utf-8", "backslashreplace").decode("utf-8")
+        stack = [value]
+        while stack:
+            item = stack.pop()
+            if isinstance(item, str):
+                if not _is_text(item):
+                    return field
+            elif isinstance(item, dict):
+                for key, child in item.items():
+                    if not _is_text(key):
+                        return field
+                    stack.append(child)
+            elif isinstance(item, list):
+                stack.extend(item)
+    return None
 
 
 def exception_handler(exc, context) -> Response | None:

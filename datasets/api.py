@@ -32,6 +32,10 @@ NOT_TEXT = (
     "Not valid text: it holds a lone surrogate (\\ud800–\\udfff), which no encoding can store."
 )
 NOT_JSON = "The body is not valid JSON."
+NOT_AN_ID = "Must be an id: digits, at most {max}."
+# Every id and number a client names: a signed 64-bit integer (ids are BigAutoFields). Past it
+# SQLite raises OverflowError in a lookup Django does not range-check (a foreign key's).
+ID_MAX = 2**63 - 1
 NOT_FOUND = "Not found."
 BAD_REQUEST = "Bad request."
 FORBIDDEN = "You do not have permission to do this."
@@ -67,6 +71,18 @@ class BoundedJSONParser(JSONParser):
                 raise ParseError(NOT_TEXT)
             raise ValidationError({where: [NOT_TEXT]})
         return data
+
+
+def query_id(request, name: str) -> int | None:
+    """The id in query parameter ``name`` (None when absent or blank). Raises DRF's
+    ValidationError naming the parameter unless it is ASCII digits within ID_MAX ("²" is a
+    digit to str.isdigit(), not to int())."""
+    value = request.query_params.get(name)
+    if not value:
+        return None
+    if not (value.isascii() and value.isdigit()) or int(value) > ID_MAX:
+        raise ValidationError({name: [NOT_AN_ID.format(max=ID_MAX)]})
+    return int(value)
 
 
 def _refuse_constant(name: str):

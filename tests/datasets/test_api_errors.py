@@ -68,6 +68,10 @@ ODD_VALUES = [
     -(2**63) - 1,
     [2**64],
     {"a": 10**30},
+    # The same as text, as a form would send it (DRF's IntegerField takes either).
+    str(2**64),
+    str(-(10**30)),
+    [str(2**64)],
 ]
 # Whole bodies that are not the object an endpoint takes.
 ODD_BODIES = [
@@ -229,6 +233,22 @@ ODD_QUERY_VALUES = [
 ODD_PATH_INTEGERS = [str(2**63 - 1), str(2**63), str(10**30)]
 
 
+def _query_parameters_read() -> set[str]:
+    """Every query parameter an API module reads (``query_params.get("…")`` and the like,
+    ``datasets.api.query_id``)."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    names = set()
+    for module in [*root.glob("*/**/apis.py"), *root.glob("*/**/api.py")]:
+        text = module.read_text()
+        names |= set(re.findall(r"query_params(?:\.get|\.getlist|\[)\(?[\"'](\w+)[\"']", text))
+        names |= set(re.findall(r"query_id\(request, [\"'](\w+)[\"']", text))
+    assert "image" in names, names
+    return names
+
+
 def _operations(api, methods) -> list[tuple[str, str, str, list[str]]]:
     """(method, schema path, concrete path, query parameter names) for the schema's operations."""
     schema = json.loads(
@@ -285,9 +305,11 @@ def test_odd_query_values_forged_cursors_and_huge_ids_never_give_a_500(api, caps
 
     from urllib.parse import urlencode
 
+    read_in_code = _query_parameters_read()
     for method, path, concrete, names in reads:
         who = "annotator" if "/leases/" in path or "/tasks/" in path else "manager"
-        for name in {*names, "cursor", "page_size"}:
+        # Those the schema declares, those any API module reads (declared or not), the pager's.
+        for name in sorted({*names, *read_in_code, "cursor", "page_size"}):
             for value in ODD_QUERY_VALUES:
                 check(method, f"{concrete}?{urlencode({name: value})}", b"", who, field=name)
     # Every operation (reads and writes) with an integer in its path, given huge integers.

@@ -292,22 +292,25 @@ def member_unlock(*, project: Project, user: AbstractBaseUser) -> int:
     return account_unlock(username=user.get_username())
 
 
-def tokens_revoke_on_password_change(sender, instance, created: bool, **kwargs) -> None:
-    """post_save receiver of the user model: a new password revokes every token of its user.
+def on_password_change(sender, instance, created: bool, **kwargs) -> None:
+    """post_save receiver of the user model: a new password revokes every token of its user and
+    lifts the lockout of their username (the person who just proved who they are by a reset
+    link, or chose a new password, is not the guesser the lockout stops).
 
     set_password() leaves the new raw password in ``_password`` until the save completes (Django
     calls its password validators' password_changed() from it); a hash upgrade at login does
-    not, so only a real change revokes. Any path counts: the password change and reset pages,
+    not, so only a real change counts. Any path counts: the password change and reset pages,
     the admin, `changepassword`, the shell.
     """
     if not created and getattr(instance, "_password", None) is not None:
         tokens_revoke_all(user=instance)
+        account_unlock(username=instance.get_username())
 
 
 def receivers_connect() -> None:
     """Connect this stage's receivers (DatasetsConfig.ready)."""
     post_save.connect(
-        tokens_revoke_on_password_change,
+        on_password_change,
         sender=get_user_model(),
         dispatch_uid="concord-revoke-tokens-on-password-change",
     )

@@ -249,3 +249,48 @@ def test_client_address(rf, settings, proxies, forwarded, expected):
     settings.CONCORD_PROXY_COUNT = proxies
     request = rf.get("/", HTTP_X_FORWARDED_FOR=forwarded) if forwarded else rf.get("/")
     assert client_address(request) == expected
+
+
+# --- A new password lifts the lockout (QA finding 6) ---------------------------------------
+
+
+def test_a_password_reset_lifts_the_lockout(client, annotator, settings, mailoutbox):
+    import re
+
+    from datasets.accounts.selectors import locked_usernames
+
+    settings.CONCORD_MAIL_CONFIGURED = True
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    annotator.email = "annotator@example.org"
+    annotator.save(update_fields=["email"])
+    for attempt in range(settings.AXES_FAILURE_LIMIT):
+        cache.clear()
+        _login(client, f"wrong-{attempt}")
+    assert locked_usernames(usernames=["annotator"]) == {"annotator"}
+    cache.clear()
+    client.post(reverse("password_reset"), {"email": "annotator@example.org"})
+    link = re.search(r"http://testserver(/accounts/reset/\S+)", mailoutbox[0].body).group(1)
+    form = client.get(link, follow=True)
+    assert form.status_code == 200
+    new = "a completely fresh passphrase"
+    done = client.post(form.redirect_chain[-1][0], {"new_password1": new, "new_password2": new})
+    assert done.status_code == 302 and done["Location"] == reverse("password_reset_complete")
+    assert locked_usernames(usernames=["annotator"]) == set()
+    cache.clear()
+    response = client.post(reverse("login"), {"username": "annotator", "password": new})
+    assert response.status_code == 302
+
+
+def test_any_new_password_lifts_the_lockout_but_a_login_does_not(annotator, settings):
+    from datasets.accounts.selectors import locked_usernames
+
+    for attempt in range(settings.AXES_FAILURE_LIMIT):
+        cache.clear()
+        _login(Client(), f"wrong-{attempt}")
+    # A save without a new password (e.g. last_login) leaves it locked.
+    annotator.first_name = "Ann"
+    annotator.save()
+    assert locked_usernames(usernames=["annotator"]) == {"annotator"}
+    annotator.set_password("an administrator chose this one")  # the admin, changepassword
+    annotator.save()
+    assert locked_usernames(usernames=["annotator"]) == set()

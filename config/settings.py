@@ -66,6 +66,10 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
+    # Neither caches nor the browser keep what a signed-in person or an API client was sent.
+    "config.security.PrivateResponsesMiddleware",
+    # Errors under /api/ are JSON, whoever answered them (DEBUG's 404 page included).
+    "datasets.api.JsonErrorsMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",

@@ -159,6 +159,34 @@ def exception_handler(exc, context) -> Response | None:
     return drf_exception_handler(exc, context)
 
 
+class JsonErrorsMiddleware:
+    """Every error under ``/api/`` is JSON, whoever answered it: Django's own pages (with
+    DEBUG on, an unknown API path gets Django's technical 404 page, not ``handler404``), or a
+    view that answered with HTML. Headers (Allow, Retry-After, WWW-Authenticate) are kept. A 500
+    with DEBUG on keeps Django's page, whose traceback is the point of DEBUG."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if (
+            response.status_code < 400
+            or not is_api(request)
+            or response.get("Content-Type", "").startswith("application/json")
+            or (response.status_code >= 500 and settings.DEBUG)
+        ):
+            return response
+        detail = {400: BAD_REQUEST, 403: FORBIDDEN, 404: NOT_FOUND}.get(
+            response.status_code, response.reason_phrase
+        )
+        replaced = JsonResponse({"detail": detail}, status=response.status_code)
+        for header, value in response.items():
+            if header.lower() not in ("content-type", "content-length"):
+                replaced[header] = value
+        return replaced
+
+
 def bad_request(request: HttpRequest, exception=None) -> HttpResponse:
     if is_api(request):
         if isinstance(exception, RequestDataTooBig):

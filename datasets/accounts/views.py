@@ -16,6 +16,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.decorators import method_decorator
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
 from datasets import access
@@ -226,6 +227,7 @@ def member_unlock_request(request: HttpRequest, slug: str, user_id: int) -> Http
 
 
 @login_not_required
+@never_cache  # its form is for the invited person only (config.security covers signed-in pages)
 @require_http_methods(["GET", "POST"])
 def invitation_accept_page(request: HttpRequest, token: str) -> HttpResponse:
     """The invitation link: choose a username and password (or join as the signed-in user)."""

@@ -161,6 +161,10 @@ AXES_VERBOSE = False
 CONCORD_INVITATION_DAYS = env.int("CONCORD_INVITATION_DAYS", default=7)
 # API tokens expire after this many days unless their owner picks another lifetime.
 CONCORD_TOKEN_DAYS = env.int("CONCORD_TOKEN_DAYS", default=90)
+# A link or token that expires at birth (0 days) or runs past a date Python can hold is refused.
+for _name in ("CONCORD_INVITATION_DAYS", "CONCORD_TOKEN_DAYS"):
+    if not 1 <= globals()[_name] <= 3650:
+        raise ImproperlyConfigured(f"{_name} is a number of days from 1 to 3650.")
 KNOX_TOKEN_MODEL = "datasets.ApiToken"
 # knox's own migrations create its AuthToken table even when the model is swapped out (for
 # datasets.ApiToken above); without them the swapped model gets no table.

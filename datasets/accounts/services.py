@@ -36,6 +36,10 @@ INVITATION_ACCEPTED = "This invitation has already been used. Log in, or ask for
 INVITATION_REVOKED = "This invitation was withdrawn. Ask the project's manager for a new one."
 INVITATION_EXPIRED = "This invitation has expired. Ask the project's manager for a new one."
 USERNAME_TAKEN = "That username is taken; choose another."
+EMAIL_HAS_ACCOUNT = (
+    "An account with the address {email} already exists: log in with it, then open this link "
+    "again to join with that account."
+)
 LINE_TOO_LONG = "longer than {limit} characters"
 LINE_BAD_EMAIL = "not a valid email address"
 LINE_REPEATED = "repeated above"
@@ -208,12 +212,19 @@ def invitation_accept(
     With no ``user``, an account is created with ``username`` and ``password`` (already checked
     by the form against Django's validators) and the invitation's address. A member who is
     already a manager stays one. Raises InvitationRefused when the invitation was used, revoked
-    or expired meanwhile, ValueError(USERNAME_TAKEN) when the username went to someone else.
+    or expired meanwhile, ValueError(USERNAME_TAKEN) when the username went to someone else,
+    ValueError(EMAIL_HAS_ACCOUNT) when an account already has the invitation's address.
     """
     now = now or timezone.now()
     invitation = Invitation.objects.select_for_update().get(pk=invitation.pk)
     _ensure_pending(invitation, now=now)
     if user is None:
+        # One account per address: a person invited twice (by two projects, or again after a
+        # first invitation) joins with the account they made, not with a second one.
+        if invitation.email and (
+            get_user_model().objects.filter(email__iexact=invitation.email).exists()
+        ):
+            raise ValueError(EMAIL_HAS_ACCOUNT.format(email=invitation.email))
         try:
             with transaction.atomic():
                 user = get_user_model().objects.create_user(

@@ -256,8 +256,9 @@ def invitation_accept_page(request: HttpRequest, token: str) -> HttpResponse:
                 return render(
                     request, "accounts/invitation.html", {"refused": str(gone)}, status=410
                 )
-            except ValueError as taken:
-                form.add_error("username", str(taken))
+            except ValueError as refused:
+                field = "username" if str(refused) == services.USERNAME_TAKEN else None
+                form.add_error(field, str(refused))
             else:
                 if not signed_in:
                     login(request, user, backend=MODEL_BACKEND)

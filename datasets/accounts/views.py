@@ -7,10 +7,11 @@ from smtplib import SMTPException
 
 from django.conf import settings
 from django.contrib import messages
-from django.contrib.auth import login
+from django.contrib.auth import login, logout
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_not_required
 from django.contrib.auth.forms import AuthenticationForm
+from django.contrib.auth.signals import user_login_failed
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -86,14 +87,37 @@ def password_reset(request: HttpRequest) -> HttpResponse:
     return auth_views.PasswordResetView.as_view()(request)
 
 
+class PasswordChangeView(auth_views.PasswordChangeView):
+    """Django's password change, where a wrong current password counts as a failed login of
+    the username (django-axes): a stolen session cannot guess the password without limit. At
+    the lockout the session is logged out, and the account waits like any locked one."""
+
+    def form_invalid(self, form):
+        if form.has_error("old_password", "password_incorrect"):
+            user_login_failed.send(
+                sender=__name__,
+                credentials={"username": self.request.user.get_username()},
+                request=self.request,
+            )
+            if getattr(self.request, "axes_locked_out", False):
+                logout(self.request)
+                return lockout_response(self.request)
+        return super().form_invalid(form)
+
+
 @require_http_methods(["GET", "POST"])
 def password_change(request: HttpRequest) -> HttpResponse:
-    """Django's password change (throttled: it checks the old password); revokes API tokens."""
+    """The password change page: throttled per address, a wrong current password counts toward
+    the username's lockout (PasswordChangeView); a locked account's session is logged out.
+    A new password revokes API tokens (services.on_password_change)."""
     if request.method == "POST":
         refused = _throttled(request, "registration/password_change_form.html", {})
         if refused:
             return refused
-    return auth_views.PasswordChangeView.as_view()(request)
+        if selectors.locked_usernames(usernames=[request.user.get_username()]):
+            logout(request)
+            return lockout_response(request)
+    return PasswordChangeView.as_view()(request)
 
 
 # --- Members and invitations -----------------------------------------------------------------

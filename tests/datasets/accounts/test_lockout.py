@@ -294,3 +294,53 @@ def test_any_new_password_lifts_the_lockout_but_a_login_does_not(annotator, sett
     annotator.set_password("an administrator chose this one")  # the admin, changepassword
     annotator.save()
     assert locked_usernames(usernames=["annotator"]) == set()
+
+
+# --- The password change page counts wrong current passwords (QA finding 9) -----------------
+
+
+def test_guessing_the_current_password_locks_the_account_and_ends_the_session(
+    client, annotator, settings
+):
+    from datasets.accounts.selectors import locked_usernames
+
+    client.force_login(annotator)
+    other_session = Client()
+    other_session.force_login(annotator)  # a second stolen session, signed in before
+
+    def change(session, old):
+        cache.clear()  # the per-address throttle aside
+        new = "a new passphrase 9"
+        return session.post(
+            reverse("password_change"),
+            {"old_password": old, "new_password1": new, "new_password2": new},
+        )
+
+    for attempt in range(settings.AXES_FAILURE_LIMIT - 1):
+        response = change(client, f"guess-{attempt}")
+        assert response.status_code == 200, attempt
+        assert response.context["form"].errors["old_password"]
+    response = change(client, "guess-last")
+    assert response.status_code == 429 and LOCKED in response.content.decode().lower()
+    assert "_auth_user_id" not in client.session
+    assert locked_usernames(usernames=["annotator"]) == {"annotator"}
+    # Even with the right password, another session of the account cannot change it now.
+    response = change(other_session, factories.PASSWORD)
+    assert response.status_code == 429 and "_auth_user_id" not in other_session.session
+    annotator.refresh_from_db()
+    assert annotator.check_password(factories.PASSWORD)
+
+
+def test_a_right_current_password_changes_it(client, annotator):
+    client.force_login(annotator)
+    response = client.post(
+        reverse("password_change"),
+        {
+            "old_password": factories.PASSWORD,
+            "new_password1": "a new passphrase 9",
+            "new_password2": "a new passphrase 9",
+        },
+    )
+    assert response.status_code == 302
+    annotator.refresh_from_db()
+    assert annotator.check_password("a new passphrase 9")

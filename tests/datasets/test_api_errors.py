@@ -368,6 +368,17 @@ def test_a_forged_cursor_is_a_400_naming_the_cursor(client, project, manager):
         ({"name": "bad\x00name"}, "name"),
         ({"guidelines": "a\x00b"}, "guidelines"),
         ({"split_train": [0.7]}, "split_train"),
+        # Sane upper bounds (QA finding 8): far past any use, short of endless work.
+        ({"judgments_per_item": 1000, "max_judgments_per_item": 1000}, "judgments_per_item"),
+        ({"max_judgments_per_item": 32767}, "max_judgments_per_item"),
+        ({"captions_per_image": 10_000}, "captions_per_image"),
+        ({"negatives_model_per_image": 30_000}, "negatives_model_per_image"),
+        ({"quality_image_min_width": 2**31 - 1}, "quality_image_min_width"),
+        ({"quality_image_min_std": 300}, "quality_image_min_std"),
+        ({"balance_ratio": 1e300}, "balance_ratio"),
+        ({"caption_min_words": 30_000, "caption_max_words": 30_000}, "caption_min_words"),
+        ({"guidelines": "x" * 50_001}, "guidelines"),
+        ({"description": "x" * 5_001}, "description"),
     ],
 )
 def test_project_settings_refused_on_their_field(client, project, manager, change, field):

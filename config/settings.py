@@ -415,12 +415,21 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    # One line when a username is locked out, none for each refused attempt (config.logs).
+    "filters": {
+        "axes_per_attempt": {"()": "config.logs.AxesPerAttemptFilter"},
+        "refused_attempts": {"()": "config.logs.RefusedAttemptsFilter"},
+    },
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
     "loggers": {
         "django.db.backends": {"level": "INFO"},
-        # Every login and every failed one at INFO is noise; lockouts are WARNING.
+        "django.request": {"filters": ["refused_attempts"]},
+        # Every login and every failed one at INFO is noise; a lockout is one WARNING. (A
+        # logger's filters see only its own records, so each axes module that logs is named.)
         "axes": {"level": env("AXES_LOG_LEVEL", default="WARNING")},
+        "axes.handlers.database": {"filters": ["axes_per_attempt"]},
+        "axes.handlers.proxy": {"filters": ["axes_per_attempt"]},
     },
 }
 

@@ -6,10 +6,12 @@ validators and hashers, tokens are django-rest-knox's (a SHA-512 digest stored, 
 once), lockouts are django-axes's.
 """
 
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from axes.signals import user_locked_out
 from axes.utils import reset as axes_reset
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -24,6 +26,8 @@ from django.utils import timezone
 
 from datasets.models import ApiToken, Invitation, Membership, Project, Role
 from datasets.projects.services import membership_set
+
+logger = logging.getLogger(__name__)
 
 INVITATION_SALT = "concord.invitation"
 MAX_INVITATIONS_AT_ONCE = 500
@@ -318,8 +322,24 @@ def on_password_change(sender, instance, created: bool, **kwargs) -> None:
         account_unlock(username=instance.get_username())
 
 
+def log_lockout(sender, request, username: str, ip_address: str, **kwargs) -> None:
+    """django-axes's user_locked_out receiver: one WARNING when a username becomes locked (its
+    failures reach the limit), none for the attempts refused while it stays locked (which axes
+    signals too). The username is left out, as axes leaves it out of its own records (someone
+    may have typed a password into the username field); the admin's Access attempts has it."""
+    if getattr(request, "axes_failures_since_start", None) == settings.AXES_FAILURE_LIMIT:
+        logger.warning(
+            "A username was locked out after %d failed attempts (last from %s on %s); the "
+            "admin's Access attempts lists it.",
+            settings.AXES_FAILURE_LIMIT,
+            ip_address,
+            getattr(request, "path", "?"),
+        )
+
+
 def receivers_connect() -> None:
     """Connect this stage's receivers (DatasetsConfig.ready)."""
+    user_locked_out.connect(log_lockout, dispatch_uid="concord-log-lockout")
     post_save.connect(
         on_password_change,
         sender=get_user_model(),

@@ -128,7 +128,8 @@ LOGOUT_REDIRECT_URL = "login"
 # Axes first: it refuses a locked-out username before the (deliberately slow) password hash runs.
 AUTHENTICATION_BACKENDS = [
     "datasets.access.LockoutBackend",
-    "django.contrib.auth.backends.ModelBackend",
+    # Django's ModelBackend, finding the account by its username whatever its case.
+    "datasets.access.UsernameBackend",
 ]
 # Brute force (issue 14): after CONCORD_LOGIN_FAILURE_LIMIT wrong passwords for one username, on
 # the login page, the admin's or the token endpoint, that username is locked for
@@ -146,6 +147,8 @@ CONCORD_PROXY_COUNT = env.int("CONCORD_PROXY_COUNT", default=0)
 if CONCORD_PROXY_COUNT < 0:
     raise ImproperlyConfigured("CONCORD_PROXY_COUNT is a number of proxies: 0 or more.")
 AXES_CLIENT_IP_CALLABLE = "datasets.access.client_address"
+# Failures counted per username whatever its case ("Alice" and "alice" are one person).
+AXES_USERNAME_CALLABLE = "datasets.access.lockout_username"
 # axes.W006 asks for the address among the lockout parameters. Annotators often share one
 # address (an office, a vendor's NAT): five typos among them would lock everyone out. Addresses
 # are limited by the "credentials" throttle below instead (CONCORD_THROTTLE_CREDENTIALS).

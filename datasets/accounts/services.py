@@ -24,6 +24,7 @@ from django.db import IntegrityError, transaction
 from django.db.models.signals import post_save
 from django.utils import timezone
 
+from datasets.access import username_key
 from datasets.models import ApiToken, Invitation, Membership, Project, Role
 from datasets.projects.services import membership_set
 
@@ -285,7 +286,8 @@ def account_unlock(*, username: str) -> int:
     For administrators (the admin, a shell); a project's manager goes through
     :func:`member_unlock`, which keeps their power inside their project.
     """
-    return axes_reset(username=username)
+    # Attempts are counted by the username's key (datasets.access.lockout_username).
+    return axes_reset(username=username_key(username))
 
 
 def unlockable_by_manager(user: AbstractBaseUser) -> bool:

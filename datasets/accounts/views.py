@@ -34,7 +34,7 @@ THROTTLED = "Too many attempts from your address: wait {seconds} seconds and try
 MAIL_FAILED = "The invitations were created but could not be mailed: copy their links below."
 NOT_LOCKED = "{username} was not locked out."
 # Django's auth backends; named when logging someone in who did not type a password here.
-MODEL_BACKEND = "django.contrib.auth.backends.ModelBackend"
+MODEL_BACKEND = "datasets.access.UsernameBackend"
 
 
 def _throttled(request: HttpRequest, template: str, context: dict) -> HttpResponse | None:

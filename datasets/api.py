@@ -1,8 +1,8 @@
 """The API's edges that every endpoint shares: errors are JSON, bodies are bounded.
 
-Every error under ``/api/`` is a JSON object with a ``detail`` (and, for a bad value, the
-field's name as key): DRF answers 400/401/403/404/405/429 itself; :func:`exception_handler`
-adds 413 for bodies over Django's limits and :class:`BoundedJSONParser` refuses JSON that is
+Every error under ``/api/`` is a JSON object with a ``detail`` string (and, for a bad value,
+the field's name as key with its messages: :func:`error_body`): DRF answers
+400/401/403/404/405/429 itself; :func:`exception_handler` adds 413 for bodies over Django's limits and :class:`BoundedJSONParser` refuses JSON that is
 too large or nested too deeply, and text no encoding can store (400 naming the field); the
 ``handler*`` views answer Django's own 400/403/404/500 for API paths (an unknown URL, an
 uncaught error) as JSON too, and leave pages to Django. Paging cursors are checked in
@@ -156,7 +156,29 @@ def exception_handler(exc, context) -> Response | None:
     # Imported here: rest_framework.views reads the parser setting, which names this module.
     from rest_framework.views import exception_handler as drf_exception_handler
 
-    return drf_exception_handler(exc, context)
+    response = drf_exception_handler(exc, context)
+    if response is not None and response.status_code >= 400:
+        response.data = error_body(response.data)
+    return response
+
+
+def error_body(data) -> dict:
+    """Every API error's one shape: an object with a ``detail`` string, and for bad values
+    each field's name with its list of messages (DRF's own shape, which has no ``detail``).
+    The ``detail`` of field errors says the first of them, with its field."""
+    if isinstance(data, dict):
+        if isinstance(data.get("detail"), str):
+            return data
+        for field, messages in data.items():
+            first = messages[0] if isinstance(messages, list) and messages else messages
+            text = str(first) if isinstance(first, str) else "invalid value"
+            detail = text if field == "non_field_errors" else f"{field}: {text}"
+            return {"detail": detail, **data}
+        return {"detail": BAD_REQUEST}
+    if isinstance(data, list):
+        first = data[0] if data else BAD_REQUEST
+        return {"detail": str(first), "non_field_errors": data}
+    return {"detail": str(data)}
 
 
 class JsonErrorsMiddleware:
@@ -170,12 +192,11 @@ class JsonErrorsMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         response = self.get_response(request)
-        if (
-            response.status_code < 400
-            or not is_api(request)
-            or response.get("Content-Type", "").startswith("application/json")
-            or (response.status_code >= 500 and settings.DEBUG)
-        ):
+        if response.status_code < 400 or not is_api(request):
+            return response
+        if response.get("Content-Type", "").startswith("application/json"):
+            return self._with_detail(response)
+        if response.status_code >= 500 and settings.DEBUG:
             return response
         detail = {400: BAD_REQUEST, 403: FORBIDDEN, 404: NOT_FOUND}.get(
             response.status_code, response.reason_phrase
@@ -185,6 +206,23 @@ class JsonErrorsMiddleware:
             if header.lower() not in ("content-type", "content-length"):
                 replaced[header] = value
         return replaced
+
+    @staticmethod
+    def _with_detail(response: HttpResponse) -> HttpResponse:
+        """A JSON error a view answered itself (``Response({"field": [...]}, status=400)``,
+        past the exception handler) gets its ``detail`` too (error_body)."""
+        if getattr(response, "streaming", False):
+            return response
+        try:
+            data = json.loads(response.content)
+        except ValueError:
+            return response
+        body = error_body(data)
+        if body is not data:
+            response.content = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+            if response.has_header("Content-Length"):
+                response["Content-Length"] = str(len(response.content))
+        return response
 
 
 def bad_request(request: HttpRequest, exception=None) -> HttpResponse:

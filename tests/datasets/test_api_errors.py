@@ -103,6 +103,12 @@ def api(project, manager, annotator):
     return {"project": project, "image": image, "lease": lease, "clients": clients}
 
 
+def _has_detail(response) -> bool:
+    """The one shape of every API error (QA finding 16): an object with a ``detail`` string."""
+    body = response.json()
+    return isinstance(body, dict) and isinstance(body.get("detail"), str) and body["detail"]
+
+
 def _write_operations(api) -> list[tuple[str, str, list[str], str]]:
     """(method, concrete path, body field names, who) for every write operation of the schema."""
     schema = json.loads(
@@ -184,6 +190,8 @@ def test_odd_values_never_give_a_500_and_bad_values_name_their_field(api, capsys
                 "application/json"
             ):
                 failures.append(f"{label}: {response.status_code} is not JSON")
+            elif response.status_code >= 400 and not _has_detail(response):
+                failures.append(f"{label}: {response.status_code} has no detail")
             if response.status_code == 400 and field is not None:
                 errors = response.json()
                 # A wrong password is not a bad value: the token endpoint does not say which.
@@ -299,6 +307,8 @@ def test_odd_query_values_forged_cursors_and_huge_ids_never_give_a_500(api, caps
         elif response.status_code >= 400:
             if not response["Content-Type"].startswith("application/json"):
                 failures.append(f"{label}: {response.status_code} is not JSON")
+            elif not _has_detail(response):
+                failures.append(f"{label}: {response.status_code} has no detail")
             elif response.status_code == 400 and field and field not in response.json():
                 failures.append(f"{label}: 400 does not name {field}: {response.json()}")
         return response
@@ -341,7 +351,10 @@ def test_a_forged_cursor_is_a_400_naming_the_cursor(client, project, manager):
     for cursor in (_b64(b"p=abc"), _b64(b"p=" + str(10**30).encode()), "!!!", _b64(b"p=%00")):
         response = client.get(reverse("api-projects"), {"cursor": cursor})
         assert response.status_code == 400, (cursor, response.content)
-        assert response.json() == {"cursor": [INVALID_CURSOR]}
+        assert response.json() == {
+            "detail": f"cursor: {INVALID_CURSOR}",
+            "cursor": [INVALID_CURSOR],
+        }
     # A real cursor still pages.
     for n in range(3):
         factories.project(manager=manager, name=f"More {n}")

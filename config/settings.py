@@ -73,6 +73,10 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
+    # Neither caches nor the browser keep what a signed-in person or an API client was sent.
+    "config.security.PrivateResponsesMiddleware",
+    # Errors under /api/ are JSON, whoever answered them (DEBUG's 404 page included).
+    "datasets.api.JsonErrorsMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
@@ -131,7 +135,8 @@ LOGOUT_REDIRECT_URL = "login"
 # Axes first: it refuses a locked-out username before the (deliberately slow) password hash runs.
 AUTHENTICATION_BACKENDS = [
     "datasets.access.LockoutBackend",
-    "django.contrib.auth.backends.ModelBackend",
+    # Django's ModelBackend, finding the account by its username whatever its case.
+    "datasets.access.UsernameBackend",
 ]
 # Brute force (issue 14): after CONCORD_LOGIN_FAILURE_LIMIT wrong passwords for one username, on
 # the login page, the admin's or the token endpoint, that username is locked for
@@ -140,6 +145,17 @@ AUTHENTICATION_BACKENDS = [
 AXES_FAILURE_LIMIT = env.int("CONCORD_LOGIN_FAILURE_LIMIT", default=5)
 AXES_COOLOFF_TIME = timedelta(minutes=env.int("CONCORD_LOCKOUT_MINUTES", default=15))
 AXES_LOCKOUT_PARAMETERS = ["username"]
+# The client's address (the throttles' key, and what axes records of each attempt): the peer of
+# this server, unless CONCORD_PROXY_COUNT reverse proxies stand in front and each appends to
+# X-Forwarded-For (nginx: proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;). Then
+# the entry the outermost proxy wrote counts; what a client sent itself never does. Set it only
+# when every request passes through that many proxies, or clients could choose their address.
+CONCORD_PROXY_COUNT = env.int("CONCORD_PROXY_COUNT", default=0)
+if CONCORD_PROXY_COUNT < 0:
+    raise ImproperlyConfigured("CONCORD_PROXY_COUNT is a number of proxies: 0 or more.")
+AXES_CLIENT_IP_CALLABLE = "datasets.access.client_address"
+# Failures counted per username whatever its case ("Alice" and "alice" are one person).
+AXES_USERNAME_CALLABLE = "datasets.access.lockout_username"
 # axes.W006 asks for the address among the lockout parameters. Annotators often share one
 # address (an office, a vendor's NAT): five typos among them would lock everyone out. Addresses
 # are limited by the "credentials" throttle below instead (CONCORD_THROTTLE_CREDENTIALS).
@@ -155,6 +171,10 @@ AXES_VERBOSE = False
 CONCORD_INVITATION_DAYS = env.int("CONCORD_INVITATION_DAYS", default=7)
 # API tokens expire after this many days unless their owner picks another lifetime.
 CONCORD_TOKEN_DAYS = env.int("CONCORD_TOKEN_DAYS", default=90)
+# A link or token that expires at birth (0 days) or runs past a date Python can hold is refused.
+for _name in ("CONCORD_INVITATION_DAYS", "CONCORD_TOKEN_DAYS"):
+    if not 1 <= globals()[_name] <= 3650:
+        raise ImproperlyConfigured(f"{_name} is a number of days from 1 to 3650.")
 KNOX_TOKEN_MODEL = "datasets.ApiToken"
 # knox's own migrations create its AuthToken table even when the model is swapped out (for
 # datasets.ApiToken above); without them the swapped model gets no table.
@@ -361,9 +381,12 @@ REST_FRAMEWORK = {
     # URL) the one access check of datasets.access.
     "DEFAULT_PERMISSION_CLASSES": ["datasets.access.ProjectAccess"],
     "DEFAULT_THROTTLE_CLASSES": [
-        "rest_framework.throttling.AnonRateThrottle",
-        "rest_framework.throttling.UserRateThrottle",
+        "datasets.access.AnonThrottle",
+        "datasets.access.UserThrottle",
     ],
+    # Only datasets.access.client_address reads X-Forwarded-For; should a DRF default read it,
+    # it trusts the same number of proxies.
+    "NUM_PROXIES": CONCORD_PROXY_COUNT,
     "DEFAULT_THROTTLE_RATES": {
         "anon": env("CONCORD_THROTTLE_ANON", default="120/minute"),
         "user": env("CONCORD_THROTTLE_USER", default="6000/minute"),
@@ -501,12 +524,21 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    # One line when a username is locked out, none for each refused attempt (config.logs).
+    "filters": {
+        "axes_per_attempt": {"()": "config.logs.AxesPerAttemptFilter"},
+        "refused_attempts": {"()": "config.logs.RefusedAttemptsFilter"},
+    },
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
     "loggers": {
         "django.db.backends": {"level": "INFO"},
-        # Every login and every failed one at INFO is noise; lockouts are WARNING.
+        "django.request": {"filters": ["refused_attempts"]},
+        # Every login and every failed one at INFO is noise; a lockout is one WARNING. (A
+        # logger's filters see only its own records, so each axes module that logs is named.)
         "axes": {"level": env("AXES_LOG_LEVEL", default="WARNING")},
+        "axes.handlers.database": {"filters": ["axes_per_attempt"]},
+        "axes.handlers.proxy": {"filters": ["axes_per_attempt"]},
     },
 }
 

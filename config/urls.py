@@ -1,12 +1,14 @@
 from django.contrib import admin
 from django.contrib.auth.decorators import login_not_required, login_required
-from django.urls import include, path
+from django.urls import URLResolver, include, path
+from django.urls.converters import IntConverter
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from annotate import api_urls as annotate_api_urls
 from datasets import api_urls as datasets_api_urls
 from datasets.accounts import apis as accounts_apis
 from datasets.accounts import views as accounts
+from datasets.api import ID_MAX
 
 # Errors under /api/ are JSON (datasets.api); pages keep Django's.
 handler400 = "datasets.api.bad_request"
@@ -39,6 +41,36 @@ api_v1 = _api(
     ]
 )
 
+
+class IdConverter(IntConverter):
+    """``<int:…>`` within a signed 64-bit integer, the range of every id and number a path
+    names. Past it the path matches nothing (404), rather than reaching a query: SQLite raises
+    OverflowError for such a value in a lookup Django does not range-check itself (a foreign
+    key's, e.g. ``user_id``), a 500."""
+
+    def to_python(self, value: str) -> int:
+        number = int(value)
+        if number > ID_MAX:
+            raise ValueError(f"{value} is past a 64-bit integer")
+        return number
+
+
+def _bounded_ints(patterns) -> list:
+    """Every ``<int:…>`` of these patterns (and the ones they include) an IdConverter.
+
+    Done to the built patterns, so that every URL table of every stage gets it without naming
+    a converter of its own (Django 5.1 deprecated replacing the built-in "int" converter).
+    """
+    for entry in patterns:
+        pattern = entry.pattern
+        for name, converter in list(getattr(pattern, "converters", {}).items()):
+            if type(converter) is IntConverter:
+                pattern.converters[name] = IdConverter()
+        if isinstance(entry, URLResolver):
+            _bounded_ints(entry.url_patterns)
+    return patterns
+
+
 urlpatterns = [
     path("admin/", admin.site.urls),
     # Concord's own login (throttled), password change (throttled) and reset (says when no mail
@@ -60,3 +92,4 @@ urlpatterns = [
     path("", include("training.registry.urls")),
     path("", include("training.negatives.urls")),
 ]
+_bounded_ints(urlpatterns)

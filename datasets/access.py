@@ -18,10 +18,15 @@ authenticate with a django-rest-knox token (:class:`ApiTokenAuthentication`), wh
 image files accept too (:func:`request_user`).
 """
 
+import ipaddress
+import unicodedata
 from datetime import timedelta
 from typing import Any
 
 from axes.backends import AxesStandaloneBackend
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.backends import ModelBackend
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.exceptions import ImproperlyConfigured, PermissionDenied
 from django.db.models import Exists, OuterRef, QuerySet, Subquery
@@ -30,7 +35,7 @@ from django.utils import timezone
 from knox.auth import TokenAuthentication
 from rest_framework import exceptions
 from rest_framework.permissions import SAFE_METHODS, BasePermission
-from rest_framework.throttling import SimpleRateThrottle
+from rest_framework.throttling import AnonRateThrottle, SimpleRateThrottle, UserRateThrottle
 
 from annotate.models import Suspension
 from datasets.models import ApiToken, Membership, Project, Role
@@ -210,7 +215,48 @@ def request_user(request: HttpRequest) -> AbstractBaseUser:
     return result[0] if result else AnonymousUser()
 
 
-class CredentialsThrottle(SimpleRateThrottle):
+def client_address(request: HttpRequest) -> str:
+    """The address a request came from, as every throttle and django-axes count it.
+
+    ``REMOTE_ADDR`` (the peer of this server) unless CONCORD_PROXY_COUNT says that many reverse
+    proxies stand in front, each appending the address it got the request from to
+    ``X-Forwarded-For``: then the entry that many places from the end, the one the outermost
+    proxy wrote. Entries further left came from the client and are never trusted, so rotating
+    the header changes nothing. An entry that is not an IP address gives ``REMOTE_ADDR``.
+    Works on a Django and a DRF request (both have ``META``).
+    """
+    remote = request.META.get("REMOTE_ADDR", "") or ""
+    proxies = settings.CONCORD_PROXY_COUNT
+    forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
+    if proxies <= 0 or not forwarded:
+        return remote
+    hops = [hop.strip() for hop in forwarded.split(",")]
+    if len(hops) < proxies:
+        # Fewer entries than proxies: a proxy did not write its own; trust none of them.
+        return remote
+    try:
+        return str(ipaddress.ip_address(hops[-proxies]))
+    except ValueError:
+        return remote
+
+
+class AddressThrottleMixin:
+    """DRF throttles keyed by :func:`client_address` rather than DRF's own reading of
+    X-Forwarded-For (which trusts the whole header unless NUM_PROXIES is set)."""
+
+    def get_ident(self, request) -> str:
+        return client_address(request)
+
+
+class AnonThrottle(AddressThrottleMixin, AnonRateThrottle):
+    """Anonymous API requests per client address (the ``anon`` rate)."""
+
+
+class UserThrottle(AddressThrottleMixin, UserRateThrottle):
+    """API requests per signed-in user, and per address for anonymous ones (the ``user`` rate)."""
+
+
+class CredentialsThrottle(AddressThrottleMixin, SimpleRateThrottle):
     """Attempts at a credential (a password, an invitation) per client address: the login page,
     token creation, password change and reset, invitation acceptance. The rate is the
     ``credentials`` throttle rate (CONCORD_THROTTLE_CREDENTIALS); django-axes locks usernames."""
@@ -239,3 +285,64 @@ class LockoutBackend(AxesStandaloneBackend):
         if request is None:
             return None
         return super().authenticate(request, username=username, password=password, **kwargs)
+
+
+# --- Usernames: one person, one name, whatever its case (QA finding 15) -------------------------
+
+
+def username_key(username: str) -> str:
+    """The form of a username that logins, lockouts and uniqueness compare: NFKC (full-width
+    and compatibility characters as their plain forms) and case-folded ("Alice", "ALICE" and
+    "alice" are one name; "Straße" is "strasse")."""
+    return unicodedata.normalize("NFKC", username or "").casefold()
+
+
+def users_named(username: str) -> list[AbstractBaseUser]:
+    """The accounts whose username has this one's key (normally one, or none; two only where
+    case variants were made before keys were compared). Scans the usernames in Python: the
+    database's case-insensitive match (SQLite's is ASCII only) cannot be trusted with a key."""
+    key = username_key(username)
+    User = get_user_model()
+    exact = User._default_manager.filter(**{User.USERNAME_FIELD: username}).first()
+    if exact is not None:
+        return [exact]
+    ids = [
+        pk
+        for pk, name in User._default_manager.values_list("pk", User.USERNAME_FIELD).iterator()
+        if username_key(name) == key
+    ]
+    return list(User._default_manager.filter(pk__in=ids))
+
+
+class UsernameBackend(ModelBackend):
+    """Django's ModelBackend, finding the account by the username's key: a person logs in as
+    "Alice" or "alice" alike. An exact match comes first; a key that two accounts share (case
+    variants from before) logs in neither by a variant."""
+
+    def authenticate(self, request, username=None, password=None, **kwargs):
+        User = get_user_model()
+        if username is None:
+            username = kwargs.get(User.USERNAME_FIELD)
+        if username is None or password is None:
+            return None
+        matches = users_named(unicodedata.normalize("NFKC", str(username)))
+        if len(matches) != 1:
+            # As ModelBackend does: the hasher runs anyway, so the time does not tell.
+            User().set_password(password)
+            return None
+        user = matches[0]
+        if user.check_password(password) and self.user_can_authenticate(user):
+            return user
+        return None
+
+
+def lockout_username(request, credentials: dict | None = None) -> str | None:
+    """django-axes's AXES_USERNAME_CALLABLE: the key of the username tried (username_key), so
+    that "Alice", "ALICE" and "alice" share one count of failures and one lockout."""
+    field = settings.AXES_USERNAME_FORM_FIELD
+    if credentials:
+        username = credentials.get(field)
+    else:
+        data = getattr(request, "data", None) or getattr(request, "POST", {})
+        username = data.get(field) if hasattr(data, "get") else None
+    return username_key(str(username)) if username is not None else None

@@ -336,13 +336,15 @@ def _url(route: Route, kwargs: dict) -> str:
         url = prefix + str(pattern)
         for name, value in kwargs.items():
             converter = pattern.converters[name]
-            kind = {
+            kinds = {
                 "IntConverter": "int",
                 "SlugConverter": "slug",
                 "UUIDConverter": "uuid",
                 "PathConverter": "path",
                 "StringConverter": "str",
-            }[type(converter).__name__]
+            }
+            # The nearest Django converter it is (config.urls bounds every int: IdConverter).
+            kind = next(kinds[c.__name__] for c in type(converter).__mro__ if c.__name__ in kinds)
             url = url.replace(f"<{kind}:{name}>", str(value)).replace(f"<{name}>", str(value))
     else:
         # A regular expression pattern (the admin's): its named groups filled in.

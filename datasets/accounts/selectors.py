@@ -9,6 +9,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import QuerySet, Sum
 from django.utils import timezone
 
+from datasets.access import username_key
 from datasets.models import ApiToken, Invitation, Project
 
 
@@ -29,13 +30,15 @@ def tokens_of(*, user: AbstractBaseUser, now: datetime | None = None) -> QuerySe
 
 def locked_usernames(*, usernames: Iterable[str], now: datetime | None = None) -> set[str]:
     """Which of these usernames django-axes locks out now (failures within the cool-off)."""
-    usernames = list(usernames)
-    if not usernames:
+    # Attempts are counted by the username's key (datasets.access.lockout_username).
+    by_key = {username: username_key(username) for username in usernames}
+    if not by_key:
         return set()
-    attempts = AccessAttempt.objects.filter(username__in=usernames)
+    attempts = AccessAttempt.objects.filter(username__in=set(by_key.values()))
     if settings.AXES_COOLOFF_TIME:
         attempts = attempts.filter(
             attempt_time__gte=(now or timezone.now()) - settings.AXES_COOLOFF_TIME
         )
     failures = attempts.values("username").annotate(total=Sum("failures_since_start"))
-    return {row["username"] for row in failures if row["total"] >= settings.AXES_FAILURE_LIMIT}
+    locked = {row["username"] for row in failures if row["total"] >= settings.AXES_FAILURE_LIMIT}
+    return {username for username, key in by_key.items() if key in locked}

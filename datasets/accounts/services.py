@@ -6,10 +6,12 @@ validators and hashers, tokens are django-rest-knox's (a SHA-512 digest stored, 
 once), lockouts are django-axes's.
 """
 
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from axes.signals import user_locked_out
 from axes.utils import reset as axes_reset
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -22,8 +24,11 @@ from django.db import IntegrityError, transaction
 from django.db.models.signals import post_save
 from django.utils import timezone
 
+from datasets.access import username_key
 from datasets.models import ApiToken, Invitation, Membership, Project, Role
 from datasets.projects.services import membership_set
+
+logger = logging.getLogger(__name__)
 
 INVITATION_SALT = "concord.invitation"
 MAX_INVITATIONS_AT_ONCE = 500
@@ -36,9 +41,15 @@ INVITATION_ACCEPTED = "This invitation has already been used. Log in, or ask for
 INVITATION_REVOKED = "This invitation was withdrawn. Ask the project's manager for a new one."
 INVITATION_EXPIRED = "This invitation has expired. Ask the project's manager for a new one."
 USERNAME_TAKEN = "That username is taken; choose another."
+EMAIL_HAS_ACCOUNT = (
+    "An account with the address {email} already exists: log in with it, then open this link "
+    "again to join with that account."
+)
 LINE_TOO_LONG = "longer than {limit} characters"
 LINE_BAD_EMAIL = "not a valid email address"
 LINE_REPEATED = "repeated above"
+UNLOCK_NOT_A_MEMBER = "Only members of this project can be unlocked from it."
+UNLOCK_ADMINISTRATOR = "An administrator's account is unlocked by an administrator, in the admin."
 TOO_MANY_LINES = f"At most {MAX_INVITATIONS_AT_ONCE} invitations at once."
 
 
@@ -206,12 +217,19 @@ def invitation_accept(
     With no ``user``, an account is created with ``username`` and ``password`` (already checked
     by the form against Django's validators) and the invitation's address. A member who is
     already a manager stays one. Raises InvitationRefused when the invitation was used, revoked
-    or expired meanwhile, ValueError(USERNAME_TAKEN) when the username went to someone else.
+    or expired meanwhile, ValueError(USERNAME_TAKEN) when the username went to someone else,
+    ValueError(EMAIL_HAS_ACCOUNT) when an account already has the invitation's address.
     """
     now = now or timezone.now()
     invitation = Invitation.objects.select_for_update().get(pk=invitation.pk)
     _ensure_pending(invitation, now=now)
     if user is None:
+        # One account per address: a person invited twice (by two projects, or again after a
+        # first invitation) joins with the account they made, not with a second one.
+        if invitation.email and (
+            get_user_model().objects.filter(email__iexact=invitation.email).exists()
+        ):
+            raise ValueError(EMAIL_HAS_ACCOUNT.format(email=invitation.email))
         try:
             with transaction.atomic():
                 user = get_user_model().objects.create_user(
@@ -258,27 +276,74 @@ def tokens_revoke_all(*, user: AbstractBaseUser) -> int:
 # --- Lockouts ------------------------------------------------------------------------------
 
 
+class UnlockRefused(Exception):
+    """A manager may not unlock this account; str() says why."""
+
+
 def account_unlock(*, username: str) -> int:
-    """Forget the failed attempts that lock this username out (django-axes); returns how many."""
-    return axes_reset(username=username)
+    """Forget the failed attempts that lock this username out (django-axes); returns how many.
+
+    For administrators (the admin, a shell); a project's manager goes through
+    :func:`member_unlock`, which keeps their power inside their project.
+    """
+    # Attempts are counted by the username's key (datasets.access.lockout_username).
+    return axes_reset(username=username_key(username))
 
 
-def tokens_revoke_on_password_change(sender, instance, created: bool, **kwargs) -> None:
-    """post_save receiver of the user model: a new password revokes every token of its user.
+def unlockable_by_manager(user: AbstractBaseUser) -> bool:
+    """Whether a project's manager may unlock this member: anyone but administrators (staff or
+    superusers), whose lockout only an administrator lifts: a manager who could unlock an
+    administrator's account could help a guesser at the most powerful password of the site."""
+    return not (user.is_staff or user.is_superuser)
+
+
+def member_unlock(*, project: Project, user: AbstractBaseUser) -> int:
+    """A manager unlocks a member of their project (see :func:`account_unlock`).
+
+    Raises UnlockRefused for someone who is not a member of ``project`` or is an administrator.
+    """
+    if not Membership.objects.filter(project=project, user=user).exists():
+        raise UnlockRefused(UNLOCK_NOT_A_MEMBER)
+    if not unlockable_by_manager(user):
+        raise UnlockRefused(UNLOCK_ADMINISTRATOR)
+    return account_unlock(username=user.get_username())
+
+
+def on_password_change(sender, instance, created: bool, **kwargs) -> None:
+    """post_save receiver of the user model: a new password revokes every token of its user and
+    lifts the lockout of their username (the person who just proved who they are by a reset
+    link, or chose a new password, is not the guesser the lockout stops).
 
     set_password() leaves the new raw password in ``_password`` until the save completes (Django
     calls its password validators' password_changed() from it); a hash upgrade at login does
-    not, so only a real change revokes. Any path counts: the password change and reset pages,
+    not, so only a real change counts. Any path counts: the password change and reset pages,
     the admin, `changepassword`, the shell.
     """
     if not created and getattr(instance, "_password", None) is not None:
         tokens_revoke_all(user=instance)
+        account_unlock(username=instance.get_username())
+
+
+def log_lockout(sender, request, username: str, ip_address: str, **kwargs) -> None:
+    """django-axes's user_locked_out receiver: one WARNING when a username becomes locked (its
+    failures reach the limit), none for the attempts refused while it stays locked (which axes
+    signals too). The username is left out, as axes leaves it out of its own records (someone
+    may have typed a password into the username field); the admin's Access attempts has it."""
+    if getattr(request, "axes_failures_since_start", None) == settings.AXES_FAILURE_LIMIT:
+        logger.warning(
+            "A username was locked out after %d failed attempts (last from %s on %s); the "
+            "admin's Access attempts lists it.",
+            settings.AXES_FAILURE_LIMIT,
+            ip_address,
+            getattr(request, "path", "?"),
+        )
 
 
 def receivers_connect() -> None:
     """Connect this stage's receivers (DatasetsConfig.ready)."""
+    user_locked_out.connect(log_lockout, dispatch_uid="concord-log-lockout")
     post_save.connect(
-        tokens_revoke_on_password_change,
+        on_password_change,
         sender=get_user_model(),
         dispatch_uid="concord-revoke-tokens-on-password-change",
     )

@@ -7,24 +7,26 @@ from smtplib import SMTPException
 
 from django.conf import settings
 from django.contrib import messages
-from django.contrib.auth import login
+from django.contrib.auth import login, logout
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_not_required
 from django.contrib.auth.forms import AuthenticationForm
+from django.contrib.auth.signals import user_login_failed
+from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.decorators import method_decorator
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
 from datasets import access
 from datasets.accounts import selectors, services
-from datasets.accounts.forms import AcceptForm, InviteForm, TokenForm
+from datasets.accounts.forms import AcceptForm, InviteForm, MemberRoleForm, TokenForm
 from datasets.api import is_api
 from datasets.models import Invitation, Role
 from datasets.projects import selectors as project_selectors
 from datasets.projects import services as project_services
-from datasets.projects.forms import MemberForm
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +34,7 @@ THROTTLED = "Too many attempts from your address: wait {seconds} seconds and try
 MAIL_FAILED = "The invitations were created but could not be mailed: copy their links below."
 NOT_LOCKED = "{username} was not locked out."
 # Django's auth backends; named when logging someone in who did not type a password here.
-MODEL_BACKEND = "django.contrib.auth.backends.ModelBackend"
+MODEL_BACKEND = "datasets.access.UsernameBackend"
 
 
 def _throttled(request: HttpRequest, template: str, context: dict) -> HttpResponse | None:
@@ -85,14 +87,37 @@ def password_reset(request: HttpRequest) -> HttpResponse:
     return auth_views.PasswordResetView.as_view()(request)
 
 
+class PasswordChangeView(auth_views.PasswordChangeView):
+    """Django's password change, where a wrong current password counts as a failed login of
+    the username (django-axes): a stolen session cannot guess the password without limit. At
+    the lockout the session is logged out, and the account waits like any locked one."""
+
+    def form_invalid(self, form):
+        if form.has_error("old_password", "password_incorrect"):
+            user_login_failed.send(
+                sender=__name__,
+                credentials={"username": self.request.user.get_username()},
+                request=self.request,
+            )
+            if getattr(self.request, "axes_locked_out", False):
+                logout(self.request)
+                return lockout_response(self.request)
+        return super().form_invalid(form)
+
+
 @require_http_methods(["GET", "POST"])
 def password_change(request: HttpRequest) -> HttpResponse:
-    """Django's password change (throttled: it checks the old password); revokes API tokens."""
+    """The password change page: throttled per address, a wrong current password counts toward
+    the username's lockout (PasswordChangeView); a locked account's session is logged out.
+    A new password revokes API tokens (services.on_password_change)."""
     if request.method == "POST":
         refused = _throttled(request, "registration/password_change_form.html", {})
         if refused:
             return refused
-    return auth_views.PasswordChangeView.as_view()(request)
+        if selectors.locked_usernames(usernames=[request.user.get_username()]):
+            logout(request)
+            return lockout_response(request)
+    return PasswordChangeView.as_view()(request)
 
 
 # --- Members and invitations -----------------------------------------------------------------
@@ -102,8 +127,12 @@ def password_change(request: HttpRequest) -> HttpResponse:
 def project_members(request: HttpRequest, slug: str) -> HttpResponse:
     """Managers: members (role, remove, unlock), invitations (one or many, pending, revoke)."""
     project, _ = access.project_get(user=request.user, slug=slug, need=access.MANAGE)
-    form = MemberForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
+    form = MemberRoleForm(request.POST or None, project=project)
+    if request.method == "POST":
+        if not form.is_valid():
+            return _members_page(
+                request, project, member_form=form, invite_form=InviteForm(), status=400
+            )
         try:
             project_services.membership_set(
                 project=project, user=form.cleaned_data["user"], role=form.cleaned_data["role"]
@@ -111,14 +140,18 @@ def project_members(request: HttpRequest, slug: str) -> HttpResponse:
         except project_services.MembershipError as exc:
             messages.error(request, str(exc))
         else:
-            messages.success(request, f"{form.cleaned_data['username']} is now a member.")
+            role = Role(form.cleaned_data["role"]).label.lower()
+            messages.success(request, f"{form.cleaned_data['username']} is now {role}.")
         return redirect("project-members", slug=project.slug)
     return _members_page(request, project, member_form=form, invite_form=InviteForm())
 
 
 def _members_page(request, project, *, member_form, invite_form, status: int = 200):
     members = list(project_selectors.project_members(project=project))
-    locked = selectors.locked_usernames(usernames=[m.user.username for m in members])
+    # Administrators' lockouts are neither shown nor lifted here (services.member_unlock).
+    locked = selectors.locked_usernames(
+        usernames=[m.user.username for m in members if services.unlockable_by_manager(m.user)]
+    )
     invitations = [
         (invitation, _invitation_link(request, invitation))
         for invitation in selectors.invitations_pending(project=project)
@@ -152,7 +185,11 @@ def invitations_create_request(request: HttpRequest, slug: str) -> HttpResponse:
     form = InviteForm(request.POST)
     if not form.is_valid():
         return _members_page(
-            request, project, member_form=MemberForm(), invite_form=form, status=400
+            request,
+            project,
+            member_form=MemberRoleForm(project=project),
+            invite_form=form,
+            status=400,
         )
     results = services.invitations_create(
         project=project,
@@ -197,11 +234,16 @@ def invitation_revoke_request(request: HttpRequest, slug: str, invitation_id: in
 
 @require_POST
 def member_unlock_request(request: HttpRequest, slug: str, user_id: int) -> HttpResponse:
-    """Managers unlock a member that too many failed logins locked out."""
+    """Managers unlock a member of their project that too many failed logins locked out (not an
+    administrator: 403)."""
     project, _ = access.project_get(user=request.user, slug=slug, need=access.MANAGE)
     membership = get_object_or_404(project.memberships.select_related("user"), user_id=user_id)
     username = membership.user.username
-    if services.account_unlock(username=username):
+    try:
+        unlocked = services.member_unlock(project=project, user=membership.user)
+    except services.UnlockRefused as refused:
+        raise PermissionDenied(str(refused)) from refused
+    if unlocked:
         messages.success(request, f"{username} can log in again.")
     else:
         messages.info(request, NOT_LOCKED.format(username=username))
@@ -209,6 +251,7 @@ def member_unlock_request(request: HttpRequest, slug: str, user_id: int) -> Http
 
 
 @login_not_required
+@never_cache  # its form is for the invited person only (config.security covers signed-in pages)
 @require_http_methods(["GET", "POST"])
 def invitation_accept_page(request: HttpRequest, token: str) -> HttpResponse:
     """The invitation link: choose a username and password (or join as the signed-in user)."""
@@ -237,8 +280,9 @@ def invitation_accept_page(request: HttpRequest, token: str) -> HttpResponse:
                 return render(
                     request, "accounts/invitation.html", {"refused": str(gone)}, status=410
                 )
-            except ValueError as taken:
-                form.add_error("username", str(taken))
+            except ValueError as refused:
+                field = "username" if str(refused) == services.USERNAME_TAKEN else None
+                form.add_error(field, str(refused))
             else:
                 if not signed_in:
                     login(request, user, backend=MODEL_BACKEND)

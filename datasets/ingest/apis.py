@@ -15,6 +15,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from datasets import access
+from datasets.api import query_id
 from datasets.ingest import selectors
 from datasets.ingest.captions import CaptionError
 from datasets.ingest.services.collection import (
@@ -305,10 +306,8 @@ class CaptionListApi(APIView):
     def get(self, request: Request, slug: str) -> Response:
         project, _ = access.api_project(request)
         queryset = Caption.objects.filter(image__project=project).select_related("author")
-        if image_id := request.query_params.get("image"):
-            if not image_id.isdigit():
-                return Response({"image": ["Must be an image id."]}, status=400)
-            queryset = queryset.filter(image_id=int(image_id))
+        if (image_id := query_id(request, "image")) is not None:
+            queryset = queryset.filter(image_id=image_id)
         paginator = IdCursorPagination()
         page = paginator.paginate_queryset(queryset, request)
         return paginator.get_paginated_response(CaptionOutput(page, many=True).data)

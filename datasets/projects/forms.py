@@ -1,12 +1,10 @@
-"""Forms of the project pages: settings (every project setting, grouped) and members."""
+"""Forms of the project pages: settings (every project setting, grouped). The Members page's
+forms are datasets.accounts's."""
 
 from django import forms
-from django.contrib.auth import get_user_model
 
-from datasets.models import Project, Role, Source
+from datasets.models import Project, Source
 from datasets.projects.services import PROJECT_SETTINGS, SETTINGS_GROUPS, settings_problems
-
-USER_NOT_FOUND = "No user with that username."
 
 
 class ProjectForm(forms.ModelForm):
@@ -57,16 +55,3 @@ class ProjectForm(forms.ModelForm):
         for name, problem in settings_problems(values=values).items():
             self.add_error(name, problem)
         return cleaned
-
-
-class MemberForm(forms.Form):
-    username = forms.CharField(max_length=150)
-    role = forms.ChoiceField(choices=Role.choices, initial=Role.ANNOTATOR)
-
-    def clean_username(self):
-        username = self.cleaned_data["username"].strip()
-        user = get_user_model().objects.filter(username=username, is_active=True).first()
-        if user is None:
-            raise forms.ValidationError(USER_NOT_FOUND)
-        self.cleaned_data["user"] = user
-        return username

@@ -85,7 +85,32 @@ _AT_LEAST = {
     "caption_min_words": 1,
     "quality_image_max_aspect_ratio": 1,
 }
-_AT_MOST = {"near_duplicate_threshold": 64}
+_AT_MOST = {
+    "near_duplicate_threshold": 64,
+    # Sane limits (QA finding 8), not the database's: each is far past any use, and each keeps
+    # a mistyped value from turning into work without end (a million judgments per pair, a
+    # million proposals per image) or a page no one can read.
+    "captions_per_image": 50,
+    "judgments_per_item": 50,
+    "max_judgments_per_item": 100,
+    "caption_min_words": 500,
+    "caption_max_words": 500,
+    "quality_image_min_width": 20_000,
+    "quality_image_min_height": 20_000,
+    "quality_image_max_aspect_ratio": 1_000,
+    # The spread of grey levels 0–255 is at most 127.5.
+    "quality_image_min_std": 128,
+    "quality_caption_min_words": 500,
+    "quality_caption_max_words": 500,
+    "quality_caption_repeat_min_count": 10_000,
+    "negatives_random_per_image": 50,
+    "negatives_model_per_image": 50,
+    "negatives_text_edit_per_image": 50,
+    "balance_ratio": 1_000,
+}
+# Longest text settings, in characters (the guidelines are Markdown shown on every task).
+_MAX_CHARS = {"description": 5_000, "guidelines": 50_000, "caption_banned_openings": 10_000}
+TOO_LONG = "At most {limit} characters."
 # Rules over several settings report on one of them; these are the others each one involves,
 # so that an edge can say it on the setting the request changed.
 RELATED_SETTINGS: dict[str, tuple[str, ...]] = {
@@ -111,6 +136,13 @@ def settings_problems(*, values: Mapping[str, Any]) -> dict[str, str]:
         {name: AT_MOST.format(high=high) for name, high in _AT_MOST.items() if values[name] > high}
     )
     problems.update({name: ABOVE_ZERO for name in _ABOVE_ZERO if not values[name] > 0})
+    problems.update(
+        {
+            name: TOO_LONG.format(limit=limit)
+            for name, limit in _MAX_CHARS.items()
+            if len(values[name] or "") > limit
+        }
+    )
     if (
         "caption_min_words" not in problems
         and values["caption_min_words"] > values["caption_max_words"]

@@ -9,11 +9,56 @@ from django.utils.safestring import mark_safe
 register = template.Library()
 
 
+# Links in guidelines go to web pages or mail; anything else (javascript:, data:, ftp:, a
+# custom app's scheme) is left without its href.
+MARKDOWN_LINK_SCHEMES = {"http", "https", "mailto"}
+
+
 @register.filter
 def markdown(text: str) -> str:
-    """Render a manager's Markdown for annotators, sanitised: no scripts, styles or event handlers."""
+    """Render a manager's Markdown for annotators, sanitised: no scripts, styles or event
+    handlers; images only from this site (another site's image would tell it who opened the
+    guidelines, and when: a tracking pixel; the Content-Security-Policy would refuse to load it
+    anyway, leaving a broken image), other images keep just their alt text; links only to web
+    pages and mail, opened without a referrer."""
     html = markdown_lib.markdown(text or "", extensions=["sane_lists", "tables"])
-    return mark_safe(nh3.clean(html))  # nh3 output is sanitised HTML
+    cleaned = nh3.clean(
+        html,
+        url_schemes=MARKDOWN_LINK_SCHEMES,
+        attribute_filter=_markdown_attribute,
+        link_rel="noopener noreferrer nofollow",
+    )
+    return mark_safe(cleaned)  # nh3 output is sanitised HTML
+
+
+def _markdown_attribute(element: str, attribute: str, value: str) -> str | None:
+    if element == "img" and attribute == "src" and not _same_site(value):
+        return None
+    if element == "a" and attribute == "href" and not _link_target(value):
+        return None
+    return value
+
+
+def _link_target(url: str) -> bool:
+    """A link that leads somewhere: this page's anchors, this site's paths, absolute http(s)
+    URLs with a host, mail. Nothing with spaces or control characters (browsers drop a tab
+    inside "java\tscript:"; a space makes a relative link to nowhere)."""
+    if url.startswith("#") or _same_site(url):
+        return not any(char.isspace() or unicodedata.category(char) == "Cc" for char in url)
+    if url.lower().startswith("mailto:"):
+        return not any(char.isspace() or unicodedata.category(char) == "Cc" for char in url)
+    return bool(safe_url(url))
+
+
+def _same_site(url: str) -> bool:
+    """A path on this site: "/…", not "//host/…" (another host), no backslash (which browsers
+    read as a slash) and no control characters."""
+    return (
+        url.startswith("/")
+        and not url.startswith("//")
+        and "\\" not in url
+        and not any(unicodedata.category(char) == "Cc" for char in url)
+    )
 
 
 @register.filter

@@ -15,6 +15,7 @@ from annotate.queue.services.pool import tasks_open
 from datasets.api import MAX_JSON_DEPTH
 from datasets.ingest.services.uploads import caption_create
 from datasets.models import Project
+from datasets.pagination import INVALID_CURSOR
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -57,9 +58,35 @@ ODD_VALUES = [
     {"a": 1},
     {"\x00": "\x00"},
     _deep(MAX_JSON_DEPTH - 2),
+    # Lone surrogates: valid JSON escapes, but no UTF-8 encodes them (nor can any database).
+    "\ud800",
+    "a caption \udfff inside",
+    ["\ud800"],
+    {"\udc00": 1},
+    # Past a 64-bit integer, each way: SQLite raises OverflowError, PostgreSQL refuses it.
+    2**64,
+    -(2**63) - 1,
+    [2**64],
+    {"a": 10**30},
+    # The same as text, as a form would send it (DRF's IntegerField takes either).
+    str(2**64),
+    str(-(10**30)),
+    [str(2**64)],
 ]
 # Whole bodies that are not the object an endpoint takes.
-ODD_BODIES = [b"[]", b'"text"', b"5", b"null", b"{", b'{"a": NaN}', b"\xff\xfe", b"{}"]
+ODD_BODIES = [
+    b"[]",
+    b'"text"',
+    b"5",
+    b"null",
+    b"{",
+    b'{"a": NaN}',
+    b"\xff\xfe",
+    b"{}",
+    b'{"\\ud800": 1}',
+    b'"\\ud800"',
+    b"[18446744073709551616]",
+]
 
 
 @pytest.fixture
@@ -74,6 +101,12 @@ def api(project, manager, annotator):
         clients[name] = Client(raise_request_exception=False)
         clients[name].force_login(user)
     return {"project": project, "image": image, "lease": lease, "clients": clients}
+
+
+def _has_detail(response) -> bool:
+    """The one shape of every API error (QA finding 16): an object with a ``detail`` string."""
+    body = response.json()
+    return isinstance(body, dict) and isinstance(body.get("detail"), str) and body["detail"]
 
 
 def _write_operations(api) -> list[tuple[str, str, list[str], str]]:
@@ -157,6 +190,8 @@ def test_odd_values_never_give_a_500_and_bad_values_name_their_field(api, capsys
                 "application/json"
             ):
                 failures.append(f"{label}: {response.status_code} is not JSON")
+            elif response.status_code >= 400 and not _has_detail(response):
+                failures.append(f"{label}: {response.status_code} has no detail")
             if response.status_code == 400 and field is not None:
                 errors = response.json()
                 # A wrong password is not a bad value: the token endpoint does not say which.
@@ -166,6 +201,167 @@ def test_odd_values_never_give_a_500_and_bad_values_name_their_field(api, capsys
     with capsys.disabled():
         print(f"\nodd-value corpus: {sent} requests to {len(operations)} write operations")
     assert not failures, failures[:20]
+
+
+def _b64(text: bytes) -> str:
+    import base64
+
+    return base64.b64encode(text).decode("ascii")
+
+
+# Query values a client may send: NUL bytes, numbers past 64 bits, digits int() refuses
+# ("²" is a digit to str.isdigit), long strings, and cursors a client forged or garbled (DRF's
+# cursor is base64 of "o=offset&r=reverse&p=position"). The path's integers get huge values.
+ODD_QUERY_VALUES = [
+    "\x00",
+    "-1",
+    "0",
+    str(2**63),
+    str(10**30),
+    "-" + str(10**30),
+    "NaN",
+    "²",
+    "1²",
+    "x" * 5_000,
+    "!!!",
+    "é",
+    _b64(b"p=abc"),
+    _b64(b"p=" + str(10**30).encode()),
+    _b64(b"p=-" + str(10**30).encode()),
+    _b64(b"p=%00"),
+    _b64(b"p=1.5"),
+    _b64(b"p=%C2%B2"),
+    _b64(b"o=" + str(10**30).encode()),
+    _b64(b"o=-1&p=1"),
+    _b64(b"r=2&p=1"),
+    _b64(b"r=x&p=1"),
+    _b64(b"\xff\xfe"),
+    _b64(b"p=1&p=2&o=3"),
+]
+ODD_PATH_INTEGERS = [str(2**63 - 1), str(2**63), str(10**30)]
+
+
+def _query_parameters_read() -> set[str]:
+    """Every query parameter an API module reads (``query_params.get("…")`` and the like,
+    ``datasets.api.query_id``)."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    names = set()
+    for module in [*root.glob("*/**/apis.py"), *root.glob("*/**/api.py")]:
+        text = module.read_text()
+        names |= set(re.findall(r"query_params(?:\.get|\.getlist|\[)\(?[\"'](\w+)[\"']", text))
+        names |= set(re.findall(r"query_id\(request, [\"'](\w+)[\"']", text))
+    assert "image" in names, names
+    return names
+
+
+def _operations(api, methods) -> list[tuple[str, str, str, list[str]]]:
+    """(method, schema path, concrete path, query parameter names) for the schema's operations."""
+    schema = json.loads(
+        api["clients"]["manager"].get("/api/v1/schema/", {"format": "json"}).content
+    )
+    values = {
+        "slug": api["project"].slug,
+        "image_id": api["image"].pk,
+        "lease_id": api["lease"].pk,
+        "job_id": 1,
+        "version": 1,
+        "token_id": "00000000-0000-0000-0000-000000000000",
+        "name": "pairs.jsonl",
+    }
+    operations = []
+    for path, item in schema["paths"].items():
+        concrete = path
+        for key, value in values.items():
+            concrete = concrete.replace("{" + key + "}", str(value))
+        for method, operation in item.items():
+            if method not in methods:
+                continue
+            names = [p["name"] for p in operation.get("parameters", []) if p["in"] == "query"]
+            operations.append((method.upper(), path, concrete, names))
+    return operations
+
+
+def test_odd_query_values_forged_cursors_and_huge_ids_never_give_a_500(api, capsys):
+    """Every read operation of the schema, each of its query parameters and the paginators'
+    ``cursor`` and ``page_size`` given each odd value; every operation with an integer in its
+    path given integers past 64 bits. Never a 500; errors are JSON and a 400 names the
+    parameter (a forged cursor is 400 ``cursor``, as on every list)."""
+    reads = _operations(api, ("get",))
+    assert len(reads) >= 10, reads
+    failures, sent = [], 0
+
+    def check(method, url, data, who, field=None):
+        nonlocal sent
+        client = api["clients"][who]
+        cache.clear()
+        with transaction.atomic():
+            response = client.generic(method, url, data=data, content_type="application/json")
+            transaction.set_rollback(True)
+        sent += 1
+        label = f"{method} {url[:120]!r}"
+        if response.status_code >= 500:
+            failures.append(f"{label}: {response.status_code}")
+        elif response.status_code >= 400:
+            if not response["Content-Type"].startswith("application/json"):
+                failures.append(f"{label}: {response.status_code} is not JSON")
+            elif not _has_detail(response):
+                failures.append(f"{label}: {response.status_code} has no detail")
+            elif response.status_code == 400 and field and field not in response.json():
+                failures.append(f"{label}: 400 does not name {field}: {response.json()}")
+        return response
+
+    from urllib.parse import urlencode
+
+    read_in_code = _query_parameters_read()
+    for method, path, concrete, names in reads:
+        who = "annotator" if "/leases/" in path or "/tasks/" in path else "manager"
+        # Those the schema declares, those any API module reads (declared or not), the pager's.
+        for name in sorted({*names, *read_in_code, "cursor", "page_size"}):
+            for value in ODD_QUERY_VALUES:
+                check(method, f"{concrete}?{urlencode({name: value})}", b"", who, field=name)
+    # Every operation (reads and writes) with an integer in its path, given huge integers.
+    for method, path, _concrete, _names in _operations(
+        api, ("get", "post", "put", "patch", "delete")
+    ):
+        integers = [key for key in ("image_id", "lease_id", "job_id", "version") if key in path]
+        who = "annotator" if "/leases/" in path or "/tasks/" in path else "manager"
+        for key in integers:
+            for value in ODD_PATH_INTEGERS:
+                url = path.replace("{" + key + "}", value)
+                for other, known in (
+                    ("slug", api["project"].slug),
+                    ("image_id", api["image"].pk),
+                    ("lease_id", api["lease"].pk),
+                    ("job_id", 1),
+                    ("version", 1),
+                    ("name", "pairs.jsonl"),
+                ):
+                    url = url.replace("{" + other + "}", str(known))
+                check(method, url, b"{}" if method != "GET" else b"", who)
+    with capsys.disabled():
+        print(f"\nodd query values: {sent} requests to {len(reads)} read operations")
+    assert not failures, failures[:20]
+
+
+def test_a_forged_cursor_is_a_400_naming_the_cursor(client, project, manager):
+    client.force_login(manager)
+    for cursor in (_b64(b"p=abc"), _b64(b"p=" + str(10**30).encode()), "!!!", _b64(b"p=%00")):
+        response = client.get(reverse("api-projects"), {"cursor": cursor})
+        assert response.status_code == 400, (cursor, response.content)
+        assert response.json() == {
+            "detail": f"cursor: {INVALID_CURSOR}",
+            "cursor": [INVALID_CURSOR],
+        }
+    # A real cursor still pages.
+    for n in range(3):
+        factories.project(manager=manager, name=f"More {n}")
+    first = client.get(reverse("api-projects"), {"page_size": 2}).json()
+    second = client.get(first["next"]).json()
+    assert len(first["results"]) == 2 and second["results"]
+    assert {p["id"] for p in first["results"]}.isdisjoint(p["id"] for p in second["results"])
 
 
 @pytest.mark.parametrize(
@@ -185,6 +381,17 @@ def test_odd_values_never_give_a_500_and_bad_values_name_their_field(api, capsys
         ({"name": "bad\x00name"}, "name"),
         ({"guidelines": "a\x00b"}, "guidelines"),
         ({"split_train": [0.7]}, "split_train"),
+        # Sane upper bounds (QA finding 8): far past any use, short of endless work.
+        ({"judgments_per_item": 1000, "max_judgments_per_item": 1000}, "judgments_per_item"),
+        ({"max_judgments_per_item": 32767}, "max_judgments_per_item"),
+        ({"captions_per_image": 10_000}, "captions_per_image"),
+        ({"negatives_model_per_image": 30_000}, "negatives_model_per_image"),
+        ({"quality_image_min_width": 2**31 - 1}, "quality_image_min_width"),
+        ({"quality_image_min_std": 300}, "quality_image_min_std"),
+        ({"balance_ratio": 1e300}, "balance_ratio"),
+        ({"caption_min_words": 30_000, "caption_max_words": 30_000}, "caption_min_words"),
+        ({"guidelines": "x" * 50_001}, "guidelines"),
+        ({"description": "x" * 5_001}, "description"),
     ],
 )
 def test_project_settings_refused_on_their_field(client, project, manager, change, field):

@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from datasets.accounts import services
 from datasets.models import Invitation, Membership
+from tests import factories
 
 pytestmark = pytest.mark.django_db
 
@@ -194,3 +195,50 @@ def test_annotators_cannot_invite(client, project, annotator):
     client.force_login(annotator)
     assert _invite(client, project, "a@example.org").status_code == 403
     assert not Invitation.objects.exists()
+
+
+# --- One account per person (QA finding 12) --------------------------------------------------
+
+
+def test_an_address_invited_twice_gets_one_account(project, manager):
+    """Two projects invite the same address; the first link makes the account, the second
+    cannot make another one: the person logs in and joins with theirs."""
+    other = factories.project(manager=manager, name="Other")
+    [first] = services.invitations_create(
+        project=project, lines=[(1, "ada@example.org")], role="annotator", created_by=manager
+    )
+    [second] = services.invitations_create(
+        project=other, lines=[(1, "ADA@example.org")], role="annotator", created_by=manager
+    )
+    assert _accept(Client(), first.invitation, username="ada").status_code == 302
+    refused = _accept(Client(), second.invitation, username="ada2")
+    assert refused.status_code == 400
+    assert "already exists" in refused.content.decode()
+    assert get_user_model().objects.filter(email__iexact="ada@example.org").count() == 1
+    second.invitation.refresh_from_db()
+    assert second.invitation.accepted_at is None
+    ada = Client()
+    ada.force_login(get_user_model().objects.get(username="ada"))
+    assert ada.post(_link(second.invitation)).status_code == 302
+    assert Membership.objects.filter(user__username="ada").count() == 2
+
+
+@pytest.mark.parametrize("name", ["CONCORD_INVITATION_DAYS", "CONCORD_TOKEN_DAYS"])
+@pytest.mark.parametrize("days", ["0", "-1", "100000"])
+def test_lifetimes_that_expire_at_birth_are_refused_at_start(name, days):
+    import os
+    import subprocess
+    import sys
+
+    from django.conf import settings
+
+    env = {**os.environ, "SECRET_KEY": "x", name: days}
+    result = subprocess.run(
+        [sys.executable, "-c", "import config.settings"],
+        cwd=settings.BASE_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode != 0
+    assert f"{name} is a number of days from 1 to 3650" in result.stderr

@@ -37,8 +37,8 @@ from rest_framework import exceptions
 from rest_framework.permissions import SAFE_METHODS, BasePermission
 from rest_framework.throttling import AnonRateThrottle, SimpleRateThrottle, UserRateThrottle
 
-from annotate.models import Suspension
-from datasets.models import ApiToken, Membership, Project, Role
+from annotate.models import Lease, Suspension
+from datasets.models import ApiToken, Image, Membership, Project, Role
 
 READ = "read"
 WORK = "work"
@@ -123,6 +123,18 @@ def project_access(*, user: AbstractBaseUser, need: str, **lookup: Any) -> tuple
     if need == WORK and project.work_suspended:
         raise PermissionDenied(WORK_SUSPENDED)
     return project, role
+
+
+def images_visible(*, user: AbstractBaseUser, project: Project, role: str) -> QuerySet[Image]:
+    """The project's images a member may fetch (file and thumbnail), by the role that
+    :func:`project_access` returned: every image for a manager (and staff); for an annotator
+    only the images of tasks they were handed (a lease, held now or before), which is all their
+    screens show. Ids of other images are not theirs to enumerate."""
+    images = Image.objects.filter(project=project)
+    if role == Role.MANAGER:
+        return images
+    handed = Lease.objects.filter(annotator=user, task__image=OuterRef("pk"))
+    return images.filter(Exists(handed))
 
 
 class ProjectAccess(BasePermission):

@@ -323,7 +323,14 @@ def _kwargs(route: Route, role: str, world) -> dict:
     own_lease = world["leases"].get(role) or world["leases"]["annotator"]
     own_token = world["tokens"].get(role) or world["tokens"]["annotator"]
     values |= {"lease_id": own_lease.pk, "token_uid": own_token.uid, "token_id": own_token.uid}
+    if route.name in IMAGE_OF_OWN_TASK:
+        # An annotator fetches only the images of their own tasks (access.images_visible): each
+        # role asks for the image of its own lease (others for the annotator's).
+        values["image_id"] = own_lease.task.image_id
     return {name: values[name] for name in names}
+
+
+IMAGE_OF_OWN_TASK = {"image-file", "image-thumbnail"}
 
 
 def _url(route: Route, kwargs: dict) -> str:

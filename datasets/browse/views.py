@@ -17,7 +17,7 @@ from config.storage import MEDIA, storage_response
 from datasets import access
 from datasets.browse import filters, selectors, services
 from datasets.curation.services import cleaning
-from datasets.models import Image, Role
+from datasets.models import Role
 
 GRID_PAGE_SIZE = 60
 PAIR_PAGE_SIZE = 50
@@ -212,18 +212,19 @@ def _file_user(view):
 
 @_file_user
 def image_file(request: HttpRequest, slug: str, image_id: int) -> HttpResponse:
-    """The stored image, for any member of its project (annotators need it for their tasks)."""
-    project, _ = access.project_get(user=request.user, slug=slug)
-    image = get_object_or_404(Image.objects.only("file", "format"), project=project, pk=image_id)
+    """The stored image: any image of the project for a manager, the images of their own tasks
+    for an annotator (access.images_visible)."""
+    project, role = access.project_get(user=request.user, slug=slug)
+    visible = access.images_visible(user=request.user, project=project, role=role)
+    image = get_object_or_404(visible.only("file", "format"), pk=image_id)
     return _serve(image.file.name, content_type=f"image/{image.format.lower()}")
 
 
 @_file_user
 def image_thumbnail(request: HttpRequest, slug: str, image_id: int) -> HttpResponse:
-    project, _ = access.project_get(user=request.user, slug=slug)
-    image = get_object_or_404(
-        Image.objects.only("file", "thumbnail", "format"), project=project, pk=image_id
-    )
+    project, role = access.project_get(user=request.user, slug=slug)
+    visible = access.images_visible(user=request.user, project=project, role=role)
+    image = get_object_or_404(visible.only("file", "thumbnail", "format"), pk=image_id)
     if image.thumbnail:
         return _serve(image.thumbnail.name, content_type="image/jpeg")
     # No thumbnail yet (worker behind or away): the full image still shows.

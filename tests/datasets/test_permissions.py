@@ -22,8 +22,9 @@ MATRIX = {
     "upload post": ("post", "project-upload", False, (LOGIN, 404, 404, 403, 200, 200)),
     "image grid": ("get", "image-grid", False, (LOGIN, 404, 404, 403, 200, 200)),
     "image detail": ("get", "image-detail", True, (LOGIN, 404, 404, 403, 200, 200)),
-    "image file": ("get", "image-file", True, (LOGIN, 404, 404, 200, 200, 200)),
-    "thumbnail": ("get", "image-thumbnail", True, (LOGIN, 404, 404, 200, 200, 200)),
+    # An annotator fetches only the images of their own tasks (none in this world).
+    "image file": ("get", "image-file", True, (LOGIN, 404, 404, 404, 200, 200)),
+    "thumbnail": ("get", "image-thumbnail", True, (LOGIN, 404, 404, 404, 200, 200)),
     "member remove": (
         "post",
         "project-member-remove",

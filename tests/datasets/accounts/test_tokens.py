@@ -168,6 +168,27 @@ def test_api_client_fetches_its_tasks_image_with_a_token(
     assert client.get(image_url, **_auth(annotator_token)).status_code == 404
 
 
+def test_an_annotator_fetches_only_the_images_of_their_own_tasks(client, project, annotator):
+    """A member who is not a manager cannot walk the project's image ids: only the images of
+    tasks they were handed (now or before) open, with a session or a token alike."""
+    handed, other = factories.image(project=project), factories.image(project=project, seed=9)
+    tasks_open(project=project, seed=2)
+    lease = assignment_get(project=project, annotator=annotator, lookahead=0).current
+    assert lease is not None
+    mine = lease.task.image_id
+    not_mine = other.pk if mine == handed.pk else handed.pk
+    secret = services.token_create(user=annotator, name="bot")[1]
+    for name in ("image-file", "image-thumbnail"):
+        assert (
+            client.get(reverse(name, args=[project.slug, mine]), **_auth(secret)).status_code == 200
+        )
+        refused = client.get(reverse(name, args=[project.slug, not_mine]), **_auth(secret))
+        assert refused.status_code == 404
+    client.force_login(annotator)
+    assert client.get(reverse("image-file", args=[project.slug, not_mine])).status_code == 404
+    assert client.get(reverse("image-file", args=[project.slug, mine])).status_code == 200
+
+
 def test_removed_annotator_loses_work_at_once(client, project, annotator):
     image = factories.image(project=project)
     caption_create(image=image, text="A blue square under a red circle", source="api")

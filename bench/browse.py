@@ -258,14 +258,15 @@ def _seed(*, pairs: int) -> None:
             "label rows",
             f"""
             INSERT INTO annotate_itemlabel (project_id, pair_id, label, confidence, mv_label,
-                mv_share, judgments, status, needs_manager, adjudicated_label, adjudicated_at,
-                updated_at)
+                mv_share, judgments, status, needs_manager, sent_to_manager, adjudicated_label,
+                adjudicated_at, updated_at)
             SELECT {project.pk}, p.id, p.label, p.confidence, p.label,
                 CASE WHEN p.label IS NULL THEN 0.5 ELSE 0.6 + {rnd("p.id", 10, 400)} / 1000.0 END,
                 3,
                 CASE WHEN p.label IS NOT NULL THEN 'agreed'
                      WHEN {rnd("p.id", 11, 3)} = 0 THEN 'pending' ELSE 'disputed' END,
                 p.label IS NULL AND {rnd("p.id", 12, 5)} = 0,
+                false,
                 CASE WHEN {rnd("p.id", 13, 500)} = 0 THEN 1 END,
                 CASE WHEN {rnd("p.id", 13, 500)} = 0 THEN now() END,
                 now()

@@ -10,11 +10,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from django.contrib.postgres.search import SearchQuery, SearchVector
 from django.db import connection, transaction
 from django.db.models import (
+    BooleanField,
     Count,
     Exists,
+    Expression,
     ExpressionWrapper,
     F,
     IntegerField,
@@ -25,6 +26,7 @@ from django.db.models import (
     Subquery,
 )
 from django.db.models.functions import Coalesce
+from django.db.models.lookups import IsNull
 
 from annotate.models import ChallengeMark, ItemLabel, ItemStatus, Judgment
 from datasets.browse.filters import (
@@ -114,7 +116,15 @@ def pairs_filtered(*, project: Project, spec: FilterSpec) -> QuerySet[Pair]:
             _range_q("caption_count", spec.captions)
         )
     if spec.q:
-        queryset = queryset.filter(caption__in=_search_ids(_captions_matching(spec.q), "id"))
+        found = _search_ids(_captions_matching(spec.q), "id")
+        if isinstance(found, list):
+            queryset = queryset.filter(_AnyOf(F("caption_id"), found))
+        elif connection.vendor == "postgresql":
+            # Many match: test each pair's caption as the pairs are walked in the page's order
+            # (its stored vector, no parsing), rather than collect every match first.
+            queryset = queryset.filter(_CaptionTextMatches(spec.q, caption="caption__text"))
+        else:
+            queryset = queryset.filter(caption__in=found)
     return queryset
 
 
@@ -259,18 +269,107 @@ def _pair_level_conditions(
         out.append(Q(excluded_from_releases=spec.excluded == "yes"))
     if spec.annotator:
         user_id = annotator_id(project=project, username=spec.annotator)
-        # Verify judgments on the pair's task, and marks on it as a challenge option.
-        out.append(
-            Q(Exists(Judgment.objects.filter(task__pair=OuterRef("pk"), annotator_id=user_id)))
-            | Q(
-                Exists(
-                    ChallengeMark.objects.filter(
-                        option__pair=OuterRef("pk"), judgment__annotator_id=user_id
-                    )
-                )
-            )
-        )
+        out.append(_annotated_by(project=project, user_id=user_id))
     return out
+
+
+def _annotated_by(*, project: Project, user_id: int) -> Q:
+    """Pairs the member judged: a verify judgment on the pair's task, or a mark on it as a
+    challenge option.
+
+    An annotator with few judgments (at most SEARCH_IDS_MAX, in all projects) gives the pair
+    ids as a list, from which PostgreSQL picks the page. One with many is asked row by row as
+    the pairs are walked in the page's order, which finds a page within a few thousand rows
+    when they judged more than one pair in a few hundred of this project's (the case that was
+    slow). Not bounded: an annotator with many judgments elsewhere and a handful here makes a
+    page walk most of the project's pairs. These are scalar subqueries (not
+    EXISTS), which PostgreSQL cannot turn into a hashed subplan: that one read every judgment
+    of the annotator and every task of the database on each page (60–100 ms on 300,000 tasks).
+    """
+    # Whether the list is short enough, from the annotator's judgments in every project (an
+    # index-only count, 1–2 ms); the list itself then costs a join per judgment.
+    judgments = Judgment.objects.filter(annotator_id=user_id).order_by()
+    if judgments.values("pk")[: SEARCH_IDS_MAX + 1].count() <= SEARCH_IDS_MAX:
+        judged = judgments.filter(task__project=project).values_list("task__pair_id", flat=True)
+        marked = ChallengeMark.objects.filter(
+            judgment__task__project=project, judgment__annotator_id=user_id
+        ).values_list("option__pair_id", flat=True)
+        return Q(_AnyOf(F("pk"), sorted({*judged, *marked.order_by()})))
+    first = Judgment.objects.filter(task__pair=OuterRef("pk"), annotator_id=user_id)
+    first_mark = ChallengeMark.objects.filter(
+        option__pair=OuterRef("pk"), judgment__annotator_id=user_id
+    )
+    return Q(IsNull(Subquery(first.values("pk")[:1]), False)) | Q(
+        IsNull(Subquery(first_mark.values("pk")[:1]), False)
+    )
+
+
+class _AnyOf(Expression):
+    """``expression = ANY(values)`` with the values as one array parameter (PostgreSQL), or
+    ``expression IN (…)`` elsewhere. One parameter instead of thousands: Django renders and the
+    driver adapts one list, and the plan is the same."""
+
+    conditional = True
+
+    def __init__(self, expression, values: list[int]):
+        super().__init__(output_field=BooleanField())
+        self.expression = expression
+        self.values = list(values)
+
+    def get_source_expressions(self):
+        return [self.expression]
+
+    def set_source_expressions(self, exprs):
+        (self.expression,) = exprs
+
+    def as_sql(self, compiler, connection):
+        sql, params = compiler.compile(self.expression)
+        if connection.vendor == "postgresql":
+            # Typed as the column: an untyped list of small ints is sent as int2[]/numeric[],
+            # which turns the hashed `= ANY` filter into a cast per row (50 times slower).
+            array_type = self.expression.output_field.db_type(connection)
+            return f"{sql} = ANY(%s::{array_type}[])", [*params, self.values]
+        if not self.values:
+            return "1 = 0", list(params)
+        marks = ", ".join(["%s"] * len(self.values))
+        return f"{sql} IN ({marks})", [*params, *self.values]
+
+
+class _CaptionTextMatches(Expression):
+    """A caption's stored search vector (``datasets_caption.search_vector``, a generated column
+    that migration 0014 adds on PostgreSQL only, so not a model field) against a web-search
+    query in the "simple" configuration. Holds the caption table's alias so that it follows
+    the query when Django nests it as a subquery."""
+
+    conditional = True
+
+    def __init__(self, text: str, caption: str = "text", alias: str | None = None):
+        super().__init__(output_field=BooleanField())
+        self.text = text
+        self.caption = caption  # the path to the caption's text from the query's model
+        self.alias = alias
+
+    def resolve_expression(self, query=None, *args, **kwargs):
+        if self.alias is not None:
+            # Resolved in its own query already; an outer query resolving its subqueries
+            # again must not rebind it (relabeled_clone follows the subquery's aliases).
+            return self
+        clone = self.copy()
+        # The caption table's alias in this query (joined if the path crosses a relation).
+        clone.alias = F(self.caption).resolve_expression(query, *args, **kwargs).alias
+        return clone
+
+    def relabeled_clone(self, change_map):
+        clone = self.copy()
+        clone.alias = change_map.get(self.alias, self.alias)
+        return clone
+
+    def as_sql(self, compiler, connection):
+        table = compiler.quote_name_unless_alias(self.alias)
+        return (
+            f"{table}.search_vector @@ websearch_to_tsquery('simple'::regconfig, %s)",
+            [self.text],
+        )
 
 
 def _status_q(status: str, label_row=None) -> Q:
@@ -322,13 +421,12 @@ def _image_flagged(image: str) -> Q:
 
 def _captions_matching(text: str) -> QuerySet[Caption]:
     """Captions whose text matches ``text``: PostgreSQL full-text search (web-search syntax:
-    words, "phrases", -not, or) on the GIN index of migration 0011, in the language-neutral
+    words, "phrases", -not, or) on the stored vector and GIN index of migration 0014, in the
+    language-neutral
     "simple" configuration since captions come in any language; elsewhere every word as a
     case-insensitive substring."""
     if connection.vendor == "postgresql":
-        return Caption.objects.annotate(search=SearchVector("text", config="simple")).filter(
-            search=SearchQuery(text, config="simple", search_type="websearch")
-        )
+        return Caption.objects.filter(_CaptionTextMatches(text))
     captions = Caption.objects.all()
     for word in text.split():
         captions = captions.filter(text__icontains=word.strip('"'))

@@ -15,13 +15,46 @@ from datasets.models import Caption, Membership, Pair, PairKind, Project, Role, 
 from datasets.projects.services import project_create
 
 DEMO_SLUG = "shapes-demo"
-DEMO_GUIDELINES = """\
-Describe **what you see**: the shapes, their colours and where they are relative to each other.
+# The caption rule the demo project enforces (annotate.queue.caption_rules checks it on every
+# caption an annotator writes); its guidelines are written from these values, so the two agree.
+DEMO_CAPTION_RULES = {
+    "caption_min_words": 4,
+    "caption_max_words": 20,
+    "caption_banned_openings": "\n".join(
+        ("There is", "There are", "This is", "This image", "An image of", "A picture of")
+    ),
+}
 
-* Write one plain sentence, 4 to 20 words.
-* Do not start with "There is" or "This image shows".
-* When verifying, answer **match** only if every part of the caption is true of the image.
-"""
+
+def demo_guidelines(*, min_words: int, max_words: int, banned_openings: list[str]) -> str:
+    """The demo project's guidelines (Markdown) stating the caption rule it enforces: the word
+    limits and every banned opening, as the project's settings hold them."""
+    openings = [f"“{opening}”" for opening in banned_openings]
+    if len(openings) > 1:
+        said = ", ".join(openings[:-1]) + " or " + openings[-1]
+    else:
+        said = "".join(openings)
+    lines = [
+        "Describe **what you see**: the shapes, their colours and where they are relative to "
+        "each other.",
+        "",
+        f"* Write one plain sentence, {min_words} to {max_words} words.",
+    ]
+    if said:
+        lines.append(f"* Do not start with {said}: describe the scene directly.")
+    lines.append(
+        "* When verifying, answer **match** only if every part of the caption is true of the image."
+    )
+    return "\n".join(lines) + "\n"
+
+
+def demo_guidelines_for(project: Project) -> str:
+    """:func:`demo_guidelines` for the rule ``project`` enforces now."""
+    return demo_guidelines(
+        min_words=project.caption_min_words,
+        max_words=project.caption_max_words,
+        banned_openings=project.banned_openings,
+    )
 
 
 @dataclass(frozen=True)
@@ -61,12 +94,15 @@ def demo_project_seed(*, images: int, seed: int = 0, on_image=None) -> Project:
             creator=manager,
             name="Shapes demo",
             description="Synthetic scenes of coloured shapes with true captions.",
-            guidelines=DEMO_GUIDELINES,
+            **DEMO_CAPTION_RULES,
         )
+        project.guidelines = demo_guidelines_for(project)
         # project_create derives the slug from the name; the demo keeps a fixed one. Its
         # captions are true by construction, so they count as positives unjudged (and can be
         # the known positive of challenge items).
-        Project.objects.filter(pk=project.pk).update(slug=DEMO_SLUG, trusted_sources=[Source.DEMO])
+        Project.objects.filter(pk=project.pk).update(
+            slug=DEMO_SLUG, trusted_sources=[Source.DEMO], guidelines=project.guidelines
+        )
         project.refresh_from_db()
     for account in DEMO_ACCOUNTS[1:]:
         Membership.objects.get_or_create(

@@ -16,7 +16,12 @@ from annotate.agreement.charts import Chart
 from datasets.models import Project
 from training.registry.charts import Series, line_chart
 from training.registry.models import ModelVersion, VersionStatus
-from training.registry.services import NightlyPlan, newest_ready_release, nightly_plan
+from training.registry.services import (
+    NightlyPlan,
+    default_config,
+    newest_ready_release,
+    nightly_plan,
+)
 
 # Ready versions drawn in the charts over versions (the newest ones).
 VERSIONS_CHARTED = 30
@@ -109,6 +114,12 @@ class ModelPage:
     nightly_at: str
     promoted: ModelVersion | None = None
     ready_count: int = 0
+    # The header's figures, taken from the cards below it so that the two cannot disagree:
+    # (status word, count) for each status present, in the cards' words; the promoted
+    # version's card (its score as the card shows it); the metric promotion compares.
+    counts: tuple[tuple[str, int], ...] = ()
+    promoted_card: VersionCard | None = None
+    metric_words: str = ""
 
 
 def model_page(*, project: Project) -> ModelPage:
@@ -120,16 +131,44 @@ def model_page(*, project: Project) -> ModelPage:
     opened = {versions[0].pk} if versions else set()
     if promoted is not None:
         opened.add(promoted.pk)
+    cards = [version_card(version=v, expanded=v.pk in opened) for v in versions]
     return ModelPage(
         project=project,
-        cards=[version_card(version=v, expanded=v.pk in opened) for v in versions],
+        cards=cards,
         charts=version_charts(versions=ready[:VERSIONS_CHARTED][::-1]),
         has_release=newest_ready_release(project=project) is not None,
         nightly=nightly_plan(project=project),
         nightly_at=f"{int(getattr(settings, 'CONCORD_NIGHTLY_HOUR', 2)):02d}:00 {settings.TIME_ZONE}",
         promoted=promoted,
         ready_count=len(ready),
+        counts=status_counts(cards),
+        promoted_card=next((c for c in cards if c.version.is_promoted), None),
+        metric_words=metric_words(_select_metric()),
     )
+
+
+def status_counts(cards: list[VersionCard]) -> tuple[tuple[str, int], ...]:
+    """How many cards show each status, in the cards' own words (``("Ready", 2)``), in the
+    order of ``VersionStatus``; statuses no card has are left out."""
+    shown = [c.version.get_status_display() for c in cards]
+    return tuple(
+        (label, shown.count(label)) for _, label in VersionStatus.choices if label in shown
+    )
+
+
+def metric_words(name: str) -> str:
+    """The validation score promotion compares, said in words (``"rsum"`` → R-sum …)."""
+    if name == "rsum":
+        return "R-sum: R@1, R@5 and R@10 in both directions, summed, of 600"
+    return name.replace("_", " ")
+
+
+def _select_metric() -> str:
+    """The metric a run started now would be promoted on (``TrainConfig.select_metric`` unless
+    ``CONCORD_TRAIN_CONFIG`` names another)."""
+    from training.core.config import TrainConfig
+
+    return str(default_config().get("select_metric") or TrainConfig.select_metric)
 
 
 def version_card(*, version: ModelVersion, expanded: bool = False) -> VersionCard:

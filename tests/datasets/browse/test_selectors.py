@@ -175,3 +175,40 @@ def test_filtered_pages_by_id_match_the_unpaged_filter(world, sort, params):
             break
         spec = filter_parse({**params, "sort": sort, "cursor": page.next_cursor.encode()})
     assert seen == unpaged and seen
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"q": "black"},
+        {"q": "black cat"},
+        {"q": '"black cat"'},
+        {"q": "Snow"},
+        {"label": "match", "duplicate": "duplicate", "q": "red"},
+        {"annotator": "annotator"},
+        {"annotator": "annotator", "q": "black"},
+        {"annotator": "annotator", "sort": "-confidence"},
+    ],
+)
+def test_many_matches_select_what_few_do(world, monkeypatch, params):
+    """A search matching more than SEARCH_IDS_MAX captions tests each pair's caption as it is
+    walked, and an annotator with more judgments is asked pair by pair; with the limit at 0
+    every view takes those paths and must select, page and grid exactly as with the lists."""
+
+    def views():
+        spec = filter_parse(params)
+        grid_spec = filter_parse({k: v for k, v in params.items() if k != "sort"}, images=True)
+        pages, page_spec = [], spec
+        while True:
+            page = selectors.pairs_page(project=world.project, spec=page_spec, limit=1)
+            pages += [p.pk for p in page.pairs]
+            if page.next_cursor is None:
+                break
+            page_spec = filter_parse({**params, "cursor": page.next_cursor.encode()})
+        grid = selectors.images_page(project=world.project, spec=grid_spec, limit=10)
+        return names(world, **params), pages, [i.pk for i in grid.images]
+
+    with_lists = views()
+    assert with_lists[0]  # each case selects something, so a path that drops rows shows
+    monkeypatch.setattr(selectors, "SEARCH_IDS_MAX", 0)
+    assert views() == with_lists

@@ -67,3 +67,47 @@ def test_seed_demo_creates_accounts_and_project_once():
     assert project.images.count() == 6
     assert described.count() == 18
     assert project.tasks.filter(kind="challenge").count() == 6
+
+
+@pytest.mark.django_db
+def test_demo_guidelines_state_the_rule_the_demo_enforces():
+    """What the guidelines tell an annotator is what caption_check refuses: the word limits
+    (one word under / over refused, the limits themselves accepted) and every banned opening,
+    no more and no fewer. (They said 4 to 20 words while 40 were accepted, and named two of the
+    six banned openings.)"""
+    import re
+
+    from annotate.queue.caption_rules import caption_check
+    from annotate.queue.services.judgments import caption_rules_for
+    from datasets.demo.services import demo_guidelines_for
+
+    call_command("seed_demo", "--images", "2", stdout=io.StringIO())
+    project = Project.objects.get(slug=DEMO_SLUG)
+    rules = caption_rules_for(project)
+    text = project.guidelines
+    assert text == demo_guidelines_for(project)
+
+    low, high = map(int, re.search(r"(\d+) to (\d+) words", text).groups())
+    assert (low, high) == (rules.min_words, rules.max_words)
+
+    def words(n):
+        return " ".join(["red", "circle", "above", "blue", "square"] * 10).split()[:n]
+
+    def ok(caption):
+        return caption_check(caption, rules=rules, existing=[]).ok
+
+    assert ok(" ".join(words(low))) and ok(" ".join(words(high)))
+    assert not ok(" ".join(words(low - 1))) and not ok(" ".join(words(high + 1)))
+
+    stated = re.findall(r"“([^”]+)”", text)
+    assert stated and set(stated) == set(rules.banned_openings)
+    for opening in stated:
+        assert not ok(f"{opening} a red circle above a blue square")
+
+    # The demo's own captions (the examples annotators see beside a task) keep the rule too.
+    for caption in Caption.objects.filter(image__project=project).exclude(source=Source.TEXT_EDIT):
+        assert ok(caption.text), caption.text
+
+    # The text is written from the settings, not fixed: other limits, other words.
+    project.caption_max_words = 12
+    assert "4 to 12 words" in demo_guidelines_for(project)

@@ -107,3 +107,61 @@ def test_a_failed_version_says_why(client, project, manager, release):
     page = client.get(reverse("models", args=[project.slug])).content.decode()
     assert '<p class="error">ValueError: boom</p>' in page
     assert "hx-get" not in page and 'data-chart="versions-f1"' not in page
+
+
+@pytest.mark.django_db
+def test_the_header_and_the_cards_agree(client, project, manager, release, settings):
+    """The header's counts are the cards' statuses, its promoted model is the card marked
+    promoted, with the score that card shows; the metric it names is the one promotion uses.
+    (The header said "4 trained or queued" above a failed card, and never named the promoted
+    version.)"""
+    import re
+
+    from django.utils import timezone
+
+    def version(status, **fields):
+        return ModelVersion.objects.create(
+            project=project,
+            release=release,
+            config={"epochs": 3, "encoder": "scratch"},
+            status=status,
+            finished_at=timezone.now() if status in ("ready", "failed") else None,
+            **fields,
+        )
+
+    client.force_login(manager)
+    url = reverse("models", args=[project.slug])
+    assert "none yet" in client.get(url).content.decode()
+
+    version("ready", metric_name="rsum", metric_value=1.5, epochs_done=3)
+    best = version("ready", metric_name="rsum", metric_value=2.25, epochs_done=3, is_promoted=True)
+    version("failed", error="RuntimeError: out of memory")
+    version("queued")
+    page = client.get(url).content.decode()
+
+    card_statuses = re.findall(r'data-model="\d+" data-status="(\w+)"', page)
+    assert sorted(card_statuses) == ["failed", "queued", "ready", "ready"]
+    header = re.search(r"data-model-counts>(.*?)</span>", page).group(1)
+    assert header == "1 queued · 2 ready · 1 failed"
+    for count, label in re.findall(r"(\d+) (\w+)", header):
+        assert card_statuses.count(label) == int(count)
+
+    summary = re.search(r"data-promoted-summary>(.*?)</p>", page, re.S).group(1)
+    promoted_cards = re.findall(r'data-model="(\d+)" data-status="\w+" data-promoted', page)
+    assert promoted_cards == [str(best.pk)]
+    assert f'href="#model-{best.pk}">Model #{best.pk}</a>' in summary
+    card_score = re.search(
+        rf'id="model-{best.pk}".*?<strong data-score>(.*?)</strong>', page, re.S
+    ).group(1)
+    assert card_score == "R-sum 225.0 of 600" and f"validation {card_score}" in summary
+    assert "validation score (R-sum: R@1, R@5 and R@10" in page
+
+    # Another selection metric: the header says so (the card says what its run was scored on).
+    settings.CONCORD_TRAIN_CONFIG = {**settings.CONCORD_TRAIN_CONFIG, "select_metric": "i2t_r1"}
+    assert "validation score (i2t r1)" in client.get(url).content.decode()
+
+    ModelVersion.objects.filter(pk=best.pk).update(is_promoted=False)
+    summary = re.search(
+        r"data-promoted-summary>(.*?)</p>", client.get(url).content.decode(), re.S
+    ).group(1)
+    assert "No promoted model" in summary

@@ -1,0 +1,119 @@
+"""No page scrolls sideways: the image detail at a laptop's 1280 px, and every page behind the
+manager's project tabs (the data browser's Pairs page and a release page among them) at a phone's
+390 px, with the long things real data brings: captions of many words and of one unbroken
+token, file names and URLs hundreds of characters long, a long project name, all ten tabs."""
+
+from annotate.models import ItemLabel
+from datasets.ingest.services.uploads import Provenance, caption_create, image_ingest
+from datasets.models import Pair, Source
+from datasets.releases import services as releases
+from tests import factories
+from tests.e2e.conftest import log_in
+
+LONG_NAME = "holiday_" + "x" * 180 + "_IMG_20240101_120000_final_final_v2.jpg"
+LONG_URL = (
+    "https://images.example.org/collections/2024/" + "deep/" * 60 + "IMG_0001.jpg?sig=" + "a" * 120
+)
+LONG_LICENCE = "https://creativecommons.org/licenses/by-nc-sa/4.0/legalcode/" + "section/" * 20
+LONG_WORDS = " ".join(["A very long caption about a dog running across a wide green field"] * 12)
+LONG_TOKEN = "A" + "aaaaaaaaaa" * 40 + "h, a caption pasted without spaces"
+
+
+def _overflow(page) -> dict:
+    """What sticks out: the document's scroll width against the window's, and the widest
+    element's tag and class when it is too wide (so a failure names the culprit)."""
+    return page.evaluate(
+        """() => {
+          const width = window.innerWidth;
+          let culprit = null;
+          for (const el of document.body.querySelectorAll('*')) {
+            const box = el.getBoundingClientRect();
+            if (box.right > width + 0.5 && (!culprit || box.right > culprit.right)) {
+              culprit = {right: Math.round(box.right), tag: el.tagName, cls: el.className};
+            }
+          }
+          return {scroll: document.documentElement.scrollWidth, inner: width, culprit};
+        }"""
+    )
+
+
+def _too_wide(page, path: str) -> list:
+    page.goto(path)
+    measured = _overflow(page)
+    return [] if measured["scroll"] <= measured["inner"] else [(path, measured)]
+
+
+def test_pages_fit_the_window_with_long_content(browser, live_server, transactional_db):
+    manager = factories.user("rita_" + "m" * 40)
+    project = factories.project(
+        manager=manager, name="Flickr captions, second round, " + "long project name " * 6
+    )
+    result = image_ingest(
+        project=project,
+        data=factories.image_bytes(seed=1, size=(1600, 1200)),
+        provenance=Provenance(
+            source=Source.URL,
+            original_name=LONG_NAME,
+            source_url=LONG_URL,
+            license_name="",
+            license_url=LONG_LICENCE,
+        ),
+        uploaded_by=manager,
+    )
+    image = project.images.get(pk=result.image_id)
+    for text in (LONG_WORDS, LONG_TOKEN, "A dog."):
+        caption = caption_create(image=image, text=text, source="api")
+        ItemLabel.objects.create(
+            project=project,
+            pair=Pair.objects.get(caption=caption),
+            label=1,
+            confidence=0.9,
+            judgments=3,
+            status="agreed",
+        )
+    options = releases.release_options(project=project, formats=["jsonl"], copy_images=True)
+    release = releases.release_request(project=project, user=manager, options=options)
+    release = releases.release_build(release_id=release.pk)
+    assert release.status == "ready", release.error
+
+    too_wide = []
+    for width, paths in (
+        (1280, [f"/projects/{project.slug}/images/{image.pk}/"]),
+        (
+            390,
+            [
+                f"/projects/{project.slug}/",
+                f"/projects/{project.slug}/images/",
+                f"/projects/{project.slug}/images/{image.pk}/",
+                f"/projects/{project.slug}/pairs/",
+                f"/projects/{project.slug}/pairs/?q=" + "dog%20" * 30,
+                f"/projects/{project.slug}/upload/",
+                f"/projects/{project.slug}/duplicates/",
+                f"/projects/{project.slug}/agreement/",
+                f"/projects/{project.slug}/agreement/disputed/",
+                f"/projects/{project.slug}/quality/",
+                f"/projects/{project.slug}/releases/",
+                f"/projects/{project.slug}/releases/v{release.version}/",
+                f"/projects/{project.slug}/models/",
+                f"/projects/{project.slug}/negatives/",
+                f"/projects/{project.slug}/members/",
+                f"/projects/{project.slug}/settings/",
+            ],
+        ),
+    ):
+        context = browser.new_context(
+            base_url=live_server.url, viewport={"width": width, "height": 900}, bypass_csp=True
+        )
+        page = context.new_page()
+        page.set_default_timeout(15_000)
+        try:
+            log_in(page, manager.username, factories.PASSWORD)
+            for path in paths:
+                too_wide += _too_wide(page, path)
+            if width == 390:
+                # All ten tabs are there (wrapped, not cut off).
+                page.goto(f"/projects/{project.slug}/pairs/")
+                assert page.locator(".crumbs .tabs a").count() == 10
+        finally:
+            context.close()
+    assert not too_wide, "\n".join(f"{path}: {measured}" for path, measured in too_wide)

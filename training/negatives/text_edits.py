@@ -23,6 +23,7 @@ Pure: standard library only, no Django.
 from __future__ import annotations
 
 import difflib
+import functools
 import random
 import re
 from collections.abc import Collection, Iterable, Iterator
@@ -1025,15 +1026,37 @@ def text_edits_available(language: str) -> bool:
 def caption_lexicon(caption: str, language: str) -> str | None:
     """The lexicon for this caption: the project's language, or for a project of several
     languages the caption's own (Chinese when it has Han and no kana, English when it is
-    written in ASCII letters); None when there is none."""
+    written in Latin letters and not confidently another language); None when there is none."""
     primary = (language or "en").split("-")[0].lower()
     if primary != "mul":
         return primary if primary in TEXT_EDIT_LANGUAGES else None
     if _HAN.search(caption) and not _KANA.search(caption):
         return "zh"
-    if caption.isascii() and re.search("[A-Za-z]", caption):
+    if re.search("[A-Za-z]", caption) and _latin_is_english(caption):
         return "en"
     return None
+
+
+# A caption in Latin letters is taken for English unless a language identifier is sure it is
+# another language: German, French or Dutch captions are ASCII too, and an English word swap
+# on them writes nonsense ("mit einem roten Rope"). Short captions identify poorly ("dog runs"
+# reads as Danish at 0.38), so only a confident other verdict counts.
+_OTHER_LANGUAGE_CONFIDENCE = 0.9
+
+
+@functools.cache
+def _language_identifier():
+    # py3langid (BSD): langid.py's model (97 languages) inside the package, nothing downloaded.
+    from py3langid.langid import MODEL_FILE, LanguageIdentifier
+
+    return LanguageIdentifier.from_pickled_model(MODEL_FILE, norm_probs=True)
+
+
+def _latin_is_english(caption: str) -> bool:
+    """Whether a caption written in Latin letters is English (see above); one call of
+    langid.py's naive Bayes classifier (Lui & Baldwin, 2012), about 0.1 ms."""
+    language, probability = _language_identifier().classify(caption)
+    return language == "en" or float(probability) < _OTHER_LANGUAGE_CONFIDENCE
 
 
 def text_edits(

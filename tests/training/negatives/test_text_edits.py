@@ -391,3 +391,27 @@ def test_a_project_of_several_languages_edits_each_caption_in_its_own():
     assert text_edits("A black dog runs on the grass", rng=random.Random(0), language="mul")
     assert text_edits("两只黑狗在草地上玩", rng=random.Random(0), language="mul")
     assert text_edits("浜辺で遊ぶ二匹の黒い犬", rng=random.Random(0), language="mul") == []
+
+
+@pytest.mark.parametrize(
+    "caption",
+    [
+        "Zwei Hunde spielen am Strand mit einem roten Ball",  # German, ASCII
+        "Un chien noir court sur la plage avec une balle rouge",  # French
+        "Twee zwarte honden spelen op het strand",  # Dutch
+        "Dos perros negros juegan en la playa con una pelota roja",  # Spanish
+        "Ein schwarzer Hund läuft über die grüne Wiese",  # German, with an umlaut
+    ],
+)
+def test_latin_captions_of_other_languages_get_no_english_edits(caption):
+    """In a project of several languages an English word swap on a German caption writes
+    nonsense ("mit einem roten Rope"): a caption a language identifier is sure is not English
+    gets no edit, as in a project of that language."""
+    assert text_edits(caption, rng=random.Random(0), language="mul") == []
+
+
+@pytest.mark.parametrize(
+    "caption", ["A black dog runs on the grass", "dog runs", "Two red balls on the beach"]
+)
+def test_short_or_plain_english_captions_still_get_edits_in_a_project_of_several(caption):
+    assert text_edits(caption, rng=random.Random(0), language="mul")

@@ -82,7 +82,10 @@ def annotate_check(request: HttpRequest, slug: str, lease_id: int) -> JsonRespon
         project=project,
         annotator=request.user,
     )
-    verdict = caption_check_for(task=lease.task, text=request.POST.get("caption_text", ""))
+    text = request.POST.get("caption_text", "")
+    if "\x00" in text:  # what submitting says of it (annotate_submit), so the page never shows ✓
+        return JsonResponse({"ok": False, "problems": [NUL_IN_CAPTION], "summary": ""})
+    verdict = caption_check_for(task=lease.task, text=text)
     return JsonResponse(
         {"ok": verdict.ok, "problems": verdict.problems, "summary": verdict.summary}
     )

@@ -14,9 +14,9 @@ in a temporary folder, and prints, with the load average:
    RSS during the upload;
 3. a manifest of 5 captions per image (10,000 rows for 2,000 images) with the same zip, through
    the import API: the job's rows/s and images/s;
-4. hostile and bulky uploads (a zip at the 10,000-file limit, a 1 GiB member in a 1 MB zip,
-   19 members of 100 MiB, 500 files in one request): status, request time and the web workers'
-   peak RSS for each.
+4. hostile and bulky uploads (8 PNGs of 49 megapixels, a zip at the 10,000-file limit, a 1 GiB
+   member in a 1 MB zip, 19 members of 100 MiB, 500 files in one request): status, request time
+   and the web workers' peak RSS for each.
 """
 
 import argparse
@@ -234,7 +234,22 @@ def _hostile_uploads(scratch: Path) -> list[tuple[str, list[tuple[str, Path]]]]:
     with zipfile.ZipFile(limit, "w", compression=zipfile.ZIP_STORED) as archive:
         for n in range(10_000):
             archive.writestr(f"small/{n:05d}.jpg", _small_jpeg(n))
+    # Few, small files with many pixels: 8 PNGs of 49 megapixels (a few hundred KB each, under
+    # every count and byte limit) whose text chunk makes storing them a full re-encode.
+    from PIL import Image as PILImage
+    from PIL import ImageDraw, PngImagePlugin
+
+    dense = []
+    for n in range(8):
+        picture = PILImage.new("L", (7000, 7000), 40 + n)
+        ImageDraw.Draw(picture).rectangle((n * 500, n * 300, n * 500 + 2000, n * 300 + 900), 200)
+        info = PngImagePlugin.PngInfo()
+        info.add_text("Comment", f"bench {n}")
+        path = scratch / f"dense-{n}.png"
+        picture.save(path, format="PNG", pnginfo=info)
+        dense.append((path.name, path))
     return [
+        ("8 PNGs of 49 megapixels with a text chunk", dense),
         ("zip at the 10,000-file limit", [("ten-thousand.zip", limit)]),
         ("1 MB zip with one 1 GiB member", [("one-gib-member.zip", huge)]),
         ("zip of 19 members of 100 MiB", [("nineteen.zip", many)]),

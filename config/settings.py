@@ -267,10 +267,14 @@ CONCORD_ZIP_MAX_FILES = env.int("CONCORD_ZIP_MAX_FILES", default=10_000)
 CONCORD_ZIP_MAX_BYTES = env.int("CONCORD_ZIP_MAX_BYTES", default=2 * 1024 * 1024 * 1024)
 # Largest manifest or COCO file an import reads (it is parsed whole, in the worker).
 CONCORD_IMPORT_MAX_BYTES = env.int("CONCORD_IMPORT_MAX_BYTES", default=256 * 1024 * 1024)
-# Uploads of at most this many plain images (no zip), of at most this many bytes together, are
-# checked in the request itself; anything larger is stored and run by a worker as a job.
+# Uploads of at most this many plain images (no zip), of at most this many bytes and of at most
+# this many pixels (as their headers declare them) together, are checked in the request itself;
+# anything larger is stored and run by a worker as a job. Pixels bound the work: decoding and
+# re-encoding 4 megapixels costs a web worker at most about 45 MB and a few seconds, whereas 8
+# PNGs of 49 megapixels (5 MB of bytes) cost 500 MB and most of a minute.
 CONCORD_UPLOAD_INLINE_FILES = env.int("CONCORD_UPLOAD_INLINE_FILES", default=8)
 CONCORD_UPLOAD_INLINE_BYTES = env.int("CONCORD_UPLOAD_INLINE_BYTES", default=32 * 1024 * 1024)
+CONCORD_UPLOAD_INLINE_PIXELS = env.int("CONCORD_UPLOAD_INLINE_PIXELS", default=4_000_000)
 CONCORD_THUMBNAIL_SIZE = 320
 
 # --- Annotation queue -----------------------------------------------------------------------

@@ -16,6 +16,7 @@ import io
 import struct
 import warnings
 from dataclasses import dataclass
+from typing import BinaryIO
 
 from PIL import Image as PILImage
 from PIL import ImageCms, ImageOps, UnidentifiedImageError
@@ -105,6 +106,29 @@ def check_image(data: bytes, *, max_bytes: int, max_pixels: int) -> CheckedImage
         format=image_format,
         extension=EXTENSIONS[image_format],
     )
+
+
+def declared_pixels(handle: BinaryIO) -> int | None:
+    """Width × height as the image's header declares it, read without decoding a pixel.
+
+    ``handle`` is a seekable binary file, left at its start. None when the file is not an image
+    Pillow can open (it will be refused at once, without decoding). A header past Pillow's own
+    bomb limit reports that limit's count, so any caller's budget is exceeded. The count bounds
+    the memory and time that checking the image costs, whatever the file's size in bytes.
+    """
+    handle.seek(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PILImage.DecompressionBombWarning)
+        try:
+            with PILImage.open(handle) as header:
+                width, height = header.size
+        except PILImage.DecompressionBombError:
+            width, height = 2 * (PILImage.MAX_IMAGE_PIXELS or 0) + 1, 1
+        except Exception:  # Pillow raises many types for files that are not images
+            width, height = 0, 0
+        finally:
+            handle.seek(0)
+    return width * height or None
 
 
 def metadata_found(data: bytes, image_format: str) -> list[str]:

@@ -41,7 +41,13 @@ from django.utils import timezone
 from config.celery import enqueue_on_commit
 from datasets.ingest.archives import ArchiveRejected, MemberRefused, list_archive, read_member
 from datasets.ingest.captions import CaptionError, clean_caption
-from datasets.ingest.images import CheckedImage, ImageRejected, check_image, content_sha256
+from datasets.ingest.images import (
+    CheckedImage,
+    ImageRejected,
+    check_image,
+    content_sha256,
+    declared_pixels,
+)
 from datasets.ingest.services.imports import caption_import_key
 from datasets.ingest.services.uploads import (
     captions_check_enqueue,
@@ -127,18 +133,17 @@ def upload_job_create(
     """Store uploaded images and zips and queue the job that adds them.
 
     ``files`` are Django files (an upload streamed to a temporary file, or any File); each is
-    copied into the default storage in chunks. A small upload (a few plain images, see
-    ``CONCORD_UPLOAD_INLINE_FILES``) is run at once, so the caller gets its results; anything
-    larger is enqueued as ``ingest.run_import``. Raises InputRefused when no file was sent.
+    copied into the default storage in chunks. An upload whose checking is bounded small is run
+    at once, so the caller gets its results: at most ``CONCORD_UPLOAD_INLINE_FILES`` plain
+    images (no zip) of at most ``CONCORD_UPLOAD_INLINE_BYTES`` together, whose headers declare
+    at most ``CONCORD_UPLOAD_INLINE_PIXELS`` pixels together (decoding and re-encoding cost
+    memory and time by pixels, not bytes: a 600 KB PNG may hold 49 megapixels). Anything else
+    is enqueued as ``ingest.run_import``. Raises InputRefused when no file was sent.
     """
     if not files:
         raise InputRefused("Choose one or more files.")
     # Decided before storing: storing may move an upload's temporary file away.
-    inline = (
-        len(files) <= settings.CONCORD_UPLOAD_INLINE_FILES
-        and sum(upload.size or 0 for upload in files) <= settings.CONCORD_UPLOAD_INLINE_BYTES
-        and not any(_looks_like_zip(upload) for upload in files)
-    )
+    inline = upload_is_inline(files)
     job = _job_create(
         project=project,
         kind=ImportKind.UPLOAD,
@@ -150,6 +155,19 @@ def upload_job_create(
         return import_job_run(job_id=job.pk)
     import_job_enqueue(job=job)
     return job
+
+
+def upload_is_inline(files: Sequence[File]) -> bool:
+    """Whether checking these uploads is small enough to do inside the request (see
+    upload_job_create). Reads at most each file's first bytes and its image header."""
+    if len(files) > settings.CONCORD_UPLOAD_INLINE_FILES:
+        return False
+    if sum(upload.size or 0 for upload in files) > settings.CONCORD_UPLOAD_INLINE_BYTES:
+        return False
+    if any(_looks_like_zip(upload) for upload in files):
+        return False
+    pixels = sum(declared_pixels(upload) or 0 for upload in files)
+    return pixels <= settings.CONCORD_UPLOAD_INLINE_PIXELS
 
 
 def import_job_create(

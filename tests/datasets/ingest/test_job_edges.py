@@ -254,3 +254,57 @@ def test_unsafe_urls_stored_before_are_shown_as_text_not_links(client, project, 
     ).content.decode()
     assert 'href="javascript' not in page.lower()
     assert "javascript:alert(document.cookie)" in page  # still visible, as text
+
+
+def _png(size: tuple[int, int], *, text: str = "") -> bytes:
+    """A PNG of ``size`` pixels that compresses to a few KB (one colour), with an optional tEXt
+    chunk so that storing it means decoding and re-encoding every pixel."""
+    import io
+
+    from PIL import Image as PILImage
+    from PIL import PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    if text:
+        info.add_text("Comment", text)
+    buffer = io.BytesIO()
+    PILImage.new("1", size).save(buffer, format="PNG", pnginfo=info)
+    return buffer.getvalue()
+
+
+def test_an_upload_of_few_small_files_but_many_pixels_is_never_decoded_in_the_request(api, project):
+    """The inline path is bounded by decoded work (pixels the headers declare), not by file count
+    or bytes: one 49-megapixel PNG of a few KB, under every other limit, goes to a worker (202)
+    and nothing is decoded or stored while the request runs."""
+    big = _png((7000, 7000), text="must be re-encoded")
+    assert len(big) < 100_000
+    response = api.post(
+        reverse("api-images", kwargs={"slug": project.slug}),
+        {"files": [SimpleUploadedFile("big.png", big)]},
+    )
+    assert response.status_code == 202, response.json()
+    assert response.json()["status"] == "queued"
+    assert project.images.count() == 0
+    assert ImportJob.objects.get().status == ImportStatus.QUEUED
+
+
+def test_the_inline_pixel_budget_counts_every_file_of_the_upload(api, project, settings):
+    settings.CONCORD_UPLOAD_INLINE_PIXELS = 1_500_000
+    url = reverse("api-images", kwargs={"slug": project.slug})
+    one = api.post(url, {"files": [SimpleUploadedFile("a.png", _png((1000, 1000)))]})
+    assert (one.status_code, one.json()["status"]) == (201, "done")
+    two = api.post(
+        url,
+        {
+            "files": [
+                SimpleUploadedFile("b.png", _png((1000, 1001))),
+                SimpleUploadedFile("c.png", _png((1000, 1002))),
+            ]
+        },
+    )
+    assert (two.status_code, two.json()["status"]) == (202, "queued")
+    # Files that are no image at all cost nothing to refuse: they never push an upload out.
+    junk = api.post(
+        url, {"files": [SimpleUploadedFile(f"{n}.jpg", b"not an image") for n in "xyz"]}
+    )
+    assert (junk.status_code, junk.json()["counts"]["refused"]) == (201, 3)

@@ -49,6 +49,7 @@ def project_import(request: HttpRequest, slug: str) -> HttpResponse:
                 manifest=form.cleaned_data["manifest"] or None,
                 images=form.cleaned_data["images"],
                 created_by=request.user,
+                encoding=form.cleaned_data["encoding"] or "auto",
             )
         except InputRefused as exc:
             form.add_error("manifest", str(exc))

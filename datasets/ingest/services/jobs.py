@@ -57,6 +57,7 @@ from datasets.ingest.services.uploads import (
     thumbnails_enqueue,
 )
 from datasets.ingest.sources import (
+    ENCODINGS,
     ParsedSource,
     SourceError,
     SourceRow,
@@ -103,6 +104,7 @@ JOB_TERMINAL_ONLY = "Started from the terminal: only `manage.py {command}` can r
 INPUT_TOO_LARGE = (
     "{name} is {size_mb:.0f} MB; the limit for a manifest or COCO file is {limit_mb:.3g} MB."
 )
+UNKNOWN_ENCODING = "Unknown encoding '{encoding}'; one of {known}."
 NO_MANIFEST = "Choose the manifest or COCO file, or a zip that holds it with the images."
 SKIPPED_CLUTTER = "{archive}: skipped {count} system file(s) (__MACOSX, .DS_Store, Thumbs.db)."
 
@@ -177,13 +179,16 @@ def import_job_create(
     manifest: File,
     images: Sequence[File],
     created_by: AbstractBaseUser | None,
+    encoding: str = "auto",
 ) -> ImportJob:
     """Store a manifest or COCO file with the images it names (files, or zips of them) and queue
     the job that imports them. ``manifest`` may be None when a zip among ``images`` holds it
-    (the one .csv/.tsv/.jsonl/.ndjson file, or .json for COCO, in it). Raises InputRefused for
-    an unknown kind, no file at all, or an oversized manifest."""
+    (the one .csv/.tsv/.jsonl/.ndjson file, or .json for COCO, in it). ``encoding`` is the
+    text's encoding, one of sources.ENCODINGS ("auto" detects it). Raises InputRefused for an
+    unknown kind or encoding, no file at all, or an oversized manifest."""
     if kind not in (ImportKind.MANIFEST, ImportKind.COCO):
         raise InputRefused(f"Unknown import kind '{kind}'.")
+    _check_encoding(encoding)
     if manifest is None and not images:
         raise InputRefused(NO_MANIFEST)
     if manifest is not None:
@@ -195,16 +200,19 @@ def import_job_create(
         source=Source.MANIFEST if kind == ImportKind.MANIFEST else Source.COCO,
         created_by=created_by,
         inputs=[*given, *[("images", upload) for upload in images]],
+        options=_encoding_option(encoding),
     )
     import_job_enqueue(job=job)
     return job
 
 
 def terminal_import_create(
-    *, project: Project, kind: str, source_file: Path, images_dir: Path
+    *, project: Project, kind: str, source_file: Path, images_dir: Path, encoding: str = "auto"
 ) -> ImportJob:
     """A job for import_coco/import_manifest: the manifest goes to the storage like any input;
-    the images stay in ``images_dir`` on this machine, so only this process runs the job."""
+    the images stay in ``images_dir`` on this machine, so only this process runs the job.
+    ``encoding`` as for import_job_create."""
+    _check_encoding(encoding)
     _check_source_size(name=source_file.name, size=source_file.stat().st_size)
     with source_file.open("rb") as handle:
         return _job_create(
@@ -213,7 +221,7 @@ def terminal_import_create(
             source=Source.MANIFEST if kind == ImportKind.MANIFEST else Source.COCO,
             created_by=None,
             inputs=[("manifest", File(handle, name=source_file.name))],
-            options={"images_dir": str(images_dir.resolve())},
+            options={"images_dir": str(images_dir.resolve()), **_encoding_option(encoding)},
         )
 
 
@@ -258,6 +266,15 @@ def _job_create(
     job.inputs = stored
     job.save(update_fields=["inputs"])
     return job
+
+
+def _check_encoding(encoding: str) -> None:
+    if encoding not in ENCODINGS:
+        raise InputRefused(UNKNOWN_ENCODING.format(encoding=encoding, known=", ".join(ENCODINGS)))
+
+
+def _encoding_option(encoding: str) -> dict:
+    return {} if encoding == "auto" else {"encoding": encoding}
 
 
 def _check_source_size(*, name: str, size: int) -> None:
@@ -1058,8 +1075,11 @@ def _plan(*, job: ImportJob, images_dir: Path | None, stack: ExitStack) -> _Plan
                 limit_mb=settings.CONCORD_IMPORT_MAX_BYTES / 2**20,
             )
         )
+    encoding = job.options.get("encoding", "auto")
     parsed: ParsedSource = (
-        parse_coco(raw) if job.kind == ImportKind.COCO else parse_manifest(raw, name=name)
+        parse_coco(raw, encoding=encoding)
+        if job.kind == ImportKind.COCO
+        else parse_manifest(raw, name=name, encoding=encoding)
     )
     parsed.notes[:0] = notes
     del raw

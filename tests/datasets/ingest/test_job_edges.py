@@ -308,3 +308,31 @@ def test_the_inline_pixel_budget_counts_every_file_of_the_upload(api, project, s
         url, {"files": [SimpleUploadedFile(f"{n}.jpg", b"not an image") for n in "xyz"]}
     )
     assert (junk.status_code, junk.json()["counts"]["refused"]) == (201, 3)
+
+
+def test_the_import_form_and_api_take_the_manifest_encoding(api, project):
+    raw = "image;caption\na.jpg;Žluťoučký kůň\n".encode("cp1250")
+    images = zip_of([("a.jpg", factories.image_bytes(seed=1))])
+    page = api.post(
+        reverse("project-import", kwargs={"slug": project.slug}),
+        {
+            "kind": "manifest",
+            "encoding": "cp1250",
+            "manifest": SimpleUploadedFile("m.csv", raw),
+            "images": [SimpleUploadedFile("i.zip", images)],
+        },
+    )
+    assert page.status_code == 302
+    job = import_job_run(job_id=ImportJob.objects.get().pk)
+    assert "Read as cp1250 (chosen)." in job.notes
+    assert project.images.get().captions.get().text == "Žluťoučký kůň"
+    url = reverse("api-imports", kwargs={"slug": project.slug})
+    bad = api.post(
+        url, {"kind": "manifest", "encoding": "rot13", "manifest": SimpleUploadedFile("m.csv", raw)}
+    )
+    assert bad.status_code == 400 and "encoding" in bad.json()
+    default = api.post(url, {"kind": "manifest", "manifest": SimpleUploadedFile("m.csv", raw)})
+    assert default.status_code == 202
+    job = import_job_run(job_id=default.json()["id"])
+    # Detected: Windows-1250 reads this best; the note names it and says how to choose.
+    assert any("(detected)" in note and "choosing" in note for note in job.notes), job.notes

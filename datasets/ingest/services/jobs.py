@@ -15,7 +15,8 @@ name. The task (or the terminal command, for folders on its own disk) runs ``imp
   running the job again: committed rows are skipped (unique per job and position), the rest are
   done once. Image files are named by content, so a file a dead run left without its row is
   found and replaced rather than doubled;
-* a job done deletes its uploaded inputs from the storage; a failed or unfinished one keeps them.
+* a job that ends, done or failed, deletes its uploaded inputs from the storage (a finished job
+  is never run again, so they would only take space); an unfinished one keeps them to resume.
 """
 
 import hashlib
@@ -185,11 +186,13 @@ def import_job_create(
     the job that imports them. ``manifest`` may be None when a zip among ``images`` holds it
     (the one .csv/.tsv/.jsonl/.ndjson file, or .json for COCO, in it). ``encoding`` is the
     text's encoding, one of sources.ENCODINGS ("auto" detects it). Raises InputRefused for an
-    unknown kind or encoding, no file at all, or an oversized manifest."""
+    unknown kind or encoding, an oversized manifest, or no manifest (none sent, and no zip among
+    ``images`` lists one)."""
     if kind not in (ImportKind.MANIFEST, ImportKind.COCO):
         raise InputRefused(f"Unknown import kind '{kind}'.")
     _check_encoding(encoding)
-    if manifest is None and not images:
+    if manifest is None and not any(_zip_holds_manifest(upload, kind=kind) for upload in images):
+        # Known now, from the zips' directories (bounded): no job is made only to fail.
         raise InputRefused(NO_MANIFEST)
     if manifest is not None:
         _check_source_size(name=manifest.name or "", size=manifest.size or 0)
@@ -290,6 +293,31 @@ def _check_source_size(*, name: str, size: int) -> None:
 def _suffix(name: str) -> str:
     suffix = PurePosixPath(name.replace("\\", "/")).suffix.lower()
     return suffix if 1 < len(suffix) <= 8 and set(suffix[1:]) <= _SAFE_SUFFIX_CHARS else ""
+
+
+def _manifest_suffixes(kind: str) -> tuple[str, ...]:
+    return (".json",) if kind == ImportKind.COCO else (".csv", ".tsv", ".jsonl", ".ndjson")
+
+
+def _zip_holds_manifest(upload: File, *, kind: str) -> bool:
+    """Whether an uploaded file is a zip whose directory lists a manifest (or COCO file)."""
+    if not _looks_like_zip(upload):
+        return False
+    try:
+        listing = list_archive(
+            upload,
+            max_files=settings.CONCORD_ZIP_MAX_FILES,
+            max_total_bytes=settings.CONCORD_ZIP_MAX_BYTES,
+        )
+    except ArchiveRejected:
+        return False
+    finally:
+        upload.seek(0)
+    suffixes = _manifest_suffixes(kind)
+    return any(
+        member.name.lower().endswith(suffixes) and not member.name_error
+        for member in listing.members
+    )
 
 
 def _looks_like_zip(upload: File) -> bool:
@@ -400,9 +428,11 @@ def import_job_run(
             _run_items(job=job, items=plan.items, on_progress=on_progress)
     except SourceError as exc:
         _finish(job=job, status=ImportStatus.FAILED, error=display_text(str(exc), limit=2000))
+        _inputs_discard(job=job)
     except Exception:
         logger.exception("Import job %s failed", job.pk)
         _finish(job=job, status=ImportStatus.FAILED, error=JOB_INTERNAL_ERROR)
+        _inputs_discard(job=job)
         raise
     else:
         _finish(job=job, status=ImportStatus.DONE)
@@ -411,8 +441,9 @@ def import_job_run(
 
 
 def _inputs_discard(*, job: ImportJob) -> None:
-    """A finished job's uploaded files are not needed any more (every row has its outcome, every
-    image its own file): they leave the storage. A failed job keeps them, to be run again."""
+    """An ended job's uploaded files are not needed any more: a done job's rows all have their
+    outcome and every image its own file; a failed job is never run again (its page says why,
+    and the person sends the corrected files as a new import). They leave the storage."""
     for entry in job.inputs:
         try:
             default_storage.delete(entry["storage"])
@@ -1098,7 +1129,7 @@ def _plan(*, job: ImportJob, images_dir: Path | None, stack: ExitStack) -> _Plan
 
 def _manifest_in_zip(*, job: ImportJob) -> tuple[str, bytes]:
     """The one manifest (or COCO file) inside the uploaded zips, when none was sent on its own."""
-    suffixes = (".json",) if job.kind == ImportKind.COCO else (".csv", ".tsv", ".jsonl", ".ndjson")
+    suffixes = _manifest_suffixes(job.kind)
     found = []
     for entry in job.inputs:
         if entry["role"] != "images":

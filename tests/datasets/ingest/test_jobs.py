@@ -367,3 +367,58 @@ def test_a_zip_may_carry_its_own_manifest(project, manager):
     )
     two = import_job_run(job_id=two.pk)
     assert two.status == ImportStatus.FAILED and "Several manifests" in two.error
+
+
+@pytest.mark.parametrize(
+    ("kind", "manifest", "error"),
+    [
+        ("manifest", "file,text\na.jpg,x\n", "Missing required column"),
+        ("manifest", "image,caption,caption\na.jpg,x,y\n", "names the column 'caption' 2 times"),
+        ("coco", "{not json", "Not valid COCO"),
+    ],
+)
+def test_a_failed_job_deletes_its_uploaded_inputs_too(project, manager, kind, manifest, error):
+    """Done or failed, an ended job is never run again: nothing it was sent stays in the storage
+    (a 2 GB zip sent with a bad manifest would otherwise stay for ever)."""
+    images = zip_of([("a.jpg", factories.image_bytes(seed=1))])
+    job = import_job_create(
+        project=project,
+        kind=kind,
+        manifest=ContentFile(manifest.encode(), name="m.json" if kind == "coco" else "m.csv"),
+        images=[ContentFile(images, name="images.zip")],
+        created_by=manager,
+    )
+    assert all(default_storage.exists(entry["storage"]) for entry in job.inputs)
+    job = import_job_run(job_id=job.pk)
+    assert job.status == ImportStatus.FAILED and error in job.error
+    assert job.inputs and not any(default_storage.exists(entry["storage"]) for entry in job.inputs)
+    assert job.rows.count() == 0 and Image.objects.count() == 0
+
+
+def test_images_without_a_manifest_are_refused_before_any_job_exists(project, manager):
+    """Plain images, or zips whose directory lists no manifest: refused at once (a form error,
+    a 400), not a job stored only to fail."""
+    zipped = zip_of([("a.jpg", factories.image_bytes(seed=1)), ("notes.txt", b"no")])
+    for kind, images in [
+        ("manifest", [ContentFile(factories.image_bytes(seed=2), name="b.jpg")]),
+        ("manifest", [ContentFile(zipped, name="images.zip")]),
+        ("coco", [ContentFile(zip_of([("m.csv", b"image,caption\n")]), name="x.zip")]),
+        ("manifest", [ContentFile(b"PK\x03\x04 broken", name="broken.zip")]),
+    ]:
+        with pytest.raises(jobs.InputRefused, match="Choose the manifest or COCO file"):
+            import_job_create(
+                project=project, kind=kind, manifest=None, images=images, created_by=manager
+            )
+    assert ImportJob.objects.count() == 0
+    assert not default_storage.exists("imports")
+    with_manifest = zip_of(
+        [("a.jpg", factories.image_bytes(seed=1)), ("m.CSV", b"image,caption\n")]
+    )
+    job = import_job_create(
+        project=project,
+        kind="manifest",
+        manifest=None,
+        images=[ContentFile(with_manifest, name="all.zip")],
+        created_by=manager,
+    )
+    assert job.status == ImportStatus.QUEUED

@@ -18,6 +18,7 @@ import warnings
 from dataclasses import dataclass
 from typing import BinaryIO
 
+import numpy as np
 from PIL import Image as PILImage
 from PIL import ImageCms, ImageOps, UnidentifiedImageError
 
@@ -174,6 +175,28 @@ def to_srgb(picture: PILImage.Image) -> PILImage.Image:
         pass  # an unreadable profile carries no colour we can honour
     picture.info.pop("icc_profile", None)
     return picture
+
+
+def to_8bit(picture: PILImage.Image) -> PILImage.Image:
+    """A greyscale picture of more than 8 bits per pixel as 8-bit "L", its range scaled, not
+    clipped; any other picture unchanged.
+
+    Pillow's own conversion of I;16/I to L clips every value above 255 to white, so a 16-bit
+    PNG (scientific and medical images often are) became a white square. Integer modes (I;16*,
+    and I, which 16-bit files also open as) are scaled from 0–65535; float pictures (F) from
+    their own minimum–maximum (they have no fixed range).
+    """
+    if picture.mode.startswith("I;16") or picture.mode == "I":
+        values = np.asarray(picture, dtype=np.float64) / 257.0
+    elif picture.mode == "F":
+        values = np.asarray(picture, dtype=np.float64)
+        finite = values[np.isfinite(values)]
+        low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
+        values = np.nan_to_num(values, nan=low, posinf=high, neginf=low)
+        values = (values - low) * (255.0 / (high - low)) if high > low else values * 0.0
+    else:
+        return picture
+    return PILImage.fromarray(np.clip(np.rint(values), 0, 255).astype(np.uint8))  # 2-D uint8: L
 
 
 def _reencode_without_metadata(picture: PILImage.Image, image_format: str, data: bytes) -> bytes:

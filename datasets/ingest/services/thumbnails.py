@@ -7,7 +7,7 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from PIL import Image as PILImage
 
-from datasets.ingest.images import to_srgb
+from datasets.ingest.images import to_8bit, to_srgb
 from datasets.models import Image
 
 
@@ -17,7 +17,7 @@ def thumbnail_bytes(data: bytes, *, size: int) -> bytes:
     with PILImage.open(io.BytesIO(data)) as picture:
         picture.draft("RGB", (size, size))  # JPEG: decode at reduced scale, much faster
         picture.thumbnail((size, size))
-        picture = to_srgb(picture)
+        picture = to_8bit(to_srgb(picture))  # 16-bit grey scaled to 8 bits, not clipped
         if picture.mode not in ("RGB", "L"):
             picture = picture.convert("RGB")
         # Pillow writes some of .info back (a JPEG comment, for one): keep none of it.

@@ -309,7 +309,7 @@ class _servers:
                 "config",
                 "worker",
                 "-Q",
-                "default",
+                "ingest,default",
                 "--concurrency",
                 "2",
                 "-n",

@@ -393,6 +393,9 @@ CELERY_BEAT_SCHEDULE: dict = {
 CELERY_TASK_ROUTES = {
     "registry.train_model": {"queue": "training"},
     "negatives.mine": {"queue": "training"},
+    # Import jobs have their own queue, which a worker takes in turn with `default`: a 2-row
+    # import never waits behind the thumbnail and cleaning batches of a large upload before it.
+    "ingest.run_import": {"queue": "ingest"},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 

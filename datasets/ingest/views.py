@@ -10,7 +10,7 @@ from datasets import access
 from datasets.ingest import selectors
 from datasets.ingest.forms import ImportForm, UploadForm
 from datasets.ingest.services.jobs import InputRefused, import_job_create, upload_job_create
-from datasets.models import RowOutcome, Source
+from datasets.models import ImportStatus, RowOutcome, Source
 
 ROWS_PER_PAGE = 200
 
@@ -80,6 +80,9 @@ def import_job(request: HttpRequest, slug: str, job_id: int) -> HttpResponse:
         "outcome": outcome,
         "outcomes": RowOutcome.choices,
         "is_first_page": after is None,
+        "jobs_ahead": (
+            selectors.jobs_ahead(job=job) if job.status == ImportStatus.QUEUED else None
+        ),
     }
     if request.htmx and request.GET.get("part") == "status":
         response = render(request, "datasets/import_job.html#job-status", context)

@@ -50,7 +50,13 @@ def test_upload_a_zip_watch_the_job_and_read_every_result(page, transactional_db
     assert page.locator("[data-job-status]").get_attribute("data-job-status") == "queued"
     assert "Waiting for a worker" in page.locator("[data-job-progress-text]").inner_text()
 
-    with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=60):
+    with start_worker(
+        app,
+        pool="solo",
+        perform_ping_check=False,
+        shutdown_timeout=60,
+        queues=["ingest", "default"],
+    ):
         # The page polls: the bar moves while the worker reads (unless it was quicker than a poll).
         page.wait_for_function(
             "document.querySelector('[data-job-status=done]') ||"
@@ -111,7 +117,13 @@ def test_a_manager_imports_a_manifest_from_the_browser(page, transactional_db, t
     page.screenshot(path=str(SCREENSHOTS / "import-form.png"), full_page=True)
     page.click("button:has-text('Import')")
     page.wait_for_url("**/imports/*/")
-    with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=60):
+    with start_worker(
+        app,
+        pool="solo",
+        perform_ping_check=False,
+        shutdown_timeout=60,
+        queues=["ingest", "default"],
+    ):
         page.wait_for_selector("[data-job-status=done]", timeout=60_000)
     assert (
         "Read as semicolon-separated values." in page.locator("[data-job-note]").first.inner_text()

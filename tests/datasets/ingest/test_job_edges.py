@@ -336,3 +336,26 @@ def test_the_import_form_and_api_take_the_manifest_encoding(api, project):
     job = import_job_run(job_id=default.json()["id"])
     # Detected: Windows-1250 reads this best; the note names it and says how to choose.
     assert any("(detected)" in note and "choosing" in note for note in job.notes), job.notes
+
+
+def test_a_queued_job_page_says_how_many_import_jobs_are_ahead(client, project, manager):
+    from datasets.ingest.services.jobs import import_job_create
+
+    client.force_login(manager)
+    made = [
+        import_job_create(
+            project=project,
+            kind="manifest",
+            manifest=SimpleUploadedFile("m.csv", b"image,caption\na.jpg,x\n"),
+            images=[],
+            created_by=manager,
+        )
+        for _ in range(3)
+    ]
+    url = reverse("import-job", kwargs={"slug": project.slug, "job_id": made[2].pk})
+    assert "2 import jobs ahead of this one" in client.get(url).content.decode()
+    import_job_run(job_id=made[0].pk)
+    partial = client.get(url, {"part": "status"}, HTTP_HX_REQUEST="true").content.decode()
+    assert "1 import job ahead of this one" in partial
+    first = reverse("import-job", kwargs={"slug": project.slug, "job_id": made[1].pk})
+    assert "ahead of this one" not in client.get(first).content.decode()

@@ -258,7 +258,9 @@ DATA_UPLOAD_MAX_NUMBER_FILES = env.int("DATA_UPLOAD_MAX_NUMBER_FILES", default=1
 FILE_UPLOAD_MAX_MEMORY_SIZE = 4 * 1024 * 1024
 # Every uploaded file is streamed to a temporary file, however small: a thousand 3 MB photos
 # held in memory would take a web worker past 3 GB. Uploads then go to the storage as jobs.
-FILE_UPLOAD_HANDLERS = ["django.core.files.uploadhandler.TemporaryFileUploadHandler"]
+# The handler keeps each file's name as sent (Django cuts it to 255 characters silently), so an
+# over-long name is refused like a zip member's rather than stored cut.
+FILE_UPLOAD_HANDLERS = ["config.uploads.NamedTemporaryFileUploadHandler"]
 
 CONCORD_MAX_IMAGE_BYTES = env.int("CONCORD_MAX_IMAGE_BYTES", default=20 * 1024 * 1024)
 CONCORD_MAX_IMAGE_PIXELS = env.int("CONCORD_MAX_IMAGE_PIXELS", default=50_000_000)

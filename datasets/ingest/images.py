@@ -23,7 +23,10 @@ from PIL import Image as PILImage
 from PIL import ImageCms, ImageOps, UnidentifiedImageError
 
 IMAGE_EMPTY = "The file is empty."
-IMAGE_TOO_LARGE = "The file is {size_mb:.1f} MB; the limit is {limit_mb:.3g} MB."
+# Sizes are in binary units (MiB = 2**20 bytes), as the limits are set.
+IMAGE_TOO_LARGE = "The file is {size_mb:.1f} MiB; the limit is {limit_mb:.3g} MiB."
+# When reading stopped one byte past the limit, the true size is not known: say only that.
+IMAGE_OVER_LIMIT = "The file is larger than the limit of {limit_mb:.3g} MiB."
 IMAGE_UNREADABLE = "Not a readable image (JPEG, PNG or WebP expected)."
 IMAGE_FORMAT_REFUSED = "{format} images are not accepted; use JPEG, PNG or WebP."
 IMAGE_TOO_MANY_PIXELS = "The image has {megapixels:.0f} megapixels; the limit is {limit:.0f}."
@@ -66,6 +69,8 @@ def check_image(data: bytes, *, max_bytes: int, max_pixels: int) -> CheckedImage
     if not data:
         raise ImageRejected(IMAGE_EMPTY)
     if len(data) > max_bytes:
+        if len(data) == max_bytes + 1:  # the caller read no further than it had to
+            raise ImageRejected(IMAGE_OVER_LIMIT.format(limit_mb=max_bytes / 2**20))
         raise ImageRejected(
             IMAGE_TOO_LARGE.format(size_mb=len(data) / 2**20, limit_mb=max_bytes / 2**20)
         )

@@ -43,6 +43,7 @@ from config.celery import enqueue_on_commit
 from datasets.ingest.archives import ArchiveRejected, MemberRefused, list_archive, read_member
 from datasets.ingest.captions import CaptionError, clean_caption
 from datasets.ingest.images import (
+    IMAGE_TOO_LARGE,
     CheckedImage,
     ImageRejected,
     check_image,
@@ -89,7 +90,7 @@ RUN_TASK = "ingest.run_import"
 IMAGE_FILE_MISSING = "image file not found: {name}"
 IMAGE_NOT_UPLOADED = "image file not among the uploaded images: {name}"
 IMAGE_PATH_UNSAFE = "image path leaves the images folder: {name}"
-IMAGE_FILE_TOO_LARGE = "{name}: the file is {size_mb:.1f} MB; the limit is {limit_mb:.3g} MB."
+IMAGE_FILE_TOO_LARGE = "{name}: the file is {size_mb:.1f} MiB; the limit is {limit_mb:.3g} MiB."
 IMAGE_OF_ENTRY_REFUSED = "its image (id {ref}) was refused: {reason}"
 IMAGE_ID_UNKNOWN = "refers to unknown image id {ref}."
 ALREADY_PRESENT = "Already in this project (same file content)."
@@ -103,8 +104,14 @@ ROW_INTERNAL_ERROR = "Could not be imported (an internal error, logged for the a
 JOB_INTERNAL_ERROR = "The job stopped on an internal error (logged for the administrators)."
 JOB_TERMINAL_ONLY = "Started from the terminal: only `manage.py {command}` can run it."
 INPUT_TOO_LARGE = (
-    "{name} is {size_mb:.0f} MB; the limit for a manifest or COCO file is {limit_mb:.3g} MB."
+    "{name} is {size_mb:.0f} MiB; the limit for a manifest or COCO file is {limit_mb:.3g} MiB."
 )
+NO_ROWS = {
+    ImportKind.UPLOAD: "0 rows: the upload holds no file to read (an empty archive, or only "
+    "folders and system files).",
+    ImportKind.MANIFEST: "0 rows: the manifest has its header but no data line.",
+    ImportKind.COCO: "0 rows: the file's 'images' and 'annotations' lists are empty.",
+}
 UNKNOWN_ENCODING = "Unknown encoding '{encoding}'; one of {known}."
 NO_MANIFEST = "Choose the manifest or COCO file, or a zip that holds it with the images."
 SKIPPED_CLUTTER = "{archive}: skipped {count} system file(s) (__MACOSX, .DS_Store, Thumbs.db)."
@@ -249,7 +256,9 @@ def _job_create(
     stored: list[dict] = []
     try:
         for index, (role, upload) in enumerate(inputs):
-            original = upload.name or f"file-{index + 1}"
+            # The name as sent: Django cuts an uploaded file's name to 255 characters silently
+            # (config.uploads keeps the full one), and the row refuses one too long to store.
+            original = getattr(upload, "full_name", None) or upload.name or f"file-{index + 1}"
             # The storage name carries no part of the uploaded name but a plain suffix.
             name = default_storage.save(
                 f"imports/{project.pk}/{job.pk}/{index:05d}{_suffix(original)}", upload
@@ -422,6 +431,8 @@ def import_job_run(
     try:
         with ExitStack() as stack:
             plan = _plan(job=job, images_dir=images_dir, stack=stack)
+            if not plan.items:  # done with nothing to show: say why, not just "0 rows"
+                plan.notes.append(NO_ROWS[job.kind])
             ImportJob.objects.filter(pk=job.pk).update(
                 rows_total=len(plan.items), notes=[display_text(n, limit=500) for n in plan.notes]
             )
@@ -1202,7 +1213,7 @@ def _upload_plan(*, job: ImportJob, stack: ExitStack) -> _Plan:
                     error=name_problem(name, field="file name"),
                     source=job.source,
                     original_name=name,
-                    load=_reader(handle, max_bytes=max_bytes, name=name),
+                    load=_reader(handle, max_bytes=max_bytes, size=entry.get("size", 0)),
                 )
             )
             continue
@@ -1232,8 +1243,15 @@ def _upload_plan(*, job: ImportJob, stack: ExitStack) -> _Plan:
     return _Plan(items=items, notes=notes)
 
 
-def _reader(handle: BinaryIO, *, max_bytes: int, name: str) -> Callable[[], bytes]:
+def _reader(handle: BinaryIO, *, max_bytes: int, size: int) -> Callable[[], bytes]:
+    """Reads a stored file of ``size`` bytes (as uploaded); one over the limit is refused with
+    its true size, without reading it."""
+
     def load() -> bytes:
+        if size > max_bytes:
+            raise ImageRejected(
+                IMAGE_TOO_LARGE.format(size_mb=size / 2**20, limit_mb=max_bytes / 2**20)
+            )
         handle.seek(0)
         # One byte past the limit is enough to refuse an oversized file without reading it all.
         return handle.read(max_bytes + 1)
@@ -1313,7 +1331,9 @@ class _StoredResolver(_Resolver):
             head = handle.read(4)
             handle.seek(0)
             if head not in _ZIP_MAGIC:
-                self._add(entry["name"], _reader(handle, max_bytes=max_bytes, name=entry["name"]))
+                self._add(
+                    entry["name"], _reader(handle, max_bytes=max_bytes, size=entry.get("size", 0))
+                )
                 continue
             try:
                 listing = list_archive(

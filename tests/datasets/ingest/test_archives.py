@@ -123,7 +123,7 @@ def test_uncompressed_size_limit_refuses_the_archive():
     # 5 MB of zeros compresses to a few KB: the limit is on what it unpacks to.
     archive = _zip({"zeros.png": bytes(5 * 2**20)})
     assert len(archive.getvalue()) < 100_000
-    with pytest.raises(ArchiveRejected, match="unpacks to 5 MB; the limit is 1 MB"):
+    with pytest.raises(ArchiveRejected, match="unpacks to 5 MiB; the limit is 1 MiB"):
         list(iter_archive(archive, max_files=10, max_total_bytes=2**20, max_member_bytes=2**30))
 
 
@@ -144,7 +144,7 @@ def test_a_member_over_the_image_limit_is_refused_without_inflating_it():
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert [(m.name, m.data) for m in members] == [("huge.jpg", None), ("small.jpg", b"ok")]
-    assert members[0].error == "The file is 1024.0 MB; the limit is 20 MB."
+    assert members[0].error == "The file is 1024.0 MiB; the limit is 20 MiB."
     assert peak < 5 * 2**20
 
 

@@ -359,3 +359,41 @@ def test_a_queued_job_page_says_how_many_import_jobs_are_ahead(client, project, 
     assert "1 import job ahead of this one" in partial
     first = reverse("import-job", kwargs={"slug": project.slug, "job_id": made[1].pk})
     assert "ahead of this one" not in client.get(first).content.decode()
+
+
+def test_an_over_long_file_name_is_refused_as_a_zip_members_is_not_stored_cut(api, project):
+    """Django cuts an uploaded file's name to 255 characters; a zip member's name over 255 is
+    refused. A direct upload now gets the same outcome, whichever way it comes."""
+    import io
+
+    long_name = "x" * 300 + ".jpg"
+    sent = io.BytesIO(factories.image_bytes(seed=1))
+    sent.name = long_name  # a SimpleUploadedFile would cut it before sending
+    response = api.post(
+        reverse("api-images", kwargs={"slug": project.slug}),
+        {
+            "files": [
+                sent,
+                SimpleUploadedFile("y" * 251 + ".jpg", factories.image_bytes(seed=2)),
+            ]
+        },
+    )
+    rows = api.get(response.json()["rows_url"]).json()["results"]
+    assert [(r["outcome"], r["reason"]) for r in rows] == [
+        ("refused", "'file name' is longer than 255 characters."),
+        ("added", ""),
+    ]
+    assert rows[0]["name"] == long_name
+    assert list(project.images.values_list("original_name", flat=True)) == ["y" * 251 + ".jpg"]
+
+
+def test_an_oversized_upload_is_refused_with_its_true_size_in_binary_units(api, project, settings):
+    settings.CONCORD_MAX_IMAGE_BYTES = 2**20
+    big = factories.image_bytes(fmt="PNG", seed=1) + bytes(3 * 2**19)  # 1.5 MiB and a bit
+    response = api.post(
+        reverse("api-images", kwargs={"slug": project.slug}),
+        {"files": [SimpleUploadedFile("big.png", big)]},
+    )
+    [row] = api.get(response.json()["rows_url"]).json()["results"]
+    assert row["reason"] == f"The file is {len(big) / 2**20:.1f} MiB; the limit is 1 MiB."
+    assert row["reason"].startswith("The file is 1.5 MiB")

@@ -422,3 +422,30 @@ def test_images_without_a_manifest_are_refused_before_any_job_exists(project, ma
         created_by=manager,
     )
     assert job.status == ImportStatus.QUEUED
+
+
+def test_a_job_with_nothing_to_read_ends_saying_so(project, manager, settings):
+    settings.CONCORD_UPLOAD_INLINE_FILES = 0
+    empty_zip = upload_job_create(
+        project=project,
+        files=[ContentFile(zip_of([]), name="empty.zip")],
+        source="upload",
+        created_by=manager,
+    )
+    clutter = upload_job_create(
+        project=project,
+        files=[ContentFile(zip_of([("__MACOSX/._a.jpg", b"x")]), name="mac.zip")],
+        source="upload",
+        created_by=manager,
+    )
+    header_only = _manifest_job(project, manager, "image,caption\n", {"a.jpg": b"x"})
+    coco = _manifest_job(project, manager, '{"images": [], "annotations": []}', {}, name="c.json")
+    for job, kind in [
+        (empty_zip, "upload"),
+        (clutter, "upload"),
+        (header_only, "manifest"),
+        (coco, "coco"),
+    ]:
+        job = import_job_run(job_id=job.pk)
+        assert (job.status, job.rows_total) == (ImportStatus.DONE, 0)
+        assert jobs.NO_ROWS[kind] in job.notes, job.notes

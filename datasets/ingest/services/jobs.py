@@ -89,6 +89,7 @@ RUN_TASK = "ingest.run_import"
 
 IMAGE_FILE_MISSING = "image file not found: {name}"
 IMAGE_NOT_UPLOADED = "image file not among the uploaded images: {name}"
+IMAGE_NAME_AMBIGUOUS = "{count} uploaded files are named {name} ({paths}): give the path."
 IMAGE_PATH_UNSAFE = "image path leaves the images folder: {name}"
 IMAGE_FILE_TOO_LARGE = "{name}: the file is {size_mb:.1f} MiB; the limit is {limit_mb:.3g} MiB."
 IMAGE_OF_ENTRY_REFUSED = "its image (id {ref}) was refused: {reason}"
@@ -1324,7 +1325,7 @@ class _StoredResolver(_Resolver):
     def __init__(self, inputs: list[dict], *, stack: ExitStack):
         self.notes = []
         self._paths: dict[str, Callable[[], bytes]] = {}
-        self._basenames: dict[str, list[Callable[[], bytes]]] = {}
+        self._basenames: dict[str, list[tuple[str, Callable[[], bytes]]]] = {}
         max_bytes = settings.CONCORD_MAX_IMAGE_BYTES
         for entry in inputs:
             handle = stack.enter_context(default_storage.open(entry["storage"], "rb"))
@@ -1351,18 +1352,26 @@ class _StoredResolver(_Resolver):
     def _add(self, name: str, load: Callable[[], bytes]) -> None:
         key = unicodedata.normalize("NFC", name.replace("\\", "/")).lstrip("./")
         self._paths.setdefault(key, load)
-        self._basenames.setdefault(key.rsplit("/", 1)[-1], []).append(load)
+        self._basenames.setdefault(key.rsplit("/", 1)[-1], []).append((key, load))
 
     def loader(self, name: str) -> Callable[[], bytes]:
         key = unicodedata.normalize("NFC", name.replace("\\", "/")).lstrip("./")
         load = self._paths.get(key)
+        candidates = self._basenames.get(key.rsplit("/", 1)[-1], [])
+        if load is None and len(candidates) == 1:
+            load = candidates[0][1]
         if load is None:
-            candidates = self._basenames.get(key.rsplit("/", 1)[-1], [])
-            load = candidates[0] if len(candidates) == 1 else None
-        if load is None:
+            if len(candidates) > 1:
+                shown = ", ".join(path for path, _ in candidates[:3])
+                more = ", …" if len(candidates) > 3 else ""
+                reason = IMAGE_NAME_AMBIGUOUS.format(
+                    count=len(candidates), name=name, paths=shown + more
+                )
+            else:
+                reason = IMAGE_NOT_UPLOADED.format(name=name)
 
             def missing() -> bytes:
-                raise _RowRefused(IMAGE_NOT_UPLOADED.format(name=name))
+                raise _RowRefused(reason)
 
             return missing
         return load

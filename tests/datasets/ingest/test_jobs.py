@@ -449,3 +449,18 @@ def test_a_job_with_nothing_to_read_ends_saying_so(project, manager, settings):
         job = import_job_run(job_id=job.pk)
         assert (job.status, job.rows_total) == (ImportStatus.DONE, 0)
         assert jobs.NO_ROWS[kind] in job.notes, job.notes
+
+
+def test_a_name_several_uploaded_files_share_is_refused_as_ambiguous(project, manager):
+    job = _manifest_job(
+        project,
+        manager,
+        "image,caption\nsame.jpg,which one?\na/same.jpg,this one\n",
+        {"a/same.jpg": factories.image_bytes(seed=1), "b/same.jpg": factories.image_bytes(seed=2)},
+    )
+    job = import_job_run(job_id=job.pk)
+    rows = list(job.rows.order_by("position"))
+    assert [row.outcome for row in rows] == ["refused", "added"]
+    assert rows[0].reason == jobs.IMAGE_NAME_AMBIGUOUS.format(
+        count=2, name="same.jpg", paths="a/same.jpg, b/same.jpg"
+    )

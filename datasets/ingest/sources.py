@@ -99,6 +99,8 @@ ENCODINGS = {
     "gb18030": "GB18030 (Chinese)",
     "big5": "Big5 (Traditional Chinese)",
     "euc-kr": "EUC-KR (Korean)",
+    "utf-16-le": "UTF-16 LE (without a byte-order mark)",
+    "utf-16-be": "UTF-16 BE (without a byte-order mark)",
 }
 # Chaos (charset-normalizer's mess ratio) within which Windows-1252 counts as reading as well.
 _CHAOS_TIE = 0.01
@@ -247,6 +249,13 @@ def decode_text(raw: bytes, *, legacy_ok: bool, encoding: str = "auto") -> tuple
             if encoding not in ("auto", marked.removesuffix("-sig")):
                 note = f"Read as {marked.upper()} (byte-order mark), not {encoding} as chosen."
             return text, [note]
+    if encoding == "auto" and (unmarked := _utf16_without_bom(raw)):
+        try:
+            return raw.decode(unmarked), [
+                f"Read as {unmarked.upper()} (no byte-order mark; detected)."
+            ]
+        except UnicodeDecodeError:
+            pass  # not UTF-16 after all: read on as below
     if encoding != "auto":
         text = raw.decode(encoding, "surrogateescape")
         notes = [f"Read as {encoding} (chosen)."]
@@ -268,6 +277,21 @@ def decode_text(raw: bytes, *, legacy_ok: bool, encoding: str = "auto") -> tuple
     return raw.decode("utf-8", "surrogateescape"), [
         "Some bytes are not UTF-8; the rows holding them are refused."
     ]
+
+
+def _utf16_without_bom(raw: bytes) -> str:
+    """ "utf-16-le" or "utf-16-be" when the bytes look like UTF-16 text written without a
+    byte-order mark (every other byte NUL, as Latin-script text in UTF-16 is), else ""."""
+    sample = raw[:4096]
+    half = len(sample) // 2
+    if half < 4 or b"\x00" not in sample:
+        return ""
+    odd, even = sample[1::2].count(0), sample[0::2].count(0)
+    if odd > 0.3 * half and even < 0.05 * half:
+        return "utf-16-le"
+    if even > 0.3 * half and odd < 0.05 * half:
+        return "utf-16-be"
+    return ""
 
 
 def _legacy_guess(raw: bytes) -> tuple[str, str] | None:
@@ -498,7 +522,9 @@ def _header(line: str, delimiter: str) -> list[str]:
     try:
         cells = next(csv.reader([line], delimiter=delimiter), [])
     except csv.Error:
-        return []
+        # A header the strict reader refuses (a name over its field limit, a stray quote) is
+        # still split on the delimiter, so the columns it does name are found and shown.
+        cells = [cell.strip().strip('"') for cell in line.rstrip("\r\n").split(delimiter)]
     return [cell.strip().lower() for cell in cells]
 
 
@@ -575,7 +601,8 @@ def _parse_jsonl(raw: bytes, *, encoding: str) -> ParsedSource:
         try:
             row = json.loads(line, object_pairs_hook=_JsonObject.from_pairs)
         except json.JSONDecodeError as exc:
-            parsed.rows.append(SourceRow(where=where, error=ROW_NOT_JSON.format(detail=exc.msg)))
+            detail = f"{exc.msg.removesuffix(' at')} at column {exc.colno}"
+            parsed.rows.append(SourceRow(where=where, error=ROW_NOT_JSON.format(detail=detail)))
             continue
         except RecursionError:
             error = ROW_NOT_JSON.format(detail="nested too deeply to read")

@@ -395,3 +395,27 @@ def test_a_chosen_encoding_is_used_and_named():
     assert parsed.notes[-1] == "Read as UTF-8-SIG (byte-order mark), not cp1252 as chosen."
     with pytest.raises(ValueError, match="Unknown encoding"):
         parse_manifest(b"image,caption\n", name="m.csv", encoding="rot13")
+
+
+@pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16-be"])
+def test_utf16_without_a_byte_order_mark_is_read_not_refused_as_a_strange_header(encoding):
+    raw = "image,caption\na.jpg,große Straße\n".encode(encoding)
+    parsed = parse_manifest(raw, name="m.csv")
+    assert parsed.rows[0].caption == "große Straße" and not parsed.rows[0].error
+    assert f"Read as {encoding.upper()} (no byte-order mark; detected)." in parsed.notes
+    jsonl = '{"image": "a.jpg", "caption": "ok"}\n'.encode(encoding)
+    assert parse_manifest(jsonl, name="m.jsonl").rows[0].caption == "ok"
+    # One NUL in a UTF-8 file is no UTF-16: its row is refused as before.
+    [row] = parse_manifest(b"image,caption\na.jpg,a \x00 b\n", name="m.csv").rows
+    assert "NUL" in row.error
+
+
+def test_a_header_with_an_over_long_column_still_finds_the_others():
+    raw = b"image,caption," + b"n" * 200_000 + b"\na.jpg,fine,x\n"
+    parsed = parse_manifest(raw, name="m.csv")
+    assert [(r.file_name, r.caption) for r in parsed.rows] == [("a.jpg", "fine")]
+
+
+def test_a_jsonl_error_says_where_on_its_line():
+    [row] = parse_manifest(b'{"image": "a.jpg", "caption": "tab\tinside"}\n', name="m.jsonl").rows
+    assert row.error == "not valid JSON (Invalid control character at column 35)."

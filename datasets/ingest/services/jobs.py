@@ -1205,7 +1205,10 @@ def _upload_plan(*, job: ImportJob, stack: ExitStack) -> _Plan:
         head = handle.read(4)
         handle.seek(0)
         name = entry["name"]
-        if head not in _ZIP_MAGIC and not name.lower().endswith(".zip"):
+        # Judged by content: a zip named .jpg is read as a zip, an image named .zip as an image.
+        if head not in _ZIP_MAGIC and (
+            not name.lower().endswith(".zip") or declared_pixels(handle) is not None
+        ):
             items.append(
                 _Item(
                     position=len(items),

@@ -464,3 +464,23 @@ def test_a_name_several_uploaded_files_share_is_refused_as_ambiguous(project, ma
     assert rows[0].reason == jobs.IMAGE_NAME_AMBIGUOUS.format(
         count=2, name="same.jpg", paths="a/same.jpg, b/same.jpg"
     )
+
+
+def test_uploads_are_judged_by_content_whatever_their_names_say(project, manager, settings):
+    settings.CONCORD_UPLOAD_INLINE_FILES = 0
+    job = upload_job_create(
+        project=project,
+        files=[
+            ContentFile(factories.image_bytes(seed=1), name="photo.zip"),
+            ContentFile(zip_of([("in.jpg", factories.image_bytes(seed=2))]), name="archive.jpg"),
+            ContentFile(b"neither", name="junk.zip"),
+        ],
+        source="upload",
+        created_by=manager,
+    )
+    job = import_job_run(job_id=job.pk)
+    assert [(row.where, row.outcome) for row in job.rows.order_by("position")] == [
+        ("photo.zip", "added"),
+        ("archive.jpg: in.jpg", "added"),
+        ("junk.zip", "refused"),
+    ]

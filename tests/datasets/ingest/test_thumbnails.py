@@ -56,7 +56,7 @@ def test_16_bit_greys_are_scaled_into_the_thumbnail_not_clipped_to_white():
     from datasets.ingest.images import to_8bit
     from datasets.ingest.services.thumbnails import thumbnail_bytes
 
-    gradient = np.tile(np.linspace(0, 65535, 640).astype(np.uint16), (8, 1))
+    gradient = np.tile(np.linspace(0, 65535, 640).astype(np.uint16), (80, 1))
     thumb = PILImage.open(io.BytesIO(thumbnail_bytes(_png16(gradient), size=320)))
     row = [thumb.getpixel((x, 2)) for x in range(0, 320, 40)]
     grey = [value if isinstance(value, int) else value[0] for value in row]
@@ -79,3 +79,18 @@ def test_16_bit_greys_are_scaled_into_the_thumbnail_not_clipped_to_white():
         assert converted.mode == "L" and list(np.asarray(converted)[0]) == expected, mode
     rgb = PILImage.new("RGB", (2, 2), (10, 20, 30))
     assert to_8bit(rgb) is rgb
+
+
+def test_a_very_long_strip_keeps_a_visible_thumbnail():
+    """A 100×30000 image gave a 1×320 thumbnail: now its centre, at most 8 times longer than
+    wide; ordinary shapes keep their whole picture and aspect."""
+    from datasets.ingest.services.thumbnails import thumbnail_bytes
+
+    def thumb(size):
+        data = factories.image_bytes(fmt="PNG", size=size)
+        return PILImage.open(io.BytesIO(thumbnail_bytes(data, size=320))).size
+
+    assert thumb((100, 30000)) == (40, 320)
+    assert thumb((30000, 100)) == (320, 40)
+    assert thumb((640, 480)) == (320, 240)
+    assert thumb((800, 100)) == (320, 40)  # exactly 8:1, not cropped

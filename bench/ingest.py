@@ -1,7 +1,7 @@
 """Ingest benchmark: imports and uploads end to end, with the web under gunicorn and a real worker.
 
     .venv/bin/python bench/ingest.py [--data ../shared/data/flickr8k-1k] [--images 2000]
-        [--pg postgres://postgres@127.0.0.1:5432] [--workers 4] [--threads 4]
+        [--pg postgres://postgres@127.0.0.1:5432] [--workers 4] [--threads 4] [--only-uploads]
 
 Runs against a throwaway PostgreSQL database (concord_bench_ingest, dropped and created) with media
 in a temporary folder, and prints, with the load average:
@@ -14,9 +14,9 @@ in a temporary folder, and prints, with the load average:
    RSS during the upload;
 3. a manifest of 5 captions per image (10,000 rows for 2,000 images) with the same zip, through
    the import API: the job's rows/s and images/s;
-4. hostile and bulky uploads (a zip at the 10,000-file limit, a 1 GiB member in a 1 MB zip,
-   19 members of 100 MiB, 500 files in one request): status, request time and the web workers'
-   peak RSS for each.
+4. hostile and bulky uploads (8 PNGs of 49 megapixels, a zip at the 10,000-file limit, a 1 GiB
+   member in a 1 MB zip, 19 members of 100 MiB, 500 files in one request): status, request time
+   and the web workers' peak RSS for each.
 """
 
 import argparse
@@ -55,8 +55,13 @@ def main() -> None:
         default="redis://127.0.0.1:6379/14",
         help="a Redis database of the bench's own: what is left queued in it is purged at the end",
     )
+    parser.add_argument(
+        "--only-uploads",
+        action="store_true",
+        help="run part 4 alone (the hostile and bulky uploads), which needs no sample data",
+    )
     args = parser.parse_args()
-    if not (args.data / "captions.csv").is_file():
+    if not args.only_uploads and not (args.data / "captions.csv").is_file():
         sys.exit(f"No sample data at {args.data}")
 
     scratch = Path(tempfile.mkdtemp(prefix="concord-bench-ingest-"))
@@ -66,6 +71,8 @@ def main() -> None:
         CELERY_BROKER_URL=args.broker,
         SECRET_KEY="bench-only",
         DEBUG="0",
+        # Plain HTTP on localhost: no redirect to HTTPS (the proxy's job in production).
+        SECURE_SSL_REDIRECT="false",
         LOG_LEVEL="WARNING",
         CONCORD_VAR_DIR=str(scratch / "var"),
         MEDIA_ROOT=str(scratch / "media"),
@@ -81,16 +88,19 @@ def main() -> None:
 
     django.setup()
     try:
-        _terminal_import(args.data)
+        if not args.only_uploads:
+            _terminal_import(args.data)
         token, slugs = _accounts()
-        photos = _photos(args.data, args.images, scratch)
-        zip_path = scratch / "photos.zip"
-        _write_zip(zip_path, photos)
-        manifest = _manifest(args.data, photos)
+        if not args.only_uploads:
+            photos = _photos(args.data, args.images, scratch)
+            zip_path = scratch / "photos.zip"
+            _write_zip(zip_path, photos)
+            manifest = _manifest(args.data, photos)
         hostile = _hostile_uploads(scratch)
         with _servers(env, args, scratch, token) as server:
-            _zip_through_the_api(server, token, slugs[0], zip_path, len(photos))
-            _manifest_through_the_api(server, token, slugs[1], manifest, zip_path, len(photos))
+            if not args.only_uploads:
+                _zip_through_the_api(server, token, slugs[0], zip_path, len(photos))
+                _manifest_through_the_api(server, token, slugs[1], manifest, zip_path, len(photos))
             for label, files in hostile:
                 _upload_only(server, token, slugs[2], label, files)
     finally:
@@ -141,8 +151,8 @@ def _terminal_import(data: Path) -> None:
 
 def _accounts() -> tuple[str, list[str]]:
     from django.contrib.auth import get_user_model
-    from rest_framework.authtoken.models import Token
 
+    from datasets.accounts.services import token_create
     from datasets.projects.services import project_create
 
     user = get_user_model().objects.create_user("bench-manager")
@@ -150,7 +160,8 @@ def _accounts() -> tuple[str, list[str]]:
         project_create(creator=user, name=name).slug
         for name in ("Zip upload", "Manifest import", "Hostile uploads")
     ]
-    return Token.objects.create(user=user).key, slugs
+    _row, secret = token_create(user=user, name="bench")  # knox: the secret is shown once
+    return secret, slugs
 
 
 # --- inputs --------------------------------------------------------------------------------------
@@ -234,7 +245,22 @@ def _hostile_uploads(scratch: Path) -> list[tuple[str, list[tuple[str, Path]]]]:
     with zipfile.ZipFile(limit, "w", compression=zipfile.ZIP_STORED) as archive:
         for n in range(10_000):
             archive.writestr(f"small/{n:05d}.jpg", _small_jpeg(n))
+    # Few, small files with many pixels: 8 PNGs of 49 megapixels (a few hundred KB each, under
+    # every count and byte limit) whose text chunk makes storing them a full re-encode.
+    from PIL import Image as PILImage
+    from PIL import ImageDraw, PngImagePlugin
+
+    dense = []
+    for n in range(8):
+        picture = PILImage.new("L", (7000, 7000), 40 + n)
+        ImageDraw.Draw(picture).rectangle((n * 500, n * 300, n * 500 + 2000, n * 300 + 900), 200)
+        info = PngImagePlugin.PngInfo()
+        info.add_text("Comment", f"bench {n}")
+        path = scratch / f"dense-{n}.png"
+        picture.save(path, format="PNG", pnginfo=info)
+        dense.append((path.name, path))
     return [
+        ("8 PNGs of 49 megapixels with a text chunk", dense),
         ("zip at the 10,000-file limit", [("ten-thousand.zip", limit)]),
         ("1 MB zip with one 1 GiB member", [("one-gib-member.zip", huge)]),
         ("zip of 19 members of 100 MiB", [("nineteen.zip", many)]),
@@ -294,7 +320,7 @@ class _servers:
                 "config",
                 "worker",
                 "-Q",
-                "default",
+                "ingest,default",
                 "--concurrency",
                 "2",
                 "-n",

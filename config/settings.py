@@ -285,7 +285,9 @@ DATA_UPLOAD_MAX_NUMBER_FILES = env.int("DATA_UPLOAD_MAX_NUMBER_FILES", default=1
 FILE_UPLOAD_MAX_MEMORY_SIZE = 4 * 1024 * 1024
 # Every uploaded file is streamed to a temporary file, however small: a thousand 3 MB photos
 # held in memory would take a web worker past 3 GB. Uploads then go to the storage as jobs.
-FILE_UPLOAD_HANDLERS = ["django.core.files.uploadhandler.TemporaryFileUploadHandler"]
+# The handler keeps each file's name as sent (Django cuts it to 255 characters silently), so an
+# over-long name is refused like a zip member's rather than stored cut.
+FILE_UPLOAD_HANDLERS = ["config.uploads.NamedTemporaryFileUploadHandler"]
 
 CONCORD_MAX_IMAGE_BYTES = env.int("CONCORD_MAX_IMAGE_BYTES", default=20 * 1024 * 1024)
 CONCORD_MAX_IMAGE_PIXELS = env.int("CONCORD_MAX_IMAGE_PIXELS", default=50_000_000)
@@ -294,10 +296,14 @@ CONCORD_ZIP_MAX_FILES = env.int("CONCORD_ZIP_MAX_FILES", default=10_000)
 CONCORD_ZIP_MAX_BYTES = env.int("CONCORD_ZIP_MAX_BYTES", default=2 * 1024 * 1024 * 1024)
 # Largest manifest or COCO file an import reads (it is parsed whole, in the worker).
 CONCORD_IMPORT_MAX_BYTES = env.int("CONCORD_IMPORT_MAX_BYTES", default=256 * 1024 * 1024)
-# Uploads of at most this many plain images (no zip), of at most this many bytes together, are
-# checked in the request itself; anything larger is stored and run by a worker as a job.
+# Uploads of at most this many plain images (no zip), of at most this many bytes and of at most
+# this many pixels (as their headers declare them) together, are checked in the request itself;
+# anything larger is stored and run by a worker as a job. Pixels bound the work: decoding and
+# re-encoding 4 megapixels costs a web worker at most about 45 MB and a few seconds, whereas 8
+# PNGs of 49 megapixels (5 MB of bytes) cost 500 MB and most of a minute.
 CONCORD_UPLOAD_INLINE_FILES = env.int("CONCORD_UPLOAD_INLINE_FILES", default=8)
 CONCORD_UPLOAD_INLINE_BYTES = env.int("CONCORD_UPLOAD_INLINE_BYTES", default=32 * 1024 * 1024)
+CONCORD_UPLOAD_INLINE_PIXELS = env.int("CONCORD_UPLOAD_INLINE_PIXELS", default=4_000_000)
 CONCORD_THUMBNAIL_SIZE = 320
 
 # --- Collection (URL manifests and S3 prefixes fetched by workers) ---------------------------
@@ -507,6 +513,9 @@ CELERY_TASK_ROUTES = {
     # Recomputes have their own queue too: however many there are, a release or a thumbnail
     # never waits behind them (`-Q agreement` on a worker of its own, or beside default).
     "agreement.recompute": {"queue": "agreement"},
+    # Import jobs have their own queue, which a worker takes in turn with `default`: a 2-row
+    # import never waits behind the thumbnail and cleaning batches of a large upload before it.
+    "ingest.run_import": {"queue": "ingest"},
 }
 # Background jobs (config.jobs): a message waiting longer than this is taken for lost (a broker
 # that dropped it) and sent again by the next request; a running job whose heartbeat is older

@@ -29,6 +29,7 @@ from datasets.ingest.services.collection import (
 )
 from datasets.ingest.services.jobs import InputRefused, import_job_create, upload_job_create
 from datasets.ingest.services.uploads import caption_create
+from datasets.ingest.sources import ENCODINGS
 from datasets.models import Caption, Image, ImportJob, ImportKind, ImportRow, RowOutcome, Source
 from datasets.pagination import IdCursorPagination
 
@@ -203,6 +204,7 @@ class ImportListApi(APIView):
         kind = serializers.ChoiceField(choices=[ImportKind.MANIFEST, ImportKind.COCO])
         manifest = serializers.FileField(required=False)
         images = serializers.ListField(child=serializers.FileField(), required=False)
+        encoding = serializers.ChoiceField(choices=list(ENCODINGS), default="auto")
 
     @extend_schema(responses=ImportJobOutput(many=True))
     def get(self, request: Request, slug: str) -> Response:
@@ -219,13 +221,16 @@ class ImportListApi(APIView):
         responses={202: ImportJobOutput},
         description="Import a CSV/JSONL manifest or a COCO captions file with the images it "
         "names (image files, or zips of them, in `images`; `manifest` may be left out when a zip "
-        "holds it). The files are stored and a worker imports them row by row (202).",
+        "holds it). `encoding` (default `auto`: byte-order mark, UTF-8, else detected) names the "
+        "manifest's text encoding. The files are stored and a worker imports them row by row "
+        "(202).",
     )
     def post(self, request: Request, slug: str) -> Response:
         project, _ = access.api_project(request)
         serializer = self.ImportInput(
             data={
                 "kind": request.data.get("kind"),
+                **({"encoding": request.data["encoding"]} if "encoding" in request.data else {}),
                 **({"manifest": request.FILES["manifest"]} if "manifest" in request.FILES else {}),
                 "images": request.FILES.getlist("images"),
             }
@@ -238,6 +243,7 @@ class ImportListApi(APIView):
                 manifest=serializer.validated_data.get("manifest"),
                 images=serializer.validated_data.get("images", []),
                 created_by=request.user,
+                encoding=serializer.validated_data["encoding"],
             )
         except InputRefused as exc:
             return Response({"manifest": [str(exc)]}, status=status.HTTP_400_BAD_REQUEST)

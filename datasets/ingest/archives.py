@@ -23,15 +23,19 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 ZIP_UNREADABLE = "Not a readable zip archive."
+ZIP_TRUNCATED = (
+    "The archive is truncated: the only directory found is that of a zip stored inside it, so "
+    "its other members cannot be listed."
+)
 ZIP_TOO_MANY_FILES = "The archive holds {count} files; the limit is {limit}."
-ZIP_TOO_LARGE = "The archive unpacks to {size_mb:.0f} MB; the limit is {limit_mb:.3g} MB."
+ZIP_TOO_LARGE = "The archive unpacks to {size_mb:.0f} MiB; the limit is {limit_mb:.3g} MiB."
 ZIP_UNSAFE_NAME = "Unsafe path inside the archive."
 ZIP_BAD_NAME = "The member's name is not valid UTF-8 although the archive says it is."
 ZIP_CONTROL_NAME = "The member's name holds control characters."
 ZIP_LONG_NAME = "The member's name is longer than {limit} characters."
 ZIP_ENCRYPTED = "Encrypted archive members are not supported."
 ZIP_METHOD = "Compression method {method} is not supported (use deflate or store)."
-ZIP_MEMBER_TOO_LARGE = "The file is {size_mb:.1f} MB; the limit is {limit_mb:.3g} MB."
+ZIP_MEMBER_TOO_LARGE = "The file is {size_mb:.1f} MiB; the limit is {limit_mb:.3g} MiB."
 ZIP_SIZE_LIED = "The member is larger than the archive declares."
 ZIP_DAMAGED = "The member's data is damaged ({detail})."
 
@@ -223,6 +227,12 @@ def _central_directory(fileobj: BinaryIO, *, max_files: int) -> list[ZipEntry]:
     shift = directory_end - cd_size - cd_offset
     if shift < 0:
         raise ArchiveRejected(ZIP_UNREADABLE)
+    if shift:
+        # A stub before an archive is a program or script, never a zip member: "prepended data"
+        # that starts like one is the outer archive, cut off, around an inner zip's directory.
+        fileobj.seek(0)
+        if fileobj.read(4) == b"PK\x03\x04":
+            raise ArchiveRejected(ZIP_TRUNCATED)
     fileobj.seek(cd_offset + shift)
     directory = _read_exactly(fileobj, cd_size)
     entries, at = [], 0

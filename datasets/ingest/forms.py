@@ -2,6 +2,7 @@
 
 from django import forms
 
+from datasets.ingest.sources import ENCODINGS
 from datasets.models import ImportKind
 
 
@@ -41,6 +42,13 @@ class ImportForm(forms.Form):
         label="Manifest or COCO file",
         help_text="Leave empty when the zip below holds it beside the images.",
         widget=forms.ClearableFileInput(attrs={"accept": ".csv,.tsv,.jsonl,.ndjson,.json"}),
+    )
+    encoding = forms.ChoiceField(
+        choices=list(ENCODINGS.items()),
+        initial="auto",
+        required=False,
+        label="Text encoding",
+        help_text="Leave on Detect unless the job's note shows accents read wrongly.",
     )
     images = MultipleFileField(
         required=False,

@@ -16,12 +16,17 @@ import io
 import struct
 import warnings
 from dataclasses import dataclass
+from typing import BinaryIO
 
+import numpy as np
 from PIL import Image as PILImage
 from PIL import ImageCms, ImageOps, UnidentifiedImageError
 
 IMAGE_EMPTY = "The file is empty."
-IMAGE_TOO_LARGE = "The file is {size_mb:.1f} MB; the limit is {limit_mb:.3g} MB."
+# Sizes are in binary units (MiB = 2**20 bytes), as the limits are set.
+IMAGE_TOO_LARGE = "The file is {size_mb:.1f} MiB; the limit is {limit_mb:.3g} MiB."
+# When reading stopped one byte past the limit, the true size is not known: say only that.
+IMAGE_OVER_LIMIT = "The file is larger than the limit of {limit_mb:.3g} MiB."
 IMAGE_UNREADABLE = "Not a readable image (JPEG, PNG or WebP expected)."
 IMAGE_FORMAT_REFUSED = "{format} images are not accepted; use JPEG, PNG or WebP."
 IMAGE_TOO_MANY_PIXELS = "The image has {megapixels:.0f} megapixels; the limit is {limit:.0f}."
@@ -64,6 +69,8 @@ def check_image(data: bytes, *, max_bytes: int, max_pixels: int) -> CheckedImage
     if not data:
         raise ImageRejected(IMAGE_EMPTY)
     if len(data) > max_bytes:
+        if len(data) == max_bytes + 1:  # the caller read no further than it had to
+            raise ImageRejected(IMAGE_OVER_LIMIT.format(limit_mb=max_bytes / 2**20))
         raise ImageRejected(
             IMAGE_TOO_LARGE.format(size_mb=len(data) / 2**20, limit_mb=max_bytes / 2**20)
         )
@@ -105,6 +112,29 @@ def check_image(data: bytes, *, max_bytes: int, max_pixels: int) -> CheckedImage
         format=image_format,
         extension=EXTENSIONS[image_format],
     )
+
+
+def declared_pixels(handle: BinaryIO) -> int | None:
+    """Width × height as the image's header declares it, read without decoding a pixel.
+
+    ``handle`` is a seekable binary file, left at its start. None when the file is not an image
+    Pillow can open (it will be refused at once, without decoding). A header past Pillow's own
+    bomb limit reports that limit's count, so any caller's budget is exceeded. The count bounds
+    the memory and time that checking the image costs, whatever the file's size in bytes.
+    """
+    handle.seek(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PILImage.DecompressionBombWarning)
+        try:
+            with PILImage.open(handle) as header:
+                width, height = header.size
+        except PILImage.DecompressionBombError:
+            width, height = 2 * (PILImage.MAX_IMAGE_PIXELS or 0) + 1, 1
+        except Exception:  # Pillow raises many types for files that are not images
+            width, height = 0, 0
+        finally:
+            handle.seek(0)
+    return width * height or None
 
 
 def metadata_found(data: bytes, image_format: str) -> list[str]:
@@ -150,6 +180,28 @@ def to_srgb(picture: PILImage.Image) -> PILImage.Image:
         pass  # an unreadable profile carries no colour we can honour
     picture.info.pop("icc_profile", None)
     return picture
+
+
+def to_8bit(picture: PILImage.Image) -> PILImage.Image:
+    """A greyscale picture of more than 8 bits per pixel as 8-bit "L", its range scaled, not
+    clipped; any other picture unchanged.
+
+    Pillow's own conversion of I;16/I to L clips every value above 255 to white, so a 16-bit
+    PNG (scientific and medical images often are) became a white square. Integer modes (I;16*,
+    and I, which 16-bit files also open as) are scaled from 0–65535; float pictures (F) from
+    their own minimum–maximum (they have no fixed range).
+    """
+    if picture.mode.startswith("I;16") or picture.mode == "I":
+        values = np.asarray(picture, dtype=np.float64) / 257.0
+    elif picture.mode == "F":
+        values = np.asarray(picture, dtype=np.float64)
+        finite = values[np.isfinite(values)]
+        low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
+        values = np.nan_to_num(values, nan=low, posinf=high, neginf=low)
+        values = (values - low) * (255.0 / (high - low)) if high > low else values * 0.0
+    else:
+        return picture
+    return PILImage.fromarray(np.clip(np.rint(values), 0, 255).astype(np.uint8))  # 2-D uint8: L
 
 
 def _reencode_without_metadata(picture: PILImage.Image, image_format: str, data: bytes) -> bytes:

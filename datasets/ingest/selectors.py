@@ -4,7 +4,7 @@ from collections.abc import Iterator
 
 from django.db.models import QuerySet
 
-from datasets.models import ImportJob, ImportRow, Project, RowOutcome
+from datasets.models import ImportJob, ImportRow, ImportStatus, Project, RowOutcome
 
 
 def jobs_recent(*, project: Project, limit: int = 20) -> QuerySet[ImportJob]:
@@ -14,6 +14,18 @@ def jobs_recent(*, project: Project, limit: int = 20) -> QuerySet[ImportJob]:
 
 def job_get(*, project: Project, job_id: int) -> ImportJob | None:
     return project.import_jobs.select_related("created_by").filter(pk=job_id).first()
+
+
+def jobs_ahead(*, job: ImportJob) -> int:
+    """How many import jobs, of any project, a queued job waits behind on the ``ingest`` queue:
+    the live ones created before it (a job started from the terminal runs there, not queued)."""
+    return (
+        ImportJob.objects.filter(
+            status__in=(ImportStatus.QUEUED, ImportStatus.RUNNING), pk__lt=job.pk
+        )
+        .exclude(options__has_key="images_dir")
+        .count()
+    )
 
 
 def job_rows_page(

@@ -9,15 +9,21 @@ SourceError.
 
 What is read, and how:
 
-* **Encoding**: a byte-order mark decides (UTF-8, UTF-16, UTF-32). Otherwise UTF-8; a CSV with no
-  valid multi-byte UTF-8 sequence at all is taken to be in a legacy encoding and decoded as
-  charset-normalizer detects it (the note says which). Bytes that are not UTF-8 in an otherwise
-  UTF-8 file refuse the rows that hold them, naming the byte.
+* **Encoding**: a byte-order mark decides (UTF-8, UTF-16, UTF-32). Otherwise the encoding the
+  person chose (one of ENCODINGS), or, left at "auto", UTF-8; a CSV with no valid multi-byte
+  UTF-8 sequence at all is taken to be in a legacy encoding and decoded as charset-normalizer
+  detects it, Windows-1252 whenever it reads the file as cleanly as the best guess (short files
+  read equally well in several code pages); the note says which. Bytes the encoding cannot
+  decode refuse the rows that hold them, naming the byte.
 * **CSV dialect**: the delimiter is sniffed (comma, semicolon, tab or bar) with csv.Sniffer and
   checked against the header, which must name the required columns; the note says which was
   used. Quotes are read strictly: a quote that is not closed where its field ends refuses its line
   only, and the lines after it are read on their own. A quoted field that runs over line breaks
   is kept (captions may hold them) unless a line it swallowed is itself a complete row.
+* **Repeated names**: a header naming a column twice (in any case or spacing), a JSON object
+  giving a key twice, or a COCO file with two top-level ``images`` lists cannot say which value
+  is meant, so the file (header, top level) or the row (an object) is refused naming it, never
+  read as "the last one wins".
 """
 
 import codecs
@@ -26,6 +32,7 @@ import io
 import json
 import re
 import unicodedata
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
@@ -37,6 +44,22 @@ COCO_MISSING_KEY = "Missing top-level key '{key}' (a list)."
 COCO_BAD_IMAGE = "needs an integer 'id' and a text 'file_name'."
 COCO_DUPLICATE_ID = "image id {image_id} is listed again (first at images[{first}]); refused."
 COCO_BAD_ANNOTATION = "needs an integer 'image_id' and a text 'caption'."
+COCO_DUPLICATE_ANNOTATION = (
+    "annotation id {ann_id} is listed again (first at annotations[{first}]); refused."
+)
+COCO_REPEATED_TOP_KEY = (
+    "The top-level key '{key}' appears more than once; which one is meant is unclear. Keep one."
+)
+COCO_UNKNOWN_LICENSES = (
+    "{count} image(s) name a licence id that 'licenses' does not list ({ids}): they are stored "
+    "without a licence."
+)
+MANIFEST_REPEATED_COLUMN = (
+    "The header names the column '{column}' {count} times (columns {positions}); which one "
+    "holds the data is unclear. Keep one and send the file again."
+)
+MANIFEST_IGNORED_COLUMNS = "Ignored column(s) not used by Concord: {columns}."
+ROW_REPEATED_KEY = "the key '{key}' is given more than once; which value is meant is unclear."
 MANIFEST_MALFORMED = "Not valid {kind}: {detail}"
 MANIFEST_MISSING_COLUMNS = (
     "Missing required column(s): {columns}. The header reads {header} (as {delimiter})."
@@ -61,6 +84,26 @@ ROW_TOO_LONG = "'{field}' is longer than {limit:,} characters."
 ROW_BAD_URL = "'{field}' must be an http or https URL, not {value}."
 
 MANIFEST_REQUIRED = ("image", "caption")
+MANIFEST_COLUMNS = (*MANIFEST_REQUIRED, "license", "license_url", "source_url")
+# Encodings a person may choose for a manifest ("auto": BOM, UTF-8, else detected), with labels.
+ENCODINGS = {
+    "auto": "Detect (UTF-8, or what the byte-order mark or the bytes say)",
+    "utf-8": "UTF-8",
+    "cp1252": "Windows-1252 (Western European, Excel)",
+    "cp1250": "Windows-1250 (Central European)",
+    "cp1251": "Windows-1251 (Cyrillic)",
+    "iso-8859-1": "ISO-8859-1 (Latin-1)",
+    "iso-8859-15": "ISO-8859-15 (Latin-9)",
+    "mac_roman": "Mac OS Roman",
+    "shift_jis": "Shift JIS (Japanese)",
+    "gb18030": "GB18030 (Chinese)",
+    "big5": "Big5 (Traditional Chinese)",
+    "euc-kr": "EUC-KR (Korean)",
+    "utf-16-le": "UTF-16 LE (without a byte-order mark)",
+    "utf-16-be": "UTF-16 BE (without a byte-order mark)",
+}
+# Chaos (charset-normalizer's mess ratio) within which Windows-1252 counts as reading as well.
+_CHAOS_TIE = 0.01
 DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab", "|": "bar"}
 # The longest value each Image column holds (datasets.models.Image; a test keeps them equal).
 NAME_MAX_CHARS = 255
@@ -117,22 +160,25 @@ class ParsedSource:
     notes: list[str] = field(default_factory=list)  # about the file as a whole
 
 
-def parse_coco(raw: bytes) -> ParsedSource:
+def parse_coco(raw: bytes, *, encoding: str = "auto") -> ParsedSource:
     """Read a COCO captions file (info, licenses, images, annotations) into rows.
 
     Rows are the ``images`` entries in order, then the ``annotations`` entries in order. An image
-    id listed twice keeps its first entry. Raises SourceError when the file is not JSON (or nests
-    too deeply to read) or lacks the ``images``/``annotations`` lists.
+    or annotation id listed twice keeps its first entry. ``encoding`` is one of ENCODINGS. Raises
+    SourceError when the file is not JSON (or nests too deeply to read), lacks the
+    ``images``/``annotations`` lists or gives one of its top-level keys twice.
     """
-    text, notes = decode_text(raw, legacy_ok=False)
+    text, notes = decode_text(raw, legacy_ok=False, encoding=encoding)
     try:
-        data = json.loads(text)
+        data = json.loads(text, object_pairs_hook=_JsonObject.from_pairs)
     except json.JSONDecodeError as exc:
         raise SourceError(COCO_MALFORMED.format(detail=exc)) from exc
     except RecursionError as exc:
         raise SourceError(COCO_MALFORMED.format(detail="nested too deeply to read")) from exc
     if not isinstance(data, dict):
         raise SourceError(COCO_MALFORMED.format(detail="the top level is not an object"))
+    if repeated := [key for key in ("images", "annotations", "licenses") if key in data.repeated]:
+        raise SourceError(COCO_REPEATED_TOP_KEY.format(key=repeated[0]))
     for key in ("images", "annotations"):
         if not isinstance(data.get(key), list):
             raise SourceError(COCO_MISSING_KEY.format(key=key))
@@ -143,72 +189,127 @@ def parse_coco(raw: bytes) -> ParsedSource:
 
     parsed = ParsedSource(notes=notes)
     first_index: dict[int, int] = {}
+    unknown_licenses: Counter = Counter()
     for index, entry in enumerate(data["images"]):
         parsed.rows.append(_coco_image(entry, index, licenses, first_index))
+        if (
+            isinstance(entry, dict)
+            and _is_int(entry.get("license"))
+            and entry["license"] not in licenses
+            and not parsed.rows[-1].error
+        ):
+            unknown_licenses[entry["license"]] += 1
+    if unknown_licenses:
+        ids = ", ".join(str(key) for key in sorted(unknown_licenses)[:10])
+        parsed.notes.append(
+            COCO_UNKNOWN_LICENSES.format(count=sum(unknown_licenses.values()), ids=ids)
+        )
+    first_annotation: dict[int, int] = {}
     for index, entry in enumerate(data["annotations"]):
-        parsed.rows.append(_coco_annotation(entry, index))
+        parsed.rows.append(_coco_annotation(entry, index, first_annotation))
     return parsed
 
 
-def parse_manifest(raw: bytes, *, name: str) -> ParsedSource:
+def parse_manifest(raw: bytes, *, name: str, encoding: str = "auto") -> ParsedSource:
     """Read a CSV/TSV or JSONL manifest: one row per caption with image, caption, and optionally
-    license, license_url and source_url. The format follows the file name's suffix.
+    license, license_url and source_url. The format follows the file name's suffix; the text's
+    encoding is ``encoding`` (one of ENCODINGS; "auto" detects it).
 
-    Raises SourceError for an unknown suffix, or a CSV whose header lacks the required columns.
+    Raises SourceError for an unknown suffix, or a CSV whose header lacks the required columns
+    or names one of them twice.
     """
     suffix = name.rsplit(".", 1)[-1].lower() if "." in name else ""
     if suffix in ("csv", "tsv", "txt"):
-        return _parse_csv(raw)
+        return _parse_csv(raw, encoding=encoding)
     if suffix in ("jsonl", "ndjson"):
-        return _parse_jsonl(raw)
+        return _parse_jsonl(raw, encoding=encoding)
     raise SourceError(MANIFEST_UNKNOWN_FORMAT.format(suffix=f".{suffix}" if suffix else name))
 
 
-def decode_text(raw: bytes, *, legacy_ok: bool) -> tuple[str, list[str]]:
+def decode_text(raw: bytes, *, legacy_ok: bool, encoding: str = "auto") -> tuple[str, list[str]]:
     """Bytes to text, with notes on how (see the module docstring).
 
-    Bytes that are not UTF-8 come back as lone surrogates (``surrogateescape``), so the rows that
-    hold them are refused one by one (text_problem names them) and the rest is read.
+    ``encoding`` is one of ENCODINGS: "auto" detects (a legacy code page only when ``legacy_ok``);
+    any other is used unless a byte-order mark says otherwise. Bytes the encoding cannot decode
+    come back as lone surrogates (``surrogateescape``), so the rows that hold them are refused
+    one by one (text_problem names them) and the rest is read. Raises ValueError for an encoding
+    not in ENCODINGS.
     """
-    for bom, encoding in _BOMS:
+    if encoding not in ENCODINGS:
+        raise ValueError(f"Unknown encoding {encoding!r}; one of {', '.join(ENCODINGS)}.")
+    for bom, marked in _BOMS:
         if raw.startswith(bom):
             try:
-                return raw.decode(encoding), [f"Read as {encoding.upper()} (byte-order mark)."]
+                text = raw.decode(marked)
             except UnicodeDecodeError as exc:
                 raise SourceError(
-                    f"Not valid {encoding.upper()} despite its byte-order mark: {exc}"
+                    f"Not valid {marked.upper()} despite its byte-order mark: {exc}"
                 ) from exc
+            note = f"Read as {marked.upper()} (byte-order mark)."
+            if encoding not in ("auto", marked.removesuffix("-sig")):
+                note = f"Read as {marked.upper()} (byte-order mark), not {encoding} as chosen."
+            return text, [note]
+    if encoding == "auto" and (unmarked := _utf16_without_bom(raw)):
+        try:
+            return raw.decode(unmarked), [
+                f"Read as {unmarked.upper()} (no byte-order mark; detected)."
+            ]
+        except UnicodeDecodeError:
+            pass  # not UTF-16 after all: read on as below
+    if encoding != "auto":
+        text = raw.decode(encoding, "surrogateescape")
+        notes = [f"Read as {encoding} (chosen)."]
+        if _SURROGATE.search(text):
+            notes.append(f"Some bytes are not {encoding}; the rows holding them are refused.")
+        return text, notes
     try:
         return raw.decode("utf-8"), []
     except UnicodeDecodeError:
         pass
     if legacy_ok and not _UTF8_MULTIBYTE.search(raw):
-        matches = charset_normalizer.from_bytes(raw)
-        best = matches.best()
-        if best is not None:
-            # On a short file several code pages read equally well; Windows-1252 (Excel's
-            # Western default) is by far the likeliest among them.
-            text, encoding = str(best), best.encoding
-            tied = [
-                m
-                for m in matches
-                if (m.chaos, m.coherence) == (best.chaos, best.coherence) and m.encoding == "cp1252"
+        detected = _legacy_guess(raw)
+        if detected is not None:
+            text, name = detected
+            return text, [
+                f"Not UTF-8: read as {name} (detected). If accents look wrong, import again "
+                "choosing the file's encoding."
             ]
-            if tied:
-                text, encoding = str(tied[0]), "cp1252"
-            elif encoding != "cp1252" and _decodes_as(raw, "cp1252") == text:
-                encoding = "cp1252"  # the same text either way: name the likelier one
-            return text, [f"Not UTF-8: read as {encoding} (detected)."]
     return raw.decode("utf-8", "surrogateescape"), [
         "Some bytes are not UTF-8; the rows holding them are refused."
     ]
 
 
-def _decodes_as(raw: bytes, encoding: str) -> str | None:
-    try:
-        return raw.decode(encoding)
-    except UnicodeDecodeError:
+def _utf16_without_bom(raw: bytes) -> str:
+    """ "utf-16-le" or "utf-16-be" when the bytes look like UTF-16 text written without a
+    byte-order mark (every other byte NUL, as Latin-script text in UTF-16 is), else ""."""
+    sample = raw[:4096]
+    half = len(sample) // 2
+    if half < 4 or b"\x00" not in sample:
+        return ""
+    odd, even = sample[1::2].count(0), sample[0::2].count(0)
+    if odd > 0.3 * half and even < 0.05 * half:
+        return "utf-16-le"
+    if even > 0.3 * half and odd < 0.05 * half:
+        return "utf-16-be"
+    return ""
+
+
+def _legacy_guess(raw: bytes) -> tuple[str, str] | None:
+    """(text, encoding) of a file in a legacy code page, or None when nothing reads it.
+
+    charset-normalizer ranks by "chaos" (how messy the text reads) and then by a language
+    coherence score that is noise on a few lines: ``très`` reads as cleanly in Windows-1250
+    (``trčs``) as in Windows-1252, and a two-row French file came out Slovak. Windows-1252 is
+    Excel's default for the Western languages and by far the likeliest, so it wins whenever its
+    chaos is within _CHAOS_TIE of the best guess's.
+    """
+    best = charset_normalizer.from_bytes(raw).best()
+    western = charset_normalizer.from_bytes(raw, cp_isolation=["cp1252"]).best()
+    if western is not None and (best is None or western.chaos <= best.chaos + _CHAOS_TIE):
+        return str(western), "cp1252"
+    if best is None:
         return None
+    return str(best), best.encoding
 
 
 def text_problem(value: str, *, field: str, max_chars: int | None = None) -> str:
@@ -278,6 +379,10 @@ def _coco_image(
         return SourceRow(where=f"images[{index}]", error=COCO_BAD_IMAGE)
     image_id = entry["id"]
     row = SourceRow(where=f"image id {image_id}", key=str(image_id))
+    if repeated := _repeated(entry, ("id", "file_name", "license", "flickr_url", "coco_url")):
+        row.key = ""
+        row.error = ROW_REPEATED_KEY.format(key=repeated)
+        return row
     file_name = entry.get("file_name")
     if not isinstance(file_name, str) or not file_name.strip():
         row.error = COCO_BAD_IMAGE
@@ -306,10 +411,20 @@ def _coco_image(
     return row
 
 
-def _coco_annotation(entry: object, index: int) -> SourceRow:
+def _coco_annotation(entry: object, index: int, first_index: dict[int, int]) -> SourceRow:
     where = f"annotations[{index}]"
     if isinstance(entry, dict) and _is_int(entry.get("id")):
         where = f"annotation id {entry['id']}"
+        if repeated := _repeated(entry, ("id", "image_id", "caption")):
+            return SourceRow(where=where, error=ROW_REPEATED_KEY.format(key=repeated))
+        if entry["id"] in first_index:
+            error = COCO_DUPLICATE_ANNOTATION.format(
+                ann_id=entry["id"], first=first_index[entry["id"]]
+            )
+            return SourceRow(where=where, error=error)
+        first_index[entry["id"]] = index
+    elif isinstance(entry, dict) and (repeated := _repeated(entry, ("image_id", "caption"))):
+        return SourceRow(where=where, error=ROW_REPEATED_KEY.format(key=repeated))
     if (
         not isinstance(entry, dict)
         or not _is_int(entry.get("image_id"))
@@ -322,6 +437,8 @@ def _coco_annotation(entry: object, index: int) -> SourceRow:
 
 
 def _licence_problem(licence: dict, row: SourceRow) -> str:
+    if repeated := _repeated(licence, ("id", "name", "url")):
+        return ROW_REPEATED_KEY.format(key=f"license {repeated}")
     for key in ("name", "url"):
         value = licence.get(key)
         if value is not None and not isinstance(value, str | int | float):
@@ -345,14 +462,26 @@ def _provenance_problem(row: SourceRow, *, url_fields: tuple[str, ...], entry: d
     )
 
 
-def _parse_csv(raw: bytes) -> ParsedSource:
-    text, notes = decode_text(raw, legacy_ok=True)
+def _parse_csv(raw: bytes, *, encoding: str) -> ParsedSource:
+    text, notes = decode_text(raw, legacy_ok=True, encoding=encoding)
     lines = list(io.StringIO(text, newline=""))
     header_at = next((i for i, line in enumerate(lines) if line.strip()), None)
     if header_at is None:
         raise SourceError(MANIFEST_EMPTY)
     delimiter, columns = _dialect(lines, header_at)
     notes.insert(0, f"Read as {DELIMITER_NAMES[delimiter]}-separated values.")
+    for column in MANIFEST_COLUMNS:
+        positions = [str(at + 1) for at, name in enumerate(columns) if name == column]
+        if len(positions) > 1:
+            raise SourceError(
+                MANIFEST_REPEATED_COLUMN.format(
+                    column=column, count=len(positions), positions=", ".join(positions)
+                )
+            )
+    ignored = [name for name in columns if name not in MANIFEST_COLUMNS]
+    if ignored:
+        shown = ", ".join(repr(display_text(name, limit=40)) for name in ignored[:10])
+        notes.append(MANIFEST_IGNORED_COLUMNS.format(columns=shown))
     parsed = ParsedSource(notes=notes)
     for line, cells, error in _csv_records(lines, header_at + 1, delimiter, len(columns)):
         where = f"line {line}"
@@ -393,7 +522,9 @@ def _header(line: str, delimiter: str) -> list[str]:
     try:
         cells = next(csv.reader([line], delimiter=delimiter), [])
     except csv.Error:
-        return []
+        # A header the strict reader refuses (a name over its field limit, a stray quote) is
+        # still split on the delimiter, so the columns it does name are found and shown.
+        cells = [cell.strip().strip('"') for cell in line.rstrip("\r\n").split(delimiter)]
     return [cell.strip().lower() for cell in cells]
 
 
@@ -460,17 +591,18 @@ def _swallowed_row(continuation: list[str], delimiter: str, width: int) -> int |
     return None
 
 
-def _parse_jsonl(raw: bytes) -> ParsedSource:
-    text, notes = decode_text(raw, legacy_ok=False)
+def _parse_jsonl(raw: bytes, *, encoding: str) -> ParsedSource:
+    text, notes = decode_text(raw, legacy_ok=False, encoding=encoding)
     parsed = ParsedSource(notes=notes)
     for number, line in enumerate(io.StringIO(text, newline=""), start=1):
         if not line.strip():
             continue
         where = f"line {number}"
         try:
-            row = json.loads(line)
+            row = json.loads(line, object_pairs_hook=_JsonObject.from_pairs)
         except json.JSONDecodeError as exc:
-            parsed.rows.append(SourceRow(where=where, error=ROW_NOT_JSON.format(detail=exc.msg)))
+            detail = f"{exc.msg.removesuffix(' at')} at column {exc.colno}"
+            parsed.rows.append(SourceRow(where=where, error=ROW_NOT_JSON.format(detail=detail)))
             continue
         except RecursionError:
             error = ROW_NOT_JSON.format(detail="nested too deeply to read")
@@ -478,6 +610,22 @@ def _parse_jsonl(raw: bytes) -> ParsedSource:
             continue
         if not isinstance(row, dict):
             parsed.rows.append(SourceRow(where=where, error=ROW_NOT_OBJECT))
+            continue
+        # Keys are read like CSV headers: in any case, spaces around them ignored.
+        keys = [key.strip().lower() for key in row.keys_in_order]
+        repeated = next(
+            (key for key in MANIFEST_COLUMNS if keys.count(key) > 1),
+            None,
+        )
+        row = {key.strip().lower(): value for key, value in row.items()}
+        if repeated is not None:
+            error = ROW_REPEATED_KEY.format(key=repeated)
+            image = row.get("image")
+            parsed.rows.append(
+                SourceRow(
+                    where=where, file_name=image if isinstance(image, str) else "", error=error
+                )
+            )
             continue
         bad = next(
             (
@@ -531,6 +679,28 @@ def _manifest_row(where: str, values: dict) -> SourceRow:
         )
     )
     return row
+
+
+class _JsonObject(dict):
+    """A JSON object that remembers its keys as written, repeats included (a plain dict keeps
+    the last value of a repeated key and forgets there was another)."""
+
+    keys_in_order: tuple[str, ...] = ()
+    repeated: frozenset[str] = frozenset()
+
+    @classmethod
+    def from_pairs(cls, pairs: list[tuple[str, object]]) -> "_JsonObject":
+        made = cls(pairs)
+        made.keys_in_order = tuple(key for key, _ in pairs)
+        if len(made) != len(pairs):
+            made.repeated = frozenset(k for k, n in Counter(made.keys_in_order).items() if n > 1)
+        return made
+
+
+def _repeated(entry: dict, keys: tuple[str, ...]) -> str:
+    """The first of ``keys`` the JSON object gives more than once, or an empty string."""
+    repeated = getattr(entry, "repeated", frozenset())
+    return next((key for key in keys if key in repeated), "")
 
 
 def _is_int(value: object) -> bool:

@@ -19,7 +19,7 @@ from datasets.ingest.services.collection import (
     collection_retry_failed,
 )
 from datasets.ingest.services.jobs import InputRefused, import_job_create, upload_job_create
-from datasets.models import ImportKind, RowOutcome, Source
+from datasets.models import ImportKind, ImportStatus, RowOutcome, Source
 
 ROWS_PER_PAGE = 200
 
@@ -58,6 +58,7 @@ def project_import(request: HttpRequest, slug: str) -> HttpResponse:
                 manifest=form.cleaned_data["manifest"] or None,
                 images=form.cleaned_data["images"],
                 created_by=request.user,
+                encoding=form.cleaned_data["encoding"] or "auto",
             )
         except InputRefused as exc:
             form.add_error("manifest", str(exc))
@@ -92,6 +93,9 @@ def import_job(request: HttpRequest, slug: str, job_id: int) -> HttpResponse:
             collection_progress(job=job)
             if job.kind in (ImportKind.COLLECT, ImportKind.BUCKET)
             else None
+        ),
+        "jobs_ahead": (
+            selectors.jobs_ahead(job=job) if job.status == ImportStatus.QUEUED else None
         ),
     }
     if request.htmx and request.GET.get("part") == "status":

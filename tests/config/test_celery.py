@@ -44,3 +44,27 @@ def test_every_referenced_task_is_registered():
         stage = name.split(".")[0]
         assert any(task.__module__ == f"{package}.tasks" for package in TASK_PACKAGES)
         assert task.__module__.split(".")[-2] == stage, (name, task.__module__)
+
+
+def test_import_jobs_have_their_own_queue_and_every_queue_has_a_worker():
+    """A small import must not wait behind thousands of thumbnail/cleaning tasks on `default`:
+    ingest.run_import is routed to `ingest`, and every routed queue is consumed by the embedded
+    worker (bin/run-embedded) and by a worker command of the README's Production section."""
+    import re
+
+    app.loader.import_default_modules()
+    routed = app.amqp.router.route({}, "ingest.run_import", args=(1,), kwargs={})
+    assert routed["queue"].name == "ingest"
+    assert (
+        app.amqp.router.route({}, "ingest.make_thumbnails", args=([1],), kwargs={})["queue"].name
+        == settings.CELERY_TASK_DEFAULT_QUEUE
+    )
+    queues = {route["queue"] for route in settings.CELERY_TASK_ROUTES.values()}
+    queues.add(settings.CELERY_TASK_DEFAULT_QUEUE)
+    embedded = re.search(r"worker .*-Q (\S+)", (ROOT / "bin" / "run-embedded").read_text())
+    assert embedded and queues <= set(embedded.group(1).split(","))
+    readme = (ROOT / "README.md").read_text()
+    documented = set()
+    for line in re.findall(r"celery -A config worker -Q (\S+)", readme):
+        documented |= set(line.split(","))
+    assert queues <= documented, queues - documented

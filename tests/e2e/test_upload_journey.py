@@ -50,7 +50,13 @@ def test_upload_a_zip_watch_the_job_and_read_every_result(page, transactional_db
     assert page.locator("[data-job-status]").get_attribute("data-job-status") == "queued"
     assert "Waiting for a worker" in page.locator("[data-job-progress-text]").inner_text()
 
-    with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=60):
+    with start_worker(
+        app,
+        pool="solo",
+        perform_ping_check=False,
+        shutdown_timeout=60,
+        queues=["ingest", "default"],
+    ):
         # The page polls: the bar moves while the worker reads (unless it was quicker than a poll).
         page.wait_for_function(
             "document.querySelector('[data-job-status=done]') ||"
@@ -111,7 +117,13 @@ def test_a_manager_imports_a_manifest_from_the_browser(page, transactional_db, t
     page.screenshot(path=str(SCREENSHOTS / "import-form.png"), full_page=True)
     page.click("button:has-text('Import')")
     page.wait_for_url("**/imports/*/")
-    with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=60):
+    with start_worker(
+        app,
+        pool="solo",
+        perform_ping_check=False,
+        shutdown_timeout=60,
+        queues=["ingest", "default"],
+    ):
         page.wait_for_selector("[data-job-status=done]", timeout=60_000)
     assert (
         "Read as semicolon-separated values." in page.locator("[data-job-note]").first.inner_text()
@@ -126,3 +138,47 @@ def test_a_manager_imports_a_manifest_from_the_browser(page, transactional_db, t
     assert "quote" in outcomes.nth(1).inner_text()
     assert "http or https" in outcomes.nth(2).inner_text()
     page.screenshot(path=str(SCREENSHOTS / "manifest-import-results.png"), full_page=True)
+
+
+def test_long_names_wrap_and_the_manifest_encoding_is_chosen_in_the_form(
+    page, transactional_db, tmp_path
+):
+    """A 300-character file name is refused (never stored cut) and wraps in the results instead
+    of widening the page; a Central European CSV is read as the encoding chosen in the form."""
+    manager = factories.user("lena")
+    project = factories.project(manager=manager, name="Long names")
+    log_in(page, "lena", factories.PASSWORD)
+    page.goto(f"/projects/{project.slug}/upload/")
+    page.set_input_files(
+        "input[type=file]",
+        [{"name": "n" * 300 + ".jpg", "mimeType": "image/jpeg", "buffer": factories.image_bytes()}],
+    )
+    page.click("button:has-text('Upload')")
+    page.wait_for_selector("[data-job-status=done]", timeout=30_000)
+    row = page.locator("tr[data-outcome]")
+    assert row.get_attribute("data-outcome") == "refused"
+    assert "longer than 255 characters" in row.inner_text()
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")
+    assert row.locator(".pill").inner_text() == "Refused"
+
+    manifest = tmp_path / "czech.csv"
+    manifest.write_bytes("image,caption\na.jpg,Žluťoučký kůň\n".encode("cp1250"))
+    picture = tmp_path / "a.jpg"
+    picture.write_bytes(factories.image_bytes(seed=5))
+    page.goto(f"/projects/{project.slug}/import/")
+    page.set_input_files("input[name=manifest]", str(manifest))
+    page.select_option("select[name=encoding]", "cp1250")
+    page.set_input_files("input[name=images]", [str(picture)])
+    page.click("button:has-text('Import')")
+    page.wait_for_url("**/imports/*/")
+    with start_worker(
+        app,
+        pool="solo",
+        perform_ping_check=False,
+        shutdown_timeout=60,
+        queues=["ingest", "default"],
+    ):
+        page.wait_for_selector("[data-job-status=done]", timeout=60_000)
+    notes = page.locator("[data-job-note]").all_inner_texts()
+    assert "Read as cp1250 (chosen)." in notes
+    assert project.images.get().captions.get().text == "Žluťoučký kůň"

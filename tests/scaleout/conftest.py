@@ -24,7 +24,7 @@ from tests.s3 import new_bucket, s3_environment, s3_storages
 from tests.training.core.synthetic import tiny_config
 
 BOOT_SECONDS = 120
-QUEUES = ("default", "training", "agreement")
+QUEUES = ("ingest", "default", "training", "agreement")
 ERROR_SERVICES = (
     "The scale-out tests run on PostgreSQL and Redis (workers on other machines share nothing "
     "else): run them with `make test-scaleout`, or with DATABASE_URL=postgres://… and "

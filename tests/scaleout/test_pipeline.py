@@ -93,7 +93,7 @@ def test_the_pipeline_runs_on_workers_that_share_only_database_broker_and_storag
     project.negatives_model_per_image = 2
     project.judgments_per_item = 2
     project.save()
-    default = start_worker("default-a", "default,agreement")
+    default = start_worker("default-a", "ingest,default,agreement")
     training = start_worker("training", "training")
     workers = [default, training]
 
@@ -214,7 +214,7 @@ def test_the_pipeline_runs_on_workers_that_share_only_database_broker_and_storag
         project=project, annotators=4, spammer_fraction=0.0, seed=8, challenges_only=True
     )
     default.stop()
-    other = start_worker("default-b", "default")
+    other = start_worker("default-b", "ingest,default")
     workers = [other, training]
     client.post(
         reverse("api-releases", args=[project.slug]),

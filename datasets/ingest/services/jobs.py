@@ -15,7 +15,8 @@ name. The task (or the terminal command, for folders on its own disk) runs ``imp
   running the job again: committed rows are skipped (unique per job and position), the rest are
   done once. Image files are named by content, so a file a dead run left without its row is
   found and replaced rather than doubled;
-* a job done deletes its uploaded inputs from the storage; a failed or unfinished one keeps them.
+* a job that ends, done or failed, deletes its uploaded inputs from the storage (a finished job
+  is never run again, so they would only take space); an unfinished one keeps them to resume.
 """
 
 import hashlib
@@ -42,7 +43,14 @@ from config.celery import enqueue_on_commit
 from config.jobs import job_recover, job_running, jobs_stale
 from datasets.ingest.archives import ArchiveRejected, MemberRefused, list_archive, read_member
 from datasets.ingest.captions import CaptionError, clean_caption
-from datasets.ingest.images import CheckedImage, ImageRejected, check_image, content_sha256
+from datasets.ingest.images import (
+    IMAGE_TOO_LARGE,
+    CheckedImage,
+    ImageRejected,
+    check_image,
+    content_sha256,
+    declared_pixels,
+)
 from datasets.ingest.services.imports import caption_import_key
 from datasets.ingest.services.uploads import (
     captions_check_enqueue,
@@ -52,6 +60,7 @@ from datasets.ingest.services.uploads import (
     thumbnails_enqueue,
 )
 from datasets.ingest.sources import (
+    ENCODINGS,
     ParsedSource,
     SourceError,
     SourceRow,
@@ -81,8 +90,9 @@ RUN_TASK = "ingest.run_import"
 
 IMAGE_FILE_MISSING = "image file not found: {name}"
 IMAGE_NOT_UPLOADED = "image file not among the uploaded images: {name}"
+IMAGE_NAME_AMBIGUOUS = "{count} uploaded files are named {name} ({paths}): give the path."
 IMAGE_PATH_UNSAFE = "image path leaves the images folder: {name}"
-IMAGE_FILE_TOO_LARGE = "{name}: the file is {size_mb:.1f} MB; the limit is {limit_mb:.3g} MB."
+IMAGE_FILE_TOO_LARGE = "{name}: the file is {size_mb:.1f} MiB; the limit is {limit_mb:.3g} MiB."
 IMAGE_OF_ENTRY_REFUSED = "its image (id {ref}) was refused: {reason}"
 IMAGE_ID_UNKNOWN = "refers to unknown image id {ref}."
 ALREADY_PRESENT = "Already in this project (same file content)."
@@ -96,8 +106,15 @@ ROW_INTERNAL_ERROR = "Could not be imported (an internal error, logged for the a
 JOB_INTERNAL_ERROR = "The job stopped on an internal error (logged for the administrators)."
 JOB_TERMINAL_ONLY = "Started from the terminal: only `manage.py {command}` can run it."
 INPUT_TOO_LARGE = (
-    "{name} is {size_mb:.0f} MB; the limit for a manifest or COCO file is {limit_mb:.3g} MB."
+    "{name} is {size_mb:.0f} MiB; the limit for a manifest or COCO file is {limit_mb:.3g} MiB."
 )
+NO_ROWS = {
+    ImportKind.UPLOAD: "0 rows: the upload holds no file to read (an empty archive, or only "
+    "folders and system files).",
+    ImportKind.MANIFEST: "0 rows: the manifest has its header but no data line.",
+    ImportKind.COCO: "0 rows: the file's 'images' and 'annotations' lists are empty.",
+}
+UNKNOWN_ENCODING = "Unknown encoding '{encoding}'; one of {known}."
 NO_MANIFEST = "Choose the manifest or COCO file, or a zip that holds it with the images."
 SKIPPED_CLUTTER = "{archive}: skipped {count} system file(s) (__MACOSX, .DS_Store, Thumbs.db)."
 
@@ -128,18 +145,17 @@ def upload_job_create(
     """Store uploaded images and zips and queue the job that adds them.
 
     ``files`` are Django files (an upload streamed to a temporary file, or any File); each is
-    copied into the default storage in chunks. A small upload (a few plain images, see
-    ``CONCORD_UPLOAD_INLINE_FILES``) is run at once, so the caller gets its results; anything
-    larger is enqueued as ``ingest.run_import``. Raises InputRefused when no file was sent.
+    copied into the default storage in chunks. An upload whose checking is bounded small is run
+    at once, so the caller gets its results: at most ``CONCORD_UPLOAD_INLINE_FILES`` plain
+    images (no zip) of at most ``CONCORD_UPLOAD_INLINE_BYTES`` together, whose headers declare
+    at most ``CONCORD_UPLOAD_INLINE_PIXELS`` pixels together (decoding and re-encoding cost
+    memory and time by pixels, not bytes: a 600 KB PNG may hold 49 megapixels). Anything else
+    is enqueued as ``ingest.run_import``. Raises InputRefused when no file was sent.
     """
     if not files:
         raise InputRefused("Choose one or more files.")
     # Decided before storing: storing may move an upload's temporary file away.
-    inline = (
-        len(files) <= settings.CONCORD_UPLOAD_INLINE_FILES
-        and sum(upload.size or 0 for upload in files) <= settings.CONCORD_UPLOAD_INLINE_BYTES
-        and not any(_looks_like_zip(upload) for upload in files)
-    )
+    inline = upload_is_inline(files)
     job = _job_create(
         project=project,
         kind=ImportKind.UPLOAD,
@@ -153,6 +169,19 @@ def upload_job_create(
     return job
 
 
+def upload_is_inline(files: Sequence[File]) -> bool:
+    """Whether checking these uploads is small enough to do inside the request (see
+    upload_job_create). Reads at most each file's first bytes and its image header."""
+    if len(files) > settings.CONCORD_UPLOAD_INLINE_FILES:
+        return False
+    if sum(upload.size or 0 for upload in files) > settings.CONCORD_UPLOAD_INLINE_BYTES:
+        return False
+    if any(_looks_like_zip(upload) for upload in files):
+        return False
+    pixels = sum(declared_pixels(upload) or 0 for upload in files)
+    return pixels <= settings.CONCORD_UPLOAD_INLINE_PIXELS
+
+
 def import_job_create(
     *,
     project: Project,
@@ -160,14 +189,19 @@ def import_job_create(
     manifest: File,
     images: Sequence[File],
     created_by: AbstractBaseUser | None,
+    encoding: str = "auto",
 ) -> ImportJob:
     """Store a manifest or COCO file with the images it names (files, or zips of them) and queue
     the job that imports them. ``manifest`` may be None when a zip among ``images`` holds it
-    (the one .csv/.tsv/.jsonl/.ndjson file, or .json for COCO, in it). Raises InputRefused for
-    an unknown kind, no file at all, or an oversized manifest."""
+    (the one .csv/.tsv/.jsonl/.ndjson file, or .json for COCO, in it). ``encoding`` is the
+    text's encoding, one of sources.ENCODINGS ("auto" detects it). Raises InputRefused for an
+    unknown kind or encoding, an oversized manifest, or no manifest (none sent, and no zip among
+    ``images`` lists one)."""
     if kind not in (ImportKind.MANIFEST, ImportKind.COCO):
         raise InputRefused(f"Unknown import kind '{kind}'.")
-    if manifest is None and not images:
+    _check_encoding(encoding)
+    if manifest is None and not any(_zip_holds_manifest(upload, kind=kind) for upload in images):
+        # Known now, from the zips' directories (bounded): no job is made only to fail.
         raise InputRefused(NO_MANIFEST)
     if manifest is not None:
         _check_source_size(name=manifest.name or "", size=manifest.size or 0)
@@ -178,16 +212,19 @@ def import_job_create(
         source=Source.MANIFEST if kind == ImportKind.MANIFEST else Source.COCO,
         created_by=created_by,
         inputs=[*given, *[("images", upload) for upload in images]],
+        options=_encoding_option(encoding),
     )
     import_job_enqueue(job=job)
     return job
 
 
 def terminal_import_create(
-    *, project: Project, kind: str, source_file: Path, images_dir: Path
+    *, project: Project, kind: str, source_file: Path, images_dir: Path, encoding: str = "auto"
 ) -> ImportJob:
     """A job for import_coco/import_manifest: the manifest goes to the storage like any input;
-    the images stay in ``images_dir`` on this machine, so only this process runs the job."""
+    the images stay in ``images_dir`` on this machine, so only this process runs the job.
+    ``encoding`` as for import_job_create."""
+    _check_encoding(encoding)
     _check_source_size(name=source_file.name, size=source_file.stat().st_size)
     with source_file.open("rb") as handle:
         return _job_create(
@@ -196,7 +233,7 @@ def terminal_import_create(
             source=Source.MANIFEST if kind == ImportKind.MANIFEST else Source.COCO,
             created_by=None,
             inputs=[("manifest", File(handle, name=source_file.name))],
-            options={"images_dir": str(images_dir.resolve())},
+            options={"images_dir": str(images_dir.resolve()), **_encoding_option(encoding)},
         )
 
 
@@ -221,7 +258,9 @@ def _job_create(
     stored: list[dict] = []
     try:
         for index, (role, upload) in enumerate(inputs):
-            original = upload.name or f"file-{index + 1}"
+            # The name as sent: Django cuts an uploaded file's name to 255 characters silently
+            # (config.uploads keeps the full one), and the row refuses one too long to store.
+            original = getattr(upload, "full_name", None) or upload.name or f"file-{index + 1}"
             # The storage name carries no part of the uploaded name but a plain suffix.
             name = default_storage.save(
                 f"imports/{project.pk}/{job.pk}/{index:05d}{_suffix(original)}", upload
@@ -243,6 +282,15 @@ def _job_create(
     return job
 
 
+def _check_encoding(encoding: str) -> None:
+    if encoding not in ENCODINGS:
+        raise InputRefused(UNKNOWN_ENCODING.format(encoding=encoding, known=", ".join(ENCODINGS)))
+
+
+def _encoding_option(encoding: str) -> dict:
+    return {} if encoding == "auto" else {"encoding": encoding}
+
+
 def _check_source_size(*, name: str, size: int) -> None:
     limit = settings.CONCORD_IMPORT_MAX_BYTES
     if size > limit:
@@ -256,6 +304,31 @@ def _check_source_size(*, name: str, size: int) -> None:
 def _suffix(name: str) -> str:
     suffix = PurePosixPath(name.replace("\\", "/")).suffix.lower()
     return suffix if 1 < len(suffix) <= 8 and set(suffix[1:]) <= _SAFE_SUFFIX_CHARS else ""
+
+
+def _manifest_suffixes(kind: str) -> tuple[str, ...]:
+    return (".json",) if kind == ImportKind.COCO else (".csv", ".tsv", ".jsonl", ".ndjson")
+
+
+def _zip_holds_manifest(upload: File, *, kind: str) -> bool:
+    """Whether an uploaded file is a zip whose directory lists a manifest (or COCO file)."""
+    if not _looks_like_zip(upload):
+        return False
+    try:
+        listing = list_archive(
+            upload,
+            max_files=settings.CONCORD_ZIP_MAX_FILES,
+            max_total_bytes=settings.CONCORD_ZIP_MAX_BYTES,
+        )
+    except ArchiveRejected:
+        return False
+    finally:
+        upload.seek(0)
+    suffixes = _manifest_suffixes(kind)
+    return any(
+        member.name.lower().endswith(suffixes) and not member.name_error
+        for member in listing.members
+    )
 
 
 def _looks_like_zip(upload: File) -> bool:
@@ -369,15 +442,19 @@ def import_job_run(
     try:
         with ExitStack() as stack:
             plan = _plan(job=job, images_dir=images_dir, stack=stack)
+            if not plan.items:  # done with nothing to show: say why, not just "0 rows"
+                plan.notes.append(NO_ROWS[job.kind])
             ImportJob.objects.filter(pk=job.pk).update(
                 rows_total=len(plan.items), notes=[display_text(n, limit=500) for n in plan.notes]
             )
             _run_items(job=job, items=plan.items, on_progress=on_progress)
     except SourceError as exc:
         _finish(job=job, status=ImportStatus.FAILED, error=display_text(str(exc), limit=2000))
+        _inputs_discard(job=job)
     except Exception:
         logger.exception("Import job %s failed", job.pk)
         _finish(job=job, status=ImportStatus.FAILED, error=JOB_INTERNAL_ERROR)
+        _inputs_discard(job=job)
         raise
     else:
         _finish(job=job, status=ImportStatus.DONE)
@@ -425,8 +502,9 @@ def import_jobs_recover() -> list[int]:
 
 
 def _inputs_discard(*, job: ImportJob) -> None:
-    """A finished job's uploaded files are not needed any more (every row has its outcome, every
-    image its own file): they leave the storage. A failed job keeps them, to be run again."""
+    """An ended job's uploaded files are not needed any more: a done job's rows all have their
+    outcome and every image its own file; a failed job is never run again (its page says why,
+    and the person sends the corrected files as a new import). They leave the storage."""
     for entry in job.inputs:
         try:
             default_storage.delete(entry["storage"])
@@ -1188,8 +1266,11 @@ def _plan(*, job: ImportJob, images_dir: Path | None, stack: ExitStack) -> _Plan
                 limit_mb=settings.CONCORD_IMPORT_MAX_BYTES / 2**20,
             )
         )
+    encoding = job.options.get("encoding", "auto")
     parsed: ParsedSource = (
-        parse_coco(raw) if job.kind == ImportKind.COCO else parse_manifest(raw, name=name)
+        parse_coco(raw, encoding=encoding)
+        if job.kind == ImportKind.COCO
+        else parse_manifest(raw, name=name, encoding=encoding)
     )
     parsed.notes[:0] = notes
     del raw
@@ -1208,7 +1289,7 @@ def _plan(*, job: ImportJob, images_dir: Path | None, stack: ExitStack) -> _Plan
 
 def _manifest_in_zip(*, job: ImportJob) -> tuple[str, bytes]:
     """The one manifest (or COCO file) inside the uploaded zips, when none was sent on its own."""
-    suffixes = (".json",) if job.kind == ImportKind.COCO else (".csv", ".tsv", ".jsonl", ".ndjson")
+    suffixes = _manifest_suffixes(job.kind)
     found = []
     for entry in job.inputs:
         if entry["role"] != "images":
@@ -1272,7 +1353,10 @@ def _upload_plan(*, job: ImportJob, stack: ExitStack) -> _Plan:
         head = handle.read(4)
         handle.seek(0)
         name = entry["name"]
-        if head not in _ZIP_MAGIC and not name.lower().endswith(".zip"):
+        # Judged by content: a zip named .jpg is read as a zip, an image named .zip as an image.
+        if head not in _ZIP_MAGIC and (
+            not name.lower().endswith(".zip") or declared_pixels(handle) is not None
+        ):
             items.append(
                 _Item(
                     position=len(items),
@@ -1281,7 +1365,7 @@ def _upload_plan(*, job: ImportJob, stack: ExitStack) -> _Plan:
                     error=name_problem(name, field="file name"),
                     source=job.source,
                     original_name=name,
-                    load=_reader(handle, max_bytes=max_bytes, name=name),
+                    load=_reader(handle, max_bytes=max_bytes, size=entry.get("size", 0)),
                 )
             )
             continue
@@ -1311,8 +1395,15 @@ def _upload_plan(*, job: ImportJob, stack: ExitStack) -> _Plan:
     return _Plan(items=items, notes=notes)
 
 
-def _reader(handle: BinaryIO, *, max_bytes: int, name: str) -> Callable[[], bytes]:
+def _reader(handle: BinaryIO, *, max_bytes: int, size: int) -> Callable[[], bytes]:
+    """Reads a stored file of ``size`` bytes (as uploaded); one over the limit is refused with
+    its true size, without reading it."""
+
     def load() -> bytes:
+        if size > max_bytes:
+            raise ImageRejected(
+                IMAGE_TOO_LARGE.format(size_mb=size / 2**20, limit_mb=max_bytes / 2**20)
+            )
         handle.seek(0)
         # One byte past the limit is enough to refuse an oversized file without reading it all.
         return handle.read(max_bytes + 1)
@@ -1385,14 +1476,16 @@ class _StoredResolver(_Resolver):
     def __init__(self, inputs: list[dict], *, stack: ExitStack):
         self.notes = []
         self._paths: dict[str, Callable[[], bytes]] = {}
-        self._basenames: dict[str, list[Callable[[], bytes]]] = {}
+        self._basenames: dict[str, list[tuple[str, Callable[[], bytes]]]] = {}
         max_bytes = settings.CONCORD_MAX_IMAGE_BYTES
         for entry in inputs:
             handle = stack.enter_context(default_storage.open(entry["storage"], "rb"))
             head = handle.read(4)
             handle.seek(0)
             if head not in _ZIP_MAGIC:
-                self._add(entry["name"], _reader(handle, max_bytes=max_bytes, name=entry["name"]))
+                self._add(
+                    entry["name"], _reader(handle, max_bytes=max_bytes, size=entry.get("size", 0))
+                )
                 continue
             try:
                 listing = list_archive(
@@ -1410,18 +1503,26 @@ class _StoredResolver(_Resolver):
     def _add(self, name: str, load: Callable[[], bytes]) -> None:
         key = unicodedata.normalize("NFC", name.replace("\\", "/")).lstrip("./")
         self._paths.setdefault(key, load)
-        self._basenames.setdefault(key.rsplit("/", 1)[-1], []).append(load)
+        self._basenames.setdefault(key.rsplit("/", 1)[-1], []).append((key, load))
 
     def loader(self, name: str) -> Callable[[], bytes]:
         key = unicodedata.normalize("NFC", name.replace("\\", "/")).lstrip("./")
         load = self._paths.get(key)
+        candidates = self._basenames.get(key.rsplit("/", 1)[-1], [])
+        if load is None and len(candidates) == 1:
+            load = candidates[0][1]
         if load is None:
-            candidates = self._basenames.get(key.rsplit("/", 1)[-1], [])
-            load = candidates[0] if len(candidates) == 1 else None
-        if load is None:
+            if len(candidates) > 1:
+                shown = ", ".join(path for path, _ in candidates[:3])
+                more = ", …" if len(candidates) > 3 else ""
+                reason = IMAGE_NAME_AMBIGUOUS.format(
+                    count=len(candidates), name=name, paths=shown + more
+                )
+            else:
+                reason = IMAGE_NOT_UPLOADED.format(name=name)
 
             def missing() -> bytes:
-                raise _RowRefused(IMAGE_NOT_UPLOADED.format(name=name))
+                raise _RowRefused(reason)
 
             return missing
         return load

@@ -9,6 +9,7 @@ from django.urls import reverse
 from tqdm import tqdm
 
 from datasets.ingest.services.jobs import InputRefused, import_job_run, terminal_import_create
+from datasets.ingest.sources import ENCODINGS
 from datasets.models import ImportJob, ImportStatus, Project, RowOutcome
 
 MAX_PROBLEMS_SHOWN = 50
@@ -23,8 +24,14 @@ class ImportCommand(BaseCommand):
         parser.add_argument(
             "--images", type=Path, required=True, help="folder the image file names are relative to"
         )
+        parser.add_argument(
+            "--encoding",
+            choices=list(ENCODINGS),
+            default="auto",
+            help="the file's text encoding (default auto: byte-order mark, UTF-8, else detected)",
+        )
 
-    def handle(self, *args, project: str, file: Path, images: Path, **options):
+    def handle(self, *args, project: str, file: Path, images: Path, encoding: str, **options):
         target = Project.objects.filter(slug=project).first()
         if target is None:
             raise CommandError(f"No project with slug '{project}'.")
@@ -34,7 +41,11 @@ class ImportCommand(BaseCommand):
             raise CommandError(f"{images} is not a folder.")
         try:
             job = terminal_import_create(
-                project=target, kind=self.kind, source_file=file, images_dir=images
+                project=target,
+                kind=self.kind,
+                source_file=file,
+                images_dir=images,
+                encoding=encoding,
             )
         except InputRefused as exc:
             raise CommandError(str(exc)) from exc

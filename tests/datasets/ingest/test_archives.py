@@ -12,6 +12,7 @@ from datasets.ingest.archives import (
     ZIP_BAD_NAME,
     ZIP_ENCRYPTED,
     ZIP_SIZE_LIED,
+    ZIP_TRUNCATED,
     ZIP_UNSAFE_NAME,
     ArchiveRejected,
     MemberRefused,
@@ -123,7 +124,7 @@ def test_uncompressed_size_limit_refuses_the_archive():
     # 5 MB of zeros compresses to a few KB: the limit is on what it unpacks to.
     archive = _zip({"zeros.png": bytes(5 * 2**20)})
     assert len(archive.getvalue()) < 100_000
-    with pytest.raises(ArchiveRejected, match="unpacks to 5 MB; the limit is 1 MB"):
+    with pytest.raises(ArchiveRejected, match="unpacks to 5 MiB; the limit is 1 MiB"):
         list(iter_archive(archive, max_files=10, max_total_bytes=2**20, max_member_bytes=2**30))
 
 
@@ -144,7 +145,7 @@ def test_a_member_over_the_image_limit_is_refused_without_inflating_it():
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert [(m.name, m.data) for m in members] == [("huge.jpg", None), ("small.jpg", b"ok")]
-    assert members[0].error == "The file is 1024.0 MB; the limit is 20 MB."
+    assert members[0].error == "The file is 1024.0 MiB; the limit is 20 MiB."
     assert peak < 5 * 2**20
 
 
@@ -193,3 +194,21 @@ def test_a_truncated_archive_is_unreadable_as_a_whole_and_a_cut_member_alone():
 def test_not_a_zip(blob):
     with pytest.raises(ArchiveRejected):
         list(iter_archive(io.BytesIO(blob), **LIMITS))
+
+
+def test_a_truncated_archive_whose_last_member_is_a_zip_is_refused_not_read_as_that_zip():
+    """Cut before its own directory, an archive ending in a stored zip shows only that inner
+    zip's directory: reading it would list the inner members and lose every outer one."""
+    inner = _zip({"inner_good5.jpg": b"inner"}).getvalue()
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("outer_good6.jpg", b"outer", compress_type=zipfile.ZIP_DEFLATED)
+        archive.writestr("inner.zip", inner, compress_type=zipfile.ZIP_STORED)
+    whole = buffer.getvalue()
+    cut = whole[: whole.index(inner) + len(inner)]  # the outer directory is gone
+    with pytest.raises(ArchiveRejected, match="truncated"):
+        list_archive(io.BytesIO(cut), max_files=100, max_total_bytes=2**30)
+    assert str(ZIP_TRUNCATED).startswith("The archive is truncated")
+    # The whole archive still reads, inner zip and all.
+    names = [m.name for m in iter_archive(io.BytesIO(whole), **LIMITS)]
+    assert names == ["outer_good6.jpg", "inner.zip"]

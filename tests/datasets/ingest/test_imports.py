@@ -194,3 +194,29 @@ def test_flickr8k_sample_imports_then_adds_nothing(project, capsys):
     assert "Rows: 5000 read: 0 added, 5000 already present, 0 merged, 0 refused." in out
     assert "Images: 0 added. Captions: 0 added." in out
     assert Caption.objects.filter(image__project=project).count() == 5000
+
+
+def test_the_encoding_can_be_chosen_in_the_terminal_and_a_repeated_column_fails_clearly(
+    project, tmp_path
+):
+    images = _images_folder(tmp_path, ["a.jpg"])
+    manifest = tmp_path / "m.csv"
+    manifest.write_bytes("image,caption\na.jpg,Žluťoučký kůň\n".encode("cp1250"))
+    out = _run(
+        "import_manifest",
+        project.slug,
+        str(manifest),
+        "--images",
+        str(images),
+        "--encoding",
+        "cp1250",
+    )
+    assert "Read as cp1250 (chosen)." in out
+    assert project.images.get().captions.get().text == "Žluťoučký kůň"
+    assert ImportJob.objects.get().options["encoding"] == "cp1250"
+
+    repeated = tmp_path / "r.csv"
+    repeated.write_text("image,caption,Caption\na.jpg,first caption col,second caption col\n")
+    with pytest.raises(CommandError, match="names the column 'caption' 2 times"):
+        call_command("import_manifest", project.slug, str(repeated), "--images", str(images))
+    assert project.images.get().captions.count() == 1

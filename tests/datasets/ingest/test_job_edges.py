@@ -254,3 +254,146 @@ def test_unsafe_urls_stored_before_are_shown_as_text_not_links(client, project, 
     ).content.decode()
     assert 'href="javascript' not in page.lower()
     assert "javascript:alert(document.cookie)" in page  # still visible, as text
+
+
+def _png(size: tuple[int, int], *, text: str = "") -> bytes:
+    """A PNG of ``size`` pixels that compresses to a few KB (one colour), with an optional tEXt
+    chunk so that storing it means decoding and re-encoding every pixel."""
+    import io
+
+    from PIL import Image as PILImage
+    from PIL import PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    if text:
+        info.add_text("Comment", text)
+    buffer = io.BytesIO()
+    PILImage.new("1", size).save(buffer, format="PNG", pnginfo=info)
+    return buffer.getvalue()
+
+
+def test_an_upload_of_few_small_files_but_many_pixels_is_never_decoded_in_the_request(api, project):
+    """The inline path is bounded by decoded work (pixels the headers declare), not by file count
+    or bytes: one 49-megapixel PNG of a few KB, under every other limit, goes to a worker (202)
+    and nothing is decoded or stored while the request runs."""
+    big = _png((7000, 7000), text="must be re-encoded")
+    assert len(big) < 100_000
+    response = api.post(
+        reverse("api-images", kwargs={"slug": project.slug}),
+        {"files": [SimpleUploadedFile("big.png", big)]},
+    )
+    assert response.status_code == 202, response.json()
+    assert response.json()["status"] == "queued"
+    assert project.images.count() == 0
+    assert ImportJob.objects.get().status == ImportStatus.QUEUED
+
+
+def test_the_inline_pixel_budget_counts_every_file_of_the_upload(api, project, settings):
+    settings.CONCORD_UPLOAD_INLINE_PIXELS = 1_500_000
+    url = reverse("api-images", kwargs={"slug": project.slug})
+    one = api.post(url, {"files": [SimpleUploadedFile("a.png", _png((1000, 1000)))]})
+    assert (one.status_code, one.json()["status"]) == (201, "done")
+    two = api.post(
+        url,
+        {
+            "files": [
+                SimpleUploadedFile("b.png", _png((1000, 1001))),
+                SimpleUploadedFile("c.png", _png((1000, 1002))),
+            ]
+        },
+    )
+    assert (two.status_code, two.json()["status"]) == (202, "queued")
+    # Files that are no image at all cost nothing to refuse: they never push an upload out.
+    junk = api.post(
+        url, {"files": [SimpleUploadedFile(f"{n}.jpg", b"not an image") for n in "xyz"]}
+    )
+    assert (junk.status_code, junk.json()["counts"]["refused"]) == (201, 3)
+
+
+def test_the_import_form_and_api_take_the_manifest_encoding(api, project):
+    raw = "image;caption\na.jpg;Žluťoučký kůň\n".encode("cp1250")
+    images = zip_of([("a.jpg", factories.image_bytes(seed=1))])
+    page = api.post(
+        reverse("project-import", kwargs={"slug": project.slug}),
+        {
+            "kind": "manifest",
+            "encoding": "cp1250",
+            "manifest": SimpleUploadedFile("m.csv", raw),
+            "images": [SimpleUploadedFile("i.zip", images)],
+        },
+    )
+    assert page.status_code == 302
+    job = import_job_run(job_id=ImportJob.objects.get().pk)
+    assert "Read as cp1250 (chosen)." in job.notes
+    assert project.images.get().captions.get().text == "Žluťoučký kůň"
+    url = reverse("api-imports", kwargs={"slug": project.slug})
+    bad = api.post(
+        url, {"kind": "manifest", "encoding": "rot13", "manifest": SimpleUploadedFile("m.csv", raw)}
+    )
+    assert bad.status_code == 400 and "encoding" in bad.json()
+    default = api.post(url, {"kind": "manifest", "manifest": SimpleUploadedFile("m.csv", raw)})
+    assert default.status_code == 202
+    job = import_job_run(job_id=default.json()["id"])
+    # Detected: Windows-1250 reads this best; the note names it and says how to choose.
+    assert any("(detected)" in note and "choosing" in note for note in job.notes), job.notes
+
+
+def test_a_queued_job_page_says_how_many_import_jobs_are_ahead(client, project, manager):
+    from datasets.ingest.services.jobs import import_job_create
+
+    client.force_login(manager)
+    made = [
+        import_job_create(
+            project=project,
+            kind="manifest",
+            manifest=SimpleUploadedFile("m.csv", b"image,caption\na.jpg,x\n"),
+            images=[],
+            created_by=manager,
+        )
+        for _ in range(3)
+    ]
+    url = reverse("import-job", kwargs={"slug": project.slug, "job_id": made[2].pk})
+    assert "2 import jobs ahead of this one" in client.get(url).content.decode()
+    import_job_run(job_id=made[0].pk)
+    partial = client.get(url, {"part": "status"}, HTTP_HX_REQUEST="true").content.decode()
+    assert "1 import job ahead of this one" in partial
+    first = reverse("import-job", kwargs={"slug": project.slug, "job_id": made[1].pk})
+    assert "ahead of this one" not in client.get(first).content.decode()
+
+
+def test_an_over_long_file_name_is_refused_as_a_zip_members_is_not_stored_cut(api, project):
+    """Django cuts an uploaded file's name to 255 characters; a zip member's name over 255 is
+    refused. A direct upload now gets the same outcome, whichever way it comes."""
+    import io
+
+    long_name = "x" * 300 + ".jpg"
+    sent = io.BytesIO(factories.image_bytes(seed=1))
+    sent.name = long_name  # a SimpleUploadedFile would cut it before sending
+    response = api.post(
+        reverse("api-images", kwargs={"slug": project.slug}),
+        {
+            "files": [
+                sent,
+                SimpleUploadedFile("y" * 251 + ".jpg", factories.image_bytes(seed=2)),
+            ]
+        },
+    )
+    rows = api.get(response.json()["rows_url"]).json()["results"]
+    assert [(r["outcome"], r["reason"]) for r in rows] == [
+        ("refused", "'file name' is longer than 255 characters."),
+        ("added", ""),
+    ]
+    assert rows[0]["name"] == long_name
+    assert list(project.images.values_list("original_name", flat=True)) == ["y" * 251 + ".jpg"]
+
+
+def test_an_oversized_upload_is_refused_with_its_true_size_in_binary_units(api, project, settings):
+    settings.CONCORD_MAX_IMAGE_BYTES = 2**20
+    big = factories.image_bytes(fmt="PNG", seed=1) + bytes(3 * 2**19)  # 1.5 MiB and a bit
+    response = api.post(
+        reverse("api-images", kwargs={"slug": project.slug}),
+        {"files": [SimpleUploadedFile("big.png", big)]},
+    )
+    [row] = api.get(response.json()["rows_url"]).json()["results"]
+    assert row["reason"] == f"The file is {len(big) / 2**20:.1f} MiB; the limit is 1 MiB."
+    assert row["reason"].startswith("The file is 1.5 MiB")

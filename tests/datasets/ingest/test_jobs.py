@@ -367,3 +367,120 @@ def test_a_zip_may_carry_its_own_manifest(project, manager):
     )
     two = import_job_run(job_id=two.pk)
     assert two.status == ImportStatus.FAILED and "Several manifests" in two.error
+
+
+@pytest.mark.parametrize(
+    ("kind", "manifest", "error"),
+    [
+        ("manifest", "file,text\na.jpg,x\n", "Missing required column"),
+        ("manifest", "image,caption,caption\na.jpg,x,y\n", "names the column 'caption' 2 times"),
+        ("coco", "{not json", "Not valid COCO"),
+    ],
+)
+def test_a_failed_job_deletes_its_uploaded_inputs_too(project, manager, kind, manifest, error):
+    """Done or failed, an ended job is never run again: nothing it was sent stays in the storage
+    (a 2 GB zip sent with a bad manifest would otherwise stay for ever)."""
+    images = zip_of([("a.jpg", factories.image_bytes(seed=1))])
+    job = import_job_create(
+        project=project,
+        kind=kind,
+        manifest=ContentFile(manifest.encode(), name="m.json" if kind == "coco" else "m.csv"),
+        images=[ContentFile(images, name="images.zip")],
+        created_by=manager,
+    )
+    assert all(default_storage.exists(entry["storage"]) for entry in job.inputs)
+    job = import_job_run(job_id=job.pk)
+    assert job.status == ImportStatus.FAILED and error in job.error
+    assert job.inputs and not any(default_storage.exists(entry["storage"]) for entry in job.inputs)
+    assert job.rows.count() == 0 and Image.objects.count() == 0
+
+
+def test_images_without_a_manifest_are_refused_before_any_job_exists(project, manager):
+    """Plain images, or zips whose directory lists no manifest: refused at once (a form error,
+    a 400), not a job stored only to fail."""
+    zipped = zip_of([("a.jpg", factories.image_bytes(seed=1)), ("notes.txt", b"no")])
+    for kind, images in [
+        ("manifest", [ContentFile(factories.image_bytes(seed=2), name="b.jpg")]),
+        ("manifest", [ContentFile(zipped, name="images.zip")]),
+        ("coco", [ContentFile(zip_of([("m.csv", b"image,caption\n")]), name="x.zip")]),
+        ("manifest", [ContentFile(b"PK\x03\x04 broken", name="broken.zip")]),
+    ]:
+        with pytest.raises(jobs.InputRefused, match="Choose the manifest or COCO file"):
+            import_job_create(
+                project=project, kind=kind, manifest=None, images=images, created_by=manager
+            )
+    assert ImportJob.objects.count() == 0
+    assert not default_storage.exists("imports")
+    with_manifest = zip_of(
+        [("a.jpg", factories.image_bytes(seed=1)), ("m.CSV", b"image,caption\n")]
+    )
+    job = import_job_create(
+        project=project,
+        kind="manifest",
+        manifest=None,
+        images=[ContentFile(with_manifest, name="all.zip")],
+        created_by=manager,
+    )
+    assert job.status == ImportStatus.QUEUED
+
+
+def test_a_job_with_nothing_to_read_ends_saying_so(project, manager, settings):
+    settings.CONCORD_UPLOAD_INLINE_FILES = 0
+    empty_zip = upload_job_create(
+        project=project,
+        files=[ContentFile(zip_of([]), name="empty.zip")],
+        source="upload",
+        created_by=manager,
+    )
+    clutter = upload_job_create(
+        project=project,
+        files=[ContentFile(zip_of([("__MACOSX/._a.jpg", b"x")]), name="mac.zip")],
+        source="upload",
+        created_by=manager,
+    )
+    header_only = _manifest_job(project, manager, "image,caption\n", {"a.jpg": b"x"})
+    coco = _manifest_job(project, manager, '{"images": [], "annotations": []}', {}, name="c.json")
+    for job, kind in [
+        (empty_zip, "upload"),
+        (clutter, "upload"),
+        (header_only, "manifest"),
+        (coco, "coco"),
+    ]:
+        job = import_job_run(job_id=job.pk)
+        assert (job.status, job.rows_total) == (ImportStatus.DONE, 0)
+        assert jobs.NO_ROWS[kind] in job.notes, job.notes
+
+
+def test_a_name_several_uploaded_files_share_is_refused_as_ambiguous(project, manager):
+    job = _manifest_job(
+        project,
+        manager,
+        "image,caption\nsame.jpg,which one?\na/same.jpg,this one\n",
+        {"a/same.jpg": factories.image_bytes(seed=1), "b/same.jpg": factories.image_bytes(seed=2)},
+    )
+    job = import_job_run(job_id=job.pk)
+    rows = list(job.rows.order_by("position"))
+    assert [row.outcome for row in rows] == ["refused", "added"]
+    assert rows[0].reason == jobs.IMAGE_NAME_AMBIGUOUS.format(
+        count=2, name="same.jpg", paths="a/same.jpg, b/same.jpg"
+    )
+
+
+def test_uploads_are_judged_by_content_whatever_their_names_say(project, manager, settings):
+    settings.CONCORD_UPLOAD_INLINE_FILES = 0
+    job = upload_job_create(
+        project=project,
+        files=[
+            ContentFile(factories.image_bytes(seed=1), name="photo.zip"),
+            ContentFile(zip_of([("in.jpg", factories.image_bytes(seed=2))]), name="archive.jpg"),
+            ContentFile(b"neither", name="junk.zip"),
+        ],
+        source="upload",
+        created_by=manager,
+    )
+    job = import_job_run(job_id=job.pk)
+    assert [(row.where, row.outcome) for row in job.rows.order_by("position")] == [
+        ("photo.zip", "added"),
+        ("archive.jpg: in.jpg", "added"),
+        ("junk.zip", "refused"),
+    ]

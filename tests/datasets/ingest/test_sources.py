@@ -270,3 +270,152 @@ def test_column_limits_match_the_model():
     assert fields["license_url"] == sources.LICENSE_URL_MAX_CHARS
     extra = {f.name: f.max_length for f in ImageSource._meta.fields}
     assert all(extra[name] == fields[name] for name in ("original_name", "source_url"))
+
+
+# --- Repeated names: never "the last one wins" ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("header", "column", "positions"),
+    [
+        ("image,caption,caption", "caption", "2, 3"),
+        ("image,Caption, CAPTION ", "caption", "2, 3"),
+        ("image;caption;license;License", "license", "3, 4"),
+        ("image\tcaption\tImage", "image", "1, 3"),
+        ("source_url|image|caption|source_url", "source_url", "1, 4"),
+    ],
+)
+def test_a_header_naming_a_column_twice_refuses_the_file_naming_it(header, column, positions):
+    delimiter = next(d for d in ",;\t|" if d in header)
+    raw = f"{header}\n{delimiter.join(['a.jpg', 'first', 'second', 'third'][: header.count(delimiter) + 1])}\n"
+    with pytest.raises(SourceError) as refused:
+        parse_manifest(raw.encode(), name="m.csv")
+    assert str(refused.value) == sources.MANIFEST_REPEATED_COLUMN.format(
+        column=column, count=2, positions=positions
+    )
+
+
+def test_columns_the_importer_does_not_use_are_named_in_a_note():
+    parsed = parse_manifest(b"image,caption,notes,Photographer\na.jpg,x,n,p\n", name="m.csv")
+    assert sources.MANIFEST_IGNORED_COLUMNS.format(columns="'notes', 'photographer'") in (
+        parsed.notes
+    )
+    assert not any(
+        "Ignored" in note for note in parse_manifest(b"image,caption\na,b\n", name="m.csv").notes
+    )
+
+
+def test_jsonl_keys_are_read_in_any_case_and_a_repeated_key_refuses_its_row():
+    raw = (
+        b'{"IMAGE": "a.jpg", " Caption ": "upper case keys"}\n'
+        b'{"image": "b.jpg", "caption": "first", "caption": "second"}\n'
+        b'{"image": "c.jpg", "caption": "one", "Caption": "two"}\n'
+        b'{"image": "d.jpg", "caption": "fine", "extra": {"k": 1, "k": 2}}\n'
+    )
+    rows = parse_manifest(raw, name="m.jsonl").rows
+    assert [(r.file_name, r.caption, r.error) for r in rows] == [
+        ("a.jpg", "upper case keys", ""),
+        ("b.jpg", None, sources.ROW_REPEATED_KEY.format(key="caption")),
+        ("c.jpg", None, sources.ROW_REPEATED_KEY.format(key="caption")),
+        ("d.jpg", "fine", ""),  # a repeat inside a value Concord does not read is harmless
+    ]
+
+
+def test_coco_repeats_are_refused_not_overwritten():
+    raw = (
+        b'{"licenses": [{"id": 1, "name": "CC0", "url": "http://cc.org/0"}],'
+        b' "images": [{"id": 1, "file_name": "lost.jpg"}],'
+        b' "images": [{"id": 1, "file_name": "a.jpg", "license": 1},'
+        b'            {"id": 2, "file_name": "b.jpg", "file_name": "c.jpg"},'
+        b'            {"id": 3, "file_name": "d.jpg", "license": 99}],'
+        b' "annotations": [{"id": 7, "image_id": 1, "caption": "first"},'
+        b'                 {"id": 7, "image_id": 1, "caption": "same id again"},'
+        b'                 {"id": 8, "image_id": 1, "caption": "x", "caption": "y"}]}'
+    )
+    with pytest.raises(SourceError, match="'images' appears more than once"):
+        parse_coco(raw)
+    fixed = raw.replace(b' "images": [{"id": 1, "file_name": "lost.jpg"}],', b"")
+    parsed = parse_coco(fixed)
+    assert [(r.where, r.error) for r in parsed.rows] == [
+        ("image id 1", ""),
+        ("image id 2", sources.ROW_REPEATED_KEY.format(key="file_name")),
+        ("image id 3", ""),
+        ("annotation id 7", ""),
+        ("annotation id 7", sources.COCO_DUPLICATE_ANNOTATION.format(ann_id=7, first=0)),
+        ("annotation id 8", sources.ROW_REPEATED_KEY.format(key="caption")),
+    ]
+    assert parsed.notes == [sources.COCO_UNKNOWN_LICENSES.format(count=1, ids="99")]
+
+
+# --- Encodings: the person may choose; a short Western file is read as Windows-1252 -----------
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "image;caption;license\r\nimg2.jpg;Café au lait, très chaud – 2 €;CC BY\r\n",
+        "image,caption\na.jpg,très\n",
+        # The QA's French Excel export, exactly (job 89 stored "trčs").
+        "image;caption;license\r\nimg2.jpg;Café au lait, très chaud – 2 €;CC BY\r\n"
+        'img3.jpg;"Une phrase; avec ""guillemets""";CC\r\n',
+        "image,caption\na.jpg,Señor Muñoz à la fenêtre\nb.jpg,Ça va?\n",
+        "image,caption\na.jpg,Größe ändern\n",
+    ],
+)
+def test_a_short_windows_1252_file_is_read_as_windows_1252(text):
+    parsed = parse_manifest(text.encode("cp1252"), name="m.csv")
+    assert any("read as cp1252 (detected)" in note for note in parsed.notes), parsed.notes
+    expected = text.splitlines()[1].split(text[5])[1]
+    assert parsed.rows[0].caption == expected and not parsed.rows[0].error
+
+
+def test_other_legacy_encodings_are_still_detected_when_they_read_better():
+    text = "image,caption\na.jpg,Собака бежит по траве рядом с домом\n" * 3
+    parsed = parse_manifest(text.encode("cp1251"), name="m.csv")
+    assert parsed.rows[0].caption == "Собака бежит по траве рядом с домом"
+    assert not any("cp1252" in note for note in parsed.notes)
+
+
+def test_a_chosen_encoding_is_used_and_named():
+    raw = "image,caption\na.jpg,Žluťoučký kůň\n".encode("cp1250")
+    parsed = parse_manifest(raw, name="m.csv", encoding="cp1250")
+    assert parsed.rows[0].caption == "Žluťoučký kůň"
+    assert "Read as cp1250 (chosen)." in parsed.notes
+    # Bytes the chosen encoding has no character for refuse their row only.
+    parsed = parse_manifest(
+        b"image,caption\na.jpg,x\x81y\nb.jpg,fine\n", name="m.csv", encoding="cp1252"
+    )
+    assert [bool(r.error) for r in parsed.rows] == [True, False]
+    assert "0x81" in parsed.rows[0].error
+    # A byte-order mark is unambiguous: it wins, and the note says so.
+    parsed = parse_manifest(
+        "image,caption\na.jpg,é\n".encode("utf-8-sig"), name="m.csv", encoding="cp1252"
+    )
+    assert parsed.rows[0].caption == "é"
+    assert parsed.notes[-1] == "Read as UTF-8-SIG (byte-order mark), not cp1252 as chosen."
+    with pytest.raises(ValueError, match="Unknown encoding"):
+        parse_manifest(b"image,caption\n", name="m.csv", encoding="rot13")
+
+
+@pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16-be"])
+def test_utf16_without_a_byte_order_mark_is_read_not_refused_as_a_strange_header(encoding):
+    raw = "image,caption\na.jpg,große Straße\n".encode(encoding)
+    parsed = parse_manifest(raw, name="m.csv")
+    assert parsed.rows[0].caption == "große Straße" and not parsed.rows[0].error
+    assert f"Read as {encoding.upper()} (no byte-order mark; detected)." in parsed.notes
+    jsonl = '{"image": "a.jpg", "caption": "ok"}\n'.encode(encoding)
+    assert parse_manifest(jsonl, name="m.jsonl").rows[0].caption == "ok"
+    # One NUL in a UTF-8 file is no UTF-16: its row is refused as before.
+    [row] = parse_manifest(b"image,caption\na.jpg,a \x00 b\n", name="m.csv").rows
+    assert "NUL" in row.error
+
+
+def test_a_header_with_an_over_long_column_still_finds_the_others():
+    raw = b"image,caption," + b"n" * 200_000 + b"\na.jpg,fine,x\n"
+    parsed = parse_manifest(raw, name="m.csv")
+    assert [(r.file_name, r.caption) for r in parsed.rows] == [("a.jpg", "fine")]
+
+
+def test_a_jsonl_error_says_where_on_its_line():
+    [row] = parse_manifest(b'{"image": "a.jpg", "caption": "tab\tinside"}\n', name="m.jsonl").rows
+    assert row.error == "not valid JSON (Invalid control character at column 35)."

@@ -43,7 +43,8 @@ def _worker(media, tmp_path, log) -> subprocess.Popen:
     }
     command = [
         *(sys.executable, "-m", "celery", "-A", "config", "worker", "--pool", "solo"),
-        *("-Q", "default", "-n", f"release-{uuid.uuid4().hex[:6]}@%h"),
+        # Import jobs are routed to their own queue (ingest); releases to default.
+        *("-Q", "ingest,default", "-n", f"release-{uuid.uuid4().hex[:6]}@%h"),
         *("--without-gossip", "--without-mingle", "--without-heartbeat", "--loglevel", "INFO"),
     ]
     with log.open("ab") as out:
@@ -55,8 +56,9 @@ def _worker(media, tmp_path, log) -> subprocess.Popen:
 def _purge_default() -> None:
     with app.connection_for_write() as connection:
         channel = connection.default_channel
-        channel.queue_declare("default", durable=True, auto_delete=False)
-        channel.queue_purge("default")
+        for queue in ("ingest", "default"):
+            channel.queue_declare(queue, durable=True, auto_delete=False)
+            channel.queue_purge(queue)
 
 
 def _wait(predicate, process, log, seconds) -> None:

@@ -113,12 +113,18 @@ def _gold(*, pair: Pair, by: AbstractBaseUser) -> str:
     if existing is not None and existing.gold_answer == _ANSWER[PairLabel(pair.label)]:
         return SKIP_ALREADY
     gold_set(pair=pair, answer=_ANSWER[PairLabel(pair.label)])
+    # Gold is decided by its answer: a pending request for adjudication no longer stands.
+    ItemLabel.objects.filter(pair=pair, sent_to_manager=True).update(
+        sent_to_manager=False, needs_manager=False
+    )
     return ""
 
 
 def _adjudicate(*, pair: Pair, by: AbstractBaseUser) -> str:
     if _adjudicated(pair):
         return SKIP_ADJUDICATED
+    if Task.objects.filter(pair=pair, kind=TaskKind.VERIFY, is_gold=True).exists():
+        return SKIP_GOLD  # decided by its gold answer
     verify_task_create(pair=pair)  # adjudication decides a verify item
     item, _ = ItemLabel.objects.get_or_create(project=pair.image.project, pair=pair)
     if item.sent_to_manager:

@@ -343,7 +343,7 @@ def _consensus_state(*, project: Project) -> _State:
         columns=["task", ITEM, "task_target"],
     ).set_index(ITEM)
 
-    known = {**adjudicated, **gold}
+    known = {**gold, **adjudicated}  # an adjudication is final, over a gold answer too
     if len(counted):
         ds = dawid_skene(
             judgments=counted[[ITEM, ANNOTATOR, LABEL]],
@@ -395,11 +395,12 @@ def _consensus_state(*, project: Project) -> _State:
     )
     # A manager's request for adjudication (the data browser's "send to adjudication") stands
     # until the item is adjudicated, whatever the votes say since.
+    # A gold pair is decided by its answer: a request for adjudication no longer stands.
     sent = set(
         ItemLabel.objects.filter(
             project=project, sent_to_manager=True, adjudicated_label__isnull=True
         ).values_list("pair_id", flat=True)
-    )
+    ) - set(gold)
     items["needs_manager"] = (
         unsettled
         & (
@@ -528,8 +529,18 @@ def _write(
             ItemLabel.objects.bulk_create([i for i in batch if not i.pk], batch_size=chunk)
         if progress is not None:
             progress(phase="items", done=min((done + 1) * chunk, len(to_save)), total=len(to_save))
+    # Gold pairs have no item row of their own in the state (their answer decides them): a
+    # request for a manager made before they became gold no longer stands.
+    gold_waiting = ItemLabel.objects.filter(
+        project=project, pair_id__in=list(state.gold), needs_manager=True
+    )
+    if gold_waiting.exists():
+        with transaction.atomic():
+            gold_waiting.update(needs_manager=False, sent_to_manager=False)
     for pair_id, answer in state.gold.items():
-        final[pair_id] = (answer, 1.0)
+        # A manager's adjudication is final, over a gold answer too (the release reads it so).
+        if pair_id not in state.adjudicated:
+            final[pair_id] = (answer, 1.0)
     # A pair's label follows its item: only written items' pairs (and gold) can have moved,
     # unless this is a full recompute.
     written = [*(i.pair_id for i in to_save), *state.gold] if not full else list(final)

@@ -326,3 +326,38 @@ def test_suspending_changes_the_figures_and_reinstating_restores_them_exactly(pr
         "spam",
     )
     assert Task.objects.filter(project=project, target=5).count() == 8
+
+
+def test_an_adjudication_stays_final_over_a_gold_answer_through_recomputes(project, manager):
+    """A pair made gold (match) that a manager then decides "no match": the pair's label, the
+    data browser and the release all follow the manager, recompute after recompute."""
+    from annotate.queue.services.pool import gold_set
+
+    tasks = factories.verify_tasks(project=project, count=2, target=2)
+    users = _crowd(project, 2)
+    _work_through(project, users, lambda user, task: "match")
+    consensus_recompute(project=project)
+    pair = Pair.objects.get(pk=tasks[0].pair_id)
+    gold_set(pair=pair, answer="match")
+    item_adjudicate(project=project, pair=pair, label=0, by=manager)
+    for _ in range(2):
+        consensus_recompute(project=project)
+        pair.refresh_from_db()
+        assert pair.label == 0
+
+
+def test_a_request_for_adjudication_ends_when_the_pair_is_made_gold(project):
+    """Sent to a manager, then made gold: decided by its answer, so it waits for nobody."""
+    from annotate.queue.services.pool import gold_set
+
+    tasks = factories.verify_tasks(project=project, count=2, target=2)
+    users = _crowd(project, 2)
+    _work_through(project, users, lambda user, task: "match")
+    consensus_recompute(project=project)
+    pair = Pair.objects.get(pk=tasks[0].pair_id)
+    ItemLabel.objects.filter(pair=pair).update(sent_to_manager=True, needs_manager=True)
+    consensus_recompute(project=project)
+    assert ItemLabel.objects.get(pair=pair).needs_manager  # the request stands
+    gold_set(pair=pair, answer="match")
+    consensus_recompute(project=project)
+    assert not ItemLabel.objects.get(pair=pair).needs_manager

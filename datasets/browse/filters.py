@@ -21,7 +21,19 @@ STATUSES = ("unjudged", "pending", "agreed", "disputed", "waiting", "adjudicated
 YES_NO = ("yes", "no")
 DUPLICATES = ("unique", "canonical", "duplicate")
 SPLITS = ("train", "val", "test", "none")
-SOURCES = ("upload", "api", "zip", "coco", "manifest", "demo", "annotator", "text_edit")
+# datasets.models.Source's values (a pure core does not import the models; a test compares).
+SOURCES = (
+    "upload",
+    "api",
+    "zip",
+    "coco",
+    "manifest",
+    "url",
+    "bucket",
+    "demo",
+    "annotator",
+    "text_edit",
+)
 KINDS = ("positive", "random_negative", "hard_negative", "text_edit_negative")
 # Sort keys: the column (nullable ones sort their nulls last either way) and its direction.
 SORTS = (

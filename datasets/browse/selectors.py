@@ -259,6 +259,8 @@ def _pair_level_conditions(
                         crowd=ExpressionWrapper(OuterRef("label"), output_field=IntegerField())
                     ).filter(
                         (said_match & Q(crowd=crowd)) | (~said_match & Q(crowd=1 - crowd)),
+                        # Without a score the model said nothing: no disagreement, no agreement.
+                        Q(score__isnull=False),
                         bound,
                         pair=OuterRef("pk"),
                     )

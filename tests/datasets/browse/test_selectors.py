@@ -212,3 +212,21 @@ def test_many_matches_select_what_few_do(world, monkeypatch, params):
     assert with_lists[0]  # each case selects something, so a path that drops rows shows
     monkeypatch.setattr(selectors, "SEARCH_IDS_MAX", 0)
     assert views() == with_lists
+
+
+def test_a_pair_the_model_never_scored_neither_agrees_nor_disagrees(world):
+    """Random and text-edit proposals have no score until a model exists: the model said
+    nothing about them, so "disagrees" must not read the missing score as "no match"."""
+    from training.negatives.models import Proposal, ProposalSource
+
+    Proposal.objects.create(project=world.project, pair=world.p0, source=ProposalSource.RANDOM)
+    Proposal.objects.create(project=world.project, pair=world.p1, source=ProposalSource.RANDOM)
+    assert names(world, disagree="yes") == {"pn"}
+    assert names(world, disagree="no") == {"p3"}
+
+
+def test_every_source_of_the_model_can_be_filtered():
+    from datasets.browse.filters import SOURCES
+    from datasets.models import Source
+
+    assert set(SOURCES) == set(Source.values)

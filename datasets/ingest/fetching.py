@@ -106,11 +106,30 @@ def parse_networks(values: list[str] | tuple[str, ...]) -> tuple[Network, ...]:
     return tuple(ipaddress.ip_network(value.strip(), strict=False) for value in values if value)
 
 
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")  # RFC 6052: the last 32 bits are an IPv4 address
+
+
+def _embedded_ipv4(address: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """IPv4 addresses an IPv6 address carries to a router: IPv4-mapped, 6to4 (2002::/16),
+    Teredo (2001::/32, server and client) and NAT64 (64:ff9b::/96)."""
+    found = [address.ipv4_mapped, address.sixtofour]
+    if address.teredo is not None:
+        found += list(address.teredo)
+    if address in _NAT64:
+        found.append(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
+    return [v4 for v4 in found if v4 is not None]
+
+
 def address_blocked(address: Address) -> bool:
     """True for every address a collection must not reach by default: anything not globally
-    routable (loopback, private, link-local, shared, reserved, unspecified) and multicast."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+    routable (loopback, private, link-local, shared, reserved, unspecified) and multicast, and
+    an IPv6 address that wraps such an IPv4 address (mapped, 6to4, Teredo, NAT64)."""
+    if isinstance(address, ipaddress.IPv6Address):
+        embedded = _embedded_ipv4(address)
+        if any(address_blocked(v4) for v4 in embedded):
+            return True
+        if address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
     return (
         not address.is_global
         or address.is_multicast

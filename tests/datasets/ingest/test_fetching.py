@@ -150,6 +150,13 @@ def test_not_http_is_refused_without_a_request():
         ("fc00::1", True),
         ("ff02::1", True),
         ("::ffff:10.0.0.1", True),
+        # IPv6 that wraps a private IPv4 address for a router to unwrap.
+        ("2002:7f00:1::1", True),  # 6to4 of 127.0.0.1
+        ("2002:a9fe:a9fe::1", True),  # 6to4 of 169.254.169.254
+        ("2001:0:4136:e378:8000:63bf:f5ff:fffe", True),  # Teredo, client 10.0.0.1
+        ("64:ff9b::a00:1", True),  # NAT64 of 10.0.0.1
+        # NAT64 of a public address: refused too (it lies in ::/8, reserved), the safe side.
+        ("64:ff9b::5db8:d822", True),
         ("93.184.216.34", False),
         ("2606:4700:4700::1111", False),
     ],

@@ -18,6 +18,7 @@ from datasets import access
 from datasets.api import query_id
 from datasets.ingest import selectors
 from datasets.ingest.captions import CaptionError
+from datasets.ingest.forms import BUCKET_NAME, NO_CONTROLS
 from datasets.ingest.services.collection import (
     CollectionRefused,
     bucket_job_create,
@@ -382,12 +383,24 @@ class CollectionListApi(APIView):
 
     class CollectInput(serializers.Serializer):
         manifest = serializers.FileField(required=False)
-        url_column = serializers.CharField(max_length=100, required=False, default="url")
-        caption_column = serializers.CharField(max_length=100, required=False, default="caption")
-        bucket = serializers.CharField(max_length=63, required=False, default="")
-        prefix = serializers.CharField(max_length=900, required=False, default="", allow_blank=True)
+        url_column = serializers.CharField(
+            max_length=100, required=False, default="url", validators=[NO_CONTROLS]
+        )
+        caption_column = serializers.CharField(
+            max_length=100, required=False, default="caption", validators=[NO_CONTROLS]
+        )
+        bucket = serializers.CharField(
+            max_length=63, required=False, default="", validators=[BUCKET_NAME]
+        )
+        prefix = serializers.CharField(
+            max_length=900,
+            required=False,
+            default="",
+            allow_blank=True,
+            validators=[NO_CONTROLS],
+        )
         captions_key = serializers.CharField(
-            max_length=900, required=False, default="", allow_blank=True
+            max_length=900, required=False, default="", allow_blank=True, validators=[NO_CONTROLS]
         )
 
         def validate(self, data):

@@ -1,6 +1,7 @@
 """The upload and import forms: files (images or zips) in one field; a manifest with its images."""
 
 from django import forms
+from django.core.validators import RegexValidator
 
 from datasets.ingest.sources import ENCODINGS
 from datasets.models import ImportKind
@@ -67,6 +68,17 @@ class ImportForm(forms.Form):
         return cleaned
 
 
+# Checked when a collection is asked for (page and API alike), not found out later by a worker.
+# Bucket names as S3 clients accept them (boto3's own pattern, which admits legacy names).
+BUCKET_NAME = RegexValidator(
+    r"\A[a-zA-Z0-9._-]{3,63}\Z",
+    "A bucket name is 3 to 63 letters, digits, dots, hyphens or underscores.",
+)
+NO_CONTROLS = RegexValidator(
+    r"[\x00-\x1f\x7f]", "Control characters are not allowed here.", inverse_match=True
+)
+
+
 class CollectForm(forms.Form):
     manifest = forms.FileField(
         required=False,
@@ -75,18 +87,26 @@ class CollectForm(forms.Form):
         "captions (img2dataset's input shapes); other columns are kept as provenance.",
         widget=forms.ClearableFileInput(attrs={"accept": ".csv,.tsv,.jsonl,.ndjson,.parquet"}),
     )
-    url_column = forms.CharField(max_length=100, initial="url", label="URL column")
-    caption_column = forms.CharField(max_length=100, initial="caption", label="Caption column")
+    url_column = forms.CharField(
+        max_length=100, initial="url", label="URL column", validators=[NO_CONTROLS]
+    )
+    caption_column = forms.CharField(
+        max_length=100, initial="caption", label="Caption column", validators=[NO_CONTROLS]
+    )
     bucket = forms.CharField(
         max_length=63,
         required=False,
+        validators=[BUCKET_NAME],
         label="Or an S3 bucket",
         help_text="Every JPEG, PNG and WebP under the prefix, on the configured S3 endpoint.",
     )
-    prefix = forms.CharField(max_length=900, required=False, label="Prefix")
+    prefix = forms.CharField(
+        max_length=900, required=False, label="Prefix", validators=[NO_CONTROLS]
+    )
     captions_key = forms.CharField(
         max_length=900,
         required=False,
+        validators=[NO_CONTROLS],
         label="Captions manifest in the bucket",
         help_text="Optional: a CSV/JSONL/Parquet object with key and caption columns; without "
         "it, photo.txt beside photo.jpg is its caption.",

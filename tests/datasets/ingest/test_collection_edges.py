@@ -68,6 +68,35 @@ def test_the_api_refuses_a_bad_manifest_and_actions_on_other_jobs(project, manag
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"bucket": "x\x01"}, "bucket"),
+        ({"bucket": "a"}, "bucket"),
+        ({"bucket": "my bucket"}, "bucket"),
+        ({"bucket": "photos", "prefix": "cats/\x07"}, "prefix"),
+        ({"bucket": "photos", "captions_key": "c\x1b.csv"}, "captions_key"),
+        ({"manifest": "urls.csv", "url_column": "u\x01rl"}, "url_column"),
+        ({"manifest": "urls.csv", "caption_column": "\x7f"}, "caption_column"),
+    ],
+)
+def test_bad_collection_fields_are_refused_at_once_naming_the_field(
+    project, manager, fields, field
+):
+    """Found out when asked, not later by a worker with a boto3 error as the job's reason; no job
+    is made."""
+    client = _logged_in(manager)
+    data = dict(fields)
+    if "manifest" in data:
+        data["manifest"] = SimpleUploadedFile(data["manifest"], b"url,caption\n")
+    response = client.post(reverse("api-collections", kwargs={"slug": project.slug}), data)
+    assert response.status_code == 400 and field in response.json(), response.content
+    page = client.post(reverse("project-collect", kwargs={"slug": project.slug}), data)
+    assert page.status_code == 200 and field in page.context["form"].errors
+    assert not ImportJob.objects.exists()
+
+
+@pytest.mark.django_db
 def test_the_pages_start_a_collection_and_show_its_failures(project, manager, server):  # noqa: F811
     client = _logged_in(manager)
     page = client.get(reverse("project-collect", kwargs={"slug": project.slug}))

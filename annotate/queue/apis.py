@@ -2,13 +2,18 @@
 
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
-from drf_spectacular.utils import extend_schema, extend_schema_field, inline_serializer
+from drf_spectacular.utils import (
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_field,
+    inline_serializer,
+)
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from annotate.models import Answer, Lease, TaskKind
+from annotate.models import Answer, Lease, LeaseState, TaskKind
 from annotate.queue.services import challenges
 from annotate.queue.services.judgments import (
     AnsweredDifferently,
@@ -145,10 +150,19 @@ class LeaseSkipApi(APIView):
     project_need = access.WORK
     access_lookup = _lease_project
 
-    @extend_schema(request=None, responses={204: None})
+    @extend_schema(
+        request=None,
+        responses={204: None, 409: OpenApiResponse(description="The task was already answered")},
+        description="Give the task back. 204 (also for a lease skipped or expired before); 409 "
+        "when it was already answered: the answer stands and nothing is skipped.",
+    )
     def post(self, request: Request, lease_id: int) -> Response:
         lease = get_object_or_404(Lease, pk=lease_id, annotator=request.user)
-        lease_skip(lease=lease)
+        if lease_skip(lease=lease) == LeaseState.SUBMITTED:
+            return Response(
+                {"detail": "This task was already answered; the answer stands, nothing skipped."},
+                status=status.HTTP_409_CONFLICT,
+            )
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 

@@ -146,16 +146,20 @@ def leases_heartbeat(
     ).update(expires_at=now + timedelta(seconds=settings.CONCORD_LEASE_SECONDS))
 
 
-def lease_skip(*, lease: Lease) -> None:
-    """Give the task back to the pool (for others: this annotator never gets it again)."""
+def lease_skip(*, lease: Lease) -> str:
+    """Give the task back to the pool (for others: this annotator never gets it again).
+
+    Returns the lease's state afterwards: ``skipped``, or as it was when it is no longer active
+    (``submitted``: the answer stands and nothing is skipped; ``expired``)."""
     with transaction.atomic():
         task = Task.objects.select_for_update().get(pk=lease.task_id)
         lease = Lease.objects.select_for_update().get(pk=lease.pk)
         if lease.state != LeaseState.ACTIVE:
-            return
+            return lease.state
         _release_slot(task=task, lease=lease)
         lease.state = LeaseState.SKIPPED
         lease.save(update_fields=["state", "holds_slot"])
+        return lease.state
 
 
 def leases_reclaim(

@@ -89,6 +89,11 @@ def test_api_resubmit_is_idempotent_for_the_same_answer_and_409_for_another(
     assert body["detail"].startswith("This task was already answered (match)")
     assert (body["judgment_id"], body["answer"]) == (first.json()["judgment_id"], "match")
     assert list(Judgment.objects.values_list("answer", flat=True)) == ["match"]
+    # Skipping what was answered is refused too: the answer stands, nothing is given back.
+    skip = client.post(reverse("api-lease-skip", kwargs={"lease_id": lease_id}), **auth)
+    assert skip.status_code == 409 and "already answered" in skip.json()["detail"]
+    task = Task.objects.get(leases__pk=lease_id)
+    assert (task.judgment_count, task.lease_count) == (1, 0)
 
 
 def test_a_caption_resubmitted_with_other_text_is_refused(project, annotator):

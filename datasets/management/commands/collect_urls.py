@@ -89,3 +89,6 @@ class Command(BaseCommand):
         for _code, label, count in progress.failures:
             self.stdout.write(f"  {label}: {count}")
         self.stdout.write(f"Every row's outcome: {url}")
+        if progress.failed:
+            # Like import_manifest and import_coco: a script sees that rows did not make it.
+            raise SystemExit(1)

@@ -128,7 +128,9 @@ def test_the_pages_start_a_collection_and_show_its_failures(project, manager, se
 def test_the_command_collects_here(project, server, tmp_path, capsys):  # noqa: F811
     manifest = tmp_path / "urls.csv"
     manifest.write_bytes(_manifest(server))
-    call_command("collect_urls", project.slug, str(manifest), "--here")
+    with pytest.raises(SystemExit) as exited:  # a failed row: exit status 1, like the importers
+        call_command("collect_urls", project.slug, str(manifest), "--here")
+    assert exited.value.code == 1
     out = capsys.readouterr().out
     assert "2 fetched" in out and "1 failed" in out and "HTTP error status: 1" in out
     job = ImportJob.objects.get(project=project, kind=ImportKind.COLLECT)

@@ -98,7 +98,9 @@ class ItemState(TextChoices):
     DISPUTED = "disputed", "Disputed, asking more annotators"
     PENDING = "pending", "Pending"
     AGREED = "agreed", "Agreed"
-    ADJUDICATED = "adjudicated", "Decided by a manager"
+    # Gold pairs count here too (their answer is known): the agreement page's "decided by a
+    # manager" counts adjudications alone, so the page says both.
+    ADJUDICATED = "adjudicated", "Decided (by a manager, or a gold answer)"
 
 
 def _decided() -> Q:
@@ -224,6 +226,8 @@ def _reason(*, item: ItemLabel, state: str, limit: int) -> str:
         return f"Decided by {who}."
     votes = f"{item.judgments} vote{'s' if item.judgments != 1 else ''}"
     if state == ItemState.WAITING:
+        if item.sent_to_manager:
+            return f"Sent to a manager from the data browser ({votes} so far)."
         if item.judgments == 0:
             return f"Every answer was unsure ({votes}); only you can decide it."
         return (

@@ -124,6 +124,23 @@ def pairs_act(request: HttpRequest, slug: str) -> HttpResponse:
     action = request.POST.get("action", "")
     try:
         ids = selectors.pair_ids(project=project, spec=spec, limit=services.MAX_SELECTION + 1)
+        if request.POST.get("confirmed") != "1" and action in services.ACTIONS:
+            # One click must not turn a whole project gold: say how many pairs, then act.
+            return render(
+                request,
+                "datasets/pairs_confirm.html",
+                {
+                    "project": project,
+                    "action": action,
+                    "action_words": services.ACTIONS[action],
+                    "count": len(ids),
+                    "too_many": len(ids) > services.MAX_SELECTION,
+                    "max_selection": services.MAX_SELECTION,
+                    "query": urlencode(spec.query()),
+                    "filtered": bool(spec.query()),
+                    "back": back,
+                },
+            )
         outcome = services.selection_act(
             project=project, pair_ids=ids, action=action, by=request.user
         )

@@ -64,6 +64,9 @@ def test_manager_filters_the_grid_and_acts_on_the_selection(page, transactional_
     assert page.locator("[data-pair-list] tbody tr").count() == 1
     page.select_option("[data-pair-actions] select[name=action]", "exclude")
     page.click("[data-act]")
+    page.wait_for_selector("[data-confirm-action]")  # how many pairs, before anything is done
+    assert page.locator("[data-count]").inner_text() == "1 pair"
+    page.click("[data-confirm]")
     page.wait_for_selector("text=Exclude from releases: 1 pair done.")
     assert list(Pair.objects.filter(excluded_from_releases=True)) == [
         Pair.objects.get(image=images[0])

@@ -3,6 +3,7 @@
 import pytest
 from django.urls import reverse
 
+from annotate.models import Task
 from datasets.browse.filters import BAD_CURSOR
 from datasets.models import Pair
 
@@ -69,7 +70,17 @@ def test_grid_filters_by_caption_text_and_flags(client, manager, world):
 def test_an_action_from_the_page_acts_on_the_filtered_selection(client, manager, world):
     client.force_login(manager)
     act = reverse("pairs-act", kwargs={"slug": world.project.slug})
-    response = client.post(act, {"query": "kind=random_negative", "action": "exclude"})
+    # First the count to confirm, nothing done yet.
+    asked = client.post(act, {"query": "kind=random_negative", "action": "exclude"})
+    assert asked.status_code == 200 and asked.context["count"] == 1
+    assert 'name="confirmed" value="1"' in asked.content.decode()
+    assert not Pair.objects.filter(excluded_from_releases=True).exists()
+    everything = client.post(act, {"query": "", "action": "gold"}).content.decode()
+    assert "every pair of the project" in everything
+    assert not Task.objects.filter(is_gold=True).exists()
+    response = client.post(
+        act, {"query": "kind=random_negative", "action": "exclude", "confirmed": "1"}
+    )
     assert response.status_code == 302
     assert response["Location"].endswith("?kind=random_negative")
     assert list(Pair.objects.filter(excluded_from_releases=True)) == [world.pn]

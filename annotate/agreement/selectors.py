@@ -237,7 +237,12 @@ def _reason(*, item: ItemLabel, state: str, limit: int) -> str:
     if state == ItemState.DISPUTED:
         return f"{votes} without agreement: asking one more annotator at a time, up to {limit}."
     if state == ItemState.AGREED:
-        return f"{votes} agree."
+        if item.mv_share is not None and item.judgments:
+            behind = round(item.mv_share * item.judgments)
+            if item.mv_label == item.label:
+                return f"Agreed: {behind} of {votes} for it."
+            return f"Agreed by Dawid–Skene's weighting of the annotators ({votes}; the majority says otherwise)."
+        return f"Agreed ({votes})."
     open_slots = [task.target - task.judgment_count for task in tasks if not task.is_gold]
     missing = max(open_slots, default=0)
     if missing > 0:

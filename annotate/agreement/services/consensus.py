@@ -381,6 +381,17 @@ def _consensus_state(*, project: Project) -> _State:
     # Only an item whose judgments are all in (as read with the votes) has a verdict: one with a
     # lease outstanding may yet be settled by its answer.
     complete = items["judged"] >= items["task_target"]
+    # An item that can get no more judgments and whose Dawid–Skene label goes against the plain
+    # majority is not agreed: with few items the model can come to trust one annotator entirely
+    # (one adjudication as its only anchor) and outvote the others "at 100 %". A manager decides.
+    against_majority = (
+        complete
+        & (items["task_target"] >= limit)
+        & (items["status"] == ItemStatus.AGREED)
+        & items["mv_label"].notna()
+        & (items["label"] != items["mv_label"])
+    )
+    items.loc[against_majority, "status"] = ItemStatus.DISPUTED
     unsettled = ~items["adjudicated"] & items["status"].isin(
         [ItemStatus.DISPUTED, ItemStatus.PENDING]
     )

@@ -361,3 +361,29 @@ def test_a_request_for_adjudication_ends_when_the_pair_is_made_gold(project):
     gold_set(pair=pair, answer="match")
     consensus_recompute(project=project)
     assert not ItemLabel.objects.get(pair=pair).needs_manager
+
+
+def test_an_item_at_its_maximum_is_never_agreed_against_its_majority(project, manager):
+    """Three annotators, three items at the most judgments they may get: one split 2–1 against
+    the first annotator. The manager decides the other two, one in the first annotator's favour:
+    Dawid–Skene, anchored on that one decision, comes to trust the first annotator and would call
+    the split item "agreed" for them at 100 %. It must wait for the manager instead."""
+    Project.objects.filter(pk=project.pk).update(max_judgments_per_item=3)
+    project.refresh_from_db()
+    tasks = factories.verify_tasks(project=project, count=3, target=3)
+    first, second, third = _crowd(project, 3)
+    split, decided, unsure = tasks
+    votes = {
+        split.pk: {first: "match", second: "no_match", third: "no_match"},
+        decided.pk: {first: "match", second: "no_match", third: "unsure"},
+        unsure.pk: {first: "unsure", second: "unsure", third: "unsure"},
+    }
+    _work_through(project, [first, second, third], lambda user, task: votes[task.pk][user])
+    consensus_recompute(project=project)
+    assert ItemLabel.objects.get(pair_id=split.pair_id).needs_manager
+    item_adjudicate(project=project, pair=decided.pair, label=1, by=manager)
+    item_adjudicate(project=project, pair=unsure.pair, label=0, by=manager, make_gold=True)
+    consensus_recompute(project=project)
+    item = ItemLabel.objects.get(pair_id=split.pair_id)
+    assert item.mv_label == 0
+    assert item.needs_manager and item.status != "agreed", (item.label, item.confidence)

@@ -14,6 +14,7 @@ import codecs
 import csv
 import io
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
@@ -33,6 +34,10 @@ from datasets.ingest.sources import (
 URL_SUFFIXES = ("csv", "tsv", "jsonl", "ndjson", "parquet")
 URL_MANIFEST_UNKNOWN = "A URL manifest must end in .csv, .tsv, .jsonl or .parquet, not '{suffix}'."
 URL_COLUMN_MISSING = "No '{column}' column: the header reads {header}."
+NOT_TEXT = (
+    "This is not a text manifest: its first line holds bytes that are not UTF-8 text. Send a CSV,"
+    " TSV, JSONL or Parquet file."
+)
 ROW_NO_URL = "no URL in column '{column}'."
 ROW_WIDTH = "{found} values where the header has {expected} columns."
 ROW_JSON = "not valid JSON ({detail})."
@@ -114,6 +119,31 @@ def _text_stream(handle: BinaryIO) -> io.TextIOWrapper:
     return io.TextIOWrapper(handle, encoding=encoding, errors="surrogateescape", newline="")
 
 
+def _column(names: list[str], wanted: str) -> str | None:
+    """The column named ``wanted``: exactly, else in any case (``URL`` for ``url``), as the
+    importers read their headers; None when there is none."""
+    if wanted in names:
+        return wanted
+    folded = wanted.casefold()
+    return next(
+        (name for name in names if isinstance(name, str) and name.casefold() == folded), None
+    )
+
+
+def _columns(names: list[str], url_column: str, caption_column: str) -> tuple[str, str]:
+    url = _column(names, url_column)
+    if url is None:
+        raise SourceError(
+            URL_COLUMN_MISSING.format(
+                column=url_column, header=display_text(str(names[:20]), limit=200)
+            )
+        )
+    return url, _column(names, caption_column) or caption_column
+
+
+_BINARY = re.compile("[\x00\udc80-\udcff]")  # NUL, or bytes that are not UTF-8 (surrogateescape)
+
+
 def _csv_rows(
     handle: BinaryIO, *, delimiter: str | None, url_column: str, caption_column: str, key_prefix
 ) -> Iterator[UrlRow]:
@@ -121,17 +151,14 @@ def _csv_rows(
     header_line = text.readline()
     if not header_line.strip():
         raise SourceError("The manifest holds no header line.")
+    if _BINARY.search(header_line):
+        raise SourceError(NOT_TEXT)
     if delimiter is None:
         counts = {d: header_line.count(d) for d in (",", "\t", ";", "|")}
         delimiter = max(counts, key=counts.get) if any(counts.values()) else ","
     header = next(csv.reader([header_line], delimiter=delimiter))
     header = [column.strip() for column in header]
-    if url_column not in header:
-        raise SourceError(
-            URL_COLUMN_MISSING.format(
-                column=url_column, header=display_text(str(header), limit=200)
-            )
-        )
+    url_column, caption_column = _columns(header, url_column, caption_column)
     return _csv_body(text, header, delimiter, url_column, caption_column, key_prefix)
 
 
@@ -183,7 +210,10 @@ def _jsonl_rows(
         if not isinstance(values, dict):
             yield UrlRow(where=where, error=ROW_NOT_OBJECT)
             continue
-        yield _row(where, values, url_column, caption_column, key_prefix)
+        names = list(values)
+        url = _column(names, url_column) or url_column
+        caption = _column(names, caption_column) or caption_column
+        yield _row(where, values, url, caption, key_prefix)
 
 
 def _parquet_rows(
@@ -197,8 +227,7 @@ def _parquet_rows(
     except (pa.ArrowException, OSError) as exc:
         raise SourceError(f"Not a Parquet file: {display_text(str(exc), limit=200)}") from exc
     names = parquet.schema_arrow.names
-    if url_column not in names:
-        raise SourceError(URL_COLUMN_MISSING.format(column=url_column, header=names[:20]))
+    url_column, caption_column = _columns(names, url_column, caption_column)
     return _parquet_body(parquet, url_column, caption_column, key_prefix)
 
 

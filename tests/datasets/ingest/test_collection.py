@@ -344,3 +344,39 @@ def test_beat_resumes_a_collection_whose_loops_died_and_leaves_a_live_one(
     CollectItem.objects.filter(pk=first[0].pk).update(claimed_at=long_ago)
     assert _run(job) == "done"
     assert ImportRow.objects.filter(job=job).count() == 4
+
+
+def test_column_names_are_found_in_any_case_like_the_importers():
+    """`URL`/`TEXT` as a header: the url column is found whatever its case (CSV, TSV, JSONL and
+    Parquet alike), and so is a caption column named in another case."""
+    csv_rows = list(
+        read_url_manifest(
+            io.BytesIO(b"URL\tTEXT\nhttp://example.org/a.jpg\ta cat\n"),
+            name="m.tsv",
+            caption_column="text",
+        )
+    )
+    assert [(r.url, r.caption, r.error) for r in csv_rows] == [
+        ("http://example.org/a.jpg", "a cat", "")
+    ]
+    jsonl = list(
+        read_url_manifest(
+            io.BytesIO(b'{"Url": "http://example.org/b.jpg", "Caption": "b"}\n'), name="m.jsonl"
+        )
+    )
+    assert [(r.url, r.caption) for r in jsonl] == [("http://example.org/b.jpg", "b")]
+    sink = io.BytesIO()
+    pq.write_table(pa.table({"URL": ["http://example.org/c.jpg"], "CAPTION": ["c"]}), sink)
+    sink.seek(0)
+    parquet = list(read_url_manifest(sink, name="m.parquet"))
+    assert [(r.url, r.caption) for r in parquet] == [("http://example.org/c.jpg", "c")]
+
+
+def test_a_binary_file_is_refused_as_not_text_with_a_readable_reason():
+    from datasets.ingest.sources import SourceError
+
+    noise = bytes(range(128, 256)) * 20 + b"\n" + bytes(range(256)) * 4
+    with pytest.raises(SourceError) as refused:
+        list(read_url_manifest(io.BytesIO(noise), name="urls.csv"))
+    assert "not a text manifest" in str(refused.value)
+    assert not any(0xD800 <= ord(c) <= 0xDFFF for c in str(refused.value))

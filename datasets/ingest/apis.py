@@ -350,6 +350,12 @@ class CollectionProgressOutput(serializers.Serializer):
     waiting_retry = serializers.IntegerField()
     per_minute_recent = serializers.FloatField()
     per_minute_overall = serializers.FloatField()
+    held_long = serializers.IntegerField(
+        help_text="Rows claimed longer ago than a fetch takes (their worker may have stopped)"
+    )
+    taken_back_at = serializers.DateTimeField(
+        allow_null=True, help_text="When the first of those is taken back by the other workers"
+    )
     failures = serializers.SerializerMethodField()
 
     @extend_schema_field(

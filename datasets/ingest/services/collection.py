@@ -32,7 +32,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -784,6 +784,10 @@ class CollectProgress:
     per_minute_recent: float
     per_minute_overall: float
     failures: list[tuple[str, str, int]] = field(default_factory=list)  # code, label, count
+    # Rows claimed longer ago than any fetch takes (their worker may have died), and when the
+    # first of them is taken back by the others (CONCORD_COLLECT_CLAIM_SECONDS after its claim).
+    held_long: int = 0
+    taken_back_at: datetime | None = None
 
 
 def collection_progress(*, job: ImportJob, window_seconds: int = 60) -> CollectProgress:
@@ -813,6 +817,19 @@ def collection_progress(*, job: ImportJob, window_seconds: int = 60) -> CollectP
             .values_list("failure", "n")
         )
     )
+    # A fetch ends within the total timeout; a claim much older than that is a worker's that
+    # stopped or hangs. Resume cannot take those rows back sooner than their claim expires.
+    fetch_seconds = settings.CONCORD_COLLECT_TOTAL_TIMEOUT * 2 + 30
+    held = CollectItem.objects.filter(
+        job=job,
+        state=FetchState.CLAIMED,
+        claimed_at__lt=now - timedelta(seconds=fetch_seconds),
+    ).aggregate(n=Count("id"), first=Min("claimed_at"))
+    taken_back_at = (
+        held["first"] + timedelta(seconds=settings.CONCORD_COLLECT_CLAIM_SECONDS)
+        if held["first"]
+        else None
+    )
     done = by_state[FetchState.FETCHED] + by_state[FetchState.FAILED]
     end = job.finished_at or now
     elapsed = (end - job.started_at).total_seconds() if job.started_at else 0
@@ -826,4 +843,6 @@ def collection_progress(*, job: ImportJob, window_seconds: int = 60) -> CollectP
         per_minute_recent=recent * 60 / window_seconds,
         per_minute_overall=(done * 60 / elapsed) if elapsed > 0 else 0.0,
         failures=[(code, _LABELS.get(code, code), n) for code, n in failures.most_common()],
+        held_long=held["n"],
+        taken_back_at=taken_back_at,
     )

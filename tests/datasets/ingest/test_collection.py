@@ -380,3 +380,28 @@ def test_a_binary_file_is_refused_as_not_text_with_a_readable_reason():
         list(read_url_manifest(io.BytesIO(noise), name="urls.csv"))
     assert "not a text manifest" in str(refused.value)
     assert not any(0xD800 <= ord(c) <= 0xDFFF for c in str(refused.value))
+
+
+def test_rows_held_by_a_worker_that_stopped_are_shown_with_when_they_come_back(
+    manager, server, settings, client
+):
+    from datetime import timedelta
+
+    from django.urls import reverse
+    from django.utils import timezone
+
+    job = _job(manager, _csv([(server.url(f"/img/{n}.jpg"), f"photo {n}", "") for n in range(3)]))
+    ImportJob.objects.filter(pk=job.pk).update(status=ImportStatus.RUNNING)
+    claimed_at = timezone.now() - timedelta(minutes=3)
+    first = CollectItem.objects.filter(job=job).order_by("position").first()
+    CollectItem.objects.filter(pk=first.pk).update(
+        state=FetchState.CLAIMED, claimed_by="gone", claimed_at=claimed_at
+    )
+    progress = collection.collection_progress(job=job)
+    assert progress.held_long == 1
+    assert progress.taken_back_at == claimed_at + timedelta(
+        seconds=settings.CONCORD_COLLECT_CLAIM_SECONDS
+    )
+    client.force_login(manager)
+    page = client.get(reverse("import-job", args=[job.project.slug, job.pk])).content.decode()
+    assert "data-collect-held" in page and "take it back at" in page

@@ -30,7 +30,7 @@ from annotate.models import (
     Task,
     TaskKind,
 )
-from datasets.models import Project
+from datasets.models import Pair, Project
 
 HISTORY = 200
 SORTS = {
@@ -338,3 +338,14 @@ def _charts(*, snapshot, history, rows) -> list[Chart]:
 
 def _none_last(value: float | None) -> float:
     return float("-inf") if value is None else value
+
+
+def adjudication_of(*, pair: Pair) -> tuple[int, str] | None:
+    """A pair's standing adjudication: (label 0/1, the deciding manager's username, "" when
+    the account is gone), or None when no manager has decided it."""
+    row = (
+        ItemLabel.objects.filter(pair=pair, adjudicated_label__isnull=False)
+        .values_list("adjudicated_label", "adjudicated_by__username")
+        .first()
+    )
+    return None if row is None else (int(row[0]), row[1] or "")

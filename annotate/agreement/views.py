@@ -9,6 +9,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from annotate.agreement.selectors import (
     ItemState,
+    adjudication_of,
     dashboard_get,
     disputed_items,
     item_state_counts,
@@ -100,6 +101,7 @@ def item_adjudicate_request(request: HttpRequest, slug: str, pair_id: int) -> Ht
     if label not in ("0", "1"):
         return HttpResponseBadRequest(BAD_LABEL)
     make_gold = request.POST.get("make_gold") == "on"
+    before = adjudication_of(pair=pair)
     try:
         item_adjudicate(
             project=project, pair=pair, label=int(label), by=request.user, make_gold=make_gold
@@ -107,7 +109,15 @@ def item_adjudicate_request(request: HttpRequest, slug: str, pair_id: int) -> Ht
     except ValueError as refused:
         messages.error(request, str(refused))
         return redirect("agreement-disputed", slug=project.slug)
-    messages.success(request, "Decided." + (" The pair is now a gold item." if make_gold else ""))
+    said = "Decided."
+    if before is not None and before[0] != int(label):
+        # A decision is final for the crowd, not for managers: a change is said, never silent.
+        words = {0: "no match", 1: "match"}
+        said = (
+            f"Decision changed from {words[before[0]]} (by {before[1] or 'a manager'}) "
+            f"to {words[int(label)]}."
+        )
+    messages.success(request, said + (" The pair is now a gold item." if make_gold else ""))
     return redirect("agreement-disputed", slug=project.slug)
 
 

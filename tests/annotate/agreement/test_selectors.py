@@ -87,6 +87,11 @@ def test_recompute_suspend_reinstate_and_adjudicate_through_the_pages(
     assert (item.adjudicated_label, item.adjudicated_by) == (1, manager)
     pair.refresh_from_db()
     assert pair.label == 1
+    # A second decision is taken, and said: never a silent overwrite of the first.
+    changed = client.post(url, {"label": "0"}, follow=True).content.decode()
+    assert f"Decision changed from match (by {manager.username}) to no match." in changed
+    pair.refresh_from_db()
+    assert pair.label == 0
 
 
 def test_final_label_figures_agree_with_the_label_bars_at_low_volume(client, project, manager):

@@ -322,8 +322,9 @@ def _seed(*, env: dict, items: int, annotators: int, judgments_per_item: int) ->
         )
         cursor.execute(
             f"""
-            INSERT INTO datasets_pair (image_id, caption_id, kind, split, created_at)
-            SELECT c.image_id, c.id, 'positive', '', {now} FROM datasets_caption c
+            INSERT INTO datasets_pair (image_id, caption_id, kind, split, excluded_from_releases,
+                created_at)
+            SELECT c.image_id, c.id, 'positive', '', false, {now} FROM datasets_caption c
             JOIN datasets_image i ON i.id = c.image_id WHERE i.project_id = %s
             """,
             [project.pk],

@@ -105,13 +105,15 @@ def _seed(*, env: dict, pairs: int) -> None:
             WHERE i.project_id = %(p)s"""
         ),
         (
-            """INSERT INTO datasets_pair (image_id, caption_id, kind, split, created_at)
-            SELECT image_id, id, 'positive', '', now() FROM datasets_caption c
+            """INSERT INTO datasets_pair (image_id, caption_id, kind, split,
+                excluded_from_releases, created_at)
+            SELECT image_id, id, 'positive', '', false, now() FROM datasets_caption c
             WHERE c.image_id IN (SELECT id FROM datasets_image WHERE project_id = %(p)s)"""
         ),
         (
-            """INSERT INTO datasets_pair (image_id, caption_id, kind, split, created_at)
-            SELECT i.id, f.id, 'random_negative', '', now()
+            """INSERT INTO datasets_pair (image_id, caption_id, kind, split,
+                excluded_from_releases, created_at)
+            SELECT i.id, f.id, 'random_negative', '', false, now()
             FROM datasets_image i
             JOIN (SELECT DISTINCT ON (image_id) image_id, id FROM datasets_caption
                   ORDER BY image_id, id) AS f ON f.image_id = i.id + 1
@@ -119,9 +121,9 @@ def _seed(*, env: dict, pairs: int) -> None:
         ),
         (
             """INSERT INTO annotate_itemlabel (project_id, pair_id, label, confidence, judgments,
-                status, needs_manager, updated_at)
+                status, needs_manager, sent_to_manager, updated_at)
             SELECT %(p)s, p.id, CASE WHEN p.kind = 'positive' THEN 1 ELSE 0 END, 0.9, 3,
-                CASE WHEN p.id %% 10 = 0 THEN 'disputed' ELSE 'agreed' END, false, now()
+                CASE WHEN p.id %% 10 = 0 THEN 'disputed' ELSE 'agreed' END, false, false, now()
             FROM datasets_pair p JOIN datasets_caption c ON c.id = p.caption_id
             WHERE p.image_id IN (SELECT id FROM datasets_image WHERE project_id = %(p)s)
               AND c.source = 'demo' AND p.id %% 3 <> 0"""

@@ -18,7 +18,7 @@ import logging
 import os
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 
@@ -229,6 +229,36 @@ def job_recover(
     if resend:
         job_request_now(lease.name, lease.key, *args, what=what)
     return True
+
+
+def jobs_recover(
+    name: str,
+    *,
+    what: Callable[[int], str],
+    gave_up: str,
+    on_give_up: Callable[[int, str], object] | None = None,
+    on_resend: Callable[[int], object] | None = None,
+) -> list[int]:
+    """What beat runs every minute for one kind of job: each run of ``name`` whose worker died
+    (``jobs_stale``) is sent again with its integer key as the task's argument, or, after
+    CONCORD_JOB_MAX_RUNS deaths in a row, released with ``gave_up`` (formatted with ``runs``)
+    and handed to ``on_give_up(key, error)`` to fail the job's own row. ``on_resend(key)`` may
+    note the resend on that row. Returns the keys acted on (a run that came back to life in
+    the meantime is left alone and not counted)."""
+    acted = []
+    for lease in jobs_stale(name):
+        key = int(lease.key)
+        if lease.runs >= settings.CONCORD_JOB_MAX_RUNS:
+            error = gave_up.format(runs=lease.runs)
+            if job_recover(lease, key, what=what(key), error=error, resend=False):
+                if on_give_up is not None:
+                    on_give_up(key, error)
+                acted.append(key)
+        elif job_recover(lease, key, what=what(key)):
+            if on_resend is not None:
+                on_resend(key)
+            acted.append(key)
+    return acted
 
 
 def job_cancel(name: str, key: str, *, error: str) -> None:

@@ -82,7 +82,7 @@ from django.utils import timezone
 from annotate.agreement.services.consensus import snapshot_latest
 from annotate.models import Answer, ItemStatus, Judgment, Task
 from config.celery import enqueue_on_commit
-from config.jobs import job_cancel, job_heartbeat, job_recover, job_running, jobs_stale
+from config.jobs import job_cancel, job_heartbeat, job_running, jobs_recover
 from config.storage import (
     MEDIA,
     RELEASES,
@@ -583,26 +583,24 @@ def releases_recover() -> list[int]:
     """Builds whose worker died (no heartbeat for the job's stale time): sent again, or failed
     with ERROR_GAVE_UP after CONCORD_JOB_MAX_RUNS attempts; what beat runs every minute.
     Returns the release ids it acted on."""
-    acted = []
-    for lease in jobs_stale(BUILD):
-        release_id = int(lease.key)
-        what = f"the build of release {release_id}"
-        if lease.runs >= settings.CONCORD_JOB_MAX_RUNS:
-            error = ERROR_GAVE_UP.format(runs=lease.runs)
-            if job_recover(lease, release_id, what=what, error=error, resend=False):
-                Release.objects.filter(pk=release_id, status=ReleaseStatus.BUILDING).update(
-                    status=ReleaseStatus.FAILED,
-                    stage="failed",
-                    error=error,
-                    finished_at=timezone.now(),
-                )
-                acted.append(release_id)
-        elif job_recover(lease, release_id, what=what):
-            Release.objects.filter(pk=release_id, status=ReleaseStatus.BUILDING).update(
-                stage="sent again: its worker stopped answering"
-            )
-            acted.append(release_id)
-    return acted
+
+    def failed(release_id: int, error: str) -> None:
+        Release.objects.filter(pk=release_id, status=ReleaseStatus.BUILDING).update(
+            status=ReleaseStatus.FAILED, stage="failed", error=error, finished_at=timezone.now()
+        )
+
+    def resent(release_id: int) -> None:
+        Release.objects.filter(pk=release_id, status=ReleaseStatus.BUILDING).update(
+            stage="sent again: its worker stopped answering"
+        )
+
+    return jobs_recover(
+        BUILD,
+        what=lambda release_id: f"the build of release {release_id}",
+        gave_up=ERROR_GAVE_UP,
+        on_give_up=failed,
+        on_resend=resent,
+    )
 
 
 def release_cancel(*, release: Release, by: AbstractBaseUser) -> Release:

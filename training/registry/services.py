@@ -26,7 +26,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from config.celery import enqueue_on_commit
-from config.jobs import job_recover, job_running, jobs_stale
+from config.jobs import job_running, jobs_recover
 from config.storage import (
     MODELS,
     StorageDataStore,
@@ -203,20 +203,18 @@ def model_train_leased(*, version_id: int) -> ModelVersion | None:
 def trainings_recover() -> list[int]:
     """Training runs whose worker died (what beat runs every minute): sent again, or failed with
     TRAIN_GAVE_UP after CONCORD_JOB_MAX_RUNS deaths in a row. Returns the version ids acted on."""
-    acted = []
-    for lease in jobs_stale(TRAIN):
-        version_id = int(lease.key)
-        what = f"training of model version {version_id}"
-        if lease.runs >= settings.CONCORD_JOB_MAX_RUNS:
-            error = TRAIN_GAVE_UP.format(runs=lease.runs)
-            if job_recover(lease, version_id, what=what, error=error, resend=False):
-                ModelVersion.objects.filter(pk=version_id, status=VersionStatus.TRAINING).update(
-                    status=VersionStatus.FAILED, error=error, finished_at=timezone.now()
-                )
-                acted.append(version_id)
-        elif job_recover(lease, version_id, what=what):
-            acted.append(version_id)
-    return acted
+
+    def failed(version_id: int, error: str) -> None:
+        ModelVersion.objects.filter(pk=version_id, status=VersionStatus.TRAINING).update(
+            status=VersionStatus.FAILED, error=error, finished_at=timezone.now()
+        )
+
+    return jobs_recover(
+        TRAIN,
+        what=lambda version_id: f"training of model version {version_id}",
+        gave_up=TRAIN_GAVE_UP,
+        on_give_up=failed,
+    )
 
 
 def model_train(*, version_id: int, show_progress: bool = False) -> ModelVersion | None:

@@ -40,7 +40,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from config.celery import enqueue_on_commit
-from config.jobs import job_recover, job_running, jobs_stale
+from config.jobs import job_running, jobs_recover
 from datasets.ingest.archives import ArchiveRejected, MemberRefused, list_archive, read_member
 from datasets.ingest.captions import CaptionError, clean_caption
 from datasets.ingest.images import (
@@ -485,20 +485,15 @@ def import_jobs_recover() -> list[int]:
     """Import jobs whose worker died (what beat runs every minute): sent again (a resumed run
     skips the rows already committed), or failed with JOB_GAVE_UP after CONCORD_JOB_MAX_RUNS
     deaths in a row. Returns the job ids acted on."""
-    acted = []
-    for lease in jobs_stale(RUN):
-        job_id = int(lease.key)
-        what = f"import job {job_id}"
-        if lease.runs >= settings.CONCORD_JOB_MAX_RUNS:
-            error = JOB_GAVE_UP.format(runs=lease.runs)
-            if job_recover(lease, job_id, what=what, error=error, resend=False):
-                ImportJob.objects.filter(pk=job_id, status=ImportStatus.RUNNING).update(
-                    status=ImportStatus.FAILED, error=error, finished_at=timezone.now()
-                )
-                acted.append(job_id)
-        elif job_recover(lease, job_id, what=what):
-            acted.append(job_id)
-    return acted
+
+    def failed(job_id: int, error: str) -> None:
+        ImportJob.objects.filter(pk=job_id, status=ImportStatus.RUNNING).update(
+            status=ImportStatus.FAILED, error=error, finished_at=timezone.now()
+        )
+
+    return jobs_recover(
+        RUN, what=lambda job_id: f"import job {job_id}", gave_up=JOB_GAVE_UP, on_give_up=failed
+    )
 
 
 def _inputs_discard(*, job: ImportJob) -> None:

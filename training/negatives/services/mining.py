@@ -5,10 +5,8 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict, dataclass
 
-from django.conf import settings
-
 from config.celery import enqueue_on_commit
-from config.jobs import WORKER_LOST, job_recover, job_running, jobs_stale
+from config.jobs import job_running, jobs_recover
 from datasets.models import Project
 from training.negatives.services.challenges import challenges_open
 from training.negatives.services.proposals import ProposalCounts, proposals_make
@@ -55,16 +53,12 @@ def minings_recover() -> list[int]:
     """Mining runs whose worker died (what beat runs every minute): sent again (quotas count
     what the dead run proposed, so the rerun tops up), or given up with MINING_GAVE_UP on the
     lease after CONCORD_JOB_MAX_RUNS deaths in a row. Returns the project ids acted on."""
-    acted = []
-    for lease in jobs_stale(MINE):
-        project_id = int(lease.key)
-        what = f"mining for project {project_id}"
-        give_up = lease.runs >= settings.CONCORD_JOB_MAX_RUNS
-        error = MINING_GAVE_UP.format(runs=lease.runs) if give_up else WORKER_LOST
-        # The seed of the dead run is not kept: a rerun draws afresh (mining is not replayed).
-        if job_recover(lease, project_id, what=what, error=error, resend=not give_up):
-            acted.append(project_id)
-    return acted
+    # The seed of the dead run is not kept: a rerun draws afresh (mining is not replayed).
+    return jobs_recover(
+        MINE,
+        what=lambda project_id: f"mining for project {project_id}",
+        gave_up=MINING_GAVE_UP,
+    )
 
 
 def mining_request(*, project: Project) -> None:

@@ -27,6 +27,14 @@ from datasets.models import Membership, Pair
 
 BAD_LABEL = "Choose match or no match."
 RECOMPUTE_QUEUED = "Recompute queued: the figures below change when it is done."
+SUSPENDED = (
+    "{user} is suspended: their answers no longer count. The labels and figures update shortly, "
+    "when the recompute queued below is done."
+)
+REINSTATED = (
+    "{user} is reinstated: their answers count again. The labels and figures update shortly, "
+    "when the recompute queued below is done."
+)
 
 
 @require_GET
@@ -135,9 +143,7 @@ def annotator_suspend_request(request: HttpRequest, slug: str, user_id: int) -> 
     except SuspensionRefused as refused:
         messages.error(request, str(refused))
     else:
-        messages.success(
-            request, f"{annotator.username} is suspended: their answers no longer count."
-        )
+        messages.success(request, SUSPENDED.format(user=annotator.username))
     return redirect("agreement", slug=project.slug)
 
 
@@ -150,7 +156,7 @@ def annotator_reinstate_request(request: HttpRequest, slug: str, user_id: int) -
     except SuspensionRefused as refused:
         messages.error(request, str(refused))
     else:
-        messages.success(request, f"{annotator.username} is reinstated: their answers count again.")
+        messages.success(request, REINSTATED.format(user=annotator.username))
     return redirect("agreement", slug=project.slug)
 
 

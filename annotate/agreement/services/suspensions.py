@@ -1,4 +1,8 @@
-"""Suspending an annotator: their judgments stop counting in a project; nothing is deleted."""
+"""Suspending an annotator: their judgments stop counting in a project; nothing is deleted.
+
+The figures follow through a recompute requested like a judgment's (``recomputes``: coalesced,
+run by a worker on the agreement queue), never run in the manager's request: on a large project
+it takes minutes and would hold the page and, on SQLite, the write lock."""
 
 from datetime import datetime
 
@@ -6,7 +10,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
-from annotate.agreement.services.consensus import RecomputeResult, consensus_recompute
+from annotate.agreement.services.recomputes import recompute_request
 from annotate.models import Lease, LeaseState, Suspension
 from annotate.queue.services.leases import lease_skip
 from datasets.models import Project
@@ -26,15 +30,17 @@ def annotator_suspend(
     by: AbstractBaseUser,
     reason: str = "",
     now: datetime | None = None,
-) -> RecomputeResult:
-    """Take the annotator's judgments out of every figure of the project and recompute them."""
+) -> Suspension:
+    """Take the annotator's judgments out of every figure of the project: the suspension is
+    stored, their leases go back to the pool, and a full recompute is requested (it runs on a
+    worker, with any recompute already waiting)."""
     now = now or timezone.now()
     with transaction.atomic():
         if Suspension.objects.filter(
             project=project, annotator=annotator, lifted_at__isnull=True
         ).exists():
             raise SuspensionRefused(ALREADY_SUSPENDED)
-        Suspension.objects.create(
+        suspension = Suspension.objects.create(
             project=project, annotator=annotator, suspended_by=by, suspended_at=now, reason=reason
         )
     # The items they hold go back to the pool; they get no new ones (annotate.queue).
@@ -42,7 +48,10 @@ def annotator_suspend(
         project=project, annotator=annotator, state=LeaseState.ACTIVE
     ):
         lease_skip(lease=lease)
-    return consensus_recompute(project=project, now=now)
+    # Full: their votes weighed on every annotator's estimated reliability, so on every item's
+    # confidence, not only on the items they judged.
+    recompute_request(project_id=project.pk, delay=0, full=True)
+    return suspension
 
 
 def annotator_reinstate(
@@ -51,13 +60,19 @@ def annotator_reinstate(
     annotator: AbstractBaseUser,
     by: AbstractBaseUser,
     now: datetime | None = None,
-) -> RecomputeResult:
-    """Count the annotator's judgments again; the recompute restores the figures they gave."""
+) -> Suspension:
+    """Count the annotator's judgments again; the full recompute it requests restores the
+    figures they gave."""
     now = now or timezone.now()
     with transaction.atomic():
-        lifted = Suspension.objects.filter(
-            project=project, annotator=annotator, lifted_at__isnull=True
-        ).update(lifted_at=now, lifted_by=by)
-        if not lifted:
+        suspension = (
+            Suspension.objects.select_for_update()
+            .filter(project=project, annotator=annotator, lifted_at__isnull=True)
+            .first()
+        )
+        if suspension is None:
             raise SuspensionRefused(NOT_SUSPENDED)
-    return consensus_recompute(project=project, now=now)
+        suspension.lifted_at, suspension.lifted_by = now, by
+        suspension.save(update_fields=["lifted_at", "lifted_by"])
+    recompute_request(project_id=project.pk, delay=0, full=True)
+    return suspension

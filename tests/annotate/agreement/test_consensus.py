@@ -305,7 +305,9 @@ def test_suspending_changes_the_figures_and_reinstating_restores_them_exactly(pr
     labels_before = _labels(project)
     flags_before = list(AnnotatorFlag.objects.values_list("annotator", "code", "reason"))
 
-    suspended = annotator_suspend(project=project, annotator=users[3], by=manager, reason="spam")
+    annotator_suspend(project=project, annotator=users[3], by=manager, reason="spam")
+    # The suspension asks a worker for the recompute; run here, it is this one.
+    suspended = consensus_recompute(project=project)
     during = suspended.snapshot
     assert _figures(during) != _figures(before)
     assert during.judgments == before.judgments - 8 and during.annotators == 3
@@ -315,7 +317,8 @@ def test_suspending_changes_the_figures_and_reinstating_restores_them_exactly(pr
     # Nothing deleted; the items lost a vote, so they ask for another.
     assert users[3].judgments.count() == 8 and suspended.reopened == 8
 
-    after = annotator_reinstate(project=project, annotator=users[3], by=manager).snapshot
+    annotator_reinstate(project=project, annotator=users[3], by=manager)
+    after = consensus_recompute(project=project).snapshot
     assert _figures(after) == _figures(before)
     assert _labels(project) == labels_before
     assert list(AnnotatorFlag.objects.values_list("annotator", "code", "reason")) == flags_before

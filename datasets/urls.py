@@ -50,6 +50,16 @@ urlpatterns = [
     path("projects/<slug:slug>/upload/", ingest.project_upload, name="project-upload"),
     path("projects/<slug:slug>/import/", ingest.project_import, name="project-import"),
     path("projects/<slug:slug>/imports/<int:job_id>/", ingest.import_job, name="import-job"),
+    path(
+        "projects/<slug:slug>/imports/<int:job_id>/cancel/",
+        ingest.import_job_cancel_view,
+        name="import-cancel",
+    ),
+    path(
+        "projects/<slug:slug>/imports/<int:job_id>/retry/",
+        ingest.import_job_retry_view,
+        name="import-retry",
+    ),
     path("projects/<slug:slug>/collect/", ingest.project_collect, name="project-collect"),
     path(
         "projects/<slug:slug>/imports/<int:job_id>/pause/",

@@ -4,6 +4,7 @@ the service, render."""
 from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
 from datasets import access
@@ -18,7 +19,15 @@ from datasets.ingest.services.collection import (
     collection_resume,
     collection_retry_failed,
 )
-from datasets.ingest.services.jobs import InputRefused, import_job_create, upload_job_create
+from datasets.ingest.services.jobs import (
+    ImportRefused,
+    InputRefused,
+    import_job_cancel,
+    import_job_create,
+    import_job_retry,
+    import_job_retry_refusal,
+    upload_job_create,
+)
 from datasets.models import ImportKind, ImportStatus, RowOutcome, Source
 
 ROWS_PER_PAGE = 200
@@ -97,6 +106,9 @@ def import_job(request: HttpRequest, slug: str, job_id: int) -> HttpResponse:
         "jobs_ahead": (
             selectors.jobs_ahead(job=job) if job.status == ImportStatus.QUEUED else None
         ),
+        "retry_refusal": (
+            import_job_retry_refusal(job=job) if job.status == ImportStatus.FAILED else ""
+        ),
     }
     if request.htmx and request.GET.get("part") == "status":
         response = render(request, "datasets/import_job.html#job-status", context)
@@ -161,6 +173,43 @@ def _collection_action(action):
 collection_pause_view = _collection_action(collection_pause)
 collection_resume_view = _collection_action(collection_resume)
 collection_retry_view = _collection_action(collection_retry_failed)
+
+
+@require_POST
+def import_job_cancel_view(request: HttpRequest, slug: str, job_id: int) -> HttpResponse:
+    """Stop a queued or running import (it fails as cancelled; Retry runs it on); 409 with the
+    reason when its state does not allow it."""
+    project, _ = access.project_get(user=request.user, slug=slug, manager=True)
+    job = selectors.job_get(project=project, job_id=job_id)
+    if job is None:
+        raise Http404("No such import.")
+    try:
+        import_job_cancel(job=job, by=request.user)
+    except ImportRefused as exc:
+        return _refused(request, reason=str(exc), slug=project.slug, job_id=job.pk)
+    messages.success(request, f"Import {job.pk} cancelled: the rows read so far are kept.")
+    return redirect("import-job", slug=project.slug, job_id=job.pk)
+
+
+@require_POST
+def import_job_retry_view(request: HttpRequest, slug: str, job_id: int) -> HttpResponse:
+    """Queue a failed or cancelled import again (it resumes after the rows already read); 409
+    with the reason when it cannot be."""
+    project, _ = access.project_get(user=request.user, slug=slug, manager=True)
+    job = selectors.job_get(project=project, job_id=job_id)
+    if job is None:
+        raise Http404("No such import.")
+    try:
+        import_job_retry(job=job)
+    except ImportRefused as exc:
+        return _refused(request, reason=str(exc), slug=project.slug, job_id=job.pk)
+    messages.success(request, f"Import {job.pk} queued again.")
+    return redirect("import-job", slug=project.slug, job_id=job.pk)
+
+
+def _refused(request: HttpRequest, *, reason: str, slug: str, job_id: int) -> HttpResponse:
+    back = reverse("import-job", kwargs={"slug": slug, "job_id": job_id})
+    return render(request, "refused.html", {"reason": reason, "back": back}, status=409)
 
 
 def _int_or_none(value: str | None) -> int | None:

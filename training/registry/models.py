@@ -11,6 +11,8 @@ class VersionStatus(models.TextChoices):
     TRAINING = "training", "Training"
     READY = "ready", "Ready"
     FAILED = "failed", "Failed"
+    # A manager stopped it (queued or training): nothing of it is kept; Retry trains it again.
+    CANCELLED = "cancelled", "Cancelled"
 
 
 class ModelVersion(models.Model):

@@ -17,16 +17,18 @@ import logging
 import math
 import shutil
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
 from config.celery import enqueue_on_commit
-from config.jobs import job_running, jobs_recover
+from config.jobs import job_cancel, job_heartbeat, job_running, jobs_recover
 from config.storage import (
     MODELS,
     StorageDataStore,
@@ -34,11 +36,12 @@ from config.storage import (
     scratch_dir,
     scratch_fetch,
     storage,
+    storage_delete_tree,
     storage_download,
     storage_read,
     storage_upload,
 )
-from datasets.models import Project, Release, ReleaseStatus
+from datasets.models import JobLease, Project, Release, ReleaseStatus
 from datasets.releases.services import release_image_sources, release_local_pairs
 from training.registry.models import ModelVersion, VersionStatus
 from training.registry.signals import model_promoted
@@ -189,15 +192,84 @@ TRAIN_GAVE_UP = (
 )
 
 
+ERROR_CANCELLED = "Cancelled by {user}."
+ERROR_NOT_CANCELLABLE = "Only a queued or training model can be cancelled; model #{pk} is {status}."
+ERROR_NOT_RETRYABLE = (
+    "Only a failed or cancelled model can be trained again; model #{pk} is {status}."
+)
+
+
+class TrainingCancelled(Exception):
+    """The run was cancelled (or taken for dead and sent again) while it trained."""
+
+
+class TrainingRefused(ValueError):
+    """A cancel or retry the version's status does not allow (409 with the reason)."""
+
+
 def model_train_leased(*, version_id: int) -> ModelVersion | None:
     """``model_train`` as a worker runs it: holding the version's job lease with a heartbeat
-    (config.jobs), so a redelivery while it trains does nothing and a run whose worker died is
-    found by ``trainings_recover`` (and resumes from its last stored epoch)."""
+    (config.jobs), so a redelivery while it trains does nothing, a run whose worker died is
+    found by ``trainings_recover`` (and resumes from its last stored epoch) and a cancel stops
+    it after the epoch it is in."""
     what = f"training of model version {version_id}"
     with job_running(TRAIN, str(version_id), version_id, what=what) as lease:
         if lease is None:
             return ModelVersion.objects.filter(pk=version_id).first()
-        return model_train(version_id=version_id)
+        return model_train(version_id=version_id, lease=lease)
+
+
+def model_cancel(*, version: ModelVersion, by: AbstractBaseUser) -> ModelVersion:
+    """Stop a queued or training run: the version is cancelled at once, and a worker training it
+    stops after its current epoch and deletes what it stored (a cancelled version never becomes
+    ready or promoted). Raises ``TrainingRefused`` for any other status."""
+    error = ERROR_CANCELLED.format(user=by.get_username())
+    cancelled = ModelVersion.objects.filter(
+        pk=version.pk, status__in=[VersionStatus.QUEUED, VersionStatus.TRAINING]
+    ).update(status=VersionStatus.CANCELLED, error=error, finished_at=timezone.now())
+    version.refresh_from_db()
+    if not cancelled:
+        raise TrainingRefused(
+            ERROR_NOT_CANCELLABLE.format(pk=version.pk, status=version.get_status_display().lower())
+        )
+    job_cancel(TRAIN, str(version.pk), error=error)
+    return version
+
+
+def model_retry(*, version: ModelVersion) -> ModelVersion:
+    """Queue a failed or cancelled version's run again (sent after commit); a failed run resumes
+    from its last stored epoch, a cancelled one starts afresh. Raises ``TrainingRefused``
+    otherwise."""
+    if version.status == VersionStatus.CANCELLED:
+        # What a run whose worker died before it saw the cancel had stored.
+        _cancelled_forget(version=version)
+    queued = ModelVersion.objects.filter(
+        pk=version.pk, status__in=[VersionStatus.FAILED, VersionStatus.CANCELLED]
+    ).update(status=VersionStatus.QUEUED, error="", finished_at=None)
+    version.refresh_from_db()
+    if not queued:
+        raise TrainingRefused(
+            ERROR_NOT_RETRYABLE.format(pk=version.pk, status=version.get_status_display().lower())
+        )
+    # A fresh count of attempts: the give-up rule counts deaths since the last retry.
+    JobLease.objects.filter(name=TRAIN, key=str(version.pk), heartbeat_at=None).update(runs=0)
+    model_enqueue(version_id=version.pk)
+    return version
+
+
+def _cancelled_forget(*, version: ModelVersion) -> None:
+    """What a cancelled run stored goes (its checkpoints, its epochs), unless a retry queued it
+    again meanwhile: the next run then starts from nothing."""
+    with transaction.atomic():
+        still = ModelVersion.objects.select_for_update().filter(
+            pk=version.pk, status=VersionStatus.CANCELLED
+        )
+        if not still.update(epochs_done=0, history=[]):
+            return
+    try:
+        storage_delete_tree(alias=MODELS, prefix=f"{checkpoint_prefix(version=version)}/")
+    except Exception:
+        logger.exception("Could not delete the stored files of cancelled model %s", version.pk)
 
 
 def trainings_recover() -> list[int]:
@@ -217,24 +289,36 @@ def trainings_recover() -> list[int]:
     )
 
 
-def model_train(*, version_id: int, show_progress: bool = False) -> ModelVersion | None:
-    """Train, evaluate and maybe promote one version. Safe to re-run: a finished version is left
-    alone, and an interrupted one resumes from its ``last.pt``."""
+def model_train(
+    *,
+    version_id: int,
+    show_progress: bool = False,
+    lease: JobLease | None = None,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
+) -> ModelVersion | None:
+    """Train, evaluate and maybe promote one version. Safe to re-run: a finished (ready, failed
+    or cancelled) version is left alone, and an interrupted one resumes from its ``last.pt``.
+
+    After each epoch the run checks that the version is still training (a manager may have
+    cancelled it) and, with the worker's job ``lease``, beats its heartbeat and checks the job
+    is still its own (a recovery may have sent it again): otherwise it stops there, deleting
+    what a cancelled run stored. ``on_epoch(record)`` is called after each stored epoch."""
     from training.core.config import TrainConfig
     from training.core.evaluate import evaluate
     from training.core.train import train
 
+    claimed = ModelVersion.objects.filter(
+        pk=version_id, status__in=[VersionStatus.QUEUED, VersionStatus.TRAINING]
+    ).update(status=VersionStatus.TRAINING, error="")
     version = ModelVersion.objects.select_related("project", "release").filter(pk=version_id)
     version = version.first()
-    if version is None or version.status in (VersionStatus.READY, VersionStatus.FAILED):
+    if version is None or not claimed:
         return version
-    version.status, version.error = VersionStatus.TRAINING, ""
-    version.save(update_fields=["status", "error"])
 
     # A resumed run reports only its new epochs: keep the ones before them.
     history = list(version.history or [])
 
-    def on_epoch(record: dict[str, Any]) -> None:
+    def on_epoch_recorded(record: dict[str, Any]) -> None:
         nonlocal history
         history = [h for h in history if h.get("epoch", 0) < record["epoch"]]
         history.append(_json_safe(record))
@@ -257,9 +341,16 @@ def model_train(*, version_id: int, show_progress: bool = False) -> ModelVersion
         folder = run_dir
 
         def on_epoch_stored(record: dict[str, Any]) -> None:
+            training = ModelVersion.objects.filter(pk=version.pk, status=VersionStatus.TRAINING)
+            if not training.exists() or (
+                lease is not None and not job_heartbeat(lease, epoch=record["epoch"])
+            ):
+                raise TrainingCancelled(record["epoch"])
             # Stored before anything else: a run killed after this epoch resumes from it.
             _run_store(version=version, folder=folder, names=(*CHECKPOINT_FILES, "log.jsonl"))
-            on_epoch(record)
+            on_epoch_recorded(record)
+            if on_epoch is not None:
+                on_epoch(record)
 
         result = train(
             config,
@@ -276,9 +367,14 @@ def model_train(*, version_id: int, show_progress: bool = False) -> ModelVersion
         cached = scratch_dir("objects", checkpoint_sha256[:2]) / f"{checkpoint_sha256}.pt"
         if not cached.exists():
             shutil.copyfile(result.checkpoint, cached)
+    except TrainingCancelled:
+        logger.warning("Training of model version %d was cancelled", version.pk)
+        _cancelled_forget(version=version)
+        version.refresh_from_db()
+        return version
     except Exception as exc:
         logger.exception("Training of model version %d failed", version.pk)
-        ModelVersion.objects.filter(pk=version.pk).update(
+        ModelVersion.objects.filter(pk=version.pk, status=VersionStatus.TRAINING).update(
             status=VersionStatus.FAILED,
             error=f"{type(exc).__name__}: {exc}"[:2000],
             finished_at=timezone.now(),
@@ -294,28 +390,41 @@ def model_train(*, version_id: int, show_progress: bool = False) -> ModelVersion
     with transaction.atomic():
         # The project row lock serialises promotions of concurrent runs.
         Project.objects.select_for_update().filter(pk=version.project_id).first()
-        current = ModelVersion.objects.filter(project_id=version.project_id, is_promoted=True)
-        current = current.first()
-        promote = value is not None and (
-            current is None or current.metric_value is None or value > current.metric_value
+        # Cancelled during the last epoch or the evaluation: never ready, nor promoted.
+        cancelled = not (
+            ModelVersion.objects.select_for_update()
+            .filter(pk=version.pk, status=VersionStatus.TRAINING)
+            .exists()
         )
-        if promote and current is not None:
-            current.is_promoted = False
-            current.save(update_fields=["is_promoted"])
-        version.status = VersionStatus.READY
-        version.epochs_done = result.epochs_run
-        # The checkpoint's log is complete even where a killed run missed a callback.
-        version.history = _json_safe(result.history)
-        version.metrics = metrics
-        version.metric_name = config.select_metric
-        version.metric_value = value
-        version.checkpoint = f"{checkpoint_prefix(version=version)}/best.pt"
-        version.checkpoint_sha256 = checkpoint_sha256
-        version.is_promoted = promote
-        version.finished_at = timezone.now()
-        version.save()
-        if promote:
-            transaction.on_commit(lambda: model_promoted.send(sender=ModelVersion, version=version))
+        if not cancelled:
+            current = ModelVersion.objects.filter(project_id=version.project_id, is_promoted=True)
+            current = current.first()
+            promote = value is not None and (
+                current is None or current.metric_value is None or value > current.metric_value
+            )
+            if promote and current is not None:
+                current.is_promoted = False
+                current.save(update_fields=["is_promoted"])
+            version.status = VersionStatus.READY
+            version.epochs_done = result.epochs_run
+            # The checkpoint's log is complete even where a killed run missed a callback.
+            version.history = _json_safe(result.history)
+            version.metrics = metrics
+            version.metric_name = config.select_metric
+            version.metric_value = value
+            version.checkpoint = f"{checkpoint_prefix(version=version)}/best.pt"
+            version.checkpoint_sha256 = checkpoint_sha256
+            version.is_promoted = promote
+            version.finished_at = timezone.now()
+            version.save()
+            if promote:
+                transaction.on_commit(
+                    lambda: model_promoted.send(sender=ModelVersion, version=version)
+                )
+    if cancelled:
+        logger.warning("Model version %d was cancelled as it finished", version.pk)
+        _cancelled_forget(version=version)
+        version.refresh_from_db()
     return version
 
 

@@ -4,7 +4,8 @@ progress, per-split tables, threshold and confusion, training curves; train now.
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.views.decorators.http import require_GET, require_http_methods
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRefresh
 
 from datasets import access
@@ -43,3 +44,35 @@ def model_card(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
         "training_registry/models.html#version-card",
         {"project": project, "card": card},
     )
+
+
+@require_POST
+def model_cancel(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
+    """Stop a queued or training run (it ends cancelled after its current epoch, nothing of it
+    kept); 409 with the reason when its status does not allow it."""
+    project, _ = access.project_get(user=request.user, slug=slug, manager=True)
+    version = get_object_or_404(ModelVersion, project=project, pk=pk)
+    try:
+        services.model_cancel(version=version, by=request.user)
+    except services.TrainingRefused as exc:
+        return _refused(request, reason=str(exc), slug=project.slug)
+    messages.success(request, f"Model #{version.pk} cancelled.")
+    return redirect("models", slug=project.slug)
+
+
+@require_POST
+def model_retry(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
+    """Queue a failed or cancelled run again; 409 with the reason otherwise."""
+    project, _ = access.project_get(user=request.user, slug=slug, manager=True)
+    version = get_object_or_404(ModelVersion, project=project, pk=pk)
+    try:
+        services.model_retry(version=version)
+    except services.TrainingRefused as exc:
+        return _refused(request, reason=str(exc), slug=project.slug)
+    messages.success(request, f"Model #{version.pk} queued again.")
+    return redirect("models", slug=project.slug)
+
+
+def _refused(request: HttpRequest, *, reason: str, slug: str) -> HttpResponse:
+    back = reverse("models", kwargs={"slug": slug})
+    return render(request, "refused.html", {"reason": reason, "back": back}, status=409)

@@ -40,7 +40,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from config.celery import enqueue_on_commit
-from config.jobs import job_running, jobs_recover
+from config.jobs import job_cancel, job_heartbeat, job_running, jobs_recover
 from datasets.ingest.archives import ArchiveRejected, MemberRefused, list_archive, read_member
 from datasets.ingest.captions import CaptionError, clean_caption
 from datasets.ingest.images import (
@@ -77,6 +77,7 @@ from datasets.models import (
     ImportKind,
     ImportRow,
     ImportStatus,
+    JobLease,
     Pair,
     PairKind,
     Project,
@@ -415,6 +416,7 @@ def import_job_run(
     job_id: int,
     images_dir: Path | None = None,
     on_progress: Callable[[int, int], None] | None = None,
+    lease: JobLease | None = None,
 ) -> ImportJob:
     """Run (or resume) a job to the end and return it, re-read.
 
@@ -423,6 +425,10 @@ def import_job_run(
     terminal command for jobs it started; a worker asked to run such a job leaves it alone.
     ``on_progress(rows_done, rows_total)`` is called after each committed batch. An input that
     cannot be read at all (not JSON, no required columns) fails the job with the reason.
+
+    Before each batch the run checks that the job is still running (a manager may have
+    cancelled it) and, with the worker's job ``lease``, still its own: otherwise it stops
+    there, every row either committed whole or not started, and the inputs kept for a retry.
     """
     job = ImportJob.objects.select_related("project").get(pk=job_id)
     if not job.is_live:
@@ -436,9 +442,17 @@ def import_job_run(
         logger.warning("Import job %s runs in the terminal that started it; skipped.", job.pk)
         return job
     ImportJob.objects.filter(pk=job.pk, started_at__isnull=True).update(started_at=timezone.now())
-    ImportJob.objects.filter(pk=job.pk).update(
-        status=ImportStatus.RUNNING, heartbeat_at=timezone.now()
-    )
+    claimed = ImportJob.objects.filter(
+        pk=job.pk, status__in=[ImportStatus.QUEUED, ImportStatus.RUNNING]
+    ).update(status=ImportStatus.RUNNING, heartbeat_at=timezone.now())
+    if not claimed:  # cancelled since it was read
+        return ImportJob.objects.select_related("project").get(pk=job.pk)
+
+    def check() -> None:
+        running = ImportJob.objects.filter(pk=job.pk, status=ImportStatus.RUNNING).exists()
+        if not running or (lease is not None and not job_heartbeat(lease)):
+            raise ImportCancelled(job.pk)
+
     try:
         with ExitStack() as stack:
             plan = _plan(job=job, images_dir=images_dir, stack=stack)
@@ -447,7 +461,10 @@ def import_job_run(
             ImportJob.objects.filter(pk=job.pk).update(
                 rows_total=len(plan.items), notes=[display_text(n, limit=500) for n in plan.notes]
             )
-            _run_items(job=job, items=plan.items, on_progress=on_progress)
+            _run_items(job=job, items=plan.items, on_progress=on_progress, check=check)
+    except ImportCancelled:
+        # The cancel already failed the job with its reason; a retry resumes from here.
+        logger.warning("Import job %s stopped: cancelled", job.pk)
     except SourceError as exc:
         _finish(job=job, status=ImportStatus.FAILED, error=display_text(str(exc), limit=2000))
         _inputs_discard(job=job)
@@ -457,8 +474,13 @@ def import_job_run(
         _inputs_discard(job=job)
         raise
     else:
-        _finish(job=job, status=ImportStatus.DONE)
-        _inputs_discard(job=job)
+        # Only a job still running is done: one cancelled after its last batch stays cancelled
+        # (and keeps its inputs; a retry finds every row committed and ends at once).
+        now = timezone.now()
+        if ImportJob.objects.filter(pk=job.pk, status=ImportStatus.RUNNING).update(
+            status=ImportStatus.DONE, error="", finished_at=now, heartbeat_at=now
+        ):
+            _inputs_discard(job=job)
     return ImportJob.objects.select_related("project").get(pk=job.pk)
 
 
@@ -478,7 +500,85 @@ def import_job_run_leased(*, job_id: int) -> ImportJob | None:
     with job_running(RUN, str(job_id), job_id, what=what) as lease:
         if lease is None:
             return None
-        return import_job_run(job_id=job_id)
+        return import_job_run(job_id=job_id, lease=lease)
+
+
+CANCELLED = "cancelled"  # the key in a cancelled job's options
+JOB_CANCELLED = "Cancelled by {user}."
+NOT_CANCELLABLE = "Only a queued or running import can be cancelled; import {pk} is {status}."
+NOT_RETRYABLE = "Only a failed or cancelled import can be run again; import {pk} is {status}."
+COLLECTION_ACTIONS = "A collection is paused, resumed and retried with its own buttons."
+INPUTS_GONE = (
+    "The uploaded files of import {pk} are no longer stored (a failed import's files are "
+    "deleted): send them again as a new import."
+)
+
+
+class ImportCancelled(Exception):
+    """The job was cancelled (or taken for dead and sent again) while this run read it."""
+
+
+class ImportRefused(ValueError):
+    """A cancel or retry the job's state does not allow (409 with the reason)."""
+
+
+def import_job_cancel(*, job: ImportJob, by: AbstractBaseUser) -> ImportJob:
+    """Stop a queued or running import: it fails as cancelled at once, and a worker reading it
+    stops before its next batch of rows (every row already read keeps its outcome; none is
+    half-written). Its uploaded files stay for a retry. Raises ``ImportRefused`` otherwise."""
+    if job.kind in (ImportKind.COLLECT, ImportKind.BUCKET):
+        raise ImportRefused(COLLECTION_ACTIONS)
+    error = JOB_CANCELLED.format(user=by.get_username())
+    with transaction.atomic():
+        current = ImportJob.objects.select_for_update().get(pk=job.pk)
+        if current.status not in (ImportStatus.QUEUED, ImportStatus.RUNNING):
+            raise ImportRefused(
+                NOT_CANCELLABLE.format(pk=job.pk, status=current.get_status_display().lower())
+            )
+        now = timezone.now()
+        current.status, current.error, current.finished_at = ImportStatus.FAILED, error, now
+        current.options = {**current.options, CANCELLED: True}
+        current.save(update_fields=["status", "error", "finished_at", "options"])
+    job_cancel(RUN, str(job.pk), error=error)
+    job.refresh_from_db()
+    return job
+
+
+def import_job_retry_refusal(*, job: ImportJob) -> str:
+    """Why the job cannot be run again now ("" when it can): the page shows Retry only then."""
+    if job.kind in (ImportKind.COLLECT, ImportKind.BUCKET):
+        return COLLECTION_ACTIONS
+    if job.runs_in_terminal:
+        command = "import_coco" if job.kind == ImportKind.COCO else "import_manifest"
+        return JOB_TERMINAL_ONLY.format(command=command)
+    if job.status != ImportStatus.FAILED:
+        return NOT_RETRYABLE.format(pk=job.pk, status=job.get_status_display().lower())
+    if not job.inputs or not all(default_storage.exists(e["storage"]) for e in job.inputs):
+        return INPUTS_GONE.format(pk=job.pk)
+    return ""
+
+
+def import_job_retry(*, job: ImportJob) -> ImportJob:
+    """Queue a failed or cancelled import again (sent after commit): the run resumes, skipping
+    the rows already committed. Raises ``ImportRefused`` when the job is not failed, is a
+    collection, runs in a terminal, or its uploaded files are gone."""
+    refusal = import_job_retry_refusal(job=job)
+    if refusal:
+        raise ImportRefused(refusal)
+    with transaction.atomic():
+        current = ImportJob.objects.select_for_update().get(pk=job.pk)
+        if current.status != ImportStatus.FAILED:
+            raise ImportRefused(
+                NOT_RETRYABLE.format(pk=job.pk, status=current.get_status_display().lower())
+            )
+        current.status, current.error, current.finished_at = ImportStatus.QUEUED, "", None
+        current.options = {k: v for k, v in current.options.items() if k != CANCELLED}
+        current.save(update_fields=["status", "error", "finished_at", "options"])
+        # A fresh count of attempts: the give-up rule counts deaths since the last retry.
+        JobLease.objects.filter(name=RUN, key=str(job.pk), heartbeat_at=None).update(runs=0)
+        import_job_enqueue(job=current)
+    job.refresh_from_db()
+    return job
 
 
 def import_jobs_recover() -> list[int]:
@@ -498,8 +598,10 @@ def import_jobs_recover() -> list[int]:
 
 def _inputs_discard(*, job: ImportJob) -> None:
     """An ended job's uploaded files are not needed any more: a done job's rows all have their
-    outcome and every image its own file; a failed job is never run again (its page says why,
-    and the person sends the corrected files as a new import). They leave the storage."""
+    outcome and every image its own file; a job whose input could not be read fails the same
+    way on a second run (its page says why, and the person sends the corrected files as a new
+    import). They leave the storage. A cancelled job, or one whose worker kept dying, keeps
+    them for Retry (``import_job_retry``)."""
     for entry in job.inputs:
         try:
             default_storage.delete(entry["storage"])
@@ -515,13 +617,18 @@ def _finish(*, job: ImportJob, status: str, error: str = "") -> None:
 
 
 def _run_items(
-    *, job: ImportJob, items: list[_Item], on_progress: Callable[[int, int], None] | None
+    *,
+    job: ImportJob,
+    items: list[_Item],
+    on_progress: Callable[[int, int], None] | None,
+    check: Callable[[], None] = lambda: None,
 ) -> None:
     done = _committed_rows(job=job)
     state = _state_resumed(job=job, items=items, done=done)
     pending = iter([item for item in items if item.position not in done])
     total = len(items)
     while True:
+        check()  # before the batch's files are stored: a stop leaves nothing of it
         batch, started = [], time.monotonic()
         prepared: list[_Prepared] = []
         stored: dict[str, _Stored] = {}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
+from collections.abc import Callable
 
 from django.db import transaction
 from django.db.models import Exists, OuterRef, Q
@@ -48,10 +49,14 @@ def verified_positives(*, project: Project) -> dict[int, list[int]]:
     return found
 
 
-def challenges_open(*, project: Project, seed: int | None = None) -> int:
+def challenges_open(
+    *, project: Project, seed: int | None = None, check: Callable[[int, int], None] | None = None
+) -> int:
     """Create challenge items for the pending proposals that are in none yet; returns how many.
 
-    Images without a verified positive get none until one has been verified.
+    Images without a verified positive get none until one has been verified. ``check(done,
+    total)`` is called before each image's items (one transaction per image); raising from it
+    stops between two images, and a later run makes the rest.
     """
     rng = random.Random(seed)
     waiting = (
@@ -68,7 +73,9 @@ def challenges_open(*, project: Project, seed: int | None = None) -> int:
         return 0
     positives = verified_positives(project=project)
     created = 0
-    for image_id in sorted(by_image):
+    for done, image_id in enumerate(sorted(by_image)):
+        if check is not None:
+            check(done, len(by_image))
         checks = positives.get(image_id)
         if not checks:
             continue

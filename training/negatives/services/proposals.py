@@ -282,20 +282,33 @@ def model_propose(
 
 
 def proposals_make(
-    *, project: Project, seed: int | None = None, model: bool = True
+    *,
+    project: Project,
+    seed: int | None = None,
+    model: bool = True,
+    check: Callable[[str], None] | None = None,
 ) -> ProposalCounts:
-    """Every source in turn (the model one when a model is promoted), on one snapshot."""
+    """Every source in turn (the model one when a model is promoted), on one snapshot.
+
+    ``check(stage)`` is called before each source; raising from it stops the run between two
+    sources (each source's proposals are written in whole batches, so none is half-written)."""
+    check = check or (lambda stage: None)
     corpus = corpus_load(project=project)
     mined = 0
     promoted = ModelVersion.objects.filter(project=project, is_promoted=True).first()
     if model and promoted is not None:
+        check("model proposals")
         mined = model_propose(project=project, version=promoted, corpus=corpus)
+    check("random proposals")
+    random_made = random_propose(project=project, seed=seed, corpus=corpus)
+    check("text-edit proposals")
     counts = ProposalCounts(
-        random=random_propose(project=project, seed=seed, corpus=corpus),
+        random=random_made,
         model=mined,
         text_edit=text_edit_propose(project=project, seed=seed, corpus=corpus),
     )
     if model and promoted is not None and promoted.checkpoint:
+        check("scores")
         proposals_score(project=project, version=promoted)
     return counts
 

@@ -1,0 +1,100 @@
+"""Cancel and Retry of training runs: from the Models page (managers only, 409 with the reason
+when the status does not allow it), a message already on its way trains nothing, and a run
+cancelled while it trains stops after its epoch with nothing of it kept."""
+
+import pytest
+from django.urls import reverse
+
+from config.jobs import job_start
+from datasets.models import JobLease
+from training.registry import services
+from training.registry.models import ModelVersion, VersionStatus
+
+
+def _url(name, project, version):
+    return reverse(name, kwargs={"slug": project.slug, "pk": version.pk})
+
+
+@pytest.mark.django_db
+def test_cancel_and_retry_from_the_page(client, project, manager, annotator, release):
+    version = services.model_request(project=project, release=release, enqueue=False)
+    client.force_login(annotator)
+    assert client.post(_url("model-cancel", project, version)).status_code == 403
+    client.force_login(manager)
+    page = client.get(reverse("models", args=[project.slug])).content.decode()
+    assert "data-cancel" in page and "data-retry" not in page
+    assert client.post(_url("model-retry", project, version)).status_code == 409
+
+    assert client.post(_url("model-cancel", project, version)).status_code == 302
+    version.refresh_from_db()
+    assert (version.status, version.error) == (
+        VersionStatus.CANCELLED,
+        services.ERROR_CANCELLED.format(user=manager.username),
+    )
+    # The message already on its way finds it cancelled and trains nothing.
+    assert services.model_train_leased(version_id=version.pk).status == VersionStatus.CANCELLED
+    version.refresh_from_db()
+    assert (version.epochs_done, version.checkpoint) == (0, "")
+    page = client.get(reverse("models", args=[project.slug])).content.decode()
+    assert "data-retry" in page and "Cancelled by manager." in page
+    # A second cancel is refused with the reason, not a 500.
+    refused = client.post(_url("model-cancel", project, version))
+    assert refused.status_code == 409
+    assert services.ERROR_NOT_CANCELLABLE.format(pk=version.pk, status="cancelled") in (
+        refused.content.decode()
+    )
+
+    assert client.post(_url("model-retry", project, version)).status_code == 302
+    version.refresh_from_db()
+    assert (version.status, version.error) == (VersionStatus.QUEUED, "")
+    assert services.model_train_leased(version_id=version.pk).status == VersionStatus.READY
+    assert client.post(_url("model-retry", project, version)).status_code == 409
+    assert client.post(_url("model-cancel", project, version)).status_code == 409
+
+
+@pytest.mark.django_db
+def test_a_run_cancelled_while_it_trains_stops_and_keeps_nothing(
+    project, manager, release, settings
+):
+    settings.CONCORD_TRAIN_CONFIG = {**settings.CONCORD_TRAIN_CONFIG, "epochs": 4, "patience": 4}
+    version = services.model_request(project=project, release=release, enqueue=False)
+    lease = job_start(services.TRAIN, str(version.pk))
+    epochs = []
+
+    def cancel_after_the_first(record):
+        epochs.append(record["epoch"])
+        if record["epoch"] == 1:
+            services.model_cancel(version=version, by=manager)
+
+    ended = services.model_train(
+        version_id=version.pk, lease=lease, on_epoch=cancel_after_the_first
+    )
+    assert epochs == [1], "it stops after the epoch it was in"
+    assert ended.status == VersionStatus.CANCELLED and not ended.is_promoted
+    assert (ended.epochs_done, ended.history, ended.checkpoint) == (0, [], "")
+    models = settings.CONCORD_MODELS_ROOT / project.slug / str(version.pk)
+    assert not models.exists() or not any(models.iterdir()), "its checkpoints were deleted"
+    runs = settings.CONCORD_SCRATCH_DIR / "runs" / project.slug / str(version.pk)
+    assert not runs.exists()
+    lease = JobLease.objects.get(pk=lease.pk)
+    assert (lease.heartbeat_at, lease.worker) == (None, "")
+
+    # Retried, it trains afresh to the end.
+    services.model_retry(version=version)
+    ended = services.model_train_leased(version_id=version.pk)
+    assert ended.status == VersionStatus.READY and ended.epochs_done == 4
+    assert [record["epoch"] for record in ended.history] == [1, 2, 3, 4]
+    assert ModelVersion.objects.filter(project=project).count() == 1
+
+
+@pytest.mark.django_db
+def test_a_run_cancelled_as_it_finishes_is_never_ready_nor_promoted(project, manager, release):
+    version = services.model_request(project=project, release=release, enqueue=False)
+
+    def cancel_at_the_last(record):
+        services.model_cancel(version=version, by=manager)
+
+    # One epoch: the cancel lands after the last one, before the evaluation's promotion.
+    ended = services.model_train(version_id=version.pk, on_epoch=cancel_at_the_last)
+    assert ended.status == VersionStatus.CANCELLED and not ended.is_promoted
+    assert services.promoted_version(project=project) is None

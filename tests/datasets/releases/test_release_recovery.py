@@ -26,8 +26,9 @@ from tests.datasets.releases.test_releases import _dataset, _download
 STALE = 4  # seconds without a heartbeat before a build counts as dead, in this test
 
 
-def _worker(media, tmp_path, log) -> subprocess.Popen:
-    """A worker process on the default queue, with this test's storage folders."""
+def _worker(media, tmp_path, log, *, queues: str = "ingest,default") -> subprocess.Popen:
+    """A worker process on ``queues`` (default: imports and releases), with this test's
+    storage folders."""
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "config.settings",
@@ -37,6 +38,7 @@ def _worker(media, tmp_path, log) -> subprocess.Popen:
         "CONCORD_VAR_DIR": str(django_settings.VAR_DIR),
         "MEDIA_ROOT": str(media),
         "CONCORD_RELEASES_ROOT": str(django_settings.CONCORD_RELEASES_ROOT),
+        "CONCORD_MODELS_ROOT": str(django_settings.CONCORD_MODELS_ROOT),
         "CONCORD_SCRATCH_DIR": str(tmp_path / "worker-scratch"),
         "CONCORD_JOB_STALE_SECONDS": str(STALE),
         "CELERY_TASK_ALWAYS_EAGER": "false",
@@ -44,7 +46,7 @@ def _worker(media, tmp_path, log) -> subprocess.Popen:
     command = [
         *(sys.executable, "-m", "celery", "-A", "config", "worker", "--pool", "solo"),
         # Import jobs are routed to their own queue (ingest); releases to default.
-        *("-Q", "ingest,default", "-n", f"release-{uuid.uuid4().hex[:6]}@%h"),
+        *("-Q", queues, "-n", f"release-{uuid.uuid4().hex[:6]}@%h"),
         *("--without-gossip", "--without-mingle", "--without-heartbeat", "--loglevel", "INFO"),
     ]
     with log.open("ab") as out:

@@ -188,11 +188,15 @@ def test_filtered_pages_by_id_match_the_unpaged_filter(world, sort, params):
         {"annotator": "annotator"},
         {"annotator": "annotator", "q": "black"},
         {"annotator": "annotator", "sort": "-confidence"},
+        {"duplicate": "unique"},
+        {"duplicate": "canonical"},
+        {"duplicate": "duplicate", "sort": "-confidence"},
     ],
 )
 def test_many_matches_select_what_few_do(world, monkeypatch, params):
     """A search matching more than SEARCH_IDS_MAX captions tests each pair's caption as it is
-    walked, and an annotator with more judgments is asked pair by pair; with the limit at 0
+    walked, an annotator with more judgments is asked pair by pair, and a project with more
+    duplicate cluster members asks EXISTS of each; with the limit at 0
     every view takes those paths and must select, page and grid exactly as with the lists."""
 
     def views():

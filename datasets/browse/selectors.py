@@ -28,7 +28,7 @@ from django.db.models import (
 from django.db.models.functions import Coalesce
 from django.db.models.lookups import IsNull
 
-from annotate.models import ChallengeMark, ItemLabel, ItemStatus, Judgment
+from annotate.models import ChallengeMark, ItemLabel, ItemStatus, Judgment, Task, TaskKind
 from datasets.browse.filters import (
     MODEL_MATCH_SCORE,
     Cursor,
@@ -273,10 +273,27 @@ def _pair_level_conditions(
         )
     if spec.excluded:
         out.append(Q(excluded_from_releases=spec.excluded == "yes"))
+    if spec.gold:
+        out.append(_gold_condition(project=project, gold=spec.gold == "yes", bound=bound))
     if spec.annotator:
         user_id = annotator_id(project=project, username=spec.annotator)
         out.append(_annotated_by(project=project, user_id=user_id))
     return out
+
+
+def _gold_condition(*, project: Project, gold: bool, bound: Q) -> Q:
+    """Gold items (their verify task carries the answer), or (``gold`` False) the others.
+
+    A project has few gold items (at most SEARCH_IDS_MAX, nearly always), read as a list from
+    the queue's gold index; as EXISTS, a page of "gold" walked pairs in order asking each, all
+    million of them when there are none."""
+    tasks = Task.objects.filter(project=project, kind=TaskKind.VERIFY, is_gold=True).order_by()
+    ids = list(tasks.values_list("pair_id", flat=True)[: SEARCH_IDS_MAX + 1])
+    if len(ids) <= SEARCH_IDS_MAX:
+        condition = Q(_AnyOf(F("pk"), sorted(ids)))
+    else:
+        condition = Q(Exists(tasks.filter(bound, pair=OuterRef("pk"))))
+    return condition if gold else ~condition
 
 
 def _annotated_by(*, project: Project, user_id: int) -> Q:

@@ -138,3 +138,11 @@ def test_the_pair_list_offers_it_with_its_confirmation(client, manager, world):
     ).content.decode()
     assert "Remove from gold: 1 pair done; 1 skipped (not gold)." in done
     assert not Task.objects.filter(is_gold=True).exists()
+    # The gold filter finds what a mistaken bulk "Make gold" made, to take back in one go.
+    # (p3 has no label now: its item has none until a recompute, so it is not made gold again.)
+    made = client.post(act, {"query": "kind=positive", "action": services.GOLD, "confirmed": "1"})
+    assert made.status_code == 302 and Task.objects.filter(is_gold=True).count() == 2
+    listed = client.get(reverse("pair-list", args=[world.project.slug]), {"gold": "yes"})
+    assert {p.pk for p in listed.context["page"].pairs} == {world.p0.pk, world.p1.pk}
+    client.post(act, {"query": "gold=yes", "action": services.UNGOLD, "confirmed": "1"})
+    assert not Task.objects.filter(is_gold=True).exists()

@@ -88,3 +88,18 @@ def test_a_draft_never_lands_in_another_task(page, transactional_db):
     page.keyboard.type("two dogs")
     page.reload()
     assert page.input_value("textarea") == "two dogs"
+
+
+def test_a_refused_caption_keeps_its_draft(page, transactional_db):
+    project, _ = _caption_project(images=1)
+    lease = _open(page, project)
+    page.locator("textarea").focus()
+    page.keyboard.type("dog")  # too short: the server sends the same task back with the text
+    with page.expect_response(lambda r: "/submit" in r.url and r.request.method == "POST"):
+        page.keyboard.press("Enter")
+    page.wait_for_selector("[data-feedback] li.error")
+    assert page.input_value("textarea") == "dog"
+    assert page.get_attribute("[data-task-kind=caption]", "data-lease") == lease
+    assert not Judgment.objects.exists()
+    page.reload()
+    assert page.input_value("textarea") == "dog"

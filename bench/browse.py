@@ -9,8 +9,8 @@ unless --keep), migrates it, and fills it with SQL (INSERT … SELECT over gener
 Python per row): --pairs pairs on --pairs × 0.8 captions of --pairs / 5 images; of the pairs, 80%
 are positives and 20% random or model-mined negatives with a model score; 60% have an aggregated
 label row (agreed, disputed, pending, some waiting for a manager, some adjudicated); 30% were
-judged by one of 20 annotators through a task, lease and judgment; 1% of images carry a quality
-flag, 2% sit in duplicate clusters; captions are six words from a 60-word vocabulary (plus a rare
+judged by one of 20 annotators through a task, lease and judgment (1 task in 1,000 is a gold
+item); 1% of images carry a quality flag, 2% sit in duplicate clusters; captions are six words from a 60-word vocabulary (plus a rare
 word in 1 of 10,000), so a one-word search matches about a tenth of them. Then ANALYZE.
 
 Each case runs the data browser's own selector (datasets.browse.selectors.pairs_page, the query
@@ -186,6 +186,8 @@ def _seed(*, pairs: int) -> None:
     def rnd(i: str, k: int, mod: int) -> str:
         return f"({h.format(i=i, k=k)} % {mod})"
 
+    # 1 task in 1,000 is a gold item (about 300 on a million pairs).
+    GOLD = rnd("{pair}", 22, 1000) + " = 0"
     caption_text = " || ' ' || ".join(f"({words})[1 + {rnd('c', k, len(WORDS))}]" for k in range(6))
     steps = [
         (
@@ -291,7 +293,8 @@ def _seed(*, pairs: int) -> None:
                 judgment_count, lease_count, is_open, priority, random_key, is_gold,
                 gold_answer, created_at)
             SELECT {project.pk}, 'verify', p.image_id, p.id, 3, 1, 0, true, 1,
-                {rnd("p.id", 16, 2147483647)}, false, '', now()
+                {rnd("p.id", 16, 2147483647)}, {GOLD.format(pair="p.id")},
+                CASE WHEN {GOLD.format(pair="p.id")} THEN 'match' ELSE '' END, now()
             FROM datasets_pair p WHERE {rnd("p.id", 17, 10)} < 3
             """,
         ),
@@ -384,6 +387,8 @@ CASES = [
     ("model score ≥ 0.9", {"score_min": "0.9"}),
     ("model disagrees", {"disagree": "yes"}),
     ("excluded from releases", {"excluded": "yes"}),
+    ("gold", {"gold": "yes"}),
+    ("not gold, sort confidence ↓", {"gold": "no", "sort": "-confidence"}),
     ("sort confidence ↑", {"sort": "confidence"}),
     ("sort confidence ↓", {"sort": "-confidence"}),
     ("sort agreement ↑", {"sort": "agreement"}),

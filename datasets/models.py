@@ -413,6 +413,14 @@ class Pair(models.Model):
             models.Index(fields=["split", "id"], name="datasets_pair_split"),
             models.Index(fields=["kind", "id"], name="datasets_pair_kind"),
             models.Index(fields=["confidence", "id"], name="datasets_pair_confidence"),
+            # Label and split together, in confidence order (the manager reviewing a split's
+            # low-confidence labels): without it a page walked the confidence (or split) index
+            # and read 20,000–130,000 rows of other labels and splits for 50.
+            models.Index(
+                fields=["label", "split", "confidence", "id"],
+                condition=Q(confidence__isnull=False),
+                name="datasets_pair_label_split_conf",
+            ),
             models.Index(
                 fields=["id"],
                 condition=Q(excluded_from_releases=True),

@@ -3,6 +3,7 @@ the annotator table and the disputed items waiting for a decision."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet, TextChoices
@@ -146,6 +147,42 @@ class ItemView:
     state: str
     reason: str
     answers: list[dict]
+
+
+# The item lists' query (the Disputed page): only ``state``, reported like the data browser's
+# filters (datasets/browse/filters.py): the parameter by name, and why.
+STATE_PARAM = "state"
+UNKNOWN_PARAM = "Unknown filter."
+BAD_STATE = "Must be one of: {choices}."
+
+
+class ItemsQueryError(ValueError):
+    """A query parameter of the item lists that cannot be used: ``param`` names it (printable,
+    at most 50 characters), ``message`` says why."""
+
+    def __init__(self, param: str, message: str) -> None:
+        super().__init__(f"{param}: {message}")
+        self.param = param
+        self.message = message
+
+
+def items_state_parse(params: Mapping[str, str]) -> str:
+    """The state the item lists' query asks for: one of ItemState, or "" for the items to
+    decide. Any other parameter, and any other value (a NUL byte, a lone surrogate, a megabyte,
+    a misspelt word), raises ItemsQueryError naming it, instead of quietly showing another list.
+    """
+    for name in sorted(params):
+        if name != STATE_PARAM:
+            raise ItemsQueryError(_printable(name), UNKNOWN_PARAM)
+    state = params.get(STATE_PARAM, "")
+    if state and state not in ItemState.values:
+        raise ItemsQueryError(STATE_PARAM, BAD_STATE.format(choices=", ".join(ItemState.values)))
+    return state
+
+
+def _printable(name: str) -> str:
+    name = name.encode("utf-8", "replace").decode("utf-8")  # lone surrogates
+    return name.replace("\x00", "\\0")[:50]
 
 
 def items_listed(*, project: Project, state: str, limit: int = 50) -> list[ItemView]:

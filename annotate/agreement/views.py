@@ -8,12 +8,14 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from annotate.agreement.selectors import (
+    ItemsQueryError,
     ItemState,
     adjudication_of,
     dashboard_get,
     disputed_items,
     item_state_counts,
     items_listed,
+    items_state_parse,
 )
 from annotate.agreement.services.consensus import item_adjudicate
 from annotate.agreement.services.recomputes import recompute_progress, recompute_request
@@ -79,11 +81,18 @@ def disputed_list(request: HttpRequest, slug: str) -> HttpResponse:
     """Items by state: by default those a manager should decide (waiting, then disputed);
     ``?state=`` lists any other state, so every judged item is on one of these lists."""
     project, _ = access.project_get(user=request.user, slug=slug, manager=True)
-    state = request.GET.get("state", "")
-    if state in ItemState.values:
-        items = items_listed(project=project, state=state)
+    error, items = None, []
+    try:
+        state = items_state_parse(request.GET.dict())
+    except ItemsQueryError as exc:
+        # Said on the page (and a 400), like the data browser's filters: a mistyped link must
+        # not quietly show another list.
+        error, state = exc, ""
     else:
-        state, items = "", disputed_items(project=project)
+        if state:
+            items = items_listed(project=project, state=state)
+        else:
+            items = disputed_items(project=project)
     return render(
         request,
         "annotate/disputed.html",
@@ -97,7 +106,9 @@ def disputed_list(request: HttpRequest, slug: str) -> HttpResponse:
             ],
             "tab": "agreement",
             "show_tabs": True,
+            "query_error": error,
         },
+        status=400 if error else 200,
     )
 
 

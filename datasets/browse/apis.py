@@ -115,7 +115,8 @@ class PairActionApi(APIView):
         responses={200: ActionOutput},
         description="Apply an action to every pair the query's filter selects (at most "
         f"{services.MAX_SELECTION}; more is a 400): one more judgment, gold with the current "
-        "label, to a manager for adjudication, excluded from (or included again in) releases.",
+        "label (or out of gold again), to a manager for adjudication, excluded from (or included "
+        "again in) releases.",
     )
     def post(self, request: Request, slug: str) -> Response:
         project, _ = access.api_project(request)

@@ -121,6 +121,7 @@ class FilterSpec:
     score: Range = Range()
     disagree: str = ""
     excluded: str = ""
+    gold: str = ""
     sort: str = DEFAULT_SORT
     cursor: Cursor | None = None
 
@@ -163,6 +164,7 @@ _CHOICES = {
     "kind": KINDS,
     "disagree": YES_NO,
     "excluded": YES_NO,
+    "gold": YES_NO,
 }
 _TEXTS = ("q", "license", "annotator")
 # Range name → (lowest, highest, whole numbers only).

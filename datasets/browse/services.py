@@ -1,9 +1,12 @@
-"""Turning a filtered selection of pairs into work: more judgments, gold, adjudication, releases.
+"""Turning a filtered selection of pairs into work: more judgments, gold (and back), adjudication,
+releases.
 
 Each action takes the ids the data browser's filter selected (datasets/browse/selectors.py) and
 gives every pair one outcome: done, or skipped with the reason (counted per reason), in one
 transaction. The existing services do the work where there is one (gold through
-``annotate.queue.services.pool.gold_set``, verify tasks through ``verify_task_create``).
+``annotate.queue.services.pool.gold_set`` and ``gold_unset``, verify tasks through
+``verify_task_create``). Actions that change what the agreement figures are drawn from (gold
+answers anchor Dawid–Skene and score the annotators) ask for a recompute through its scheduling.
 """
 
 from collections import Counter
@@ -14,18 +17,21 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.db.models import F
 
-from annotate.models import Answer, ItemLabel, Task, TaskKind
-from annotate.queue.services.pool import gold_set, verify_task_create
+from annotate.agreement.services.recomputes import recompute_request
+from annotate.models import Answer, ItemLabel, ItemStatus, Task, TaskKind
+from annotate.queue.services.pool import gold_set, gold_unset, verify_task_create
 from datasets.models import Pair, PairLabel, Project
 
 REQUEUE = "requeue"
 GOLD = "gold"
+UNGOLD = "ungold"
 ADJUDICATE = "adjudicate"
 EXCLUDE = "exclude"
 INCLUDE = "include"
 ACTIONS = {
     REQUEUE: "Ask for one more judgment",
     GOLD: "Make gold (with the current label)",
+    UNGOLD: "Remove from gold",
     ADJUDICATE: "Send to a manager to adjudicate",
     EXCLUDE: "Exclude from releases",
     INCLUDE: "Include in releases again",
@@ -37,6 +43,7 @@ SKIP_ADJUDICATED = "already adjudicated (final)"
 SKIP_GOLD = "a gold item"
 SKIP_NO_LABEL = "no label yet"
 SKIP_ALREADY = "already so"
+SKIP_NOT_GOLD = "not gold"
 TOO_MANY = "{count} pairs or more match; an action takes at most {limit}. Narrow the filter."
 UNKNOWN_ACTION = "Unknown action."
 _ANSWER = {PairLabel.MATCH: Answer.MATCH, PairLabel.NO_MATCH: Answer.NO_MATCH}
@@ -83,7 +90,13 @@ def selection_act(
             skipped[reason] += 1
         else:
             done += 1
+    if done and action in _RECOMPUTE:
+        recompute_request(project_id=project.pk)
     return ActionOutcome(action=action, done=done, skipped=dict(skipped))
+
+
+# Actions after which the agreement figures are out of date: the gold answers changed.
+_RECOMPUTE = {GOLD, UNGOLD}
 
 
 def _adjudicated(pair: Pair) -> bool:
@@ -117,6 +130,24 @@ def _gold(*, pair: Pair, by: AbstractBaseUser) -> str:
     ItemLabel.objects.filter(pair=pair, sent_to_manager=True).update(
         sent_to_manager=False, needs_manager=False
     )
+    return ""
+
+
+def _ungold(*, pair: Pair, by: AbstractBaseUser) -> str:
+    if gold_unset(pair=pair) is None:
+        return SKIP_NOT_GOLD
+    # The pair's label was the gold answer. Until the requested recompute runs it is what the
+    # pair's item says (a manager's decision is final; an agreed label; else none), which is
+    # also what that recompute leaves when the item's outcome does not change: it rewrites
+    # only the pairs of items that did.
+    item = getattr(pair, "item_label", None)
+    if item is not None and item.adjudicated_label is not None:
+        return ""
+    if item is not None and item.status == ItemStatus.AGREED:
+        label = (item.label, item.confidence)
+    else:
+        label = (None, None)
+    Pair.objects.filter(pk=pair.pk).update(label=label[0], confidence=label[1])
     return ""
 
 
@@ -155,6 +186,7 @@ def _excluded_set(pair: Pair, excluded: bool) -> str:
 _ACT = {
     REQUEUE: _requeue,
     GOLD: _gold,
+    UNGOLD: _ungold,
     ADJUDICATE: _adjudicate,
     EXCLUDE: _exclude,
     INCLUDE: _include,

@@ -173,6 +173,7 @@ def _filter_context(*, spec, error, params: dict[str, str], images: bool) -> dic
             "kind": filters.KINDS,
             "disagree": filters.YES_NO,
             "excluded": filters.YES_NO,
+            "gold": filters.YES_NO,
             "sort": filters.IMAGE_SORTS if images else filters.SORTS,
         },
     }

@@ -1,5 +1,6 @@
 """Manager pages for releases: list and cut, progress, detail with datasheet, downloads, pin."""
 
+import re
 from pathlib import PurePosixPath
 
 from django import forms
@@ -74,6 +75,34 @@ def release_row(request: HttpRequest, slug: str, version: int) -> HttpResponse:
     )
 
 
+# Where a file's path and hash may wrap on a narrow screen (the template puts a <wbr> between the
+# pieces; nothing else in those cells breaks): after a slash, underscore or hyphen, before a dot,
+# and between groups of 16 in a long hex run (content-named images, SHA-256 sums), which is how
+# hashes are read and compared anyway. A phone then never shows "pairs.jso|nl" or "byt|es".
+_PATH_BREAKS = re.compile(r"(?<=[/_-])|(?=\.)")
+_HEX_RUN = re.compile(r"([0-9a-f]{32,})")
+_HEX_GROUP = 16
+
+
+def _pieces(text: str) -> list[str]:
+    pieces = []
+    for part in _PATH_BREAKS.split(text):
+        for run in _HEX_RUN.split(part):
+            if _HEX_RUN.fullmatch(run):
+                pieces += [run[i : i + _HEX_GROUP] for i in range(0, len(run), _HEX_GROUP)]
+            elif run:
+                pieces.append(run)
+    return pieces
+
+
+def _breakable(entry: dict) -> dict:
+    return {
+        **entry,
+        "path_pieces": _pieces(str(entry["path"])),
+        "sha_pieces": _pieces(str(entry.get("sha256") or "")),
+    }
+
+
 def release_detail(request: HttpRequest, slug: str, version: int) -> HttpResponse:
     project, _ = access.project_get(user=request.user, slug=slug, manager=True)
     release = get_object_or_404(Release, project=project, version=version)
@@ -91,7 +120,7 @@ def release_detail(request: HttpRequest, slug: str, version: int) -> HttpRespons
             "project": project,
             "release": release,
             "files": files,
-            "folders": files_by_folder(files),
+            "folders": files_by_folder([_breakable(entry) for entry in files]),
             "files_error": files_error,
             "datasheet": datasheet,
             "diff": (release.counts or {}).get("diff"),

@@ -1,7 +1,7 @@
 // The annotator's screen: keyboard shortcuts declared on the buttons (data-hotkey), ignored while
 // typing; live feedback on caption rules (the server's own verdict); a heartbeat that keeps
-// leases alive while the page is open. Everything it does the server also enforces; without
-// JavaScript the forms still work.
+// leases alive while the page is open; unsent captions kept across a reload. Everything it does
+// the server also enforces; without JavaScript the forms still work.
 (function () {
   "use strict";
   const HEARTBEAT_MS = 60000;
@@ -111,9 +111,82 @@
       .catch(function () { /* aborted, or offline for a moment: submitting still checks */ });
   }
 
+  // Drafts: what is typed in a caption box is kept in localStorage as it is typed, under the
+  // project, task and lease it was typed for, so a reload (or a closed tab, a crash) that shows
+  // the same task again puts it back. A lease is one annotator's one showing of one task: any
+  // other task has another key, so a draft never lands in a different task. It is dropped once
+  // the answer (or the skip) for it is taken, and after a day.
+  const DRAFT_PREFIX = "concord:draft:";
+  const DRAFT_MAX_AGE_MS = 24 * 3600 * 1000;
+  let answered = null;
+
+  function drafts() {
+    try {
+      return window.localStorage;
+    } catch (error) {
+      return null; // storage disabled: typing still works, drafts are not kept
+    }
+  }
+
+  function draftKey(box) {
+    return box && box.dataset.draft ? DRAFT_PREFIX + box.dataset.draft : null;
+  }
+
+  function draftSave(box) {
+    const store = drafts();
+    const key = draftKey(box);
+    if (!store || !key) return;
+    try {
+      if (box.value) store.setItem(key, JSON.stringify({ text: box.value, at: Date.now() }));
+      else store.removeItem(key);
+    } catch (error) { /* full or refused: the box still holds the text */ }
+  }
+
+  function draftRead(store, key) {
+    try {
+      const draft = JSON.parse(store.getItem(key));
+      if (draft && typeof draft.text === "string" && Date.now() - draft.at < DRAFT_MAX_AGE_MS) {
+        return draft.text;
+      }
+    } catch (error) { /* not ours, or damaged */ }
+    return null;
+  }
+
+  function draftsPrune() {
+    const store = drafts();
+    if (!store) return;
+    const keys = [];
+    for (let i = 0; i < store.length; i++) {
+      const key = store.key(i);
+      if (key && key.startsWith(DRAFT_PREFIX)) keys.push(key);
+    }
+    keys.forEach(function (key) {
+      if (draftRead(store, key) === null) store.removeItem(key);
+    });
+  }
+
+  // The box on screen: an empty one gets its own task's draft back; one the server filled (a
+  // refused caption, an undone one) is what is kept from then on.
+  function draftRestore() {
+    const box = document.querySelector("[data-workspace] [data-caption-input]");
+    const store = drafts();
+    const key = draftKey(box);
+    if (!store || !key) return;
+    if (box.value) {
+      draftSave(box);
+      return;
+    }
+    const text = draftRead(store, key);
+    if (!text) return;
+    box.value = text;
+    box.setSelectionRange(text.length, text.length);
+    box.dispatchEvent(new Event("input", { bubbles: true }));
+  }
+
   document.addEventListener("input", function (event) {
     if (!event.target.matches("[data-caption-input]")) return;
     const input = event.target;
+    draftSave(input);
     clearTimeout(checkTimer);
     checkTimer = setTimeout(function () { check(input); }, CHECK_DELAY_MS);
   });
@@ -211,8 +284,23 @@
 
   document.addEventListener("htmx:beforeSwap", function (event) {
     if (!event.detail.shouldSwap) return;
+    // An answer or skip the server took: its task's draft goes once the next page is in,
+    // unless the same task comes back (a refused caption keeps its text).
+    const form = event.detail.requestConfig && event.detail.requestConfig.elt;
+    if (isAnswerForm(form)) {
+      const task = form.closest("[data-lease]");
+      answered = draftKey(task && task.querySelector("[data-caption-input]"));
+    }
     const box = document.querySelector("[data-workspace] [data-caption-input][data-sending]");
     carried = box ? { text: box.value, lease: box.closest("[data-lease]").dataset.lease } : null;
+  });
+
+  document.addEventListener("htmx:afterSwap", function () {
+    const box = document.querySelector("[data-workspace] [data-caption-input]");
+    const store = drafts();
+    if (answered && store && answered !== draftKey(box)) store.removeItem(answered);
+    answered = null;
+    draftRestore();
   });
 
   document.addEventListener("htmx:afterSwap", function () {
@@ -256,4 +344,8 @@
     }).catch(function () { /* offline for a moment: the next beat tries again */ });
   }
   setInterval(heartbeat, HEARTBEAT_MS);
+
+  // Deferred: the page is parsed.
+  draftsPrune();
+  draftRestore();
 })();

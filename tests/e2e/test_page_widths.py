@@ -1,7 +1,8 @@
 """No page scrolls sideways: the image detail at a laptop's 1280 px, and every page behind the
 manager's project tabs (the data browser's Pairs page and a release page among them) at a phone's
 390 px, with the long things real data brings: captions of many words and of one unbroken
-token, file names and URLs hundreds of characters long, a long project name, all ten tabs."""
+token, file names and URLs hundreds of characters long, a long project name, all ten tabs; and
+the release page's file table at 390 px wraps its names, sizes and hashes only between words."""
 
 from annotate.models import ItemLabel
 from datasets.ingest.services.uploads import Provenance, caption_create, image_ingest
@@ -34,6 +35,49 @@ def _overflow(page) -> dict:
           }
           return {scroll: document.documentElement.scrollWidth, inner: width, culprit};
         }"""
+    )
+
+
+def _words_cut(page, selector: str) -> list:
+    """Cells (``selector``) whose text wraps inside a word, or sticks out of the cell: each line
+    break must fall at a space or at a <wbr> the page put there. Found character by character
+    from where the browser laid each one out (a Range's client rects)."""
+    return page.evaluate(
+        r"""(selector) => {
+          const cut = [];
+          for (const cell of document.querySelectorAll(selector)) {
+            const walker = document.createTreeWalker(
+              cell, NodeFilter.SHOW_TEXT | NodeFilter.SHOW_ELEMENT);
+            let top = null, before = '', wbr = false, node;
+            while ((node = walker.nextNode())) {
+              if (node.nodeType === Node.ELEMENT_NODE) {
+                if (node.tagName === 'WBR') wbr = true;
+                continue;
+              }
+              const text = node.textContent;
+              for (let i = 0; i < text.length; i++) {
+                const range = document.createRange();
+                range.setStart(node, i);
+                range.setEnd(node, i + 1);
+                const rects = range.getClientRects();
+                if (!rects.length) continue;
+                const here = rects[0].top;
+                const spaced = /\s/.test(before) || /\s/.test(text[i]);
+                if (top !== null && here > top + 2 && !wbr && !spaced) {
+                  cut.push(cell.textContent.slice(0, 80) + ' (before "' + text.slice(i, i + 8) + '")');
+                }
+                top = here;
+                before = text[i];
+                wbr = false;
+              }
+            }
+            if (cell.scrollWidth > cell.clientWidth + 1) {
+              cut.push(cell.textContent.slice(0, 80) + ' (sticks out of its cell)');
+            }
+          }
+          return cut;
+        }""",
+        selector,
     )
 
 
@@ -76,7 +120,7 @@ def test_pages_fit_the_window_with_long_content(browser, live_server, transactio
     release = releases.release_build(release_id=release.pk)
     assert release.status == "ready", release.error
 
-    too_wide = []
+    too_wide, cut = [], []
     for width, paths in (
         (1280, [f"/projects/{project.slug}/images/{image.pk}/"]),
         (
@@ -114,6 +158,15 @@ def test_pages_fit_the_window_with_long_content(browser, live_server, transactio
                 # All ten tabs are there (wrapped, not cut off).
                 page.goto(f"/projects/{project.slug}/pairs/")
                 assert page.locator(".crumbs .tabs a").count() == 10
+                # The release's file table: names, sizes and hashes readable, no word cut
+                # ("pairs.jso|nl", "byt|es"), the content-named image included.
+                page.goto(f"/projects/{project.slug}/releases/v{release.version}/")
+                page.evaluate("document.querySelectorAll('details').forEach(d => d.open = true)")
+                cells = page.locator("table.files td")
+                assert cells.count() >= 3 * 3
+                assert any(len(t) > 64 for t in cells.all_text_contents())  # images/…/<hash>.jpg
+                cut += _words_cut(page, "table.files td")
         finally:
             context.close()
     assert not too_wide, "\n".join(f"{path}: {measured}" for path, measured in too_wide)
+    assert not cut, "\n".join(cut)

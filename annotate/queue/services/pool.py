@@ -9,7 +9,7 @@ from django.db import transaction
 from django.db.models import Count, Exists, OuterRef, Subquery
 from django.db.models.functions import Coalesce
 
-from annotate.models import RANDOM_KEY_MAX, Answer, Task, TaskKind
+from annotate.models import RANDOM_KEY_MAX, Answer, Lease, LeaseState, Task, TaskKind
 from datasets.curation.services.cleaning import captions_held_back, images_held_back
 from datasets.models import Caption, Image, Pair, Project, Source
 
@@ -73,6 +73,33 @@ def gold_set(*, pair: Pair, answer: str) -> Task:
     task = verify_task_create(pair=pair)
     Task.objects.filter(pk=task.pk).update(is_gold=True, gold_answer=answer, is_open=True)
     task.refresh_from_db()
+    return task
+
+
+@transaction.atomic
+def gold_unset(*, pair: Pair) -> Task | None:
+    """Make a gold pair an ordinary item again; returns its task, or None when it was not gold.
+
+    The judgments given on it stay and count as votes from now on. Under the task's row lock,
+    like every counter change in the queue: gold leases hold no slot, so the ones still out
+    start holding one (their answers must count, and an expired one must give its slot back),
+    and the target grows to what is already judged or leased (a gold item is answered by many;
+    the task must not be over-assigned), so it reopens only if it is still short of its target.
+    """
+    task = (
+        Task.objects.select_for_update()
+        .filter(pair=pair, kind=TaskKind.VERIFY, is_gold=True)
+        .first()
+    )
+    if task is None:
+        return None
+    out = Lease.objects.filter(task=task, state=LeaseState.ACTIVE, holds_slot=False)
+    task.lease_count += out.update(holds_slot=True)
+    task.is_gold = False
+    task.gold_answer = ""
+    task.target = max(task.target, task.judgment_count + task.lease_count)
+    task.is_open = task.judgment_count + task.lease_count < task.target
+    task.save(update_fields=["is_gold", "gold_answer", "lease_count", "target", "is_open"])
     return task
 
 

@@ -3,6 +3,7 @@ full-text search there, substrings here)."""
 
 import pytest
 
+from annotate.queue.services.pool import gold_set
 from datasets.browse import selectors
 from datasets.browse.filters import FilterError, filter_parse
 
@@ -64,6 +65,17 @@ ALL = {"p0", "p1", "p2", "p2b", "p3", "pn"}
 )
 def test_each_filter_selects_exactly_its_pairs(world, params, expected):
     assert names(world, **params) == expected
+
+
+def test_gold_selects_the_gold_items(world):
+    gold_set(pair=world.p3, answer="match")
+    assert names(world, gold="yes") == {"p3"}
+    assert names(world, gold="no") == ALL - {"p3"}
+    assert names(world, gold="yes", label="no_match") == set()
+    grid = selectors.images_page(
+        project=world.project, spec=filter_parse({"gold": "yes"}, images=True), limit=10
+    )
+    assert [i.pk for i in grid.images] == [world.p3.image_id]
 
 
 def test_an_unknown_annotator_is_a_filter_error(world, outsider):
@@ -188,11 +200,18 @@ def test_filtered_pages_by_id_match_the_unpaged_filter(world, sort, params):
         {"annotator": "annotator"},
         {"annotator": "annotator", "q": "black"},
         {"annotator": "annotator", "sort": "-confidence"},
+        {"duplicate": "unique"},
+        {"duplicate": "canonical"},
+        {"duplicate": "duplicate", "sort": "-confidence"},
+        {"gold": "yes"},
+        {"gold": "no", "sort": "-confidence"},
     ],
 )
 def test_many_matches_select_what_few_do(world, monkeypatch, params):
+    gold_set(pair=world.p3, answer="match")
     """A search matching more than SEARCH_IDS_MAX captions tests each pair's caption as it is
-    walked, and an annotator with more judgments is asked pair by pair; with the limit at 0
+    walked, an annotator with more judgments is asked pair by pair, and a project with more
+    duplicate cluster members or gold items asks EXISTS of each; with the limit at 0
     every view takes those paths and must select, page and grid exactly as with the lists."""
 
     def views():

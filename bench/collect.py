@@ -1,7 +1,7 @@
 """Collection benchmark: a URL manifest fetched from a loopback server into a project.
 
     .venv/bin/python bench/collect.py [--urls 10000] [--fail 0.01] [--processes 2]
-        [--pg postgres://postgres@127.0.0.1:5432] [--img2dataset VENV]
+        [--pg postgres://postgres@127.0.0.1:5432] [--img2dataset VENV] [--db NAME] [--profile DIR]
 
 Serves --urls distinct JPEGs of realistic sizes (320×240 to 1280×960, about 15–250 kB, each
 URL's bytes unique) from a threaded HTTP server in its own process on 127.0.0.1, with --fail of
@@ -39,6 +39,16 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=16, help="fetch threads per process")
     parser.add_argument("--pg", default="postgres://postgres@127.0.0.1:5432")
     parser.add_argument("--img2dataset", type=Path, help="virtual environment for img2dataset")
+    parser.add_argument(
+        "--db",
+        default=DB_NAME,
+        help="the throwaway database (dropped and created; default %(default)s)",
+    )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="folder for a cProfile file per worker process (worker-N.prof); slows the run",
+    )
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
 
@@ -51,7 +61,7 @@ def main() -> None:
 
     env = dict(
         os.environ,
-        DATABASE_URL=f"{args.pg}/{DB_NAME}",
+        DATABASE_URL=f"{args.pg}/{args.db}",
         CELERY_BROKER_URL="memory://",
         SECRET_KEY="bench-only",
         DEBUG="0",
@@ -61,7 +71,9 @@ def main() -> None:
         CONCORD_COLLECT_ALLOW_CIDRS="127.0.0.0/8",
         CONCORD_COLLECT_PER_HOST=str(args.threads),
         CONCORD_COLLECT_PER_HOST_RATE="0",
-        CONCORD_COLLECT_PROJECT_CONCURRENCY=str(args.threads * args.processes * 2),
+        # Each worker holds up to two batches claimed (one written while the next is fetched):
+        # a lower project limit leaves the second process idle while the first holds them all.
+        CONCORD_COLLECT_PROJECT_CONCURRENCY=str(args.threads * 2 * 2 * args.processes),
         CONCORD_COLLECT_THREADS=str(args.threads),
         CONCORD_COLLECT_BATCH=str(args.threads * 2),
         CONCORD_COLLECT_ATTEMPTS="2",
@@ -69,12 +81,14 @@ def main() -> None:
         CONCORD_MAX_IMAGE_BYTES=str(2 * 1024 * 1024),
     )
     try:
-        _psql(args.pg, f"DROP DATABASE IF EXISTS {DB_NAME}")
-        _psql(args.pg, f"CREATE DATABASE {DB_NAME}")
+        _psql(args.pg, f"DROP DATABASE IF EXISTS {args.db}")
+        _psql(args.pg, f"CREATE DATABASE {args.db}")
         subprocess.run(
             [sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True
         )
-        ours = _run_concord(manifest, env=env, processes=args.processes)
+        if args.profile:
+            args.profile.mkdir(parents=True, exist_ok=True)
+        ours = _run_concord(manifest, env=env, processes=args.processes, profile=args.profile)
         theirs = None
         if args.img2dataset:
             theirs = _run_img2dataset(
@@ -169,12 +183,17 @@ sys.path.insert(0, sys.argv[2])
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 django.setup()
 from datasets.ingest.services.collection import collection_run
-collection_run(job_id=int(sys.argv[1]), seconds=0)
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+if sys.argv[3]:
+    import cProfile
+    cProfile.run("collection_run(job_id=int(sys.argv[1]), seconds=0)", sys.argv[3])
+else:
+    collection_run(job_id=int(sys.argv[1]), seconds=0)
+usage = resource.getrusage(resource.RUSAGE_SELF)
+print(usage.ru_utime + usage.ru_stime, usage.ru_maxrss)
 """
 
 
-def _run_concord(manifest: Path, *, env: dict, processes: int) -> dict:
+def _run_concord(manifest: Path, *, env: dict, processes: int, profile: Path | None) -> dict:
     os.environ.update(env)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     import django
@@ -203,18 +222,27 @@ def _run_concord(manifest: Path, *, env: dict, processes: int) -> dict:
     staged = time.monotonic() - started
     workers = [
         subprocess.Popen(
-            [sys.executable, "-c", WORKER, str(job.pk), str(ROOT)],
+            [
+                sys.executable,
+                "-c",
+                WORKER,
+                str(job.pk),
+                str(ROOT),
+                str(profile / f"worker-{n}.prof") if profile else "",
+            ],
             cwd=ROOT,
             env=env,
             stdout=subprocess.PIPE,
             text=True,
         )
-        for _ in range(processes)
+        for n in range(processes)
     ]
-    rss = []
+    rss, cpu = [], []
     for worker in workers:
         out, _ = worker.communicate()
-        rss.append(int(out.strip().splitlines()[-1]) if out.strip() else 0)
+        last = out.strip().splitlines()[-1].split() if out.strip() else ["0", "0"]
+        cpu.append(float(last[0]))
+        rss.append(int(last[1]))
     elapsed = time.monotonic() - started
     job = ImportJob.objects.get(pk=job.pk)
     progress = collection_progress(job=job)
@@ -237,6 +265,7 @@ def _run_concord(manifest: Path, *, env: dict, processes: int) -> dict:
         "lost": (job.rows_total or 0) - rows,
         "doubled": doubled,
         "rss_kib": max(rss or [0]),
+        "cpu_seconds": sum(cpu),
     }
 
 
@@ -309,6 +338,12 @@ def _report(ours: dict, theirs: dict | None, *, urls: int) -> None:
     for _code, label, count in ours["failures"]:
         print(f"  {label}: {count}")
     print(f"  peak RSS of a worker process: {ours['rss_kib'] / 1024:.0f} MiB")
+    per_image = ours["cpu_seconds"] * 1000 / max(1, ours["fetched"])
+    print(
+        f"  CPU of the worker processes: {ours['cpu_seconds']:.1f} s "
+        f"({per_image:.1f} ms an image fetched; the machine's load average "
+        f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)"
+    )
     print(f"  rows lost: {ours['lost']}, rows doubled: {ours['doubled']} (of {urls:,})")
     if theirs:
         their_rate = theirs["fetched"] / theirs["seconds"] if theirs["seconds"] else 0

@@ -48,8 +48,10 @@ from datasets.ingest.collection import (
     UrlRow,
     file_name_of,
     manifest_suffix,
+    numbered,
     read_url_manifest,
     retry_delay,
+    row_name,
 )
 from datasets.ingest.fetching import (
     Fetched,
@@ -225,11 +227,11 @@ def _bucket_rows(job: ImportJob, stack: ExitStack) -> Iterator[UrlRow]:
     def listed():
         try:
             for key in s3_list_images(client, bucket, prefix):
-                yield UrlRow(where=display_text(key, limit=250), url=f"s3://{bucket}/{key}")
+                yield UrlRow(where="", url=f"s3://{bucket}/{key}")
         except Exception as exc:
             raise SourceError(f"Could not list s3://{bucket}/{prefix}: {exc}") from exc
 
-    return listed()
+    return numbered(listed())
 
 
 def collection_stage(*, job_id: int) -> ImportJob:
@@ -602,7 +604,7 @@ def _write(*, job_id: int, items: list[CollectItem], results: list[Fetched], tok
 
 
 def _row_input(item: CollectItem, result: Fetched) -> RowInput:
-    where = f"row {item.position + 1}"
+    where = row_name(item.position + 1)
     common = {
         "position": item.position,
         "where": where,

@@ -1,5 +1,9 @@
 """The collection's edges: the API, the pages and the command, over the same services."""
 
+import io
+
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
@@ -7,7 +11,7 @@ from django.test import Client
 from django.urls import reverse
 
 from datasets.ingest.services import collection
-from datasets.models import FetchState, ImportJob, ImportKind, ImportStatus
+from datasets.models import FetchState, ImportJob, ImportKind, ImportRow, ImportStatus, RowOutcome
 from tests.datasets.ingest.test_collection import collect_settings, server  # noqa: F401 (fixtures)
 
 
@@ -135,3 +139,64 @@ def test_the_command_collects_here(project, server, tmp_path, capsys):  # noqa: 
     assert "2 fetched" in out and "1 failed" in out and "HTTP error status: 1" in out
     job = ImportJob.objects.get(project=project, kind=ImportKind.COLLECT)
     assert not job.collect_items.filter(state=FetchState.PENDING).exists()
+
+
+def _numbering_manifests(server) -> dict[str, bytes]:  # noqa: F811
+    """Data row 1 fetched, 2 refused by the reader (no URL), 3 refused by the fetch (404), 4
+    fetched: the text formats with blank lines and a caption over two lines in between, so a
+    line number and a row number differ."""
+    good, missing, other = (
+        server.url("/img/1.jpg"),
+        server.url("/missing.jpg"),
+        server.url("/img/2.jpg"),
+    )
+    csv = f'url,caption\n{good},"one\nover two lines"\n\n,no url\n{missing},gone\n\n{other},four\n'
+    jsonl = (
+        f'{{"url": "{good}", "caption": "one"}}\n\n{{"caption": "no url"}}\n'
+        f'{{"url": "{missing}", "caption": "gone"}}\n\n{{"url": "{other}", "caption": "four"}}\n'
+    )
+    table = pa.table(
+        {"url": [good, None, missing, other], "caption": ["one", "no url", "gone", "four"]}
+    )
+    parquet = io.BytesIO()
+    pq.write_table(table, parquet)
+    return {
+        "csv": csv.encode(),
+        "tsv": csv.replace(",", "\t").encode(),
+        "jsonl": jsonl.encode(),
+        "parquet": parquet.getvalue(),
+    }
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("suffix", ["csv", "tsv", "jsonl", "parquet"])
+def test_rows_are_named_row_n_by_data_row_in_every_format_and_every_place(
+    project,
+    manager,
+    server,  # noqa: F811
+    suffix,
+):
+    client = _logged_in(manager)
+    body = _numbering_manifests(server)[suffix]
+    response = client.post(
+        reverse("api-collections", kwargs={"slug": project.slug}),
+        {"manifest": SimpleUploadedFile(f"urls.{suffix}", body)},
+        format="multipart",
+    )
+    assert response.status_code == 202, response.content
+    job_id = response.json()["id"]
+    collection.collection_stage(job_id=job_id)
+    collection.collection_run(job_id=job_id, seconds=0)
+
+    where = dict(ImportRow.objects.filter(job_id=job_id).values_list("position", "where"))
+    assert where == {0: "row 1", 1: "row 2", 2: "row 3", 3: "row 4"}
+    outcomes = dict(ImportRow.objects.filter(job_id=job_id).values_list("where", "outcome"))
+    assert outcomes["row 2"] == outcomes["row 3"] == RowOutcome.REFUSED
+    assert outcomes["row 1"] != RowOutcome.REFUSED and outcomes["row 4"] != RowOutcome.REFUSED
+
+    route = {"slug": project.slug, "job_id": job_id}
+    rows = client.get(reverse("api-import-rows", kwargs=route)).json()
+    rows = rows.get("results", rows)
+    assert sorted(row["where"] for row in rows) == ["row 1", "row 2", "row 3", "row 4"]
+    page = client.get(reverse("import-job", kwargs=route)).content.decode()
+    assert "row 2" in page and "row 3" in page and "line " not in page

@@ -22,10 +22,12 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 from urllib.parse import unquote, urlsplit
 
+from datasets.ingest.fetching import url_redacted
 from datasets.ingest.sources import (
     LICENSE_NAME_MAX_CHARS,
     LICENSE_URL_MAX_CHARS,
     NAME_MAX_CHARS,
+    ROW_BAD_URL,
     SOURCE_URL_MAX_CHARS,
     SourceError,
     display_text,
@@ -290,19 +292,32 @@ def _row(
     else:
         row.error = (
             (
-                url_problem(url, field=url_column, max_chars=SOURCE_URL_MAX_CHARS)
+                _url_problem(url, field=url_column)
                 if key_prefix is None
                 else text_problem(url, field=url_column, max_chars=SOURCE_URL_MAX_CHARS)
             )
             or (text_problem(caption, field=caption_column) if caption is not None else "")
             or text_problem(row.license_name, field="license", max_chars=LICENSE_NAME_MAX_CHARS)
             or (
-                url_problem(row.license_url, field="license_url", max_chars=LICENSE_URL_MAX_CHARS)
+                _url_problem(row.license_url, field="license_url", max_chars=LICENSE_URL_MAX_CHARS)
                 if row.license_url
                 else ""
             )
         )
     return row
+
+
+def _url_problem(url: str, *, field: str, max_chars: int = SOURCE_URL_MAX_CHARS) -> str:
+    """url_problem, its message quoting the URL without the credentials it may carry."""
+    problem = url_problem(url, field=field, max_chars=max_chars)
+    shown = url_redacted(url)
+    if not problem or shown == url:
+        return problem
+    # Where the problem was in the credentials, the redacted URL may pass: say it plainly.
+    shown = shown if len(shown) <= 60 else shown[:57] + "…"
+    return url_problem(shown, field=field, max_chars=max_chars) or ROW_BAD_URL.format(
+        field=field, value=repr(shown)
+    )
 
 
 def _text(value: object) -> str:

@@ -18,10 +18,17 @@ below (the values of ``datasets.models.FetchFailure``). What it guarantees:
 * **Politeness**: a User-Agent that names Concord; ``X-Robots-Tag`` directives such as ``noai``
   and ``noimageai`` (for every agent, or addressed to Concord) refuse the image, as img2dataset
   does; ``HostGate`` bounds concurrent requests and the request rate per host.
+* **Credentials in a URL** (``https://user:password@host/…``, percent-encoded as URLs require)
+  are sent as HTTP Basic authorization to that URL only: a relative redirect (same host) keeps
+  them, an absolute ``Location`` is fetched with the credentials it carries itself, if any. They are never shown or kept as
+  provenance: ``url_redacted`` is how a URL leaves the fetcher (failure details, the caller's
+  rows, logs), with the userinfo and the values of query parameters that are secrets by name
+  (signatures, tokens, keys of presigned URLs) written as ``***``.
 * **Transient or not**: 429 and 503 (with their ``Retry-After``, seconds or an HTTP date) and
   timeouts are marked transient, so the caller may retry them later; nothing else is.
 """
 
+import base64
 import email.utils
 import errno
 import ipaddress
@@ -31,7 +38,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from urllib.parse import urljoin, urlsplit, urlunsplit
+from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
 
 import httpx
 
@@ -51,6 +58,31 @@ TRANSIENT_STATUSES = (429, 503)
 IMAGE_TYPES_GENERIC = ("application/octet-stream", "binary/octet-stream")
 DEFAULT_OPT_OUT = ("noai", "noimageai")
 _REDIRECTS = (301, 302, 303, 307, 308)
+REDACTED = "***"
+# Query parameters whose values are secrets wherever they appear (compared in lower case):
+# presigned S3/GCS/Azure URLs and the usual token and key names.
+SECRET_QUERY_NAMES = frozenset(
+    {
+        "x-amz-signature",
+        "x-amz-credential",
+        "x-amz-security-token",
+        "x-goog-signature",
+        "x-goog-credential",
+        "awsaccesskeyid",
+        "signature",
+        "sig",
+        "token",
+        "access_token",
+        "id_token",
+        "auth",
+        "api_key",
+        "apikey",
+        "password",
+        "passwd",
+        "secret",
+        "client_secret",
+    }
+)
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -99,6 +131,42 @@ class _Refused(Exception):
         super().__init__(detail)
         self.failure, self.detail = failure, detail
         self.transient, self.retry_after = transient, retry_after
+
+
+def url_redacted(url: str) -> str:
+    """The URL as it may be shown or stored: the userinfo before the host (``user:password@``,
+    ``user@``) and the values of secret query parameters (``SECRET_QUERY_NAMES``) replaced by
+    ``***``; everything else as it was. Works on the text, so a URL too odd to parse is
+    redacted too."""
+    scheme_end = url.find("://")
+    if scheme_end >= 0:
+        start = scheme_end + 3
+        ends = [at for at in (url.find(c, start) for c in "/?#") if at >= 0]
+        end = min(ends) if ends else len(url)
+        authority = url[start:end]
+        if "@" in authority:
+            url = url[:start] + REDACTED + authority[authority.rindex("@") :] + url[end:]
+    query_at = url.find("?")
+    if query_at < 0:
+        return url
+    fragment_at = url.find("#", query_at)
+    query_end = fragment_at if fragment_at >= 0 else len(url)
+    params = url[query_at + 1 : query_end].split("&")
+    for n, param in enumerate(params):
+        name, equals, _value = param.partition("=")
+        if equals and unquote(name).strip().lower() in SECRET_QUERY_NAMES:
+            params[n] = f"{name}={REDACTED}"
+    return url[: query_at + 1] + "&".join(params) + url[query_end:]
+
+
+def basic_authorization(url: str) -> str | None:
+    """The ``Authorization`` header value for credentials in the URL (``user:password@``, either
+    part percent-encoded; ``user@`` alone means an empty password), or None without any."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return None
+    pair = f"{unquote(parts.username or '')}:{unquote(parts.password or '')}"
+    return "Basic " + base64.b64encode(pair.encode("utf-8")).decode("ascii")
 
 
 def parse_networks(values: list[str] | tuple[str, ...]) -> tuple[Network, ...]:
@@ -262,7 +330,7 @@ class Fetcher:
                     return result
                 current = location
                 if current in seen:
-                    raise _Refused(REDIRECT_LOOP, f"redirects back to {current}")
+                    raise _Refused(REDIRECT_LOOP, f"redirects back to {url_redacted(current)}")
                 seen.add(current)
             raise _Refused(REDIRECT_LOOP, f"more than {self.policy.max_redirects} redirects")
         except _Refused as exc:
@@ -280,12 +348,12 @@ class Fetcher:
         parts = urlsplit(url)
         scheme = parts.scheme.lower()
         if scheme not in ("http", "https") or not parts.hostname:
-            raise _Refused(INVALID, f"not an http(s) URL: {url[:200]}")
+            raise _Refused(INVALID, f"not an http(s) URL: {url_redacted(url)[:200]}")
         host = parts.hostname.rstrip(".").lower()
         try:
             port = parts.port or (443 if scheme == "https" else 80)
         except ValueError as exc:
-            raise _Refused(INVALID, f"bad port in {url[:200]}") from exc
+            raise _Refused(INVALID, f"bad port in {url_redacted(url)[:200]}") from exc
         address = self._vetted_address(host, port)
         target = f"[{address}]" if address.version == 6 else str(address)
         ip_url = urlunsplit((scheme, f"{target}:{port}", parts.path or "/", parts.query, ""))
@@ -294,9 +362,12 @@ class Fetcher:
         if ":" in parts.hostname and not default_port:
             host_header = f"[{parts.hostname}]:{port}"
         extensions = {"sni_hostname": host} if scheme == "https" else {}
+        headers = {"Host": host_header}
+        if authorization := basic_authorization(url):
+            headers["Authorization"] = authorization
         gate = self.gate.slot(host) if self.gate is not None else _nothing()
         with gate:
-            return self._request(url, ip_url, host_header, extensions, deadline=deadline)
+            return self._request(url, ip_url, headers, extensions, deadline=deadline)
 
     def _vetted_address(self, host: str, port: int) -> Address:
         policy = self.policy
@@ -322,12 +393,12 @@ class Fetcher:
         raise _Refused(BLOCKED, f"{host} resolves to {addresses[0]}, which may not be fetched")
 
     def _request(
-        self, url: str, ip_url: str, host_header: str, extensions: dict, *, deadline: float
+        self, url: str, ip_url: str, headers: dict, extensions: dict, *, deadline: float
     ) -> tuple[Fetched, str | None]:
         policy = self.policy
         try:
             request = self._client.build_request(
-                "GET", ip_url, headers={"Host": host_header}, extensions=extensions
+                "GET", ip_url, headers=headers, extensions=extensions
             )
             response = self._client.send(request, stream=True)
         except httpx.TimeoutException as exc:

@@ -63,6 +63,7 @@ from datasets.ingest.fetching import (
     s3_list_images,
     s3_split,
     s3_text,
+    url_redacted,
 )
 from datasets.ingest.images import ImageRejected, check_image
 from datasets.ingest.services.jobs import (
@@ -317,7 +318,7 @@ def _stage_chunk(*, job: ImportJob, chunk: list[tuple[int, UrlRow]], staged: int
                 RowInput(
                     position=position,
                     where=row.where,
-                    name=url,
+                    name=url_redacted(url),
                     source=job.source,
                     refusal=row.error,
                 )
@@ -519,7 +520,7 @@ def _fetch_checked(item: CollectItem, fetcher: Fetcher) -> Fetched:
         except ImageRejected:
             pass
         except Exception:
-            logger.exception("Collection: checking %s failed", item.url)
+            logger.exception("Collection: checking %s failed", url_redacted(item.url))
     return result
 
 
@@ -537,7 +538,7 @@ def _fetch_one(item: CollectItem, fetcher: Fetcher) -> Fetched:
             return result
         return fetcher.fetch(item.url)
     except Exception as exc:  # a bug in the fetcher must cost this row only
-        logger.exception("Collection fetch of %s failed", item.url)
+        logger.exception("Collection fetch of %s failed", url_redacted(item.url))
         return Fetched(url=item.url, failure=FetchFailure.ERROR, detail=type(exc).__name__)
 
 
@@ -605,16 +606,18 @@ def _write(*, job_id: int, items: list[CollectItem], results: list[Fetched], tok
 
 def _row_input(item: CollectItem, result: Fetched) -> RowInput:
     where = row_name(item.position + 1)
+    # Credentials in a URL are for fetching it (CollectItem.url) and go no further.
+    shown = url_redacted(item.url)
     common = {
         "position": item.position,
         "where": where,
-        "name": item.url,
+        "name": shown,
         "source": item.job.source,
         "caption": item.caption or None,
-        "original_name": file_name_of(item.url),
-        "source_url": item.url,
+        "original_name": file_name_of(shown),
+        "source_url": shown,
         "license_name": item.license_name,
-        "license_url": item.license_url,
+        "license_url": url_redacted(item.license_url),
     }
     if result.ok:
         return RowInput(**common, data=result.data, checked=result.checked)

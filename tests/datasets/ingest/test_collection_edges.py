@@ -11,7 +11,17 @@ from django.test import Client
 from django.urls import reverse
 
 from datasets.ingest.services import collection
-from datasets.models import FetchState, ImportJob, ImportKind, ImportRow, ImportStatus, RowOutcome
+from datasets.models import (
+    CollectItem,
+    FetchState,
+    Image,
+    ImageSource,
+    ImportJob,
+    ImportKind,
+    ImportRow,
+    ImportStatus,
+    RowOutcome,
+)
 from tests.datasets.ingest.test_collection import collect_settings, server  # noqa: F401 (fixtures)
 
 
@@ -200,3 +210,60 @@ def test_rows_are_named_row_n_by_data_row_in_every_format_and_every_place(
     assert sorted(row["where"] for row in rows) == ["row 1", "row 2", "row 3", "row 4"]
     page = client.get(reverse("import-job", kwargs=route)).content.decode()
     assert "row 2" in page and "row 3" in page and "line " not in page
+
+
+@pytest.mark.django_db
+def test_credentials_in_urls_fetch_the_image_and_are_shown_or_kept_nowhere(
+    project,
+    manager,
+    server,  # noqa: F811
+):
+    port = server.port
+    secrets = ("alice", "s3cr", "hunter2", "carol", "bob-token")
+    body = (
+        "url,caption,license_url\n"
+        f"http://alice:s3cr%3Aet@127.0.0.1:{port}/private.jpg,with a password,\n"
+        f"http://alice@127.0.0.1:{port}/img/5.jpg,user only,http://alice:s3cr@l.example/\n"
+        f"{server.url('/credentials-loop')},a Location with credentials,\n"
+        f"ftp://carol:hunter2@127.0.0.1/x.jpg,refused by the reader,\n"
+        f"http://127.0.0.1:{port}/img/6.jpg?token=bob-token&w=1,a token,\n"
+    ).encode()
+    client = _logged_in(manager)
+    response = client.post(
+        reverse("api-collections", kwargs={"slug": project.slug}),
+        {"manifest": SimpleUploadedFile("urls.csv", body)},
+        format="multipart",
+    )
+    job_id = response.json()["id"]
+    collection.collection_stage(job_id=job_id)
+    collection.collection_run(job_id=job_id, seconds=0)
+
+    rows = {row.where: row for row in ImportRow.objects.filter(job_id=job_id)}
+    assert rows["row 1"].outcome != RowOutcome.REFUSED  # fetched with the credentials
+    assert rows["row 2"].outcome != RowOutcome.REFUSED
+    assert rows["row 3"].outcome == rows["row 4"].outcome == RowOutcome.REFUSED
+    assert rows["row 1"].name == f"http://***@127.0.0.1:{port}/private.jpg"
+    assert rows["row 5"].name == f"http://127.0.0.1:{port}/img/6.jpg?token=***&w=1"
+    # Only the row used for fetching keeps the URL as written.
+    assert CollectItem.objects.get(job_id=job_id, position=0).url.startswith("http://alice:")
+
+    stored = [
+        *ImportRow.objects.filter(job_id=job_id).values_list("name", "reason"),
+        *Image.objects.filter(project=project).values_list("source_url", "license_url"),
+        *ImageSource.objects.filter(image__project=project).values_list(
+            "source_url", "license_url"
+        ),
+    ]
+    assert not [value for value in map(str, stored) if any(s in value for s in secrets)]
+    route = {"slug": project.slug, "job_id": job_id}
+    shown = [
+        client.get(reverse("api-import-rows", kwargs=route)).content.decode(),
+        client.get(reverse("api-collection", kwargs=route)).content.decode(),
+        client.get(reverse("import-job", kwargs=route)).content.decode(),
+        *(
+            client.get(reverse("image-detail", args=[project.slug, image.pk])).content.decode()
+            for image in Image.objects.filter(project=project)
+        ),
+    ]
+    assert "***@127.0.0.1" in shown[0]
+    assert not [page for page in shown if any(s in page for s in secrets)]

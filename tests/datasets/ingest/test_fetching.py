@@ -210,3 +210,60 @@ def test_host_gate_spaces_requests_to_one_host():
         with gate.slot("b.example"):
             pass
     assert time.monotonic() - started >= 4 / 20 - 0.01
+
+
+# --- credentials inside a URL ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("http://alice@example.com/a.jpg", "http://***@example.com/a.jpg"),
+        ("https://alice:pw@example.com:8443/a.jpg?x=1", "https://***@example.com:8443/a.jpg?x=1"),
+        ("http://al%40ice:p%3Aw%2F@example.com/a.jpg", "http://***@example.com/a.jpg"),
+        ("http://:pw@example.com", "http://***@example.com"),
+        ("http://u:p@[2001:db8::1]/a", "http://***@[2001:db8::1]/a"),
+        # An @ after the host is not userinfo.
+        ("http://example.com/a@b.jpg?who=me@there", "http://example.com/a@b.jpg?who=me@there"),
+        (
+            "https://b.s3.amazonaws.com/k.jpg?X-Amz-Credential=AKIA%2F1&X-Amz-Signature=abc&w=2",
+            "https://b.s3.amazonaws.com/k.jpg?X-Amz-Credential=***&X-Amz-Signature=***&w=2",
+        ),
+        ("http://e.com/a?sig=1&token=2&size=3#top", "http://e.com/a?sig=***&token=***&size=3#top"),
+        ("http://e.com/a.jpg", "http://e.com/a.jpg"),
+        ("not a url at all", "not a url at all"),
+    ],
+)
+def test_urls_are_shown_without_their_credentials(url, shown):
+    assert fetching.url_redacted(url) == shown
+
+
+def test_basic_authorization_decodes_percent_encoded_credentials():
+    import base64
+
+    def decoded(url):
+        value = fetching.basic_authorization(url)
+        return base64.b64decode(value.removeprefix("Basic ")).decode() if value else None
+
+    assert decoded("http://al%40ice:p%3Aw%2F@example.com/") == "al@ice:p:w/"
+    assert decoded("http://alice@example.com/") == "alice:"
+    assert decoded("http://example.com/") is None
+
+
+def test_credentials_in_the_url_are_sent_to_it_and_nowhere_else(server):
+    port = server.port
+    with _fetcher() as fetcher:
+        assert fetcher.fetch(f"http://alice:s3cr%3Aet@127.0.0.1:{port}/private.jpg").ok
+        assert not fetcher.fetch(server.url("/private.jpg")).ok  # 401 without them
+        # Credentials that a redirect's Location carries are used for that hop.
+        assert fetcher.fetch(server.url("/to-private-with-credentials")).ok
+        # An absolute Location to another host name is fetched without the first URL's.
+        moved = fetcher.fetch(f"http://alice:s3cr%3Aet@127.0.0.1:{port}/to-private-on-another-host")
+        assert moved.failure == fetching.HTTP_STATUS and moved.detail == "HTTP 401"
+        assert server.authorizations["/to-private-on-another-host"][-1].startswith("Basic ")
+        # The last request, to localhost, carried none.
+        assert server.authorizations["/private.jpg"][-1] == ""
+        looped = fetcher.fetch(server.url("/credentials-loop"))
+    assert looped.failure == fetching.REDIRECT_LOOP
+    assert "hunter2" not in looped.detail and "carol" not in looped.detail
+    assert f"http://***@127.0.0.1:{port}/credentials-loop" in looped.detail

@@ -6,9 +6,11 @@ below (the values of ``datasets.models.FetchFailure``). What it guarantees:
 
 * **SSRF guard**: the host is resolved here, every address is checked (loopback, link-local,
   private, shared, multicast, reserved and unspecified ranges are refused, IPv4-mapped IPv6
-  included), and the connection goes to the vetted address itself, with the name only in the
-  ``Host`` header and the TLS server name: a second lookup that answers differently (DNS
-  rebinding) is never made. Redirects are followed by hand, one hop at a time, each vetted the
+  included), and the connection goes to the vetted address itself (``_PinnedBackend``) while the
+  URL keeps the name, so the ``Host`` header, the TLS server name (SNI), certificate
+  verification and the connection pool all go by the name: a second lookup that answers
+  differently (DNS rebinding) is never made, and a connection verified for one name never
+  carries a request for another. HTTPS trusts the public CAs and ``ca_bundle``. Redirects are followed by hand, one hop at a time, each vetted the
   same way. ``allow_hosts``/``allow_networks`` are an explicit allow-list (tests, intranets).
 * **Bounds**: connect and read timeouts, a total time per URL (a server that drips one byte a
   second does not hold a worker), a size cap checked against Content-Length and again while
@@ -33,6 +35,7 @@ import email.utils
 import errno
 import ipaddress
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -40,6 +43,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
 
+import certifi
+import httpcore
 import httpx
 
 DNS = "dns"
@@ -103,6 +108,8 @@ class FetchPolicy:
     # X-Robots-Tag directives that refuse an image; empty to ignore the header.
     opt_out: tuple[str, ...] = DEFAULT_OPT_OUT
     agent_name: str = "concord"
+    # A PEM file of certificate authorities trusted besides the public ones (an intranet's CA).
+    ca_bundle: str = ""
 
 
 @dataclass
@@ -285,6 +292,59 @@ class HostGate:
             yield
 
 
+def tls_context(ca_bundle: str = "") -> ssl.SSLContext:
+    """Certificates verified against the public CAs (certifi's), and those in ``ca_bundle`` too."""
+    context = ssl.create_default_context(cafile=certifi.where())
+    if ca_bundle:
+        context.load_verify_locations(cafile=ca_bundle)
+    return context
+
+
+class _PinnedBackend(httpcore.SyncBackend):
+    """Opens every connection to the address this thread's fetch vetted, whatever name the URL
+    holds, so the name stays in the URL: the Host header, the TLS server name, certificate
+    verification and the connection pool all go by the name (a connection verified for one
+    name is never reused for another on the same address), and no second lookup is made."""
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+
+    @contextmanager
+    def pinned(self, address: Address) -> Iterator[None]:
+        self._local.address = str(address)
+        try:
+            yield
+        finally:
+            self._local.address = None
+
+    def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
+        address = getattr(self._local, "address", None)
+        if address is None:  # never resolve a name here: only a vetted address is reached
+            raise httpcore.ConnectError(f"no vetted address for {host}")
+        return super().connect_tcp(
+            address,
+            port,
+            timeout=timeout,
+            local_address=local_address,
+            socket_options=socket_options,
+        )
+
+
+def _pinned_transport(
+    *, verify: ssl.SSLContext, limits: httpx.Limits, backend
+) -> httpx.HTTPTransport:
+    transport = httpx.HTTPTransport(verify=verify, limits=limits, trust_env=False)
+    # httpx builds its pool without a way to pass a network backend: the same pool, with ours.
+    transport._pool = httpcore.ConnectionPool(
+        ssl_context=verify,
+        max_connections=limits.max_connections,
+        max_keepalive_connections=limits.max_keepalive_connections,
+        keepalive_expiry=limits.keepalive_expiry,
+        network_backend=backend,
+    )
+    return transport
+
+
 @dataclass
 class Fetcher:
     """Fetches image URLs under one policy; thread-safe (one httpx client, pooled)."""
@@ -292,9 +352,11 @@ class Fetcher:
     policy: FetchPolicy
     gate: HostGate | None = None
     _client: httpx.Client = field(init=False, repr=False)
+    _backend: _PinnedBackend = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         policy = self.policy
+        self._backend = _PinnedBackend()
         self._client = httpx.Client(
             timeout=httpx.Timeout(
                 connect=policy.connect_timeout,
@@ -304,8 +366,12 @@ class Fetcher:
             ),
             follow_redirects=False,
             headers={"User-Agent": policy.user_agent, "Accept": "image/*"},
-            limits=httpx.Limits(max_connections=256, max_keepalive_connections=64),
             trust_env=False,  # never through a proxy the environment names: we vet the target
+            transport=_pinned_transport(
+                verify=tls_context(policy.ca_bundle),
+                limits=httpx.Limits(max_connections=256, max_keepalive_connections=64),
+                backend=self._backend,
+            ),
         )
 
     def close(self) -> None:
@@ -355,19 +421,15 @@ class Fetcher:
         except ValueError as exc:
             raise _Refused(INVALID, f"bad port in {url_redacted(url)[:200]}") from exc
         address = self._vetted_address(host, port)
-        target = f"[{address}]" if address.version == 6 else str(address)
-        ip_url = urlunsplit((scheme, f"{target}:{port}", parts.path or "/", parts.query, ""))
-        default_port = (scheme == "https" and port == 443) or (scheme == "http" and port == 80)
-        host_header = parts.hostname if default_port else f"{parts.hostname}:{port}"
-        if ":" in parts.hostname and not default_port:
-            host_header = f"[{parts.hostname}]:{port}"
-        extensions = {"sni_hostname": host} if scheme == "https" else {}
-        headers = {"Host": host_header}
+        # The URL as sent: the credentials become a header, the fragment stays here.
+        netloc = parts.netloc.rpartition("@")[2]
+        target = urlunsplit((scheme, netloc, parts.path or "/", parts.query, ""))
+        headers = {}
         if authorization := basic_authorization(url):
             headers["Authorization"] = authorization
         gate = self.gate.slot(host) if self.gate is not None else _nothing()
-        with gate:
-            return self._request(url, ip_url, headers, extensions, deadline=deadline)
+        with gate, self._backend.pinned(address):
+            return self._request(url, target, headers, host=host, deadline=deadline)
 
     def _vetted_address(self, host: str, port: int) -> Address:
         policy = self.policy
@@ -393,17 +455,17 @@ class Fetcher:
         raise _Refused(BLOCKED, f"{host} resolves to {addresses[0]}, which may not be fetched")
 
     def _request(
-        self, url: str, ip_url: str, headers: dict, extensions: dict, *, deadline: float
+        self, url: str, target: str, headers: dict, *, host: str, deadline: float
     ) -> tuple[Fetched, str | None]:
         policy = self.policy
         try:
-            request = self._client.build_request(
-                "GET", ip_url, headers=headers, extensions=extensions
-            )
+            request = self._client.build_request("GET", target, headers=headers)
             response = self._client.send(request, stream=True)
         except httpx.TimeoutException as exc:
             raise _Refused(TIMEOUT, f"timed out ({type(exc).__name__})", transient=True) from exc
         except httpx.ConnectError as exc:
+            if verify := _certificate_error(exc):
+                raise _Refused(ERROR, f"TLS certificate refused for {host}: {verify}") from exc
             if _is_refused(exc):
                 raise _Refused(REFUSED, "connection refused") from exc
             raise _Refused(ERROR, f"could not connect ({exc})") from exc
@@ -469,6 +531,19 @@ class Fetcher:
         except httpx.HTTPError as exc:
             raise _Refused(ERROR, f"{type(exc).__name__}: {exc}") from exc
         return b"".join(chunks)
+
+
+def _certificate_error(exc: BaseException) -> str:
+    """Why the server's certificate was not accepted, when that is what ended the connection."""
+    seen = 0
+    while exc is not None and seen < 8:
+        if isinstance(exc, ssl.SSLCertVerificationError):
+            return exc.verify_message or str(exc)
+        if "CERTIFICATE_VERIFY_FAILED" in str(exc):
+            return str(exc).split("certificate verify failed: ", 1)[-1].split(" (_ssl", 1)[0]
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
+    return ""
 
 
 def _is_refused(exc: BaseException) -> bool:

@@ -383,6 +383,7 @@ def fetch_policy() -> FetchPolicy:
         allow_hosts=frozenset(h.lower() for h in settings.CONCORD_COLLECT_ALLOW_HOSTS),
         allow_networks=parse_networks(settings.CONCORD_COLLECT_ALLOW_CIDRS),
         opt_out=tuple(settings.CONCORD_COLLECT_OPT_OUT),
+        ca_bundle=settings.CONCORD_COLLECT_CA_BUNDLE,
     )
 
 

@@ -23,6 +23,7 @@ from datasets.models import (
     RowOutcome,
 )
 from tests.datasets.ingest.test_collection import collect_settings, server  # noqa: F401 (fixtures)
+from tests.datasets.ingest.test_fetching import tls  # noqa: F401 (a fixture)
 
 
 def _manifest(server) -> bytes:  # noqa: F811
@@ -267,3 +268,23 @@ def test_credentials_in_urls_fetch_the_image_and_are_shown_or_kept_nowhere(
     ]
     assert "***@127.0.0.1" in shown[0]
     assert not [page for page in shown if any(s in page for s in secrets)]
+
+
+@pytest.mark.django_db
+def test_an_https_collection_trusts_the_ca_the_setting_names(project, manager, settings, tls):  # noqa: F811
+    url = f"https://localhost:{tls['good'].port}/photo.png"
+    body = f"url,caption\n{url},over TLS\n".encode()
+
+    def collected() -> ImportRow:
+        job = collection.collection_job_create(
+            project=project, manifest=SimpleUploadedFile("urls.csv", body), created_by=manager
+        )
+        collection.collection_stage(job_id=job.pk)
+        collection.collection_run(job_id=job.pk, seconds=0)
+        return ImportRow.objects.get(job=job)
+
+    refused = collected()
+    assert refused.outcome == RowOutcome.REFUSED
+    assert "TLS certificate refused for localhost" in refused.reason
+    settings.CONCORD_COLLECT_CA_BUNDLE = tls["bundle"]
+    assert collected().outcome != RowOutcome.REFUSED

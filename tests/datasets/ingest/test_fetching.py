@@ -267,3 +267,61 @@ def test_credentials_in_the_url_are_sent_to_it_and_nowhere_else(server):
     assert looped.failure == fetching.REDIRECT_LOOP
     assert "hunter2" not in looped.detail and "carol" not in looped.detail
     assert f"http://***@127.0.0.1:{port}/credentials-loop" in looped.detail
+
+
+# --- HTTPS to the vetted address, verified against the name ---------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tls(tmp_path_factory):
+    """A CA (its PEM in a file, as CONCORD_COLLECT_CA_BUNDLE names one) and two HTTPS servers:
+    one whose certificate names localhost only (no IP address), one for another name."""
+    import trustme
+
+    from tests import factories
+    from tests.datasets.ingest.tls_server import TlsImageServer
+
+    ca = trustme.CA()
+    bundle = tmp_path_factory.mktemp("ca") / "ca.pem"
+    ca.cert_pem.write_to_path(str(bundle))
+    body = factories.image_bytes(fmt="PNG", seed=5)
+    good = TlsImageServer(ca=ca, names=["localhost"], body=body)
+    wrong = TlsImageServer(ca=ca, names=["images.example"], body=body)
+    yield {"bundle": str(bundle), "good": good, "wrong": wrong, "body": body}
+    good.close()
+    wrong.close()
+
+
+def test_https_goes_to_the_vetted_address_with_the_name_in_sni_host_and_verification(tls):
+    good = tls["good"]
+    with _fetcher(ca_bundle=tls["bundle"]) as fetcher:
+        result = fetcher.fetch(f"https://localhost:{good.port}/photo.png")
+    assert result.ok and result.data == tls["body"], result.detail
+    # The certificate names localhost and no address: it was checked against the name.
+    assert good.server_names[-1] == "localhost"
+    assert good.hosts[-1] == f"localhost:{good.port}"
+
+
+def test_a_certificate_for_another_name_is_refused_with_the_reason(tls):
+    with _fetcher(ca_bundle=tls["bundle"]) as fetcher:
+        result = fetcher.fetch(f"https://localhost:{tls['wrong'].port}/photo.png")
+    assert not result.ok and result.failure == fetching.ERROR
+    assert result.detail.startswith("TLS certificate refused for localhost")
+    assert "localhost" in result.detail and "mismatch" in result.detail.lower()
+
+
+def test_a_ca_nobody_trusted_is_refused_and_trusted_through_the_setting(tls):
+    with _fetcher() as fetcher:  # the public CAs only
+        result = fetcher.fetch(f"https://localhost:{tls['good'].port}/photo.png")
+    assert not result.ok and result.detail.startswith("TLS certificate refused for localhost")
+    assert "issuer" in result.detail
+
+
+def test_a_connection_verified_for_one_name_is_not_reused_for_another(tls):
+    port = tls["good"].port
+    with _fetcher(ca_bundle=tls["bundle"]) as fetcher:
+        assert fetcher.fetch(f"https://localhost:{port}/a.png").ok
+        # The same address by another name: the certificate does not cover 127.0.0.1, so a
+        # connection pooled by address (verified for localhost) must not carry this request.
+        result = fetcher.fetch(f"https://127.0.0.1:{port}/b.png")
+    assert not result.ok and result.detail.startswith("TLS certificate refused for 127.0.0.1")

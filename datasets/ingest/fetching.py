@@ -19,7 +19,8 @@ below (the values of ``datasets.models.FetchFailure``). What it guarantees:
   bytes must be JPEG, PNG or WebP magic; the full image checks run later in ingest.
 * **Politeness**: a User-Agent that names Concord; ``X-Robots-Tag`` directives such as ``noai``
   and ``noimageai`` (for every agent, or addressed to Concord) refuse the image, as img2dataset
-  does; ``HostGate`` bounds concurrent requests and the request rate per host.
+  does; ``HostGate`` bounds concurrent requests and the request rate per host in one process,
+  ``RedisHostGate`` over every process that shares a Redis.
 * **Credentials in a URL** (``https://user:password@host/…``, percent-encoded as URLs require)
   are sent as HTTP Basic authorization to that URL only: a relative redirect (same host) keeps
   them, an absolute ``Location`` is fetched with the credentials it carries itself, if any. They are never shown or kept as
@@ -34,12 +35,15 @@ import base64
 import email.utils
 import errno
 import ipaddress
+import logging
+import random
 import socket
 import ssl
 import threading
 import time
+import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
 
@@ -290,6 +294,95 @@ class HostGate:
                 if start > now:
                     time.sleep(start - now)
             yield
+
+
+# One atomic step in Redis: drop the host's expired slots, take one if fewer than per_host are
+# held, and book the next start time when there is a rate. Returns -1 when every slot is taken,
+# else the seconds to wait before starting (as a string: Lua numbers become integers in replies).
+_REDIS_ACQUIRE = """
+local now_parts = redis.call('TIME')
+local now = tonumber(now_parts[1]) + tonumber(now_parts[2]) / 1000000
+local lease, interval = tonumber(ARGV[4]), tonumber(ARGV[3])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return -1 end
+redis.call('ZADD', KEYS[1], now + lease, ARGV[1])
+redis.call('EXPIRE', KEYS[1], math.ceil(lease) + 1)
+if interval <= 0 then return '0' end
+local start = math.max(now, tonumber(redis.call('GET', KEYS[2]) or '0'))
+redis.call('SET', KEYS[2], tostring(start + interval), 'EX', math.ceil(interval) + 60)
+return tostring(start - now)
+"""
+
+
+class RedisHostGate(HostGate):
+    """HostGate's limits over every worker process that shares the Redis ``client`` (redis-py):
+    at most ``per_host`` requests at once to a host and one start every 1/``per_second`` s,
+    counted in Redis, in one atomic script per request and one command to release. A slot is a
+    lease of ``lease_seconds`` (longer than any fetch), so a process killed mid-fetch frees it
+    when that runs out. The process's own semaphores come first, so its threads queue locally
+    rather than polling Redis; if Redis cannot be reached, the limits hold per process."""
+
+    def __init__(
+        self,
+        *,
+        client,
+        per_host: int,
+        per_second: float,
+        lease_seconds: float,
+        prefix: str = "concord:collect:host:",
+        poll_seconds: float = 0.02,
+    ):
+        super().__init__(per_host=per_host, per_second=per_second)
+        self._client, self._lease, self._prefix = client, lease_seconds, prefix
+        self._poll = poll_seconds
+        self._acquire = client.register_script(_REDIS_ACQUIRE)
+
+    @contextmanager
+    def slot(self, host: str) -> Iterator[None]:
+        with self._lock:
+            semaphore = self._slots.setdefault(host, threading.BoundedSemaphore(self.per_host))
+        with semaphore:
+            slots, token = f"{self._prefix}{host}:slots", uuid.uuid4().hex
+            try:
+                wait = self._take(slots, f"{self._prefix}{host}:next", token)
+            except Exception as exc:  # redis-py raises its own types; any of them: stay local
+                _redis_unreachable(exc)
+                with self._local_rate(host):
+                    yield
+                return
+            if wait > 0:
+                time.sleep(wait)
+            try:
+                yield
+            finally:
+                with suppress(Exception):
+                    self._client.zrem(slots, token)
+
+    def _take(self, slots: str, next_start: str, token: str) -> float:
+        while True:
+            answer = self._acquire(
+                keys=[slots, next_start], args=[token, self.per_host, self.interval, self._lease]
+            )
+            if float(answer) >= 0:
+                return float(answer)
+            time.sleep(self._poll * (0.5 + random.random()))
+
+    @contextmanager
+    def _local_rate(self, host: str) -> Iterator[None]:
+        if self.interval:
+            with self._lock:
+                now = time.monotonic()
+                start = max(now, self._next.get(host, 0.0))
+                self._next[host] = start + self.interval
+            if start > now:
+                time.sleep(start - now)
+        yield
+
+
+def _redis_unreachable(exc: Exception) -> None:
+    logging.getLogger(__name__).warning(
+        "Collection: per-host limits held per process, Redis is unreachable (%s)", exc
+    )
 
 
 def tls_context(ca_bundle: str = "") -> ssl.SSLContext:

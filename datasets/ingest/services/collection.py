@@ -58,6 +58,7 @@ from datasets.ingest.fetching import (
     Fetcher,
     FetchPolicy,
     HostGate,
+    RedisHostGate,
     parse_networks,
     s3_fetch,
     s3_list_images,
@@ -366,9 +367,25 @@ def fetcher_default() -> Fetcher:
     policy = fetch_policy()
     key = (policy, settings.CONCORD_COLLECT_PER_HOST, settings.CONCORD_COLLECT_PER_HOST_RATE)
     if _FETCHER is None or key != _FETCHER_KEY:
-        _FETCHER = Fetcher(policy=policy, gate=HostGate(per_host=key[1], per_second=key[2]))
+        _FETCHER = Fetcher(policy=policy, gate=host_gate(per_host=key[1], per_second=key[2]))
         _FETCHER_KEY = key
     return _FETCHER
+
+
+def host_gate(*, per_host: int, per_second: float) -> HostGate:
+    """The per-host limits: over every worker (in Redis) when the broker is Redis, else per
+    worker process."""
+    broker = settings.CELERY_BROKER_URL
+    if not broker.startswith(("redis://", "rediss://")):
+        return HostGate(per_host=per_host, per_second=per_second)
+    import redis
+
+    return RedisHostGate(
+        client=redis.Redis.from_url(broker, socket_timeout=5, socket_connect_timeout=5),
+        per_host=per_host,
+        per_second=per_second,
+        lease_seconds=settings.CONCORD_COLLECT_TOTAL_TIMEOUT + 30,
+    )
 
 
 def fetch_policy() -> FetchPolicy:

@@ -33,6 +33,9 @@ class ImageServer:
         self.hits: Counter = Counter()
         self.user_agents: list[str] = []
         self.authorizations: dict[str, list[str]] = {}  # path -> Authorization headers seen
+        # /held/ requests: how many are being answered now, and the most there ever were.
+        self.held_now = self.held_most = 0
+        self.held_lock = threading.Lock()
         self.delay = 0.0  # seconds every /img/ response waits (kill tests slow the run down)
         self.flaky_ok = False  # /flaky answers 500 until a test sets this
         self.exif_jpeg = jpeg_with_exif()
@@ -76,6 +79,14 @@ class ImageServer:
                 time.sleep(self.delay)
             seed = int(path.rsplit("/", 1)[-1].split(".")[0])
             return _send(h, 200, factories.image_bytes(seed=10_000 + seed, size=(64, 48)))
+        if path.startswith("/held/"):  # answered after a while, counting those held at once
+            with self.held_lock:
+                self.held_now += 1
+                self.held_most = max(self.held_most, self.held_now)
+            time.sleep(0.2)
+            with self.held_lock:
+                self.held_now -= 1
+            return _send(h, 200, self.png, "image/png")
         if path == "/exif.jpg":
             return _send(h, 200, self.exif_jpeg)
         if path == "/same.jpg":  # the same bytes as /exif.jpg under another URL

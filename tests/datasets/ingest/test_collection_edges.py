@@ -10,6 +10,7 @@ from django.core.management import call_command
 from django.test import Client
 from django.urls import reverse
 
+from datasets.ingest.fetching import HostGate, RedisHostGate
 from datasets.ingest.services import collection
 from datasets.models import (
     CollectItem,
@@ -288,3 +289,12 @@ def test_an_https_collection_trusts_the_ca_the_setting_names(project, manager, s
     assert "TLS certificate refused for localhost" in refused.reason
     settings.CONCORD_COLLECT_CA_BUNDLE = tls["bundle"]
     assert collected().outcome != RowOutcome.REFUSED
+
+
+def test_the_per_host_limits_are_shared_in_redis_when_the_broker_is_redis(settings):
+    settings.CELERY_BROKER_URL = "redis://127.0.0.1:6379/6"
+    gate = collection.host_gate(per_host=3, per_second=2)
+    assert isinstance(gate, RedisHostGate) and gate.per_host == 3
+    settings.CELERY_BROKER_URL = "filesystem://localhost/"
+    gate = collection.host_gate(per_host=3, per_second=2)
+    assert type(gate) is HostGate

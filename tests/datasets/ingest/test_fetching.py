@@ -325,3 +325,60 @@ def test_a_connection_verified_for_one_name_is_not_reused_for_another(tls):
         # connection pooled by address (verified for localhost) must not carry this request.
         result = fetcher.fetch(f"https://127.0.0.1:{port}/b.png")
     assert not result.ok and result.detail.startswith("TLS certificate refused for 127.0.0.1")
+
+
+# --- per-host limits over every worker process (Redis) ---------------------------------------------
+
+
+def _redis_url() -> str:
+    """The broker's Redis, when the tests run with one (the PostgreSQL runs do)."""
+    import os
+
+    url = os.environ.get("CELERY_BROKER_URL", "")
+    if not url.startswith("redis://"):
+        pytest.skip("needs CELERY_BROKER_URL=redis://…")
+    return url
+
+
+def test_per_host_limits_hold_over_two_worker_processes(server):
+    import multiprocessing
+    import uuid
+
+    from tests.datasets.ingest.gate_worker import gated_fetches
+
+    redis_url = _redis_url()
+    prefix = f"test:{uuid.uuid4().hex}:"
+    server.held_most = 0
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(2) as pool:
+        runs = [
+            pool.apply_async(
+                gated_fetches,
+                (redis_url, prefix, [server.url(f"/held/{p}-{n}.png") for n in range(6)], 2),
+            )
+            for p in range(2)
+        ]
+        fetched = [run.get(timeout=120) for run in runs]
+    assert fetched == [6, 6]
+    # Two processes of six threads each, the host limited to two at once: never more than two.
+    assert server.held_most == 2
+
+
+def test_a_rate_over_processes_spaces_the_starts_in_redis():
+    import uuid
+
+    import redis
+
+    client = redis.Redis.from_url(_redis_url())
+    prefix = f"test:{uuid.uuid4().hex}:"
+    gates = [
+        fetching.RedisHostGate(
+            client=client, per_host=8, per_second=2, lease_seconds=30, prefix=prefix
+        )
+        for _ in range(2)
+    ]
+    booked = []
+    for n in range(4):  # two "processes" alternating: the bookings are shared, 0.5 s apart
+        with gates[n % 2].slot("images.example"):
+            booked.append(float(client.get(f"{prefix}images.example:next")))
+    assert [round(b - booked[0], 3) for b in booked] == [0.0, 0.5, 1.0, 1.5]

@@ -1,15 +1,20 @@
 """Collection benchmark: a URL manifest fetched from a loopback server into a project.
 
     .venv/bin/python bench/collect.py [--urls 10000] [--fail 0.01] [--processes 2]
-        [--pg postgres://postgres@127.0.0.1:5432] [--img2dataset VENV] [--db NAME] [--profile DIR]
+        [--threads 16] [--batch N] [--rotated 0] [--pg postgres://postgres@127.0.0.1:5432]
+        [--img2dataset VENV] [--db NAME] [--profile DIR]
 
-Serves --urls distinct JPEGs of realistic sizes (320×240 to 1280×960, about 15–250 kB, each
-URL's bytes unique) from a threaded HTTP server in its own process on 127.0.0.1, with --fail of
+Serves --urls distinct JPEGs of realistic sizes (320×240 to 1280×960, about 30–520 kB of noisy
+pixels; each URL's bytes made unique by a few bytes after the image's end, which Concord's
+checks cut off as they would any trailing data; --rotated of them carry an EXIF rotation, which
+makes Concord decode, turn and encode them again) from a threaded HTTP server in its own process on 127.0.0.1, with --fail of
 the URLs failing (404, an HTML page, a 503 that stays down, a body over the size cap). A
 collection job over them runs in a throwaway PostgreSQL database (concord_bench_collect,
 dropped and created) with --processes worker processes running the same service the Celery task
 runs (claims, fetch, the full ingest checks, EXIF strip, dedup, one ImportRow per row), and
-prints images/s, failures by reason, the workers' peak RSS, and lost or doubled rows (must be 0).
+prints images/s, failures by reason, the workers' peak RSS and CPU seconds, the load average,
+and lost or doubled rows (must be 0). --db names the throwaway database (to run beside another
+benchmark); --profile DIR writes a cProfile file per worker process (main thread only).
 
 With --img2dataset VENV, img2dataset is run on the same URL list with the same number of
 processes, from that virtual environment (created with `pip install img2dataset==1.47.0` when
@@ -36,7 +41,16 @@ def main() -> None:
     parser.add_argument("--urls", type=int, default=10_000)
     parser.add_argument("--fail", type=float, default=0.01, help="share of URLs that fail")
     parser.add_argument("--processes", type=int, default=2, help="worker processes")
+    parser.add_argument(
+        "--rotated",
+        type=float,
+        default=0.0,
+        help="share of the JPEGs with an EXIF rotation (Concord encodes those again)",
+    )
     parser.add_argument("--threads", type=int, default=16, help="fetch threads per process")
+    parser.add_argument(
+        "--batch", type=int, help="rows claimed and written at once (default: 2 × threads)"
+    )
     parser.add_argument("--pg", default="postgres://postgres@127.0.0.1:5432")
     parser.add_argument("--img2dataset", type=Path, help="virtual environment for img2dataset")
     parser.add_argument(
@@ -59,6 +73,7 @@ def main() -> None:
     failing = _write_manifest(manifest, port=port, count=args.urls, fail=args.fail)
     print(f"{os.cpu_count()} CPUs; {args.urls:,} URLs, {failing:,} made to fail; server on {port}")
 
+    batch = args.batch or args.threads * 2
     env = dict(
         os.environ,
         DATABASE_URL=f"{args.pg}/{args.db}",
@@ -73,9 +88,9 @@ def main() -> None:
         CONCORD_COLLECT_PER_HOST_RATE="0",
         # Each worker holds up to two batches claimed (one written while the next is fetched):
         # a lower project limit leaves the second process idle while the first holds them all.
-        CONCORD_COLLECT_PROJECT_CONCURRENCY=str(args.threads * 2 * 2 * args.processes),
+        CONCORD_COLLECT_PROJECT_CONCURRENCY=str(batch * 2 * args.processes),
         CONCORD_COLLECT_THREADS=str(args.threads),
-        CONCORD_COLLECT_BATCH=str(args.threads * 2),
+        CONCORD_COLLECT_BATCH=str(batch),
         CONCORD_COLLECT_ATTEMPTS="2",
         CONCORD_COLLECT_BACKOFF="0.5",
         CONCORD_MAX_IMAGE_BYTES=str(2 * 1024 * 1024),
@@ -108,7 +123,7 @@ import io, random, sys, threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from PIL import Image
 
-folder, sizes = sys.argv[1], eval(sys.argv[2])
+folder, sizes, rotated = sys.argv[1], eval(sys.argv[2]), float(sys.argv[3])
 rng = random.Random(7)
 bases = []
 for n in range(60):
@@ -116,7 +131,10 @@ for n in range(60):
     # Noise over a gradient compresses like a photograph, not like a flat colour.
     img = Image.effect_noise((w, h), 40 + n).convert("RGB")
     img = Image.blend(img, Image.linear_gradient("L").resize((w, h)).convert("RGB"), 0.5)
-    out = io.BytesIO(); img.save(out, "JPEG", quality=85); bases.append(out.getvalue())
+    exif = Image.Exif()
+    if n < 60 * rotated:  # a camera's photo held sideways: turned upright, so encoded again
+        exif[0x0112] = 6
+    out = io.BytesIO(); img.save(out, "JPEG", quality=85, exif=exif); bases.append(out.getvalue())
 huge = bases[0] + b"\0" * (3 * 1024 * 1024)
 
 class H(BaseHTTPRequestHandler):
@@ -150,7 +168,9 @@ server.serve_forever()
 
 
 def _serve(scratch: Path, args) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", SERVER, str(scratch), repr(SIZES)])
+    return subprocess.Popen(
+        [sys.executable, "-c", SERVER, str(scratch), repr(SIZES), str(args.rotated)]
+    )
 
 
 def _wait_for(path: Path, seconds: float = 120) -> str:

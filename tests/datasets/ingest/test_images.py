@@ -244,3 +244,14 @@ def test_a_damaged_file_with_metadata_is_still_refused():
     data = _jpeg(exif=_exif())
     with pytest.raises(ImageRejected):
         check_image(data[: len(data) * 2 // 3] + b"\xff\xd9", **LIMITS)
+
+
+def test_a_rotation_named_only_in_xmp_is_still_applied():
+    xmp = (
+        b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22'
+        b'-rdf-syntax-ns#"><rdf:Description xmlns:tiff="http://ns.adobe.com/tiff/1.0/" '
+        b'tiff:Orientation="6"/></rdf:RDF></x:xmpmeta>'
+    )
+    checked = check_image(_jpeg(xmp=xmp), **LIMITS)  # _picture() is 64×48
+    assert (checked.width, checked.height) == (48, 64)
+    assert metadata_found(checked.content, "JPEG") == []

@@ -1,15 +1,20 @@
 """Collection benchmark: a URL manifest fetched from a loopback server into a project.
 
     .venv/bin/python bench/collect.py [--urls 10000] [--fail 0.01] [--processes 2]
-        [--pg postgres://postgres@127.0.0.1:5432] [--img2dataset VENV]
+        [--threads 16] [--batch N] [--rotated 0] [--pg postgres://postgres@127.0.0.1:5432]
+        [--img2dataset VENV] [--db NAME] [--profile DIR]
 
-Serves --urls distinct JPEGs of realistic sizes (320×240 to 1280×960, about 15–250 kB, each
-URL's bytes unique) from a threaded HTTP server in its own process on 127.0.0.1, with --fail of
+Serves --urls distinct JPEGs of realistic sizes (320×240 to 1280×960, about 30–520 kB of noisy
+pixels; each URL's bytes made unique by a few bytes after the image's end, which Concord's
+checks cut off as they would any trailing data; --rotated of them carry an EXIF rotation, which
+makes Concord decode, turn and encode them again) from a threaded HTTP server in its own process on 127.0.0.1, with --fail of
 the URLs failing (404, an HTML page, a 503 that stays down, a body over the size cap). A
 collection job over them runs in a throwaway PostgreSQL database (concord_bench_collect,
 dropped and created) with --processes worker processes running the same service the Celery task
 runs (claims, fetch, the full ingest checks, EXIF strip, dedup, one ImportRow per row), and
-prints images/s, failures by reason, the workers' peak RSS, and lost or doubled rows (must be 0).
+prints images/s, failures by reason, the workers' peak RSS and CPU seconds, the load average,
+and lost or doubled rows (must be 0). --db names the throwaway database (to run beside another
+benchmark); --profile DIR writes a cProfile file per worker process (main thread only).
 
 With --img2dataset VENV, img2dataset is run on the same URL list with the same number of
 processes, from that virtual environment (created with `pip install img2dataset==1.47.0` when
@@ -36,9 +41,28 @@ def main() -> None:
     parser.add_argument("--urls", type=int, default=10_000)
     parser.add_argument("--fail", type=float, default=0.01, help="share of URLs that fail")
     parser.add_argument("--processes", type=int, default=2, help="worker processes")
+    parser.add_argument(
+        "--rotated",
+        type=float,
+        default=0.0,
+        help="share of the JPEGs with an EXIF rotation (Concord encodes those again)",
+    )
     parser.add_argument("--threads", type=int, default=16, help="fetch threads per process")
+    parser.add_argument(
+        "--batch", type=int, help="rows claimed and written at once (default: 2 × threads)"
+    )
     parser.add_argument("--pg", default="postgres://postgres@127.0.0.1:5432")
     parser.add_argument("--img2dataset", type=Path, help="virtual environment for img2dataset")
+    parser.add_argument(
+        "--db",
+        default=DB_NAME,
+        help="the throwaway database (dropped and created; default %(default)s)",
+    )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="folder for a cProfile file per worker process (worker-N.prof); slows the run",
+    )
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
 
@@ -49,9 +73,10 @@ def main() -> None:
     failing = _write_manifest(manifest, port=port, count=args.urls, fail=args.fail)
     print(f"{os.cpu_count()} CPUs; {args.urls:,} URLs, {failing:,} made to fail; server on {port}")
 
+    batch = args.batch or args.threads * 2
     env = dict(
         os.environ,
-        DATABASE_URL=f"{args.pg}/{DB_NAME}",
+        DATABASE_URL=f"{args.pg}/{args.db}",
         CELERY_BROKER_URL="memory://",
         SECRET_KEY="bench-only",
         DEBUG="0",
@@ -61,20 +86,24 @@ def main() -> None:
         CONCORD_COLLECT_ALLOW_CIDRS="127.0.0.0/8",
         CONCORD_COLLECT_PER_HOST=str(args.threads),
         CONCORD_COLLECT_PER_HOST_RATE="0",
-        CONCORD_COLLECT_PROJECT_CONCURRENCY=str(args.threads * args.processes * 2),
+        # Each worker holds up to two batches claimed (one written while the next is fetched):
+        # a lower project limit leaves the second process idle while the first holds them all.
+        CONCORD_COLLECT_PROJECT_CONCURRENCY=str(batch * 2 * args.processes),
         CONCORD_COLLECT_THREADS=str(args.threads),
-        CONCORD_COLLECT_BATCH=str(args.threads * 2),
+        CONCORD_COLLECT_BATCH=str(batch),
         CONCORD_COLLECT_ATTEMPTS="2",
         CONCORD_COLLECT_BACKOFF="0.5",
         CONCORD_MAX_IMAGE_BYTES=str(2 * 1024 * 1024),
     )
     try:
-        _psql(args.pg, f"DROP DATABASE IF EXISTS {DB_NAME}")
-        _psql(args.pg, f"CREATE DATABASE {DB_NAME}")
+        _psql(args.pg, f"DROP DATABASE IF EXISTS {args.db}")
+        _psql(args.pg, f"CREATE DATABASE {args.db}")
         subprocess.run(
             [sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True
         )
-        ours = _run_concord(manifest, env=env, processes=args.processes)
+        if args.profile:
+            args.profile.mkdir(parents=True, exist_ok=True)
+        ours = _run_concord(manifest, env=env, processes=args.processes, profile=args.profile)
         theirs = None
         if args.img2dataset:
             theirs = _run_img2dataset(
@@ -94,7 +123,7 @@ import io, random, sys, threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from PIL import Image
 
-folder, sizes = sys.argv[1], eval(sys.argv[2])
+folder, sizes, rotated = sys.argv[1], eval(sys.argv[2]), float(sys.argv[3])
 rng = random.Random(7)
 bases = []
 for n in range(60):
@@ -102,7 +131,10 @@ for n in range(60):
     # Noise over a gradient compresses like a photograph, not like a flat colour.
     img = Image.effect_noise((w, h), 40 + n).convert("RGB")
     img = Image.blend(img, Image.linear_gradient("L").resize((w, h)).convert("RGB"), 0.5)
-    out = io.BytesIO(); img.save(out, "JPEG", quality=85); bases.append(out.getvalue())
+    exif = Image.Exif()
+    if n < 60 * rotated:  # a camera's photo held sideways: turned upright, so encoded again
+        exif[0x0112] = 6
+    out = io.BytesIO(); img.save(out, "JPEG", quality=85, exif=exif); bases.append(out.getvalue())
 huge = bases[0] + b"\0" * (3 * 1024 * 1024)
 
 class H(BaseHTTPRequestHandler):
@@ -136,7 +168,9 @@ server.serve_forever()
 
 
 def _serve(scratch: Path, args) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", SERVER, str(scratch), repr(SIZES)])
+    return subprocess.Popen(
+        [sys.executable, "-c", SERVER, str(scratch), repr(SIZES), str(args.rotated)]
+    )
 
 
 def _wait_for(path: Path, seconds: float = 120) -> str:
@@ -169,12 +203,17 @@ sys.path.insert(0, sys.argv[2])
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 django.setup()
 from datasets.ingest.services.collection import collection_run
-collection_run(job_id=int(sys.argv[1]), seconds=0)
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+if sys.argv[3]:
+    import cProfile
+    cProfile.run("collection_run(job_id=int(sys.argv[1]), seconds=0)", sys.argv[3])
+else:
+    collection_run(job_id=int(sys.argv[1]), seconds=0)
+usage = resource.getrusage(resource.RUSAGE_SELF)
+print(usage.ru_utime + usage.ru_stime, usage.ru_maxrss)
 """
 
 
-def _run_concord(manifest: Path, *, env: dict, processes: int) -> dict:
+def _run_concord(manifest: Path, *, env: dict, processes: int, profile: Path | None) -> dict:
     os.environ.update(env)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     import django
@@ -203,18 +242,27 @@ def _run_concord(manifest: Path, *, env: dict, processes: int) -> dict:
     staged = time.monotonic() - started
     workers = [
         subprocess.Popen(
-            [sys.executable, "-c", WORKER, str(job.pk), str(ROOT)],
+            [
+                sys.executable,
+                "-c",
+                WORKER,
+                str(job.pk),
+                str(ROOT),
+                str(profile / f"worker-{n}.prof") if profile else "",
+            ],
             cwd=ROOT,
             env=env,
             stdout=subprocess.PIPE,
             text=True,
         )
-        for _ in range(processes)
+        for n in range(processes)
     ]
-    rss = []
+    rss, cpu = [], []
     for worker in workers:
         out, _ = worker.communicate()
-        rss.append(int(out.strip().splitlines()[-1]) if out.strip() else 0)
+        last = out.strip().splitlines()[-1].split() if out.strip() else ["0", "0"]
+        cpu.append(float(last[0]))
+        rss.append(int(last[1]))
     elapsed = time.monotonic() - started
     job = ImportJob.objects.get(pk=job.pk)
     progress = collection_progress(job=job)
@@ -237,6 +285,7 @@ def _run_concord(manifest: Path, *, env: dict, processes: int) -> dict:
         "lost": (job.rows_total or 0) - rows,
         "doubled": doubled,
         "rss_kib": max(rss or [0]),
+        "cpu_seconds": sum(cpu),
     }
 
 
@@ -309,6 +358,12 @@ def _report(ours: dict, theirs: dict | None, *, urls: int) -> None:
     for _code, label, count in ours["failures"]:
         print(f"  {label}: {count}")
     print(f"  peak RSS of a worker process: {ours['rss_kib'] / 1024:.0f} MiB")
+    per_image = ours["cpu_seconds"] * 1000 / max(1, ours["fetched"])
+    print(
+        f"  CPU of the worker processes: {ours['cpu_seconds']:.1f} s "
+        f"({per_image:.1f} ms an image fetched; the machine's load average "
+        f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)"
+    )
     print(f"  rows lost: {ours['lost']}, rows doubled: {ours['doubled']} (of {urls:,})")
     if theirs:
         their_rate = theirs["fetched"] / theirs["seconds"] if theirs["seconds"] else 0

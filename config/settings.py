@@ -321,6 +321,8 @@ CONCORD_COLLECT_CONNECT_TIMEOUT = env.float("CONCORD_COLLECT_CONNECT_TIMEOUT", d
 CONCORD_COLLECT_READ_TIMEOUT = env.float("CONCORD_COLLECT_READ_TIMEOUT", default=10.0)
 CONCORD_COLLECT_TOTAL_TIMEOUT = env.float("CONCORD_COLLECT_TOTAL_TIMEOUT", default=30.0)
 CONCORD_COLLECT_MAX_REDIRECTS = env.int("CONCORD_COLLECT_MAX_REDIRECTS", default=5)
+# A PEM file of CAs trusted for HTTPS besides the public ones (an intranet image server's CA).
+CONCORD_COLLECT_CA_BUNDLE = env("CONCORD_COLLECT_CA_BUNDLE", default="")
 # Transient failures (429/503, timeouts) are tried this many times in all, waiting Retry-After
 # or BACKOFF, 2×BACKOFF, … seconds (at most BACKOFF_CAP) between tries.
 CONCORD_COLLECT_ATTEMPTS = env.int("CONCORD_COLLECT_ATTEMPTS", default=3)

@@ -2,7 +2,9 @@
 
 A pure core (the standard library and pyarrow, no Django). ``read_url_manifest`` takes a binary
 file and yields one ``UrlRow`` per data row without ever holding the file whole: CSV/TSV line by
-line, JSONL line by line, Parquet one record batch at a time. It reads img2dataset's input
+line, JSONL line by line, Parquet one record batch at a time. Rows are named ``row N`` in every
+format (``row_name``: the data row number, the header and blank lines not counted), the name
+every page, the API and the command show for the row, fetched or refused. It reads img2dataset's input
 shapes: a ``url`` column and an optional ``caption`` column (other names can be given), with
 ``license``/``license_url`` kept as the image's licence and every other column kept as
 provenance in ``extra``. A row the reader can refuse (no URL, not http/https, NUL bytes, too long)
@@ -20,10 +22,12 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 from urllib.parse import unquote, urlsplit
 
+from datasets.ingest.fetching import url_redacted
 from datasets.ingest.sources import (
     LICENSE_NAME_MAX_CHARS,
     LICENSE_URL_MAX_CHARS,
     NAME_MAX_CHARS,
+    ROW_BAD_URL,
     SOURCE_URL_MAX_CHARS,
     SourceError,
     display_text,
@@ -51,7 +55,8 @@ _PARQUET_BATCH = 2048
 
 @dataclass
 class UrlRow:
-    """One data row of a URL manifest; ``where`` says how to find it (``line 7``, ``row 12``)."""
+    """One data row of a URL manifest; ``where`` says how to find it (``row 12``: see
+    ``row_name``)."""
 
     where: str
     url: str = ""
@@ -85,10 +90,26 @@ def read_url_manifest(
     suffix = manifest_suffix(name)
     columns = {"url_column": url_column, "caption_column": caption_column, "key_prefix": key_prefix}
     if suffix == "parquet":
-        return _parquet_rows(handle, **columns)
-    if suffix in ("jsonl", "ndjson"):
-        return _jsonl_rows(handle, **columns)
-    return _csv_rows(handle, delimiter="\t" if suffix == "tsv" else None, **columns)
+        rows = _parquet_rows(handle, **columns)
+    elif suffix in ("jsonl", "ndjson"):
+        rows = _jsonl_rows(handle, **columns)
+    else:
+        rows = _csv_rows(handle, delimiter="\t" if suffix == "tsv" else None, **columns)
+    return numbered(rows)
+
+
+def row_name(number: int) -> str:
+    """How a person finds a manifest row, in every format and everywhere it is shown: ``row N``,
+    the N-th data row counted from 1, a header line and blank lines not counted. It is the
+    row's position in the job plus one."""
+    return f"row {number}"
+
+
+def numbered(rows: Iterator[UrlRow]) -> Iterator[UrlRow]:
+    """The rows with ``where`` set to their data row number (``row_name``)."""
+    for number, row in enumerate(rows, start=1):
+        row.where = row_name(number)
+        yield row
 
 
 def file_name_of(url: str) -> str:
@@ -172,48 +193,41 @@ def _csv_body(
 ) -> Iterator[UrlRow]:
     reader = csv.reader(text, delimiter=delimiter, strict=True)
     while True:
-        line = reader.line_num + 2
         try:
             values = next(reader)
         except StopIteration:
             return
         except csv.Error as exc:
-            yield UrlRow(where=f"line {line}", error=f"not valid CSV ({exc}).")
+            yield UrlRow(where="", error=f"not valid CSV ({exc}).")
             continue
         if not values or values == [""]:
             continue
         if len(values) != len(header):
-            yield UrlRow(
-                where=f"line {line}",
-                error=ROW_WIDTH.format(found=len(values), expected=len(header)),
-            )
+            yield UrlRow(where="", error=ROW_WIDTH.format(found=len(values), expected=len(header)))
             continue
         values = dict(zip(header, values, strict=True))
-        yield _row(f"line {line}", values, url_column, caption_column, key_prefix)
+        yield _row("", values, url_column, caption_column, key_prefix)
 
 
 def _jsonl_rows(
     handle: BinaryIO, *, url_column: str, caption_column: str, key_prefix: str | None
 ) -> Iterator[UrlRow]:
     text = _text_stream(handle)
-    for number, line in enumerate(text, start=1):
+    for line in text:
         if not line.strip():
             continue
-        where = f"line {number}"
         try:
             values = json.loads(line)
         except (json.JSONDecodeError, RecursionError) as exc:
-            yield UrlRow(
-                where=where, error=ROW_JSON.format(detail=display_text(str(exc), limit=120))
-            )
+            yield UrlRow(where="", error=ROW_JSON.format(detail=display_text(str(exc), limit=120)))
             continue
         if not isinstance(values, dict):
-            yield UrlRow(where=where, error=ROW_NOT_OBJECT)
+            yield UrlRow(where="", error=ROW_NOT_OBJECT)
             continue
         names = list(values)
         url = _column(names, url_column) or url_column
         caption = _column(names, caption_column) or caption_column
-        yield _row(where, values, url, caption, key_prefix)
+        yield _row("", values, url, caption, key_prefix)
 
 
 def _parquet_rows(
@@ -234,11 +248,9 @@ def _parquet_rows(
 def _parquet_body(
     parquet, url_column: str, caption_column: str, key_prefix: str | None
 ) -> Iterator[UrlRow]:
-    number = 0
     for batch in parquet.iter_batches(batch_size=_PARQUET_BATCH):
         for values in batch.to_pylist():
-            number += 1
-            yield _row(f"row {number}", values, url_column, caption_column, key_prefix)
+            yield _row("", values, url_column, caption_column, key_prefix)
 
 
 def _row(
@@ -280,19 +292,32 @@ def _row(
     else:
         row.error = (
             (
-                url_problem(url, field=url_column, max_chars=SOURCE_URL_MAX_CHARS)
+                _url_problem(url, field=url_column)
                 if key_prefix is None
                 else text_problem(url, field=url_column, max_chars=SOURCE_URL_MAX_CHARS)
             )
             or (text_problem(caption, field=caption_column) if caption is not None else "")
             or text_problem(row.license_name, field="license", max_chars=LICENSE_NAME_MAX_CHARS)
             or (
-                url_problem(row.license_url, field="license_url", max_chars=LICENSE_URL_MAX_CHARS)
+                _url_problem(row.license_url, field="license_url", max_chars=LICENSE_URL_MAX_CHARS)
                 if row.license_url
                 else ""
             )
         )
     return row
+
+
+def _url_problem(url: str, *, field: str, max_chars: int = SOURCE_URL_MAX_CHARS) -> str:
+    """url_problem, its message quoting the URL without the credentials it may carry."""
+    problem = url_problem(url, field=field, max_chars=max_chars)
+    shown = url_redacted(url)
+    if not problem or shown == url:
+        return problem
+    # Where the problem was in the credentials, the redacted URL may pass: say it plainly.
+    shown = shown if len(shown) <= 60 else shown[:57] + "…"
+    return url_problem(shown, field=field, max_chars=max_chars) or ROW_BAD_URL.format(
+        field=field, value=repr(shown)
+    )
 
 
 def _text(value: object) -> str:

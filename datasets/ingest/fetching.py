@@ -6,9 +6,11 @@ below (the values of ``datasets.models.FetchFailure``). What it guarantees:
 
 * **SSRF guard**: the host is resolved here, every address is checked (loopback, link-local,
   private, shared, multicast, reserved and unspecified ranges are refused, IPv4-mapped IPv6
-  included), and the connection goes to the vetted address itself, with the name only in the
-  ``Host`` header and the TLS server name: a second lookup that answers differently (DNS
-  rebinding) is never made. Redirects are followed by hand, one hop at a time, each vetted the
+  included), and the connection goes to the vetted address itself (``_PinnedBackend``) while the
+  URL keeps the name, so the ``Host`` header, the TLS server name (SNI), certificate
+  verification and the connection pool all go by the name: a second lookup that answers
+  differently (DNS rebinding) is never made, and a connection verified for one name never
+  carries a request for another. HTTPS trusts the public CAs and ``ca_bundle``. Redirects are followed by hand, one hop at a time, each vetted the
   same way. ``allow_hosts``/``allow_networks`` are an explicit allow-list (tests, intranets).
 * **Bounds**: connect and read timeouts, a total time per URL (a server that drips one byte a
   second does not hold a worker), a size cap checked against Content-Length and again while
@@ -17,22 +19,36 @@ below (the values of ``datasets.models.FetchFailure``). What it guarantees:
   bytes must be JPEG, PNG or WebP magic; the full image checks run later in ingest.
 * **Politeness**: a User-Agent that names Concord; ``X-Robots-Tag`` directives such as ``noai``
   and ``noimageai`` (for every agent, or addressed to Concord) refuse the image, as img2dataset
-  does; ``HostGate`` bounds concurrent requests and the request rate per host.
+  does; ``HostGate`` bounds concurrent requests and the request rate per host in one process,
+  ``RedisHostGate`` over every process that shares a Redis.
+* **Credentials in a URL** (``https://user:password@host/…``, percent-encoded as URLs require)
+  are sent as HTTP Basic authorization to that URL only: a relative redirect (same host) keeps
+  them, an absolute ``Location`` is fetched with the credentials it carries itself, if any. They are never shown or kept as
+  provenance: ``url_redacted`` is how a URL leaves the fetcher (failure details, the caller's
+  rows, logs), with the userinfo and the values of query parameters that are secrets by name
+  (signatures, tokens, keys of presigned URLs) written as ``***``.
 * **Transient or not**: 429 and 503 (with their ``Retry-After``, seconds or an HTTP date) and
   timeouts are marked transient, so the caller may retry them later; nothing else is.
 """
 
+import base64
 import email.utils
 import errno
 import ipaddress
+import logging
+import random
 import socket
+import ssl
 import threading
 import time
+import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
-from urllib.parse import urljoin, urlsplit, urlunsplit
+from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
 
+import certifi
+import httpcore
 import httpx
 
 DNS = "dns"
@@ -51,6 +67,31 @@ TRANSIENT_STATUSES = (429, 503)
 IMAGE_TYPES_GENERIC = ("application/octet-stream", "binary/octet-stream")
 DEFAULT_OPT_OUT = ("noai", "noimageai")
 _REDIRECTS = (301, 302, 303, 307, 308)
+REDACTED = "***"
+# Query parameters whose values are secrets wherever they appear (compared in lower case):
+# presigned S3/GCS/Azure URLs and the usual token and key names.
+SECRET_QUERY_NAMES = frozenset(
+    {
+        "x-amz-signature",
+        "x-amz-credential",
+        "x-amz-security-token",
+        "x-goog-signature",
+        "x-goog-credential",
+        "awsaccesskeyid",
+        "signature",
+        "sig",
+        "token",
+        "access_token",
+        "id_token",
+        "auth",
+        "api_key",
+        "apikey",
+        "password",
+        "passwd",
+        "secret",
+        "client_secret",
+    }
+)
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -71,6 +112,8 @@ class FetchPolicy:
     # X-Robots-Tag directives that refuse an image; empty to ignore the header.
     opt_out: tuple[str, ...] = DEFAULT_OPT_OUT
     agent_name: str = "concord"
+    # A PEM file of certificate authorities trusted besides the public ones (an intranet's CA).
+    ca_bundle: str = ""
 
 
 @dataclass
@@ -99,6 +142,42 @@ class _Refused(Exception):
         super().__init__(detail)
         self.failure, self.detail = failure, detail
         self.transient, self.retry_after = transient, retry_after
+
+
+def url_redacted(url: str) -> str:
+    """The URL as it may be shown or stored: the userinfo before the host (``user:password@``,
+    ``user@``) and the values of secret query parameters (``SECRET_QUERY_NAMES``) replaced by
+    ``***``; everything else as it was. Works on the text, so a URL too odd to parse is
+    redacted too."""
+    scheme_end = url.find("://")
+    if scheme_end >= 0:
+        start = scheme_end + 3
+        ends = [at for at in (url.find(c, start) for c in "/?#") if at >= 0]
+        end = min(ends) if ends else len(url)
+        authority = url[start:end]
+        if "@" in authority:
+            url = url[:start] + REDACTED + authority[authority.rindex("@") :] + url[end:]
+    query_at = url.find("?")
+    if query_at < 0:
+        return url
+    fragment_at = url.find("#", query_at)
+    query_end = fragment_at if fragment_at >= 0 else len(url)
+    params = url[query_at + 1 : query_end].split("&")
+    for n, param in enumerate(params):
+        name, equals, _value = param.partition("=")
+        if equals and unquote(name).strip().lower() in SECRET_QUERY_NAMES:
+            params[n] = f"{name}={REDACTED}"
+    return url[: query_at + 1] + "&".join(params) + url[query_end:]
+
+
+def basic_authorization(url: str) -> str | None:
+    """The ``Authorization`` header value for credentials in the URL (``user:password@``, either
+    part percent-encoded; ``user@`` alone means an empty password), or None without any."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return None
+    pair = f"{unquote(parts.username or '')}:{unquote(parts.password or '')}"
+    return "Basic " + base64.b64encode(pair.encode("utf-8")).decode("ascii")
 
 
 def parse_networks(values: list[str] | tuple[str, ...]) -> tuple[Network, ...]:
@@ -217,6 +296,148 @@ class HostGate:
             yield
 
 
+# One atomic step in Redis: drop the host's expired slots, take one if fewer than per_host are
+# held, and book the next start time when there is a rate. Returns -1 when every slot is taken,
+# else the seconds to wait before starting (as a string: Lua numbers become integers in replies).
+_REDIS_ACQUIRE = """
+local now_parts = redis.call('TIME')
+local now = tonumber(now_parts[1]) + tonumber(now_parts[2]) / 1000000
+local lease, interval = tonumber(ARGV[4]), tonumber(ARGV[3])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return -1 end
+redis.call('ZADD', KEYS[1], now + lease, ARGV[1])
+redis.call('EXPIRE', KEYS[1], math.ceil(lease) + 1)
+if interval <= 0 then return '0' end
+local start = math.max(now, tonumber(redis.call('GET', KEYS[2]) or '0'))
+redis.call('SET', KEYS[2], tostring(start + interval), 'EX', math.ceil(interval) + 60)
+return tostring(start - now)
+"""
+
+
+class RedisHostGate(HostGate):
+    """HostGate's limits over every worker process that shares the Redis ``client`` (redis-py):
+    at most ``per_host`` requests at once to a host and one start every 1/``per_second`` s,
+    counted in Redis, in one atomic script per request and one command to release. A slot is a
+    lease of ``lease_seconds`` (longer than any fetch), so a process killed mid-fetch frees it
+    when that runs out. The process's own semaphores come first, so its threads queue locally
+    rather than polling Redis; if Redis cannot be reached, the limits hold per process."""
+
+    def __init__(
+        self,
+        *,
+        client,
+        per_host: int,
+        per_second: float,
+        lease_seconds: float,
+        prefix: str = "concord:collect:host:",
+        poll_seconds: float = 0.02,
+    ):
+        super().__init__(per_host=per_host, per_second=per_second)
+        self._client, self._lease, self._prefix = client, lease_seconds, prefix
+        self._poll = poll_seconds
+        self._acquire = client.register_script(_REDIS_ACQUIRE)
+
+    @contextmanager
+    def slot(self, host: str) -> Iterator[None]:
+        with self._lock:
+            semaphore = self._slots.setdefault(host, threading.BoundedSemaphore(self.per_host))
+        with semaphore:
+            slots, token = f"{self._prefix}{host}:slots", uuid.uuid4().hex
+            try:
+                wait = self._take(slots, f"{self._prefix}{host}:next", token)
+            except Exception as exc:  # redis-py raises its own types; any of them: stay local
+                _redis_unreachable(exc)
+                with self._local_rate(host):
+                    yield
+                return
+            if wait > 0:
+                time.sleep(wait)
+            try:
+                yield
+            finally:
+                with suppress(Exception):
+                    self._client.zrem(slots, token)
+
+    def _take(self, slots: str, next_start: str, token: str) -> float:
+        while True:
+            answer = self._acquire(
+                keys=[slots, next_start], args=[token, self.per_host, self.interval, self._lease]
+            )
+            if float(answer) >= 0:
+                return float(answer)
+            time.sleep(self._poll * (0.5 + random.random()))
+
+    @contextmanager
+    def _local_rate(self, host: str) -> Iterator[None]:
+        if self.interval:
+            with self._lock:
+                now = time.monotonic()
+                start = max(now, self._next.get(host, 0.0))
+                self._next[host] = start + self.interval
+            if start > now:
+                time.sleep(start - now)
+        yield
+
+
+def _redis_unreachable(exc: Exception) -> None:
+    logging.getLogger(__name__).warning(
+        "Collection: per-host limits held per process, Redis is unreachable (%s)", exc
+    )
+
+
+def tls_context(ca_bundle: str = "") -> ssl.SSLContext:
+    """Certificates verified against the public CAs (certifi's), and those in ``ca_bundle`` too."""
+    context = ssl.create_default_context(cafile=certifi.where())
+    if ca_bundle:
+        context.load_verify_locations(cafile=ca_bundle)
+    return context
+
+
+class _PinnedBackend(httpcore.SyncBackend):
+    """Opens every connection to the address this thread's fetch vetted, whatever name the URL
+    holds, so the name stays in the URL: the Host header, the TLS server name, certificate
+    verification and the connection pool all go by the name (a connection verified for one
+    name is never reused for another on the same address), and no second lookup is made."""
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+
+    @contextmanager
+    def pinned(self, address: Address) -> Iterator[None]:
+        self._local.address = str(address)
+        try:
+            yield
+        finally:
+            self._local.address = None
+
+    def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
+        address = getattr(self._local, "address", None)
+        if address is None:  # never resolve a name here: only a vetted address is reached
+            raise httpcore.ConnectError(f"no vetted address for {host}")
+        return super().connect_tcp(
+            address,
+            port,
+            timeout=timeout,
+            local_address=local_address,
+            socket_options=socket_options,
+        )
+
+
+def _pinned_transport(
+    *, verify: ssl.SSLContext, limits: httpx.Limits, backend
+) -> httpx.HTTPTransport:
+    transport = httpx.HTTPTransport(verify=verify, limits=limits, trust_env=False)
+    # httpx builds its pool without a way to pass a network backend: the same pool, with ours.
+    transport._pool = httpcore.ConnectionPool(
+        ssl_context=verify,
+        max_connections=limits.max_connections,
+        max_keepalive_connections=limits.max_keepalive_connections,
+        keepalive_expiry=limits.keepalive_expiry,
+        network_backend=backend,
+    )
+    return transport
+
+
 @dataclass
 class Fetcher:
     """Fetches image URLs under one policy; thread-safe (one httpx client, pooled)."""
@@ -224,9 +445,11 @@ class Fetcher:
     policy: FetchPolicy
     gate: HostGate | None = None
     _client: httpx.Client = field(init=False, repr=False)
+    _backend: _PinnedBackend = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         policy = self.policy
+        self._backend = _PinnedBackend()
         self._client = httpx.Client(
             timeout=httpx.Timeout(
                 connect=policy.connect_timeout,
@@ -236,8 +459,12 @@ class Fetcher:
             ),
             follow_redirects=False,
             headers={"User-Agent": policy.user_agent, "Accept": "image/*"},
-            limits=httpx.Limits(max_connections=256, max_keepalive_connections=64),
             trust_env=False,  # never through a proxy the environment names: we vet the target
+            transport=_pinned_transport(
+                verify=tls_context(policy.ca_bundle),
+                limits=httpx.Limits(max_connections=256, max_keepalive_connections=64),
+                backend=self._backend,
+            ),
         )
 
     def close(self) -> None:
@@ -262,7 +489,7 @@ class Fetcher:
                     return result
                 current = location
                 if current in seen:
-                    raise _Refused(REDIRECT_LOOP, f"redirects back to {current}")
+                    raise _Refused(REDIRECT_LOOP, f"redirects back to {url_redacted(current)}")
                 seen.add(current)
             raise _Refused(REDIRECT_LOOP, f"more than {self.policy.max_redirects} redirects")
         except _Refused as exc:
@@ -280,23 +507,22 @@ class Fetcher:
         parts = urlsplit(url)
         scheme = parts.scheme.lower()
         if scheme not in ("http", "https") or not parts.hostname:
-            raise _Refused(INVALID, f"not an http(s) URL: {url[:200]}")
+            raise _Refused(INVALID, f"not an http(s) URL: {url_redacted(url)[:200]}")
         host = parts.hostname.rstrip(".").lower()
         try:
             port = parts.port or (443 if scheme == "https" else 80)
         except ValueError as exc:
-            raise _Refused(INVALID, f"bad port in {url[:200]}") from exc
+            raise _Refused(INVALID, f"bad port in {url_redacted(url)[:200]}") from exc
         address = self._vetted_address(host, port)
-        target = f"[{address}]" if address.version == 6 else str(address)
-        ip_url = urlunsplit((scheme, f"{target}:{port}", parts.path or "/", parts.query, ""))
-        default_port = (scheme == "https" and port == 443) or (scheme == "http" and port == 80)
-        host_header = parts.hostname if default_port else f"{parts.hostname}:{port}"
-        if ":" in parts.hostname and not default_port:
-            host_header = f"[{parts.hostname}]:{port}"
-        extensions = {"sni_hostname": host} if scheme == "https" else {}
+        # The URL as sent: the credentials become a header, the fragment stays here.
+        netloc = parts.netloc.rpartition("@")[2]
+        target = urlunsplit((scheme, netloc, parts.path or "/", parts.query, ""))
+        headers = {}
+        if authorization := basic_authorization(url):
+            headers["Authorization"] = authorization
         gate = self.gate.slot(host) if self.gate is not None else _nothing()
-        with gate:
-            return self._request(url, ip_url, host_header, extensions, deadline=deadline)
+        with gate, self._backend.pinned(address):
+            return self._request(url, target, headers, host=host, deadline=deadline)
 
     def _vetted_address(self, host: str, port: int) -> Address:
         policy = self.policy
@@ -322,17 +548,17 @@ class Fetcher:
         raise _Refused(BLOCKED, f"{host} resolves to {addresses[0]}, which may not be fetched")
 
     def _request(
-        self, url: str, ip_url: str, host_header: str, extensions: dict, *, deadline: float
+        self, url: str, target: str, headers: dict, *, host: str, deadline: float
     ) -> tuple[Fetched, str | None]:
         policy = self.policy
         try:
-            request = self._client.build_request(
-                "GET", ip_url, headers={"Host": host_header}, extensions=extensions
-            )
+            request = self._client.build_request("GET", target, headers=headers)
             response = self._client.send(request, stream=True)
         except httpx.TimeoutException as exc:
             raise _Refused(TIMEOUT, f"timed out ({type(exc).__name__})", transient=True) from exc
         except httpx.ConnectError as exc:
+            if verify := _certificate_error(exc):
+                raise _Refused(ERROR, f"TLS certificate refused for {host}: {verify}") from exc
             if _is_refused(exc):
                 raise _Refused(REFUSED, "connection refused") from exc
             raise _Refused(ERROR, f"could not connect ({exc})") from exc
@@ -398,6 +624,19 @@ class Fetcher:
         except httpx.HTTPError as exc:
             raise _Refused(ERROR, f"{type(exc).__name__}: {exc}") from exc
         return b"".join(chunks)
+
+
+def _certificate_error(exc: BaseException) -> str:
+    """Why the server's certificate was not accepted, when that is what ended the connection."""
+    seen = 0
+    while exc is not None and seen < 8:
+        if isinstance(exc, ssl.SSLCertVerificationError):
+            return exc.verify_message or str(exc)
+        if "CERTIFICATE_VERIFY_FAILED" in str(exc):
+            return str(exc).split("certificate verify failed: ", 1)[-1].split(" (_ssl", 1)[0]
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
+    return ""
 
 
 def _is_refused(exc: BaseException) -> bool:

@@ -101,9 +101,11 @@ def check_image(data: bytes, *, max_bytes: int, max_pixels: int) -> CheckedImage
 
     image_format = picture.format
     content = data
-    if metadata_found(data, image_format):
-        content = _reencode_without_metadata(picture, image_format, data)
-        width, height = PILImage.open(io.BytesIO(content)).size
+    if found := metadata_found(data, image_format):
+        content = _cut_without_reencoding(data, picture, image_format, found)
+        if content is None:
+            content = _reencode_without_metadata(picture, image_format, data)
+            width, height = PILImage.open(io.BytesIO(content)).size
     return CheckedImage(
         content=content,
         sha256=content_sha256(data),
@@ -230,8 +232,65 @@ def _reencode_without_metadata(picture: PILImage.Image, image_format: str, data:
     return buffer.getvalue()
 
 
+def _cut_without_reencoding(
+    data: bytes, picture: PILImage.Image, image_format: str, found: list[str]
+) -> bytes | None:
+    """The file with its metadata segments or chunks cut out and nothing after its end, the
+    compressed pixels kept byte for byte (no second lossy encoding, and much cheaper), or None
+    when only re-encoding will do: an orientation to apply, a colour profile to convert, a
+    container other than JPEG/PNG, or anything in ``found`` that is not plainly removable."""
+    cuttable = _JPEG_CUTTABLE if image_format == "JPEG" else _PNG_CUTTABLE
+    if image_format not in ("JPEG", "PNG") or not set(found) <= cuttable:
+        return None
+    if picture.info.get("icc_profile") or picture.getexif().get(_ORIENTATION, 1) != 1:
+        return None
+    try:
+        if image_format == "JPEG":
+            spans, end = _jpeg_walk(data)
+        else:
+            spans, end = _png_walk(data)
+    except (IndexError, struct.error, ValueError):
+        return None
+    if end is None:
+        return None
+    parts, at = [], 0
+    for start, stop, _name in spans:
+        parts.append(data[at:start])
+        at = stop
+    parts.append(data[at:end])
+    content = b"".join(parts)
+    # What is stored must be what the checks passed: the same picture, and nothing left over.
+    try:
+        cut = PILImage.open(io.BytesIO(content))
+    except Exception:  # Pillow raises many types for damaged data
+        return None
+    same = (cut.format, cut.size, cut.mode) == (picture.format, picture.size, picture.mode)
+    if not same or metadata_found(content, image_format):
+        return None
+    return content
+
+
+# What may be cut out of a file without touching its pixels (see _cut_without_reencoding).
+_ORIENTATION = 0x0112
+_JPEG_CUTTABLE = {f"APP{n}" for n in range(1, 16) if n not in (0, 14)} | {"COM", "trailing data"}
+_PNG_CUTTABLE = {"tEXt", "zTXt", "iTXt", "eXIf", "tIME", "trailing data"}
+
+
 def _jpeg_extras(data: bytes) -> list[str]:
-    found: list[str] = []
+    spans, end = _jpeg_walk(data)
+    found = [name for _start, _stop, name in spans]
+    if end is None:
+        found.append("no end marker")
+    elif data[end:].strip(b"\x00"):
+        found.append("trailing data")
+    return found
+
+
+def _jpeg_walk(data: bytes) -> tuple[list[tuple[int, int, str]], int | None]:
+    """The file's metadata segments as (start, stop, name) and where its end marker ends (None
+    without one). Raises IndexError, struct.error or ValueError for a container too damaged to
+    walk."""
+    spans: list[tuple[int, int, str]] = []
     at = 2  # after SOI
     scanning = False
     while at < len(data):
@@ -250,38 +309,44 @@ def _jpeg_extras(data: bytes) -> list[str]:
             at += 2  # stuffed byte or restart marker inside entropy-coded data
             continue
         if marker == 0xD9:  # EOI
-            if data[at + 2 :].strip(b"\x00"):
-                found.append("trailing data")
-            return found
+            return spans, at + 2
         if marker in _JPEG_STANDALONE:
             at += 2
             continue
         (length,) = struct.unpack(">H", data[at + 2 : at + 4])
         if 0xE0 <= marker <= 0xEF and marker not in _JPEG_KEPT:
-            found.append(f"APP{marker - 0xE0}")
+            spans.append((at, at + 2 + length, f"APP{marker - 0xE0}"))
         elif marker == 0xFE:
-            found.append("COM")
+            spans.append((at, at + 2 + length, "COM"))
         at += 2 + length
         # After a start-of-scan header comes entropy-coded data, until the next real marker.
         scanning = marker == 0xDA
-    found.append("no end marker")
-    return found
+    return spans, None
 
 
 def _png_extras(data: bytes) -> list[str]:
-    found: list[str] = []
+    spans, end = _png_walk(data)
+    found = [name for _start, _stop, name in spans]
+    if end is None:
+        found.append("no end chunk")
+    elif data[end:]:
+        found.append("trailing data")
+    return found
+
+
+def _png_walk(data: bytes) -> tuple[list[tuple[int, int, str]], int | None]:
+    """The file's chunks beyond what decoding and colour need as (start, stop, name), and where
+    its IEND chunk ends (None without one)."""
+    spans: list[tuple[int, int, str]] = []
     at = 8
     while at + 8 <= len(data):
         length, kind = struct.unpack(">I4s", data[at : at + 8])
         if kind not in _PNG_KEPT:
-            found.append(kind.decode("latin-1"))
+            spans.append((at, at + 12 + length, kind.decode("latin-1")))
         at += 12 + length
         if kind == b"IEND":
-            if data[at:]:
-                found.append("trailing data")
-            return found
-    found.append("no end chunk")
-    return found
+            return spans, at
+    return spans, None
 
 
 def _webp_extras(data: bytes) -> list[str]:

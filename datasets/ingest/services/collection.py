@@ -48,19 +48,23 @@ from datasets.ingest.collection import (
     UrlRow,
     file_name_of,
     manifest_suffix,
+    numbered,
     read_url_manifest,
     retry_delay,
+    row_name,
 )
 from datasets.ingest.fetching import (
     Fetched,
     Fetcher,
     FetchPolicy,
     HostGate,
+    RedisHostGate,
     parse_networks,
     s3_fetch,
     s3_list_images,
     s3_split,
     s3_text,
+    url_redacted,
 )
 from datasets.ingest.images import ImageRejected, check_image
 from datasets.ingest.services.jobs import (
@@ -225,11 +229,11 @@ def _bucket_rows(job: ImportJob, stack: ExitStack) -> Iterator[UrlRow]:
     def listed():
         try:
             for key in s3_list_images(client, bucket, prefix):
-                yield UrlRow(where=display_text(key, limit=250), url=f"s3://{bucket}/{key}")
+                yield UrlRow(where="", url=f"s3://{bucket}/{key}")
         except Exception as exc:
             raise SourceError(f"Could not list s3://{bucket}/{prefix}: {exc}") from exc
 
-    return listed()
+    return numbered(listed())
 
 
 def collection_stage(*, job_id: int) -> ImportJob:
@@ -315,7 +319,7 @@ def _stage_chunk(*, job: ImportJob, chunk: list[tuple[int, UrlRow]], staged: int
                 RowInput(
                     position=position,
                     where=row.where,
-                    name=url,
+                    name=url_redacted(url),
                     source=job.source,
                     refusal=row.error,
                 )
@@ -363,9 +367,25 @@ def fetcher_default() -> Fetcher:
     policy = fetch_policy()
     key = (policy, settings.CONCORD_COLLECT_PER_HOST, settings.CONCORD_COLLECT_PER_HOST_RATE)
     if _FETCHER is None or key != _FETCHER_KEY:
-        _FETCHER = Fetcher(policy=policy, gate=HostGate(per_host=key[1], per_second=key[2]))
+        _FETCHER = Fetcher(policy=policy, gate=host_gate(per_host=key[1], per_second=key[2]))
         _FETCHER_KEY = key
     return _FETCHER
+
+
+def host_gate(*, per_host: int, per_second: float) -> HostGate:
+    """The per-host limits: over every worker (in Redis) when the broker is Redis, else per
+    worker process."""
+    broker = settings.CELERY_BROKER_URL
+    if not broker.startswith(("redis://", "rediss://")):
+        return HostGate(per_host=per_host, per_second=per_second)
+    import redis
+
+    return RedisHostGate(
+        client=redis.Redis.from_url(broker, socket_timeout=5, socket_connect_timeout=5),
+        per_host=per_host,
+        per_second=per_second,
+        lease_seconds=settings.CONCORD_COLLECT_TOTAL_TIMEOUT + 30,
+    )
 
 
 def fetch_policy() -> FetchPolicy:
@@ -380,6 +400,7 @@ def fetch_policy() -> FetchPolicy:
         allow_hosts=frozenset(h.lower() for h in settings.CONCORD_COLLECT_ALLOW_HOSTS),
         allow_networks=parse_networks(settings.CONCORD_COLLECT_ALLOW_CIDRS),
         opt_out=tuple(settings.CONCORD_COLLECT_OPT_OUT),
+        ca_bundle=settings.CONCORD_COLLECT_CA_BUNDLE,
     )
 
 
@@ -517,7 +538,7 @@ def _fetch_checked(item: CollectItem, fetcher: Fetcher) -> Fetched:
         except ImageRejected:
             pass
         except Exception:
-            logger.exception("Collection: checking %s failed", item.url)
+            logger.exception("Collection: checking %s failed", url_redacted(item.url))
     return result
 
 
@@ -535,7 +556,7 @@ def _fetch_one(item: CollectItem, fetcher: Fetcher) -> Fetched:
             return result
         return fetcher.fetch(item.url)
     except Exception as exc:  # a bug in the fetcher must cost this row only
-        logger.exception("Collection fetch of %s failed", item.url)
+        logger.exception("Collection fetch of %s failed", url_redacted(item.url))
         return Fetched(url=item.url, failure=FetchFailure.ERROR, detail=type(exc).__name__)
 
 
@@ -602,17 +623,19 @@ def _write(*, job_id: int, items: list[CollectItem], results: list[Fetched], tok
 
 
 def _row_input(item: CollectItem, result: Fetched) -> RowInput:
-    where = f"row {item.position + 1}"
+    where = row_name(item.position + 1)
+    # Credentials in a URL are for fetching it (CollectItem.url) and go no further.
+    shown = url_redacted(item.url)
     common = {
         "position": item.position,
         "where": where,
-        "name": item.url,
+        "name": shown,
         "source": item.job.source,
         "caption": item.caption or None,
-        "original_name": file_name_of(item.url),
-        "source_url": item.url,
+        "original_name": file_name_of(shown),
+        "source_url": shown,
         "license_name": item.license_name,
-        "license_url": item.license_url,
+        "license_url": url_redacted(item.license_url),
     }
     if result.ok:
         return RowInput(**common, data=result.data, checked=result.checked)

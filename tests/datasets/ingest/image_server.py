@@ -2,6 +2,7 @@
 responses, huge bodies, wrong types, redirects (into private ranges, in loops, without end),
 429/503 with Retry-After, X-Robots-Tag opt-outs. Started in a thread per test module."""
 
+import base64
 import contextlib
 import io
 import socket
@@ -31,6 +32,10 @@ class ImageServer:
     def __init__(self) -> None:
         self.hits: Counter = Counter()
         self.user_agents: list[str] = []
+        self.authorizations: dict[str, list[str]] = {}  # path -> Authorization headers seen
+        # /held/ requests: how many are being answered now, and the most there ever were.
+        self.held_now = self.held_most = 0
+        self.held_lock = threading.Lock()
         self.delay = 0.0  # seconds every /img/ response waits (kill tests slow the run down)
         self.flaky_ok = False  # /flaky answers 500 until a test sets this
         self.exif_jpeg = jpeg_with_exif()
@@ -46,6 +51,9 @@ class ImageServer:
             def do_GET(self) -> None:
                 server.hits[self.path] += 1
                 server.user_agents.append(self.headers.get("User-Agent", ""))
+                server.authorizations.setdefault(self.path, []).append(
+                    self.headers.get("Authorization", "")
+                )
                 with contextlib.suppress(BrokenPipeError, ConnectionResetError):
                     server.route(self)
 
@@ -71,6 +79,14 @@ class ImageServer:
                 time.sleep(self.delay)
             seed = int(path.rsplit("/", 1)[-1].split(".")[0])
             return _send(h, 200, factories.image_bytes(seed=10_000 + seed, size=(64, 48)))
+        if path.startswith("/held/"):  # answered after a while, counting those held at once
+            with self.held_lock:
+                self.held_now += 1
+                self.held_most = max(self.held_most, self.held_now)
+            time.sleep(0.2)
+            with self.held_lock:
+                self.held_now -= 1
+            return _send(h, 200, self.png, "image/png")
         if path == "/exif.jpg":
             return _send(h, 200, self.exif_jpeg)
         if path == "/same.jpg":  # the same bytes as /exif.jpg under another URL
@@ -136,6 +152,16 @@ class ImageServer:
             if self.flaky_ok:
                 return _send(h, 200, factories.image_bytes(fmt="PNG", seed=77), "image/png")
             return _send(h, 500, b"broken today", "text/plain")
+        if path == "/private.jpg":  # only with Basic alice / s3cr:et (URL: alice:s3cr%3Aet@)
+            if h.headers.get("Authorization") != PRIVATE_AUTHORIZATION:
+                return _send(h, 401, b"who are you", "text/plain")
+            return _send(h, 200, self.png, "image/png")
+        if path == "/to-private-with-credentials":  # credentials in the Location only
+            return _redirect(h, f"http://alice:s3cr%3Aet@127.0.0.1:{self.port}/private.jpg")
+        if path == "/to-private-on-another-host":  # the same server under another name
+            return _redirect(h, f"http://localhost:{self.port}/private.jpg")
+        if path == "/credentials-loop":
+            return _redirect(h, f"http://carol:hunter2@127.0.0.1:{self.port}/credentials-loop")
         if path == "/missing.jpg":
             return _send(h, 404, b"not found", "text/plain")
         if path == "/noai.png":
@@ -143,6 +169,9 @@ class ImageServer:
         if path == "/otherbot.png":
             return _send(h, 200, self.png, "image/png", {"X-Robots-Tag": "otherbot: noimageai"})
         return _send(h, 404, b"no route", "text/plain")
+
+
+PRIVATE_AUTHORIZATION = "Basic " + base64.b64encode(b"alice:s3cr:et").decode()
 
 
 def _send(h, status: int, body: bytes, content_type: str = "image/jpeg", headers=None) -> None:

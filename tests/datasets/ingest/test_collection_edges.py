@@ -1,14 +1,30 @@
 """The collection's edges: the API, the pages and the command, over the same services."""
 
+import io
+
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
 from django.test import Client
 from django.urls import reverse
 
+from datasets.ingest.fetching import HostGate, RedisHostGate
 from datasets.ingest.services import collection
-from datasets.models import FetchState, ImportJob, ImportKind, ImportStatus
+from datasets.models import (
+    CollectItem,
+    FetchState,
+    Image,
+    ImageSource,
+    ImportJob,
+    ImportKind,
+    ImportRow,
+    ImportStatus,
+    RowOutcome,
+)
 from tests.datasets.ingest.test_collection import collect_settings, server  # noqa: F401 (fixtures)
+from tests.datasets.ingest.test_fetching import tls  # noqa: F401 (a fixture)
 
 
 def _manifest(server) -> bytes:  # noqa: F811
@@ -135,3 +151,150 @@ def test_the_command_collects_here(project, server, tmp_path, capsys):  # noqa: 
     assert "2 fetched" in out and "1 failed" in out and "HTTP error status: 1" in out
     job = ImportJob.objects.get(project=project, kind=ImportKind.COLLECT)
     assert not job.collect_items.filter(state=FetchState.PENDING).exists()
+
+
+def _numbering_manifests(server) -> dict[str, bytes]:  # noqa: F811
+    """Data row 1 fetched, 2 refused by the reader (no URL), 3 refused by the fetch (404), 4
+    fetched: the text formats with blank lines and a caption over two lines in between, so a
+    line number and a row number differ."""
+    good, missing, other = (
+        server.url("/img/1.jpg"),
+        server.url("/missing.jpg"),
+        server.url("/img/2.jpg"),
+    )
+    csv = f'url,caption\n{good},"one\nover two lines"\n\n,no url\n{missing},gone\n\n{other},four\n'
+    jsonl = (
+        f'{{"url": "{good}", "caption": "one"}}\n\n{{"caption": "no url"}}\n'
+        f'{{"url": "{missing}", "caption": "gone"}}\n\n{{"url": "{other}", "caption": "four"}}\n'
+    )
+    table = pa.table(
+        {"url": [good, None, missing, other], "caption": ["one", "no url", "gone", "four"]}
+    )
+    parquet = io.BytesIO()
+    pq.write_table(table, parquet)
+    return {
+        "csv": csv.encode(),
+        "tsv": csv.replace(",", "\t").encode(),
+        "jsonl": jsonl.encode(),
+        "parquet": parquet.getvalue(),
+    }
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("suffix", ["csv", "tsv", "jsonl", "parquet"])
+def test_rows_are_named_row_n_by_data_row_in_every_format_and_every_place(
+    project,
+    manager,
+    server,  # noqa: F811
+    suffix,
+):
+    client = _logged_in(manager)
+    body = _numbering_manifests(server)[suffix]
+    response = client.post(
+        reverse("api-collections", kwargs={"slug": project.slug}),
+        {"manifest": SimpleUploadedFile(f"urls.{suffix}", body)},
+        format="multipart",
+    )
+    assert response.status_code == 202, response.content
+    job_id = response.json()["id"]
+    collection.collection_stage(job_id=job_id)
+    collection.collection_run(job_id=job_id, seconds=0)
+
+    where = dict(ImportRow.objects.filter(job_id=job_id).values_list("position", "where"))
+    assert where == {0: "row 1", 1: "row 2", 2: "row 3", 3: "row 4"}
+    outcomes = dict(ImportRow.objects.filter(job_id=job_id).values_list("where", "outcome"))
+    assert outcomes["row 2"] == outcomes["row 3"] == RowOutcome.REFUSED
+    assert outcomes["row 1"] != RowOutcome.REFUSED and outcomes["row 4"] != RowOutcome.REFUSED
+
+    route = {"slug": project.slug, "job_id": job_id}
+    rows = client.get(reverse("api-import-rows", kwargs=route)).json()
+    rows = rows.get("results", rows)
+    assert sorted(row["where"] for row in rows) == ["row 1", "row 2", "row 3", "row 4"]
+    page = client.get(reverse("import-job", kwargs=route)).content.decode()
+    assert "row 2" in page and "row 3" in page and "line " not in page
+
+
+@pytest.mark.django_db
+def test_credentials_in_urls_fetch_the_image_and_are_shown_or_kept_nowhere(
+    project,
+    manager,
+    server,  # noqa: F811
+):
+    port = server.port
+    secrets = ("alice", "s3cr", "hunter2", "carol", "bob-token")
+    body = (
+        "url,caption,license_url\n"
+        f"http://alice:s3cr%3Aet@127.0.0.1:{port}/private.jpg,with a password,\n"
+        f"http://alice@127.0.0.1:{port}/img/5.jpg,user only,http://alice:s3cr@l.example/\n"
+        f"{server.url('/credentials-loop')},a Location with credentials,\n"
+        f"ftp://carol:hunter2@127.0.0.1/x.jpg,refused by the reader,\n"
+        f"http://127.0.0.1:{port}/img/6.jpg?token=bob-token&w=1,a token,\n"
+    ).encode()
+    client = _logged_in(manager)
+    response = client.post(
+        reverse("api-collections", kwargs={"slug": project.slug}),
+        {"manifest": SimpleUploadedFile("urls.csv", body)},
+        format="multipart",
+    )
+    job_id = response.json()["id"]
+    collection.collection_stage(job_id=job_id)
+    collection.collection_run(job_id=job_id, seconds=0)
+
+    rows = {row.where: row for row in ImportRow.objects.filter(job_id=job_id)}
+    assert rows["row 1"].outcome != RowOutcome.REFUSED  # fetched with the credentials
+    assert rows["row 2"].outcome != RowOutcome.REFUSED
+    assert rows["row 3"].outcome == rows["row 4"].outcome == RowOutcome.REFUSED
+    assert rows["row 1"].name == f"http://***@127.0.0.1:{port}/private.jpg"
+    assert rows["row 5"].name == f"http://127.0.0.1:{port}/img/6.jpg?token=***&w=1"
+    # Only the row used for fetching keeps the URL as written.
+    assert CollectItem.objects.get(job_id=job_id, position=0).url.startswith("http://alice:")
+
+    stored = [
+        *ImportRow.objects.filter(job_id=job_id).values_list("name", "reason"),
+        *Image.objects.filter(project=project).values_list("source_url", "license_url"),
+        *ImageSource.objects.filter(image__project=project).values_list(
+            "source_url", "license_url"
+        ),
+    ]
+    assert not [value for value in map(str, stored) if any(s in value for s in secrets)]
+    route = {"slug": project.slug, "job_id": job_id}
+    shown = [
+        client.get(reverse("api-import-rows", kwargs=route)).content.decode(),
+        client.get(reverse("api-collection", kwargs=route)).content.decode(),
+        client.get(reverse("import-job", kwargs=route)).content.decode(),
+        *(
+            client.get(reverse("image-detail", args=[project.slug, image.pk])).content.decode()
+            for image in Image.objects.filter(project=project)
+        ),
+    ]
+    assert "***@127.0.0.1" in shown[0]
+    assert not [page for page in shown if any(s in page for s in secrets)]
+
+
+@pytest.mark.django_db
+def test_an_https_collection_trusts_the_ca_the_setting_names(project, manager, settings, tls):  # noqa: F811
+    url = f"https://localhost:{tls['good'].port}/photo.png"
+    body = f"url,caption\n{url},over TLS\n".encode()
+
+    def collected() -> ImportRow:
+        job = collection.collection_job_create(
+            project=project, manifest=SimpleUploadedFile("urls.csv", body), created_by=manager
+        )
+        collection.collection_stage(job_id=job.pk)
+        collection.collection_run(job_id=job.pk, seconds=0)
+        return ImportRow.objects.get(job=job)
+
+    refused = collected()
+    assert refused.outcome == RowOutcome.REFUSED
+    assert "TLS certificate refused for localhost" in refused.reason
+    settings.CONCORD_COLLECT_CA_BUNDLE = tls["bundle"]
+    assert collected().outcome != RowOutcome.REFUSED
+
+
+def test_the_per_host_limits_are_shared_in_redis_when_the_broker_is_redis(settings):
+    settings.CELERY_BROKER_URL = "redis://127.0.0.1:6379/6"
+    gate = collection.host_gate(per_host=3, per_second=2)
+    assert isinstance(gate, RedisHostGate) and gate.per_host == 3
+    settings.CELERY_BROKER_URL = "filesystem://localhost/"
+    gate = collection.host_gate(per_host=3, per_second=2)
+    assert type(gate) is HostGate

@@ -210,3 +210,175 @@ def test_host_gate_spaces_requests_to_one_host():
         with gate.slot("b.example"):
             pass
     assert time.monotonic() - started >= 4 / 20 - 0.01
+
+
+# --- credentials inside a URL ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("http://alice@example.com/a.jpg", "http://***@example.com/a.jpg"),
+        ("https://alice:pw@example.com:8443/a.jpg?x=1", "https://***@example.com:8443/a.jpg?x=1"),
+        ("http://al%40ice:p%3Aw%2F@example.com/a.jpg", "http://***@example.com/a.jpg"),
+        ("http://:pw@example.com", "http://***@example.com"),
+        ("http://u:p@[2001:db8::1]/a", "http://***@[2001:db8::1]/a"),
+        # An @ after the host is not userinfo.
+        ("http://example.com/a@b.jpg?who=me@there", "http://example.com/a@b.jpg?who=me@there"),
+        (
+            "https://b.s3.amazonaws.com/k.jpg?X-Amz-Credential=AKIA%2F1&X-Amz-Signature=abc&w=2",
+            "https://b.s3.amazonaws.com/k.jpg?X-Amz-Credential=***&X-Amz-Signature=***&w=2",
+        ),
+        ("http://e.com/a?sig=1&token=2&size=3#top", "http://e.com/a?sig=***&token=***&size=3#top"),
+        ("http://e.com/a.jpg", "http://e.com/a.jpg"),
+        ("not a url at all", "not a url at all"),
+    ],
+)
+def test_urls_are_shown_without_their_credentials(url, shown):
+    assert fetching.url_redacted(url) == shown
+
+
+def test_basic_authorization_decodes_percent_encoded_credentials():
+    import base64
+
+    def decoded(url):
+        value = fetching.basic_authorization(url)
+        return base64.b64decode(value.removeprefix("Basic ")).decode() if value else None
+
+    assert decoded("http://al%40ice:p%3Aw%2F@example.com/") == "al@ice:p:w/"
+    assert decoded("http://alice@example.com/") == "alice:"
+    assert decoded("http://example.com/") is None
+
+
+def test_credentials_in_the_url_are_sent_to_it_and_nowhere_else(server):
+    port = server.port
+    with _fetcher() as fetcher:
+        assert fetcher.fetch(f"http://alice:s3cr%3Aet@127.0.0.1:{port}/private.jpg").ok
+        assert not fetcher.fetch(server.url("/private.jpg")).ok  # 401 without them
+        # Credentials that a redirect's Location carries are used for that hop.
+        assert fetcher.fetch(server.url("/to-private-with-credentials")).ok
+        # An absolute Location to another host name is fetched without the first URL's.
+        moved = fetcher.fetch(f"http://alice:s3cr%3Aet@127.0.0.1:{port}/to-private-on-another-host")
+        assert moved.failure == fetching.HTTP_STATUS and moved.detail == "HTTP 401"
+        assert server.authorizations["/to-private-on-another-host"][-1].startswith("Basic ")
+        # The last request, to localhost, carried none.
+        assert server.authorizations["/private.jpg"][-1] == ""
+        looped = fetcher.fetch(server.url("/credentials-loop"))
+    assert looped.failure == fetching.REDIRECT_LOOP
+    assert "hunter2" not in looped.detail and "carol" not in looped.detail
+    assert f"http://***@127.0.0.1:{port}/credentials-loop" in looped.detail
+
+
+# --- HTTPS to the vetted address, verified against the name ---------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tls(tmp_path_factory):
+    """A CA (its PEM in a file, as CONCORD_COLLECT_CA_BUNDLE names one) and two HTTPS servers:
+    one whose certificate names localhost only (no IP address), one for another name."""
+    import trustme
+
+    from tests import factories
+    from tests.datasets.ingest.tls_server import TlsImageServer
+
+    ca = trustme.CA()
+    bundle = tmp_path_factory.mktemp("ca") / "ca.pem"
+    ca.cert_pem.write_to_path(str(bundle))
+    body = factories.image_bytes(fmt="PNG", seed=5)
+    good = TlsImageServer(ca=ca, names=["localhost"], body=body)
+    wrong = TlsImageServer(ca=ca, names=["images.example"], body=body)
+    yield {"bundle": str(bundle), "good": good, "wrong": wrong, "body": body}
+    good.close()
+    wrong.close()
+
+
+def test_https_goes_to_the_vetted_address_with_the_name_in_sni_host_and_verification(tls):
+    good = tls["good"]
+    with _fetcher(ca_bundle=tls["bundle"]) as fetcher:
+        result = fetcher.fetch(f"https://localhost:{good.port}/photo.png")
+    assert result.ok and result.data == tls["body"], result.detail
+    # The certificate names localhost and no address: it was checked against the name.
+    assert good.server_names[-1] == "localhost"
+    assert good.hosts[-1] == f"localhost:{good.port}"
+
+
+def test_a_certificate_for_another_name_is_refused_with_the_reason(tls):
+    with _fetcher(ca_bundle=tls["bundle"]) as fetcher:
+        result = fetcher.fetch(f"https://localhost:{tls['wrong'].port}/photo.png")
+    assert not result.ok and result.failure == fetching.ERROR
+    assert result.detail.startswith("TLS certificate refused for localhost")
+    assert "localhost" in result.detail and "mismatch" in result.detail.lower()
+
+
+def test_a_ca_nobody_trusted_is_refused_and_trusted_through_the_setting(tls):
+    with _fetcher() as fetcher:  # the public CAs only
+        result = fetcher.fetch(f"https://localhost:{tls['good'].port}/photo.png")
+    assert not result.ok and result.detail.startswith("TLS certificate refused for localhost")
+    assert "issuer" in result.detail
+
+
+def test_a_connection_verified_for_one_name_is_not_reused_for_another(tls):
+    port = tls["good"].port
+    with _fetcher(ca_bundle=tls["bundle"]) as fetcher:
+        assert fetcher.fetch(f"https://localhost:{port}/a.png").ok
+        # The same address by another name: the certificate does not cover 127.0.0.1, so a
+        # connection pooled by address (verified for localhost) must not carry this request.
+        result = fetcher.fetch(f"https://127.0.0.1:{port}/b.png")
+    assert not result.ok and result.detail.startswith("TLS certificate refused for 127.0.0.1")
+
+
+# --- per-host limits over every worker process (Redis) ---------------------------------------------
+
+
+def _redis_url() -> str:
+    """The broker's Redis, when the tests run with one (the PostgreSQL runs do)."""
+    import os
+
+    url = os.environ.get("CELERY_BROKER_URL", "")
+    if not url.startswith("redis://"):
+        pytest.skip("needs CELERY_BROKER_URL=redis://…")
+    return url
+
+
+def test_per_host_limits_hold_over_two_worker_processes(server):
+    import multiprocessing
+    import uuid
+
+    from tests.datasets.ingest.gate_worker import gated_fetches
+
+    redis_url = _redis_url()
+    prefix = f"test:{uuid.uuid4().hex}:"
+    server.held_most = 0
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(2) as pool:
+        runs = [
+            pool.apply_async(
+                gated_fetches,
+                (redis_url, prefix, [server.url(f"/held/{p}-{n}.png") for n in range(6)], 2),
+            )
+            for p in range(2)
+        ]
+        fetched = [run.get(timeout=120) for run in runs]
+    assert fetched == [6, 6]
+    # Two processes of six threads each, the host limited to two at once: never more than two.
+    assert server.held_most == 2
+
+
+def test_a_rate_over_processes_spaces_the_starts_in_redis():
+    import uuid
+
+    import redis
+
+    client = redis.Redis.from_url(_redis_url())
+    prefix = f"test:{uuid.uuid4().hex}:"
+    gates = [
+        fetching.RedisHostGate(
+            client=client, per_host=8, per_second=2, lease_seconds=30, prefix=prefix
+        )
+        for _ in range(2)
+    ]
+    booked = []
+    for n in range(4):  # two "processes" alternating: the bookings are shared, 0.5 s apart
+        with gates[n % 2].slot("images.example"):
+            booked.append(float(client.get(f"{prefix}images.example:next")))
+    assert [round(b - booked[0], 3) for b in booked] == [0.0, 0.5, 1.0, 1.5]

@@ -218,3 +218,40 @@ def test_a_clean_file_is_stored_byte_for_byte(image_format):
     data = image_bytes(fmt=image_format)
     assert metadata_found(data, image_format) == []
     assert check_image(data, **LIMITS).content == data
+
+
+# Metadata that can be cut out whole is cut out: the compressed pixels are kept byte for byte, with
+# no second lossy encoding (orientation and colour profiles still need one: the tests above).
+CUT_WHOLE = {
+    "JPEG EXIF with GPS": (lambda: _jpeg(exif=_exif()), _jpeg),
+    "JPEG comment (COM)": (lambda: _jpeg(comment=b"SECRET comment GPSPosition"), _jpeg),
+    "JPEG XMP": (lambda: _jpeg(xmp=XMP), _jpeg),
+    "JPEG bytes after the end": (lambda: _jpeg() + b"SECRET trailing payload", _jpeg),
+    "PNG tEXt": (lambda: _png([_png_text(b"tEXt", "51.5007 N SECRET")]), _png),
+    "PNG eXIf": (lambda: _png(exif=_exif()), _png),
+    "PNG bytes after the end": (lambda: _png() + b"SECRET trailing payload", _png),
+}
+
+
+@pytest.mark.parametrize("carrier", CUT_WHOLE, ids=list(CUT_WHOLE))
+def test_metadata_is_cut_out_without_encoding_the_pixels_again(carrier):
+    make, clean = CUT_WHOLE[carrier]
+    checked = check_image(make(), **LIMITS)
+    assert checked.content == clean()
+
+
+def test_a_damaged_file_with_metadata_is_still_refused():
+    data = _jpeg(exif=_exif())
+    with pytest.raises(ImageRejected):
+        check_image(data[: len(data) * 2 // 3] + b"\xff\xd9", **LIMITS)
+
+
+def test_a_rotation_named_only_in_xmp_is_still_applied():
+    xmp = (
+        b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22'
+        b'-rdf-syntax-ns#"><rdf:Description xmlns:tiff="http://ns.adobe.com/tiff/1.0/" '
+        b'tiff:Orientation="6"/></rdf:RDF></x:xmpmeta>'
+    )
+    checked = check_image(_jpeg(xmp=xmp), **LIMITS)  # _picture() is 64×48
+    assert (checked.width, checked.height) == (48, 64)
+    assert metadata_found(checked.content, "JPEG") == []

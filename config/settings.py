@@ -328,11 +328,14 @@ CONCORD_COLLECT_CA_BUNDLE = env("CONCORD_COLLECT_CA_BUNDLE", default="")
 CONCORD_COLLECT_ATTEMPTS = env.int("CONCORD_COLLECT_ATTEMPTS", default=3)
 CONCORD_COLLECT_BACKOFF = env.float("CONCORD_COLLECT_BACKOFF", default=5.0)
 CONCORD_COLLECT_BACKOFF_CAP = env.float("CONCORD_COLLECT_BACKOFF_CAP", default=600.0)
-# Per worker process: requests at once to one host, and requests a second to one host (0: no limit).
+# Requests at once to one host, and requests a second to one host (0: no limit): over every
+# worker when the broker is Redis, per worker process otherwise.
 CONCORD_COLLECT_PER_HOST = env.int("CONCORD_COLLECT_PER_HOST", default=4)
 CONCORD_COLLECT_PER_HOST_RATE = env.float("CONCORD_COLLECT_PER_HOST_RATE", default=10.0)
-# Rows of one project being fetched at once, over every worker (claimed in the database).
-CONCORD_COLLECT_PROJECT_CONCURRENCY = env.int("CONCORD_COLLECT_PROJECT_CONCURRENCY", default=64)
+# Rows of one project being fetched at once, over every worker (claimed in the database). Each
+# task holds two batches (one written while the next is fetched), so the default is
+# 2 × BATCH × TASKS: with less, the first task claims every row and the others sleep.
+CONCORD_COLLECT_PROJECT_CONCURRENCY = env.int("CONCORD_COLLECT_PROJECT_CONCURRENCY", default=128)
 # Rows one task claims at a time, and the threads that fetch them.
 CONCORD_COLLECT_BATCH = env.int("CONCORD_COLLECT_BATCH", default=32)
 CONCORD_COLLECT_THREADS = env.int("CONCORD_COLLECT_THREADS", default=16)

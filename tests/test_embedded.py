@@ -29,7 +29,7 @@ from config.beat import BEAT_LOCKED
 ROOT = Path(__file__).resolve().parents[1]
 SUPERVISOR = ROOT / "bin" / "embedded-supervisor"
 MARKER = "CONCORD_TEST_EMBEDDED"
-GRACE = 10  # STOP_GRACE in these tests
+GRACE = 20  # STOP_GRACE in these tests: a Celery warm shutdown takes seconds
 BOOT_SECONDS = 90  # a loaded machine: the web, worker and beat each import Django and the apps
 SCHEDULED = re.compile(r"Sending due task recover-imports \(ingest\.recover\)")
 SUCCEEDED = re.compile(r"Task ingest\.recover\[[0-9a-f-]+\] succeeded")

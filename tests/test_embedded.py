@@ -295,12 +295,12 @@ def _python(code: str) -> str:
     return shlex.join([sys.executable, "-c", code])
 
 
-def _supervise(tmp_path: Path, marker: str, *processes: str) -> subprocess.Popen:
-    """bin/embedded-supervisor with a grace period of 1 s, its output in supervisor.log."""
+def _supervise(tmp_path: Path, marker: str, *processes: str, grace: int = 1) -> subprocess.Popen:
+    """bin/embedded-supervisor with a grace period of ``grace`` s, its output in supervisor.log."""
     log = tmp_path / "supervisor.log"
     with log.open("wb") as out:
         return subprocess.Popen(
-            [sys.executable, str(SUPERVISOR), "--grace", "1", *processes],
+            [sys.executable, str(SUPERVISOR), "--grace", str(grace), *processes],
             stdout=out,
             stderr=subprocess.STDOUT,
             env={**os.environ, MARKER: marker},
@@ -322,6 +322,29 @@ def test_a_child_that_ignores_sigterm_is_killed_after_the_grace_period(tmp_path)
     text = log.read_text()
     assert "stubborn (pid" in text and "still running after 1 s: SIGKILL" in text
     assert "plain was killed by SIGTERM" in text
+    assert not _marked(marker)
+
+
+def test_a_second_ctrl_c_kills_at_once_and_a_hangup_does_not(tmp_path):
+    """The grace period (here 600 s) ends early on another SIGINT only: a terminal also sends
+    SIGHUP when `make`, its session leader, dies of the SIGTERM sent to its process group."""
+    stubborn = _python(
+        "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+        "print('ready', flush=True); time.sleep(900)"
+    )
+    marker = uuid.uuid4().hex
+    supervisor = _supervise(tmp_path, marker, f"stubborn={stubborn}", grace=600)
+    log = tmp_path / "supervisor.log"
+    _wait(lambda: "ready" in log.read_text(), "the child started", log, seconds=30)
+    supervisor.send_signal(signal.SIGTERM)
+    _wait(lambda: "SIGTERM: stopping stubborn" in log.read_text(), "the stop began", log)
+    supervisor.send_signal(signal.SIGHUP)
+    _wait(lambda: "SIGHUP while stopping: waiting" in log.read_text(), "the hangup heard", log)
+    assert _marked(marker) - {supervisor.pid}  # the child was not killed for it
+    supervisor.send_signal(signal.SIGINT)
+    assert supervisor.wait(timeout=60) == 1
+    text = log.read_text()
+    assert "still running after another Ctrl-C (SIGINT): SIGKILL" in text
     assert not _marked(marker)
 
 

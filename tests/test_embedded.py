@@ -166,16 +166,15 @@ class Embedded:
         return self.log.read_text(errors="replace")
 
     def child(self, role: str, other_than: int | None = None) -> int:
-        """The process running ``role`` (web, worker or beat): the first of its tree."""
+        """The supervisor's child running ``role`` (web, worker or beat)."""
         words = {"beat": " config beat ", "worker": " config worker ", "web": " config.wsgi "}[role]
 
         def find():
             for pid in _marked(self.marker) - {other_than}:
-                command, parent = f" {_cmdline(pid)} ", f" {_cmdline(_parent(pid))} "
-                if SUPERVISOR.name in command:  # its command line holds every child's
-                    continue
-                # The worker's pool and gunicorn's workers run the command of their parent.
-                if words in command and (words not in parent or SUPERVISOR.name in parent):
+                # Not the worker's pool nor gunicorn's workers, which run their parent's command
+                # (and outlive a killed parent for a moment), nor the supervisor, whose command
+                # line holds every child's.
+                if words in f" {_cmdline(pid)} " and SUPERVISOR.name in _cmdline(_parent(pid)):
                     return pid
             return None
 

@@ -495,16 +495,21 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "default"
+# How often beat reclaims expired leases and looks for jobs whose worker died (seconds).
+CONCORD_RECOVER_SECONDS = env.float("CONCORD_RECOVER_SECONDS", default=60.0)
 CELERY_BEAT_SCHEDULE: dict = {
-    "reclaim-expired-leases": {"task": "queue.reclaim_expired_leases", "schedule": 60.0},
+    "reclaim-expired-leases": {
+        "task": "queue.reclaim_expired_leases",
+        "schedule": CONCORD_RECOVER_SECONDS,
+    },
     "recompute-agreement": {"task": "agreement.recompute_due", "schedule": 600.0},
-    "recover-agreement": {"task": "agreement.recover", "schedule": 60.0},
+    "recover-agreement": {"task": "agreement.recover", "schedule": CONCORD_RECOVER_SECONDS},
     "prune-releases": {"task": "releases.prune", "schedule": 3600.0},
-    "recover-releases": {"task": "releases.recover", "schedule": 60.0},
-    "recover-imports": {"task": "ingest.recover", "schedule": 60.0},
-    "recover-collections": {"task": "ingest.collect_recover", "schedule": 60.0},
-    "recover-trainings": {"task": "registry.recover", "schedule": 60.0},
-    "recover-minings": {"task": "negatives.recover", "schedule": 60.0},
+    "recover-releases": {"task": "releases.recover", "schedule": CONCORD_RECOVER_SECONDS},
+    "recover-imports": {"task": "ingest.recover", "schedule": CONCORD_RECOVER_SECONDS},
+    "recover-collections": {"task": "ingest.collect_recover", "schedule": CONCORD_RECOVER_SECONDS},
+    "recover-trainings": {"task": "registry.recover", "schedule": CONCORD_RECOVER_SECONDS},
+    "recover-minings": {"task": "negatives.recover", "schedule": CONCORD_RECOVER_SECONDS},
     "nightly-retrain": {
         "task": "registry.nightly_retrain",
         "schedule": crontab(hour=CONCORD_NIGHTLY_HOUR, minute=0),
@@ -534,6 +539,8 @@ CONCORD_JOB_STALE_SECONDS = {
 # A job whose worker died this many times in a row is failed with the reason, not sent again.
 CONCORD_JOB_MAX_RUNS = env.int("CONCORD_JOB_MAX_RUNS", default=3)
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+# The file scheduler, locked: one beat per schedule file (config/beat.py).
+CELERY_BEAT_SCHEDULER = "config.beat:LockedScheduler"
 
 LOGGING = {
     "version": 1,

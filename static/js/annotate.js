@@ -12,6 +12,14 @@
     return target.closest("input[type=text], textarea, select, [contenteditable]") !== null;
   }
 
+  // A key pressed in the moment between a swap and htmx binding the new task's forms would
+  // otherwise submit the form natively (a full page load, lost when offline): bind it first.
+  // htmx.process is a no-op on an element it has already processed.
+  function bound(element) {
+    if (window.htmx && element) window.htmx.process(element.closest("form") || element);
+    return element;
+  }
+
   function hotkeyTarget(key) {
     const workspace = document.querySelector("[data-workspace]");
     if (!workspace) return null;
@@ -33,7 +41,7 @@
       if (event.key === "Enter" && !event.shiftKey) {
         event.preventDefault();
         const button = target.form.querySelector("button[type=submit]");
-        if (button && !button.disabled) button.click();
+        if (button && !button.disabled) bound(button).click();
       } else if (event.key === "Escape") {
         target.blur();
       }
@@ -53,7 +61,7 @@
     if (!element) return;
     event.preventDefault();
     if (element.type === "checkbox") element.checked = !element.checked;
-    else element.click();
+    else bound(element).click();
   });
 
   document.addEventListener("click", function (event) {

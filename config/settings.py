@@ -549,6 +549,8 @@ LOGGING = {
     "filters": {
         "axes_per_attempt": {"()": "config.logs.AxesPerAttemptFilter"},
         "refused_attempts": {"()": "config.logs.RefusedAttemptsFilter"},
+        # URLs written as the collection shows them: no credentials, no signed query values.
+        "redacted_urls": {"()": "datasets.ingest.fetching.RedactedUrlsFilter"},
     },
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
@@ -560,6 +562,9 @@ LOGGING = {
         "axes": {"level": env("AXES_LOG_LEVEL", default="WARNING")},
         "axes.handlers.database": {"filters": ["axes_per_attempt"]},
         "axes.handlers.proxy": {"filters": ["axes_per_attempt"]},
+        # httpx logs each request's URL at INFO ("HTTP Request: GET …"): a collection's URLs
+        # may carry presigned signatures and tokens. (httpcore's DEBUG lines hold no URL.)
+        "httpx": {"filters": ["redacted_urls"]},
     },
 }
 

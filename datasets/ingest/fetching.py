@@ -37,6 +37,7 @@ import errno
 import ipaddress
 import logging
 import random
+import re
 import socket
 import ssl
 import threading
@@ -45,7 +46,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
-from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urljoin, urlsplit, urlunsplit
 
 import certifi
 import httpcore
@@ -68,30 +69,29 @@ IMAGE_TYPES_GENERIC = ("application/octet-stream", "binary/octet-stream")
 DEFAULT_OPT_OUT = ("noai", "noimageai")
 _REDIRECTS = (301, 302, 303, 307, 308)
 REDACTED = "***"
-# Query parameters whose values are secrets wherever they appear (compared in lower case):
-# presigned S3/GCS/Azure URLs and the usual token and key names.
+# Query (and fragment) parameters whose values are secrets, by name: compared in lower case with
+# "-" read as "_", so ``Api-Key``, ``api_key`` and ``API-KEY`` are one name. Exact names here
+# (presigned S3/GCS/Azure/CloudFront URLs, Google-style ``key``), and every name that holds one
+# of SECRET_NAME_PARTS (``access_token``, ``client_secret``, ``X-Amz-Signature``…).
 SECRET_QUERY_NAMES = frozenset(
-    {
-        "x-amz-signature",
-        "x-amz-credential",
-        "x-amz-security-token",
-        "x-goog-signature",
-        "x-goog-credential",
-        "awsaccesskeyid",
-        "signature",
-        "sig",
-        "token",
-        "access_token",
-        "id_token",
-        "auth",
-        "api_key",
-        "apikey",
-        "password",
-        "passwd",
-        "secret",
-        "client_secret",
-    }
+    {"sig", "key", "auth", "authorization", "jwt", "awsaccesskeyid", "policy", "key_pair_id"}
 )
+SECRET_NAME_PARTS = (
+    "token",
+    "secret",
+    "signature",
+    "password",
+    "passwd",
+    "credential",
+    "apikey",
+    "api_key",
+    "access_key",
+    "accesskey",
+    "private_key",
+    "session",
+)
+# A URL inside running text (a log line, an error): up to a space, a quote or an angle bracket.
+_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s\"'<>]+")
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -145,10 +145,12 @@ class _Refused(Exception):
 
 
 def url_redacted(url: str) -> str:
-    """The URL as it may be shown or stored: the userinfo before the host (``user:password@``,
-    ``user@``) and the values of secret query parameters (``SECRET_QUERY_NAMES``) replaced by
-    ``***``; everything else as it was. Works on the text, so a URL too odd to parse is
-    redacted too."""
+    """The URL as it may be shown, stored or logged: the userinfo before the host
+    (``user:password@``, ``user@``) and the values of secret parameters (``secret_name``) in the
+    query and in the fragment, pairs split by ``&`` or ``;``, replaced by ``***``; a parameter
+    whose value is itself a URL (percent-encoded or not) has that URL redacted the same way.
+    Everything else stays as it was. Works on the text, so a URL too odd to parse is redacted
+    too."""
     scheme_end = url.find("://")
     if scheme_end >= 0:
         start = scheme_end + 3
@@ -157,17 +159,61 @@ def url_redacted(url: str) -> str:
         authority = url[start:end]
         if "@" in authority:
             url = url[:start] + REDACTED + authority[authority.rindex("@") :] + url[end:]
-    query_at = url.find("?")
-    if query_at < 0:
-        return url
-    fragment_at = url.find("#", query_at)
-    query_end = fragment_at if fragment_at >= 0 else len(url)
-    params = url[query_at + 1 : query_end].split("&")
-    for n, param in enumerate(params):
-        name, equals, _value = param.partition("=")
-        if equals and unquote(name).strip().lower() in SECRET_QUERY_NAMES:
-            params[n] = f"{name}={REDACTED}"
-    return url[: query_at + 1] + "&".join(params) + url[query_end:]
+    fragment_at = url.find("#")
+    fragment = url[fragment_at + 1 :] if fragment_at >= 0 else None
+    head = url[:fragment_at] if fragment_at >= 0 else url
+    query_at = head.find("?")
+    if query_at >= 0:
+        head = head[: query_at + 1] + _pairs_redacted(head[query_at + 1 :])
+    if fragment is None:
+        return head
+    return head + "#" + _pairs_redacted(fragment)
+
+
+def secret_name(name: str) -> bool:
+    """Whether a query parameter of this name holds a secret (see SECRET_QUERY_NAMES)."""
+    folded = unquote(name).strip().lower().replace("-", "_")
+    return folded in SECRET_QUERY_NAMES or any(part in folded for part in SECRET_NAME_PARTS)
+
+
+def _pairs_redacted(text: str) -> str:
+    parts = re.split(r"([&;])", text)
+    for n in range(0, len(parts), 2):
+        name, equals, value = parts[n].partition("=")
+        if not equals:
+            continue
+        if secret_name(name):
+            parts[n] = f"{name}={REDACTED}"
+            continue
+        decoded = unquote(value)
+        if "://" in decoded or "@" in decoded:
+            # A URL carried in a parameter (a redirect target): its own secrets go too.
+            shown = url_redacted(decoded)
+            if shown != decoded:
+                parts[n] = f"{name}={quote(shown, safe=':/*@') if decoded != value else shown}"
+    return "".join(parts)
+
+
+def text_redacted(text: str) -> str:
+    """Running text (a log line, an error message) with every URL in it redacted
+    (``url_redacted``)."""
+    return _URL_IN_TEXT.sub(lambda match: url_redacted(match.group(0)), text)
+
+
+class RedactedUrlsFilter(logging.Filter):
+    """A logging filter that writes every URL in a record's message as ``url_redacted`` shows
+    it. On httpx's logger (settings.LOGGING): its INFO line ``HTTP Request: GET <url>`` holds
+    the URL as sent, presigned signatures and tokens included."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a record whose arguments do not fit: leave it to the handler
+            return True
+        shown = text_redacted(message)
+        if shown != message:
+            record.msg, record.args = shown, None
+        return True
 
 
 def basic_authorization(url: str) -> str | None:

@@ -2,6 +2,7 @@
 bounds. No database."""
 
 import ipaddress
+import logging
 import threading
 import time
 
@@ -236,6 +237,61 @@ def test_host_gate_spaces_requests_to_one_host():
 )
 def test_urls_are_shown_without_their_credentials(url, shown):
     assert fetching.url_redacted(url) == shown
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        # Names by kind: Google-style ``key``, any case and "-" for "_", any name holding a
+        # token, secret, signature, password, credential or API key.
+        ("http://e.com/a?key=KEYQ&w=1", "http://e.com/a?key=***&w=1"),
+        ("http://e.com/a?Api-Key=DASHKEY", "http://e.com/a?Api-Key=***"),
+        (
+            "http://e.com/a?API_KEY=K&X-Refresh-Token=R",
+            "http://e.com/a?API_KEY=***&X-Refresh-Token=***",
+        ),
+        (
+            "http://e.com/a?my_secret_value=S&sessionid=Z",
+            "http://e.com/a?my_secret_value=***&sessionid=***",
+        ),
+        # Pairs split by ";" as well as "&".
+        ("http://e.com/a?x=1;token=SEMITOK", "http://e.com/a?x=1;token=***"),
+        # The fragment holds parameters too (OAuth implicit flow).
+        ("http://e.com/a#access_token=FRAGTOK&state=2", "http://e.com/a#access_token=***&state=2"),
+        ("http://e.com/a?w=1#token=FRAGTOK", "http://e.com/a?w=1#token=***"),
+        # A URL inside a parameter, percent-encoded or not: its own secrets go too.
+        (
+            "http://e.com/redir?to=http%3A%2F%2Fu%3ALOCPW3%40h.com%2Fa.jpg%3Ftoken%3DLOCTOK3&b=2",
+            "http://e.com/redir?to=http://***@h.com/a.jpg%3Ftoken%3D***&b=2",
+        ),
+        (
+            "http://e.com/r?to=http://u:p@h.com/x?sig=1",
+            "http://e.com/r?to=http://***@h.com/x?sig=***",
+        ),
+        # Ordinary names that merely look alike stay.
+        (
+            "http://e.com/a?author=me&keyword=cat&monkey=1",
+            "http://e.com/a?author=me&keyword=cat&monkey=1",
+        ),
+    ],
+)
+def test_secret_parameters_are_redacted_by_kind(url, shown):
+    assert fetching.url_redacted(url) == shown
+
+
+def test_no_url_with_secrets_reaches_the_log_during_a_real_fetch(server, caplog):
+    """httpx logs every request's URL at INFO; settings.LOGGING redacts it on its logger."""
+    secret = "?X-Amz-Signature=SIGSECRET&token=TOKSECRET&api_key=APIKEYSECRET&w=1"
+    with caplog.at_level(logging.DEBUG), _fetcher() as fetcher:
+        fetcher.fetch(f"http://alice:PWSECRET@127.0.0.1:{server.port}/private.jpg{secret}")
+        fetcher.fetch(server.url(f"/to-good{secret}"))  # the redirect's first hop
+        fetcher.fetch(server.url(f"/nothing-here{secret}"))  # a 404
+    messages = [record.getMessage() for record in caplog.records]
+    requests = [m for m in messages if m.startswith("HTTP Request:")]
+    assert len(requests) >= 4, messages  # the lines are logged, and redacted
+    assert any("token=***" in m and "w=1" in m for m in requests)
+    for secret_value in ("SIGSECRET", "TOKSECRET", "APIKEYSECRET", "PWSECRET"):
+        assert not any(secret_value in m for m in messages), messages
 
 
 def test_basic_authorization_decodes_percent_encoded_credentials():

@@ -23,6 +23,7 @@ The life of a job (an ImportJob of kind ``collect``):
 """
 
 import logging
+import ssl
 import tempfile
 import threading
 import time
@@ -44,6 +45,7 @@ from django.db.models import Count, F, Min, Q
 from django.utils import timezone
 
 from config.celery import enqueue_on_commit
+from datasets.ingest.checks import collection_settings_problems
 from datasets.ingest.collection import (
     UrlRow,
     file_name_of,
@@ -96,6 +98,10 @@ FETCH_FAILED = "Not fetched ({label}): {detail}"
 NOT_PAUSABLE = "Only a queued or running collection can be paused."
 NOT_RESUMABLE = "Only a paused collection, or one whose workers stopped, can be resumed."
 NOT_A_COLLECTION = "This job is not a collection."
+SETTINGS_WRONG = (
+    "Paused: the collection settings are wrong, so no row was fetched. {problems} Fix them"
+    " (manage.py check names them), restart the workers, then Resume."
+)
 
 _LABELS = dict(FetchFailure.choices)
 _FETCHER: Fetcher | None = None
@@ -416,7 +422,18 @@ def collection_run(
     this returns, whatever the job's state has become meanwhile.
     """
     seconds = settings.CONCORD_COLLECT_RUN_SECONDS if seconds is None else seconds
-    fetcher = fetcher or fetcher_default()
+    if fetcher is None:
+        # A misconfiguration would fail every row, or crash every task while the job shows
+        # "running": the job pauses with the reason instead, and Resume tries again once the
+        # settings are fixed (the same words as ``manage.py check``).
+        problems = [message for _id, message in collection_settings_problems()]
+        if not problems:
+            try:
+                fetcher = fetcher_default()
+            except (OSError, ValueError, ssl.SSLError) as exc:
+                problems = [f"{type(exc).__name__}: {exc}"]
+        if problems:
+            return _pause_misconfigured(job_id=job_id, problems=problems)
     token = uuid.uuid4().hex
     started = time.monotonic()
     threads = max(1, settings.CONCORD_COLLECT_THREADS)
@@ -452,6 +469,15 @@ def collection_run(
         finally:
             if ahead is not None:
                 _write_when_fetched(job_id=job_id, batch=ahead, token=token)
+
+
+def _pause_misconfigured(*, job_id: int, problems: list[str]) -> str:
+    reason = display_text(SETTINGS_WRONG.format(problems=" ".join(problems)), limit=2000)
+    logger.error("Collection %s paused: %s", job_id, reason)
+    changed = ImportJob.objects.filter(
+        pk=job_id, status__in=(ImportStatus.QUEUED, ImportStatus.RUNNING)
+    ).update(status=ImportStatus.PAUSED, error=reason, heartbeat_at=timezone.now())
+    return "paused" if changed else "stopped"
 
 
 def _stopped(job: ImportJob | None, job_id: int) -> str:
@@ -707,6 +733,9 @@ def collection_resume(*, job: ImportJob) -> ImportJob:
     job = ImportJob.objects.select_for_update().get(pk=job.pk)
     if job.status not in (ImportStatus.PAUSED, ImportStatus.RUNNING, ImportStatus.QUEUED):
         raise CollectionRefused(NOT_RESUMABLE)
+    if job.error and job.status == ImportStatus.PAUSED:
+        job.error = ""  # the reason it paused (wrong settings): tried again now
+        job.save(update_fields=["error"])
     if job.rows_total is None:
         job.status = ImportStatus.QUEUED
         job.save(update_fields=["status"])

@@ -14,7 +14,9 @@ from datasets.ingest.services.collection import (
     collection_stage,
 )
 from datasets.ingest.services.jobs import InputRefused
-from datasets.models import ImportStatus, Project
+from datasets.models import ImportRow, ImportStatus, Project, RowOutcome
+
+FAILED_ROWS_SHOWN = 20
 
 
 class Command(BaseCommand):
@@ -81,6 +83,8 @@ class Command(BaseCommand):
             raise CommandError(f"{name}: {job.error}")
         collection_run(job_id=job.pk, seconds=0)
         job.refresh_from_db()
+        if job.status == ImportStatus.PAUSED and job.error:
+            raise CommandError(f"{name}: {job.error}")  # the settings are wrong: nothing fetched
         progress = collection_progress(job=job)
         self.stdout.write(
             f"Rows: {progress.total}: {progress.fetched} fetched ({job.added} added, "
@@ -88,7 +92,18 @@ class Command(BaseCommand):
         )
         for _code, label, count in progress.failures:
             self.stdout.write(f"  {label}: {count}")
+        self._failed_rows(job)
         self.stdout.write(f"Every row's outcome: {url}")
         if progress.failed:
             # Like import_manifest and import_coco: a script sees that rows did not make it.
             raise SystemExit(1)
+
+    def _failed_rows(self, job) -> None:
+        """The first failed rows as ``row N: reason`` (the names the page and API use), then how
+        many more there are."""
+        refused = ImportRow.objects.filter(job=job, outcome=RowOutcome.REFUSED).order_by("position")
+        for row in refused[:FAILED_ROWS_SHOWN]:
+            self.stdout.write(f"  {row.where}: {row.reason}")
+        more = refused.count() - FAILED_ROWS_SHOWN
+        if more > 0:
+            self.stdout.write(f"  … and {more} more")

@@ -149,8 +149,27 @@ def test_the_command_collects_here(project, server, tmp_path, capsys):  # noqa: 
     assert exited.value.code == 1
     out = capsys.readouterr().out
     assert "2 fetched" in out and "1 failed" in out and "HTTP error status: 1" in out
+    # Each failed row by the name the page and the API use, as the README says.
+    assert "  row 3: Not fetched (HTTP error status): HTTP 404" in out
     job = ImportJob.objects.get(project=project, kind=ImportKind.COLLECT)
     assert not job.collect_items.filter(state=FetchState.PENDING).exists()
+
+
+@pytest.mark.django_db
+def test_the_command_lists_the_first_20_failed_rows_then_how_many_more(
+    project,
+    server,  # noqa: F811
+    tmp_path,
+    capsys,
+):
+    manifest = tmp_path / "urls.csv"
+    rows = [f"{server.url(f'/missing-{n}.jpg')},gone" for n in range(23)]
+    manifest.write_text("url,caption\n" + "\n".join(rows) + "\n")
+    with pytest.raises(SystemExit):
+        call_command("collect_urls", project.slug, str(manifest), "--here")
+    out = capsys.readouterr().out
+    assert "  row 1: Not fetched" in out and "  row 20: Not fetched" in out
+    assert "row 21:" not in out and "  … and 3 more" in out
 
 
 def _numbering_manifests(server) -> dict[str, bytes]:  # noqa: F811

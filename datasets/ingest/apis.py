@@ -18,7 +18,7 @@ from datasets import access
 from datasets.api import query_id
 from datasets.ingest import selectors
 from datasets.ingest.captions import CaptionError
-from datasets.ingest.forms import BUCKET_NAME, NO_CONTROLS
+from datasets.ingest.forms import BUCKET_NAME, NO_CONTROLS, collect_source_problem
 from datasets.ingest.services.collection import (
     CollectionRefused,
     bucket_job_create,
@@ -35,7 +35,6 @@ from datasets.models import Caption, Image, ImportJob, ImportKind, ImportRow, Ro
 from datasets.pagination import IdCursorPagination
 
 NO_FILES = "Send one or more files in the multipart field 'files'."
-COLLECT_ONE_SOURCE = "Send either a URL manifest ('manifest') or an S3 prefix ('bucket', 'prefix')."
 
 
 class CaptionOutput(serializers.ModelSerializer):
@@ -410,8 +409,8 @@ class CollectionListApi(APIView):
         )
 
         def validate(self, data):
-            if bool(data.get("manifest")) == bool(data.get("bucket")):
-                raise serializers.ValidationError(COLLECT_ONE_SOURCE)
+            if problem := collect_source_problem(data):
+                raise serializers.ValidationError(problem)
             return data
 
     @extend_schema(

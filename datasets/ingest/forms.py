@@ -114,6 +114,26 @@ class CollectForm(forms.Form):
 
     def clean(self):
         cleaned = super().clean()
-        if bool(cleaned.get("manifest")) == bool(cleaned.get("bucket")):
-            raise forms.ValidationError("Choose a URL manifest or name a bucket (one of them).")
+        if problem := collect_source_problem(cleaned):
+            raise forms.ValidationError(problem)
         return cleaned
+
+
+COLLECT_ONE_SOURCE = "Send either a URL manifest ('manifest') or an S3 prefix ('bucket', 'prefix')."
+COLLECT_BUCKET_ONLY = (
+    "{fields} only apply to an S3 bucket ('bucket'); a URL manifest carries its captions in"
+    " its own caption column."
+)
+
+
+def collect_source_problem(data: dict) -> str:
+    """Why a collection request's sources do not fit together, or "": exactly one of a URL
+    manifest and a bucket, and the bucket's own fields (prefix, captions manifest) only with a
+    bucket. The page and the API give the same words."""
+    if bool(data.get("manifest")) == bool(data.get("bucket")):
+        return COLLECT_ONE_SOURCE
+    if data.get("manifest"):
+        extra = [f"'{name}'" for name in ("prefix", "captions_key") if data.get(name)]
+        if extra:
+            return COLLECT_BUCKET_ONLY.format(fields=" and ".join(extra))
+    return ""

@@ -9,6 +9,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
 from django.test import Client
 from django.urls import reverse
+from django.utils.html import escape
 
 from datasets.ingest.fetching import HostGate, RedisHostGate
 from datasets.ingest.services import collection
@@ -109,6 +110,39 @@ def test_bad_collection_fields_are_refused_at_once_naming_the_field(
     assert response.status_code == 400 and field in response.json(), response.content
     page = client.post(reverse("project-collect", kwargs={"slug": project.slug}), data)
     assert page.status_code == 200 and field in page.context["form"].errors
+    assert not ImportJob.objects.exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("fields", "words"),
+    [
+        ({"manifest": "urls.csv", "bucket": "qa-bucket", "prefix": "set/"}, "Send either"),
+        ({}, "Send either"),
+        ({"prefix": "set/"}, "Send either"),
+        ({"manifest": "urls.csv", "captions_key": "caps/m.csv"}, "'captions_key' only apply"),
+        ({"manifest": "urls.csv", "prefix": "set/"}, "'prefix' only apply"),
+    ],
+)
+def test_sources_that_do_not_fit_together_get_the_same_words_on_the_page_and_in_the_api(
+    project, manager, fields, words
+):
+    client = _logged_in(manager)
+
+    def data():
+        sent = {"url_column": "url", "caption_column": "caption", **fields}
+        if "manifest" in sent:
+            sent["manifest"] = SimpleUploadedFile(sent["manifest"], b"url,caption\n")
+        return sent
+
+    response = client.post(reverse("api-collections", kwargs={"slug": project.slug}), data())
+    assert response.status_code == 400, response.content
+    said = response.json()["non_field_errors"][0]
+    assert words in said
+    page = client.post(reverse("project-collect", kwargs={"slug": project.slug}), data())
+    assert page.status_code == 200
+    assert page.context["form"].non_field_errors() == [said]
+    assert f'<p class="error" data-form-error>{escape(said)}</p>' in page.content.decode()
     assert not ImportJob.objects.exists()
 
 

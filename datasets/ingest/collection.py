@@ -86,7 +86,8 @@ def read_url_manifest(
     """Yield the manifest's rows in order (see the module docstring). ``handle`` must be
     seekable for Parquet. Raises SourceError before the first row when the file as a whole
     cannot be read. With ``key_prefix`` (a captions manifest beside objects in a bucket, e.g.
-    ``s3://bucket/photos/``) the URL column holds object keys relative to it instead of URLs."""
+    ``s3://bucket/photos/``) the URL column holds object keys instead of URLs, full or relative
+    to the prefix (``bucket_object_key``)."""
     suffix = manifest_suffix(name)
     columns = {"url_column": url_column, "caption_column": caption_column, "key_prefix": key_prefix}
     if suffix == "parquet":
@@ -96,6 +97,17 @@ def read_url_manifest(
     else:
         rows = _csv_rows(handle, delimiter="\t" if suffix == "tsv" else None, **columns)
     return numbered(rows)
+
+
+def bucket_object_key(key: str, prefix: str) -> str:
+    """The S3 key a captions manifest's ``key`` names under ``prefix``: a key that begins with
+    the prefix is the full key (``set/a.jpg`` under ``set`` or ``set/``); any other is relative
+    to the prefix as a folder (``a.jpg`` under ``set`` or ``set/`` is ``set/a.jpg``). Never
+    ``setset/`` or ``set/set/``."""
+    key, prefix = key.lstrip("/"), prefix.lstrip("/")
+    if not prefix or key.startswith(prefix):
+        return key
+    return prefix + key if prefix.endswith("/") else f"{prefix}/{key}"
 
 
 def row_name(number: int) -> str:
@@ -262,7 +274,8 @@ def _row(
         key = url.lstrip("/")
         if ".." in key.split("/"):
             return UrlRow(where=where, url=display_text(url, limit=200), error=ROW_KEY_UNSAFE)
-        url = key_prefix + key
+        bucket_root, _, prefix = key_prefix.partition("://")[2].partition("/")
+        url = f"s3://{bucket_root}/{bucket_object_key(key, prefix)}"
     caption = values.get(caption_column)
     if caption is not None and not isinstance(caption, str):
         caption = str(caption)

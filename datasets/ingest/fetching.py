@@ -131,6 +131,9 @@ class Fetched:
     retry_after: float | None = None
     status: int | None = None
     checked: object = None  # what the caller's image checks made of ``data``, if it ran them
+    # The row itself is unusable (a sidecar caption that is not UTF-8): ``detail`` is its reason
+    # as is, in a manifest row's words, not a fetch failure.
+    row_problem: bool = False
 
     @property
     def ok(self) -> bool:
@@ -767,7 +770,9 @@ def s3_fetch(client, url: str, *, max_bytes: int) -> Fetched:
 
 
 def s3_text(client, bucket: str, key: str, *, max_bytes: int = 64 * 1024) -> str | None:
-    """A sidecar caption (``photo.txt`` beside ``photo.jpg``) as text, or None when absent."""
+    """A sidecar caption (``photo.txt`` beside ``photo.jpg``) as text, or None when absent;
+    bytes that are not UTF-8 are kept as lone surrogates (``surrogateescape``) for the caller to
+    refuse."""
     from botocore.exceptions import ClientError
 
     try:
@@ -776,7 +781,9 @@ def s3_text(client, bucket: str, key: str, *, max_bytes: int = 64 * 1024) -> str
         return None
     data = response["Body"].read(max_bytes)
     response["Body"].close()
-    return data.decode("utf-8", "replace").strip() or None
+    # Bytes that are not UTF-8 become lone surrogates, as in a manifest: the caller refuses the
+    # row with the manifest's words (sources.text_problem) instead of storing U+FFFD.
+    return data.decode("utf-8", "surrogateescape").removeprefix("\ufeff").strip() or None
 
 
 def s3_list_images(client, bucket: str, prefix: str) -> Iterator[str]:

@@ -75,7 +75,7 @@ from datasets.ingest.services.jobs import (
     import_rows_write,
     stored_job_create,
 )
-from datasets.ingest.sources import SourceError, display_text
+from datasets.ingest.sources import SourceError, display_text, text_problem
 from datasets.models import (
     CollectItem,
     FetchFailure,
@@ -579,6 +579,12 @@ def _fetch_one(item: CollectItem, fetcher: Fetcher) -> Fetched:
                 # A sidecar caption: photo.txt beside photo.jpg.
                 bucket, key = s3_split(item.url)
                 item.caption = s3_text(s3_client(), bucket, key.rsplit(".", 1)[0] + ".txt") or ""
+                if problem := text_problem(item.caption, field="caption"):
+                    # The rule and the words of a manifest's caption (not UTF-8, a NUL).
+                    item.caption = ""
+                    return Fetched(
+                        url=item.url, failure=FetchFailure.INVALID, detail=problem, row_problem=True
+                    )
             return result
         return fetcher.fetch(item.url)
     except Exception as exc:  # a bug in the fetcher must cost this row only
@@ -665,6 +671,8 @@ def _row_input(item: CollectItem, result: Fetched) -> RowInput:
     }
     if result.ok:
         return RowInput(**common, data=result.data, checked=result.checked)
+    if result.row_problem:  # the row itself, not the fetch: its own words
+        return RowInput(**common, refusal=result.detail)
     label = _LABELS.get(result.failure, result.failure)
     return RowInput(**common, refusal=FETCH_FAILED.format(label=label, detail=result.detail))
 

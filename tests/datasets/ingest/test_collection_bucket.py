@@ -113,3 +113,55 @@ def test_a_bucket_through_the_api_and_the_command(manager, project, capsys):
     call_command("collect_urls", project.slug, "--bucket", bucket, "--prefix", "in/", "--here")
     out = capsys.readouterr().out
     assert "1 fetched" in out
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("prefix", ["set", "set/", "/set/"])
+@pytest.mark.parametrize("form", ["full", "relative"])
+def test_a_captions_manifest_key_may_be_the_full_key_or_relative_to_the_prefix(
+    manager, prefix, form
+):
+    """Never ``setset/a.jpg`` nor ``set/set/a.jpg`` (README: Collect, buckets)."""
+    bucket, client = new_bucket(), s3_client()
+    client.put_object(Bucket=bucket, Key="set/a.jpg", Body=factories.image_bytes(seed=41))
+    client.put_object(Bucket=bucket, Key="set/sub/c.png", Body=factories.image_bytes(seed=42))
+    keys = ["set/a.jpg", "set/sub/c.png"] if form == "full" else ["a.jpg", "sub/c.png"]
+    manifest = f"key,caption\n{keys[0]},first\n{keys[1]},second\n"
+    client.put_object(Bucket=bucket, Key="caps/m.csv", Body=manifest.encode())
+    project = factories.project(manager=manager, name="Bucket keys")
+    job = collection.bucket_job_create(
+        project=project, bucket=bucket, prefix=prefix, created_by=manager, captions_key="caps/m.csv"
+    )
+    assert _run(job) == "done"
+    job.refresh_from_db()
+    assert (job.rows_total, job.added, job.refused) == (2, 2, 0), list(
+        job.rows.values_list("name", "reason")
+    )
+    assert sorted(job.rows.values_list("name", flat=True)) == [
+        f"s3://{bucket}/set/a.jpg",
+        f"s3://{bucket}/set/sub/c.png",
+    ]
+    texts = sorted(Image.objects.filter(project=project).values_list("captions__text", flat=True))
+    assert texts == ["first", "second"]
+
+
+@pytest.mark.django_db
+def test_a_sidecar_caption_that_is_not_utf8_refuses_its_row_like_a_manifest(manager):
+    bucket, client = new_bucket(), s3_client()
+    client.put_object(Bucket=bucket, Key="set/i.jpg", Body=factories.image_bytes(seed=51))
+    client.put_object(Bucket=bucket, Key="set/i.txt", Body=b"\xff\xfe bad utf8")
+    client.put_object(Bucket=bucket, Key="set/j.jpg", Body=factories.image_bytes(seed=52))
+    client.put_object(Bucket=bucket, Key="set/j.txt", Body="\ufeffcaf\u00e9 ok\r\n".encode())
+    project = factories.project(manager=manager, name="Bucket sidecars")
+    job = collection.bucket_job_create(
+        project=project, bucket=bucket, prefix="set/", created_by=manager
+    )
+    assert _run(job) == "done"
+    job.refresh_from_db()
+    assert (job.added, job.refused) == (1, 1)
+    refused = job.rows.get(position=0)
+    # The words a manifest row with the same bytes gets (sources.text_problem).
+    assert refused.reason == "'caption' holds bytes that are not UTF-8 (0xFF)."
+    assert job.collect_items.get(position=0).failure == FetchFailure.INVALID
+    texts = list(Image.objects.filter(project=project).values_list("captions__text", flat=True))
+    assert texts == ["café ok"]

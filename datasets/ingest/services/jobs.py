@@ -102,6 +102,9 @@ MERGED_INTO = (
     "Same bytes as image {image_id} ({name}): its captions go there, and this file is kept "
     "as another source of it."
 )
+# A row whose image an earlier row made (the same URL twice in a collection), when "added" means
+# "this row made the image" (import_rows_write): what it brought went to that image.
+SAME_FILE_ADDED_TO = "Already in this project as image {image_id}: its caption went there."
 ROW_DATABASE_REFUSED = "The database refused this row: {detail}"
 ROW_INTERNAL_ERROR = "Could not be imported (an internal error, logged for the administrators)."
 JOB_INTERNAL_ERROR = "The job stopped on an internal error (logged for the administrators)."
@@ -407,6 +410,9 @@ class _RunState:
     )  # COCO id -> image id or why not
     # Contents a batch looked up and found in no image of the project (import_rows_write).
     absent: set[str] = field(default_factory=set)
+    # A row is "added" only when it made its image (collections: added == images added); a row
+    # that only brings a caption to an image of the same file is then "merged" into it.
+    added_makes_image: bool = False
     # What the row being written changed here, undone if its savepoint rolls back.
     undo: list[Callable[[], None]] = field(default_factory=list)
 
@@ -675,9 +681,11 @@ def import_rows_write(*, job: ImportJob, rows: Sequence[RowInput]) -> dict[int, 
 
     Call inside a transaction to make the rows part of it (collection marks its items fetched
     in the same one). A position that already has its row is left as it is, so a row handed in
-    twice (a worker killed after its commit, the row claimed again) is written once.
+    twice (a worker killed after its commit, the row claimed again) is written once. A row is
+    "added" only when it made its image: a later row of the same file (the same URL twice) that
+    brings a caption is "merged" into it, so the rows added are the images added.
     """
-    state = _RunState()
+    state = _RunState(added_makes_image=True)
     stored: dict[str, _Stored] = {}
     prepared = []
     # The images this batch's bytes already are, in one query rather than one per row.
@@ -1092,8 +1100,10 @@ def _plan_row(
     if not (image_new or source_added or caption is not None):
         reason = ALREADY_IMPORTED if item.caption is not None else ALREADY_PRESENT
         outcome = RowOutcome.PRESENT
-    elif same_file:
+    elif same_file and (image_new or not state.added_makes_image):
         outcome, reason = RowOutcome.ADDED, ""
+    elif same_file:
+        outcome, reason = RowOutcome.MERGED, SAME_FILE_ADDED_TO.format(image_id=image_id)
     else:
         name = state.primary[image_id][1] or f"#{image_id}"
         outcome = RowOutcome.MERGED
@@ -1215,8 +1225,10 @@ def _apply(
     if not (created or source_added or caption_added):
         reason = ALREADY_IMPORTED if item.caption is not None else ALREADY_PRESENT
         outcome = RowOutcome.PRESENT
-    elif same_file:
+    elif same_file and (created or not state.added_makes_image):
         outcome, reason = RowOutcome.ADDED, ""
+    elif same_file:
+        outcome, reason = RowOutcome.MERGED, SAME_FILE_ADDED_TO.format(image_id=image_id)
     else:
         name = state.primary[image_id][1] or f"#{image_id}"
         outcome = RowOutcome.MERGED

@@ -405,3 +405,26 @@ def test_rows_held_by_a_worker_that_stopped_are_shown_with_when_they_come_back(
     client.force_login(manager)
     page = client.get(reverse("import-job", args=[job.project.slug, job.pk])).content.decode()
     assert "data-collect-held" in page and "take it back at" in page
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("batch", [8, 1])
+def test_the_same_url_twice_is_added_once_then_merged(manager, server, settings, batch):
+    """In one batch or in two: a row is "added" only when it made the image, so the rows added
+    are the images added; the second row's caption still goes to the image."""
+    settings.CONCORD_COLLECT_BATCH = batch
+    same, other = server.url("/img/71.jpg"), server.url("/img/72.jpg")
+    job = _job(
+        manager, _csv([(same, "new one a", "x"), (same, "new one b", "y"), (other, "c", "z")])
+    )
+    assert _run(job) == "done"
+    job.refresh_from_db()
+    outcomes = list(job.rows.order_by("position").values_list("outcome", flat=True))
+    assert outcomes == [RowOutcome.ADDED, RowOutcome.MERGED, RowOutcome.ADDED]
+    assert (job.added, job.merged, job.images_added, job.captions_added) == (2, 1, 2, 3)
+    first = job.rows.get(position=0)
+    second = job.rows.get(position=1)
+    assert second.image_id == first.image_id
+    assert f"image {first.image_id}" in second.reason
+    texts = sorted(Caption.objects.filter(image_id=first.image_id).values_list("text", flat=True))
+    assert texts == ["new one a", "new one b"]

@@ -31,6 +31,7 @@ from datasets.ingest.sources import (
     SOURCE_URL_MAX_CHARS,
     SourceError,
     display_text,
+    message_text,
     text_problem,
     url_problem,
 )
@@ -46,6 +47,8 @@ ROW_NO_URL = "no URL in column '{column}'."
 ROW_WIDTH = "{found} values where the header has {expected} columns."
 ROW_JSON = "not valid JSON ({detail})."
 ROW_NOT_OBJECT = "not a JSON object."
+ROW_JSON_DEEP = "nested too deeply"
+ROW_NOT_TEXT = "'{field}' must be text, not {kind}."
 ROW_KEY_UNSAFE = "an object key may not hold '..'."
 EXTRA_MAX_CHARS = 2000
 EXTRA_MAX_KEYS = 50
@@ -210,7 +213,7 @@ def _csv_body(
         except StopIteration:
             return
         except csv.Error as exc:
-            yield UrlRow(where="", error=f"not valid CSV ({exc}).")
+            yield UrlRow(where="", error=f"not valid CSV ({message_text(str(exc), limit=200)}).")
             continue
         if not values or values == [""]:
             continue
@@ -230,8 +233,11 @@ def _jsonl_rows(
             continue
         try:
             values = json.loads(line)
-        except (json.JSONDecodeError, RecursionError) as exc:
-            yield UrlRow(where="", error=ROW_JSON.format(detail=display_text(str(exc), limit=120)))
+        except RecursionError:
+            yield UrlRow(where="", error=ROW_JSON.format(detail=ROW_JSON_DEEP))
+            continue
+        except json.JSONDecodeError as exc:
+            yield UrlRow(where="", error=ROW_JSON.format(detail=message_text(str(exc), limit=120)))
             continue
         if not isinstance(values, dict):
             yield UrlRow(where="", error=ROW_NOT_OBJECT)
@@ -251,7 +257,7 @@ def _parquet_rows(
     try:
         parquet = pq.ParquetFile(handle)
     except (pa.ArrowException, OSError) as exc:
-        raise SourceError(f"Not a Parquet file: {display_text(str(exc), limit=200)}") from exc
+        raise SourceError(f"Not a Parquet file: {message_text(str(exc), limit=200)}") from exc
     names = parquet.schema_arrow.names
     url_column, caption_column = _columns(names, url_column, caption_column)
     return _parquet_body(parquet, url_column, caption_column, key_prefix)
@@ -269,7 +275,9 @@ def _row(
     where: str, values: dict, url_column: str, caption_column: str, key_prefix: str | None
 ) -> UrlRow:
     url = values.get(url_column)
-    url = url.strip() if isinstance(url, str) else ""
+    if url is not None and not isinstance(url, str):
+        return UrlRow(where=where, error=ROW_NOT_TEXT.format(field=url_column, kind=kind_of(url)))
+    url = url.strip() if url is not None else ""
     if key_prefix is not None and url:
         key = url.lstrip("/")
         if ".." in key.split("/"):
@@ -278,7 +286,12 @@ def _row(
         url = f"s3://{bucket_root}/{bucket_object_key(key, prefix)}"
     caption = values.get(caption_column)
     if caption is not None and not isinstance(caption, str):
-        caption = str(caption)
+        # A number, a list or an object is not a caption: refused, never stored as its repr.
+        return UrlRow(
+            where=where,
+            url=url,
+            error=ROW_NOT_TEXT.format(field=caption_column, kind=kind_of(caption)),
+        )
     if caption is not None and not caption.strip():
         caption = None
     row = UrlRow(
@@ -331,6 +344,21 @@ def _url_problem(url: str, *, field: str, max_chars: int = SOURCE_URL_MAX_CHARS)
     return url_problem(shown, field=field, max_chars=max_chars) or ROW_BAD_URL.format(
         field=field, value=repr(shown)
     )
+
+
+def kind_of(value: object) -> str:
+    """What a value that should have been text is, for a person: "a number", "a list"…"""
+    if isinstance(value, bool):
+        return "true or false"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, list | tuple):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, bytes | bytearray):
+        return "bytes"
+    return f"a {type(value).__name__}"
 
 
 def _text(value: object) -> str:

@@ -82,6 +82,7 @@ ROW_CONTROL = "'{field}' contains control characters."
 ROW_NOT_UTF8 = "'{field}' holds {what} that are not UTF-8 ({detail})."
 ROW_TOO_LONG = "'{field}' is longer than {limit:,} characters."
 ROW_BAD_URL = "'{field}' must be an http or https URL, not {value}."
+ROW_BAD_HOST = "'{field}' is not a valid URL (bad host): {value}."
 
 MANIFEST_REQUIRED = ("image", "caption")
 MANIFEST_COLUMNS = (*MANIFEST_REQUIRED, "license", "license_url", "source_url")
@@ -336,13 +337,24 @@ def url_problem(value: str, *, field: str, max_chars: int) -> str:
         parts = urlsplit(value)
     except ValueError:
         parts = None
+    shown = value if len(value) <= 60 else value[:57] + "…"
+    scheme, colon, rest = value.partition(":")
+    if colon and scheme.lower() in URL_SCHEMES and rest.startswith("//"):
+        # An http(s) URL whose host cannot be read ("[::1" unclosed, a space in the name): say
+        # so, rather than that the scheme is wrong.
+        host = rest[2:].split("/", 1)[0].split("?", 1)[0].split("#", 1)[0].rpartition("@")[2]
+        if (
+            parts is None
+            or not parts.hostname
+            or any(char.isspace() or unicodedata.category(char) == "Cc" for char in host)
+        ):
+            return ROW_BAD_HOST.format(field=field, value=repr(shown))
     if (
         parts is None
         or parts.scheme.lower() not in URL_SCHEMES
         or not parts.netloc
         or any(char.isspace() or unicodedata.category(char) == "Cc" for char in value)
     ):
-        shown = value if len(value) <= 60 else value[:57] + "…"
         return ROW_BAD_URL.format(field=field, value=repr(shown))
     return ""
 
@@ -355,6 +367,12 @@ def display_text(value: str, *, limit: int) -> str:
     if _SURROGATE.search(value):
         value = _SURROGATE.sub(_escape_surrogate, value)
     return value if len(value) <= limit else value[: limit - 1] + "…"
+
+
+def message_text(value: str, *, limit: int) -> str:
+    """display_text for a message made from an exception's text: its line breaks and other runs
+    of whitespace (libraries end messages with a newline) become one space, not ``\\x0a``."""
+    return display_text(" ".join(value.split()), limit=limit)
 
 
 def _escape_surrogate(match: re.Match) -> str:

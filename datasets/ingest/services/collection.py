@@ -75,7 +75,7 @@ from datasets.ingest.services.jobs import (
     import_rows_write,
     stored_job_create,
 )
-from datasets.ingest.sources import SourceError, display_text, text_problem
+from datasets.ingest.sources import SourceError, display_text, message_text, text_problem
 from datasets.models import (
     CollectItem,
     FetchFailure,
@@ -97,6 +97,10 @@ STAGE_CHUNK = 2000
 FETCH_FAILED = "Not fetched ({label}): {detail}"
 NOT_PAUSABLE = "Only a queued or running collection can be paused."
 NOT_RESUMABLE = "Only a paused collection, or one whose workers stopped, can be resumed."
+NOT_RETRYABLE = (
+    "Failed rows can be retried only in a collection that is done, paused or running; this one"
+    " is {status}."
+)
 NOT_A_COLLECTION = "This job is not a collection."
 SETTINGS_WRONG = (
     "Paused: the collection settings are wrong, so no row was fetched. {problems} Fix them"
@@ -278,7 +282,7 @@ def collection_stage(*, job_id: int) -> ImportJob:
         now = timezone.now()
         ImportJob.objects.filter(pk=job.pk).update(
             status=ImportStatus.FAILED,
-            error=display_text(str(exc), limit=2000),
+            error=message_text(str(exc), limit=2000),
             finished_at=now,
             heartbeat_at=now,
         )
@@ -472,7 +476,7 @@ def collection_run(
 
 
 def _pause_misconfigured(*, job_id: int, problems: list[str]) -> str:
-    reason = display_text(SETTINGS_WRONG.format(problems=" ".join(problems)), limit=2000)
+    reason = message_text(SETTINGS_WRONG.format(problems=" ".join(problems)), limit=2000)
     logger.error("Collection %s paused: %s", job_id, reason)
     changed = ImportJob.objects.filter(
         pk=job_id, status__in=(ImportStatus.QUEUED, ImportStatus.RUNNING)
@@ -794,7 +798,7 @@ def collection_retry_failed(*, job: ImportJob) -> int:
     _collection(job)
     job = ImportJob.objects.select_for_update().get(pk=job.pk)
     if job.status not in (ImportStatus.DONE, ImportStatus.PAUSED, ImportStatus.RUNNING):
-        raise CollectionRefused(NOT_RESUMABLE)
+        raise CollectionRefused(NOT_RETRYABLE.format(status=job.get_status_display().lower()))
     failed = CollectItem.objects.filter(job=job, state=FetchState.FAILED).exclude(
         failure=FetchFailure.INVALID
     )

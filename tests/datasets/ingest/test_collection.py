@@ -10,6 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
+from django.urls import reverse
 from PIL import Image as PILImage
 
 from datasets.ingest.collection import read_url_manifest
@@ -428,3 +429,79 @@ def test_the_same_url_twice_is_added_once_then_merged(manager, server, settings,
     assert f"image {first.image_id}" in second.reason
     texts = sorted(Caption.objects.filter(image_id=first.image_id).values_list("text", flat=True))
     assert texts == ["new one a", "new one b"]
+
+
+def _reasons(body: bytes, name: str) -> list[str]:
+    return [row.error for row in read_url_manifest(io.BytesIO(body), name=name)]
+
+
+def test_a_value_that_is_not_text_is_refused_naming_what_it_is_in_jsonl_and_parquet():
+    url = "http://example.com/a.jpg"
+    lines = [
+        {"url": url, "caption": {"nested": "obj"}},
+        {"url": url, "caption": ["a", "list"]},
+        {"url": url, "caption": 3},
+        {"url": url, "caption": True},
+        {"url": 123, "caption": "fine"},
+        {"url": url, "caption": "fine"},
+    ]
+    body = "\n".join(json.dumps(line) for line in lines).encode()
+    assert _reasons(body, "m.jsonl") == [
+        "'caption' must be text, not an object.",
+        "'caption' must be text, not a list.",
+        "'caption' must be text, not a number.",
+        "'caption' must be text, not true or false.",
+        "'url' must be text, not a number.",
+        "",
+    ]
+    for table, said in [
+        (pa.table({"url": [url], "caption": [7]}), "'caption' must be text, not a number."),
+        (pa.table({"url": [1], "caption": ["x"]}), "'url' must be text, not a number."),
+        (
+            pa.table({"url": [url], "caption": [{"k": "v"}]}),
+            "'caption' must be text, not an object.",
+        ),
+    ]:
+        parquet = io.BytesIO()
+        pq.write_table(table, parquet)
+        assert _reasons(parquet.getvalue(), "m.parquet") == [said]
+
+
+def test_reasons_are_worded_for_a_person():
+    deep = b'{"url": ' + b"[" * 5000 + b"]" * 5000 + b"}\n"
+    assert _reasons(deep, "m.jsonl") == ["not valid JSON (nested too deeply)."]
+    body = (
+        b"url,caption\n"
+        b"http://u:p@[::1/x.jpg,unclosed\n"
+        b"http://u:p@exa mple.com/x.jpg,space in host\n"
+        b"http://exa\tmple.com/x.jpg,tab in host\n"
+        b"ftp://example.com/x.jpg,scheme\n"
+    )
+    reasons = _reasons(body, "m.csv")
+    assert reasons[0] == "'url' is not a valid URL (bad host): 'http://***@[::1/x.jpg'."
+    assert reasons[1] == "'url' is not a valid URL (bad host): 'http://***@exa mple.com/x.jpg'."
+    assert reasons[2].startswith("'url' is not a valid URL (bad host)")
+    assert reasons[3].startswith("'url' must be an http or https URL")
+    assert not any("p@" in reason for reason in reasons)
+
+
+@pytest.mark.django_db
+def test_a_job_error_from_a_library_message_reads_cleanly(manager):
+    job = _job(manager, b"PAR1" + b"\x00" * 40 + b"PAR1", name="m.parquet")
+    assert job.status == ImportStatus.FAILED and job.error.startswith("Not a Parquet file: ")
+    assert "\\x0a" not in job.error and "\n" not in job.error
+
+
+@pytest.mark.django_db
+def test_retry_on_a_failed_collection_names_retry_not_resume(manager, client):
+    job = _job(manager, b"image,caption\na.jpg,x\n")
+    assert job.status == ImportStatus.FAILED
+    client.force_login(manager)
+    response = client.post(
+        reverse("api-collection-retry", kwargs={"slug": job.project.slug, "job_id": job.pk})
+    )
+    assert response.status_code == 409
+    assert response.json()["detail"] == (
+        "Failed rows can be retried only in a collection that is done, paused or running; this"
+        " one is failed."
+    )

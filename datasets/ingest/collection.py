@@ -44,7 +44,7 @@ NOT_TEXT = (
     " TSV, JSONL or Parquet file."
 )
 ROW_NO_URL = "no URL in column '{column}'."
-ROW_WIDTH = "{found} values where the header has {expected} columns."
+ROW_WIDTH = "{found} where the header has {expected} columns."
 ROW_JSON = "not valid JSON ({detail})."
 ROW_NOT_OBJECT = "not a JSON object."
 ROW_JSON_DEEP = "nested too deeply"
@@ -218,7 +218,8 @@ def _csv_body(
         if not values or values == [""]:
             continue
         if len(values) != len(header):
-            yield UrlRow(where="", error=ROW_WIDTH.format(found=len(values), expected=len(header)))
+            found = f"{len(values)} value" + ("" if len(values) == 1 else "s")
+            yield UrlRow(where="", error=ROW_WIDTH.format(found=found, expected=len(header)))
             continue
         values = dict(zip(header, values, strict=True))
         yield _row("", values, url_column, caption_column, key_prefix)

@@ -482,6 +482,11 @@ def test_reasons_are_worded_for_a_person():
     assert reasons[1] == "'url' is not a valid URL (bad host): 'http://***@exa mple.com/x.jpg'."
     assert reasons[2].startswith("'url' is not a valid URL (bad host)")
     assert reasons[3].startswith("'url' must be an http or https URL")
+    ragged = _reasons(b"url,caption\nhttp://example.com/a.jpg\nhttp://e.com/b.jpg,b,c\n", "m.csv")
+    assert ragged == [
+        "1 value where the header has 2 columns.",
+        "3 values where the header has 2 columns.",
+    ]
     assert not any("p@" in reason for reason in reasons)
 
 

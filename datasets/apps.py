@@ -9,6 +9,6 @@ class DatasetsConfig(AppConfig):
     def ready(self) -> None:
         from datasets import openapi  # noqa: F401  (registers the token scheme)
         from datasets.accounts import services
-        from datasets.ingest import checks  # noqa: F401  (registers the collection settings checks)
+        from datasets.ingest.services import checks  # noqa: F401  (registers the collection settings checks)
 
         services.receivers_connect()

@@ -45,7 +45,6 @@ from django.db.models import Count, F, Min, Q
 from django.utils import timezone
 
 from config.celery import enqueue_on_commit
-from datasets.ingest.checks import collection_settings_problems
 from datasets.ingest.collection import (
     UrlRow,
     file_name_of,
@@ -69,6 +68,7 @@ from datasets.ingest.fetching import (
     url_redacted,
 )
 from datasets.ingest.images import ImageRejected, check_image
+from datasets.ingest.services.checks import collection_settings_problems
 from datasets.ingest.services.jobs import (
     InputRefused,
     RowInput,

@@ -8,8 +8,8 @@ from django.core.management.base import CommandError, SystemCheckError
 from django.test import Client
 from django.urls import reverse
 
-from datasets.ingest.checks import collection_settings_check
 from datasets.ingest.services import collection
+from datasets.ingest.services.checks import collection_settings_check
 from datasets.models import ImportJob, ImportKind, ImportStatus
 from tests.datasets.ingest.test_collection import collect_settings, server  # noqa: F401 (fixtures)
 from tests.datasets.ingest.test_collection_edges import _manifest

@@ -565,6 +565,8 @@ LOGGING = {
         # httpx logs each request's URL at INFO ("HTTP Request: GET …"): a collection's URLs
         # may carry presigned signatures and tokens. (httpcore's DEBUG lines hold no URL.)
         "httpx": {"filters": ["redacted_urls"]},
+        # (A logger's filters see only its own records: each collection module that logs.)
+        "datasets.ingest.services.collection": {"filters": ["redacted_urls"]},
     },
 }
 

@@ -204,9 +204,10 @@ def text_redacted(text: str) -> str:
 
 
 class RedactedUrlsFilter(logging.Filter):
-    """A logging filter that writes every URL in a record's message as ``url_redacted`` shows
-    it. On httpx's logger (settings.LOGGING): its INFO line ``HTTP Request: GET <url>`` holds
-    the URL as sent, presigned signatures and tokens included."""
+    """A logging filter that writes every URL in a record's message and traceback as
+    ``url_redacted`` shows it. On httpx's logger (settings.LOGGING), whose INFO line
+    ``HTTP Request: GET <url>`` holds the URL as sent, presigned signatures and tokens included,
+    and on the collection's own."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         try:
@@ -216,6 +217,10 @@ class RedactedUrlsFilter(logging.Filter):
         shown = text_redacted(message)
         if shown != message:
             record.msg, record.args = shown, None
+        if record.exc_info and not record.exc_text:
+            # A traceback quotes exception messages, which may hold a URL: formatted here,
+            # redacted, and kept where handlers look for it first.
+            record.exc_text = text_redacted(logging.Formatter().formatException(record.exc_info))
         return True
 
 

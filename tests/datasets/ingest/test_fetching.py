@@ -294,6 +294,20 @@ def test_no_url_with_secrets_reaches_the_log_during_a_real_fetch(server, caplog)
         assert not any(secret_value in m for m in messages), messages
 
 
+def test_the_collection_log_redacts_urls_in_messages_and_tracebacks(caplog):
+    logger = logging.getLogger("datasets.ingest.services.collection")
+    with caplog.at_level(logging.INFO):
+        try:
+            raise ValueError("bad http://u:PWSECRET@h.com/a.jpg?token=TOKSECRET")
+        except ValueError:
+            logger.exception("Collection: %s failed", "http://h.com/b.jpg?sig=SIGSECRET")
+    (record,) = [r for r in caplog.records if r.name == logger.name]
+    shown = record.getMessage() + (record.exc_text or "")
+    assert "sig=***" in shown and "http://***@h.com/a.jpg?token=***" in shown
+    assert not any(s in shown for s in ("PWSECRET", "TOKSECRET", "SIGSECRET"))
+    assert "PWSECRET" not in caplog.text
+
+
 def test_basic_authorization_decodes_percent_encoded_credentials():
     import base64
 

@@ -10,6 +10,7 @@ import logging
 import os
 
 from celery import Celery
+from celery.signals import worker_ready
 from django.db import transaction
 from kombu.transport import TRANSPORT_ALIASES
 
@@ -35,6 +36,19 @@ TASK_PACKAGES = [
 app = Celery("concord")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks(TASK_PACKAGES)
+
+
+@worker_ready.connect
+def settings_checked(**_kwargs) -> list[str]:
+    """A worker runs no ``manage.py check``: at its start it logs Concord's own system checks
+    (the ``concord`` tag: collection settings, concord.E0xx) that fail, one ERROR each, so a
+    wrong setting is in the worker's log before the first job meets it. Returns the lines."""
+    from django.core import checks
+
+    lines = [str(message) for message in checks.run_checks(tags=["concord"])]
+    for line in lines:
+        logger.error("Settings: %s", line)
+    return lines
 
 
 def enqueue(name: str, *args: object, countdown: float | None = None) -> None:

@@ -1,6 +1,7 @@
 """Every task name the code, the routes and the beat schedule refer to is a registered task."""
 
 import ast
+import logging
 from pathlib import Path
 
 from django.conf import settings
@@ -68,3 +69,18 @@ def test_import_jobs_have_their_own_queue_and_every_queue_has_a_worker():
     for line in re.findall(r"celery -A config worker -Q (\S+)", readme):
         documented |= set(line.split(","))
     assert queues <= documented, queues - documented
+
+
+def test_a_worker_logs_the_settings_checks_that_fail_when_it_starts(settings, caplog):
+    from celery.signals import worker_ready
+
+    from config.celery import settings_checked
+
+    assert settings_checked() == []
+    settings.CONCORD_COLLECT_ALLOW_CIDRS = ["notacidr"]
+    with caplog.at_level(logging.ERROR, logger="config.celery"):
+        lines = settings_checked()
+        worker_ready.send(sender=None)  # what a worker sends once it is up
+    assert len(lines) == 1 and "concord.E002" in lines[0]
+    assert len([r for r in caplog.records if r.name == "config.celery"]) == 2
+    assert any("'notacidr' is not a network" in r.getMessage() for r in caplog.records)

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 from urllib.parse import unquote, urlsplit
 
-from datasets.ingest.fetching import url_redacted
+from datasets.ingest.fetching import text_redacted, url_redacted
 from datasets.ingest.sources import (
     LICENSE_NAME_MAX_CHARS,
     LICENSE_URL_MAX_CHARS,
@@ -310,8 +310,9 @@ def _row(
         if isinstance(value, bool | int | float):
             row.extra[safe_key] = value
         else:
+            # Provenance is shown: a URL in it loses its credentials like the row's own.
             row.extra[safe_key] = display_text(
-                value if isinstance(value, str) else json.dumps(value, default=str),
+                text_redacted(value if isinstance(value, str) else json.dumps(value, default=str)),
                 limit=EXTRA_MAX_CHARS,
             )
     if not url:

@@ -510,3 +510,13 @@ def test_retry_on_a_failed_collection_names_retry_not_resume(manager, client):
         "Failed rows can be retried only in a collection that is done, paused or running; this"
         " one is failed."
     )
+
+
+def test_urls_in_provenance_columns_lose_their_secrets_too():
+    body = (
+        b"url,caption,page,meta\n"
+        b'http://e.com/a.jpg,x,http://u:PW@e.com/p?token=TOK&id=3,"{""src"": ""http://e.com/?sig=S""}"\n'
+    )
+    (row,) = read_url_manifest(io.BytesIO(body), name="m.csv")
+    assert row.extra["page"] == "http://***@e.com/p?token=***&id=3"
+    assert row.extra["meta"] == '{"src": "http://e.com/?sig=***"}'

@@ -31,7 +31,15 @@ from django.db import IntegrityError, OperationalError, connection, transaction
 from django.db.models import Case, Exists, F, Model, OuterRef, QuerySet, Value, When
 from django.utils import timezone
 
-from annotate.models import RANDOM_KEY_MAX, Lease, LeaseState, Suspension, Task, TaskKind
+from annotate.models import (
+    RANDOM_KEY_MAX,
+    ChallengeMark,
+    Lease,
+    LeaseState,
+    Suspension,
+    Task,
+    TaskKind,
+)
 from datasets.models import Caption, Image, Pair, Project
 
 P = ParamSpec("P")
@@ -297,6 +305,12 @@ _WALK_WHERE = """
             WHERE l.task_id = t.id AND l.annotator_id = %(annotator)s
         )
         AND NOT EXISTS (
+            SELECT 1 FROM annotate_challengemark m
+            JOIN annotate_challengeoption o ON o.id = m.option_id
+            JOIN annotate_judgment j ON j.id = m.judgment_id
+            WHERE o.pair_id = t.pair_id AND j.annotator_id = %(annotator)s
+        )
+        AND NOT EXISTS (
             SELECT 1 FROM annotate_suspension s
             WHERE s.project_id = %(project)s AND s.annotator_id = %(annotator)s
                 AND s.lifted_at IS NULL
@@ -477,6 +491,16 @@ def _leased_by(annotator: AbstractBaseUser) -> Exists:
     return Exists(Lease.objects.filter(task=OuterRef("pk"), annotator=annotator))
 
 
+# A pair judged in a challenge (a proposal, or the check) can also have a verify task: made gold,
+# sent for one more judgment or to adjudication. Whoever judged it in the challenge does not get
+# that task: their answer is in already, and a gold item would score them against themselves.
+# _WALK_WHERE says the same in SQL.
+def _judged_in_challenge(annotator: AbstractBaseUser) -> Exists:
+    return Exists(
+        ChallengeMark.objects.filter(option__pair=OuterRef("pair"), judgment__annotator=annotator)
+    )
+
+
 def _work_pool(
     *, project: Project, annotator: AbstractBaseUser, challenge: bool = False
 ) -> QuerySet[Task]:
@@ -490,6 +514,7 @@ def _work_pool(
     return (
         tasks.exclude(author=annotator)
         .exclude(_leased_by(annotator))
+        .exclude(_judged_in_challenge(annotator))
         .exclude(Exists(_suspensions(project=project, annotator=annotator)))
     )
 
@@ -542,6 +567,7 @@ def _gold_candidate(
     pool = (
         Task.objects.filter(project=project, is_gold=True)
         .exclude(_leased_by(annotator))
+        .exclude(_judged_in_challenge(annotator))
         .select_related("image", "pair__caption")
     )
     start = rng.randrange(RANDOM_KEY_MAX)

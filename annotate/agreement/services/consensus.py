@@ -353,6 +353,9 @@ def _consensus_state(*, project: Project) -> _State:
         )
     )
 
+    # Items somebody answered (unsure and suspended answers too), not counting a check's or a
+    # gold item's: an item nobody answered stays unjudged (no item row; see _write).
+    answered = set(rows.loc[~rows["is_gold"].astype(bool), ITEM]) if len(rows) else set()
     rows = one_vote_each(rows)
     is_vote = rows["answer"].isin(list(VOTES))
     counted = rows[is_vote & ~rows[ANNOTATOR].isin(suspended)].copy()
@@ -409,8 +412,18 @@ def _consensus_state(*, project: Project) -> _State:
         ),
         how="left",
     )
-    items["judgments"] = items["judgments"].fillna(0).astype(int)
     items["status"] = items["status"].fillna(ItemStatus.PENDING)
+    # An item's votes are its counted votes on ordinary work: Dawid–Skene also reads the answers
+    # given to a known positive as a challenge's check (they anchor the annotators' reliability),
+    # which are no votes; counting them said "2 votes" beside no answer listed and could agree
+    # an item short of its target.
+    per_item = votes.groupby(ITEM).size() if len(votes) else pd.Series(dtype=np.int64)
+    items["judgments"] = items.index.map(per_item).fillna(0).astype(int)
+    short = items["status"].isin([ItemStatus.AGREED, ItemStatus.DISPUTED]) & (
+        items["judgments"] < target
+    )
+    items.loc[short, "status"] = ItemStatus.PENDING
+    items["answered"] = items.index.isin(list(answered))
     items["adjudicated"] = items.index.isin(list(adjudicated))
     items["judged"] = items["task"].map(judged.map(len)).fillna(0).astype(int)
     # Only an item whose judgments are all in (as read with the votes) has a verdict: one with a
@@ -548,9 +561,18 @@ def _write(
     fields = [*_OUTCOME, *_DRIFT]
     to_save = []
     final: dict[int, tuple[int | None, float | None]] = {}
+    unjudged: list[int] = []  # rows of items nobody answered, written by older recomputes
     for row in items.itertuples():
         pair_id = int(row.Index)
-        item = existing.get(pair_id) or ItemLabel(project=project, pair_id=pair_id)
+        item = existing.get(pair_id)
+        if not row.answered and (item is None or not (item.is_adjudicated or item.sent_to_manager)):
+            # Nobody answered it: it stays unjudged (no item row, as the data browser's
+            # status=unjudged reads it), and it is on no list of the Disputed page.
+            if item is not None:
+                unjudged.append(item.pk)
+            final[pair_id] = (None, None)
+            continue
+        item = item or ItemLabel(project=project, pair_id=pair_id)
         after = {
             "label": _int_or_none(row.label),
             "confidence": _float_or_none(row.confidence),
@@ -576,6 +598,12 @@ def _write(
         else:
             final[pair_id] = (None, None)
     chunk = settings.CONCORD_AGREEMENT_CHUNK
+    for batch in _chunks(unjudged, chunk):
+        with transaction.atomic():
+            # Re-checked in the statement: a manager may have decided or sent it meanwhile.
+            ItemLabel.objects.filter(
+                pk__in=batch, adjudicated_label__isnull=True, sent_to_manager=False
+            ).delete()
     for done, batch in enumerate(_chunks(to_save, chunk)):
         with transaction.atomic():
             ItemLabel.objects.bulk_update(
@@ -689,8 +717,14 @@ def _snapshot_create(
         fleiss_items=fleiss.items if fleiss else 0,
         percent_agreement=_float_or_none(agreement),
         items_total=len(items),
+        # Items nobody answered are in items_total alone (the page shows them as not answered).
         items_pending=int(
-            (settled & (items["status"] == ItemStatus.PENDING) & ~items["needs_manager"]).sum()
+            (
+                settled
+                & items["answered"]
+                & (items["status"] == ItemStatus.PENDING)
+                & ~items["needs_manager"]
+            ).sum()
         ),
         items_agreed=int(
             (settled & (items["status"] == ItemStatus.AGREED) & ~items["needs_manager"]).sum()

@@ -309,6 +309,7 @@ _WALK_WHERE = """
             JOIN annotate_challengeoption o ON o.id = m.option_id
             JOIN annotate_judgment j ON j.id = m.judgment_id
             WHERE o.pair_id = t.pair_id AND j.annotator_id = %(annotator)s
+                AND t.kind <> %(challenge)s
         )
         AND NOT EXISTS (
             SELECT 1 FROM annotate_suspension s
@@ -494,7 +495,8 @@ def _leased_by(annotator: AbstractBaseUser) -> Exists:
 # A pair judged in a challenge (a proposal, or the check) can also have a verify task: made gold,
 # sent for one more judgment or to adjudication. Whoever judged it in the challenge does not get
 # that task: their answer is in already, and a gold item would score them against themselves.
-# _WALK_WHERE says the same in SQL.
+# _WALK_WHERE says the same in SQL. Challenges are not held back (a challenge task's pair is its
+# check, which the same annotator may meet in several).
 def _judged_in_challenge(annotator: AbstractBaseUser) -> Exists:
     return Exists(
         ChallengeMark.objects.filter(option__pair=OuterRef("pair"), judgment__annotator=annotator)
@@ -510,11 +512,10 @@ def _work_pool(
     if challenge:
         tasks = tasks.filter(kind=TaskKind.CHALLENGE)
     else:
-        tasks = tasks.exclude(kind=TaskKind.CHALLENGE)
+        tasks = tasks.exclude(kind=TaskKind.CHALLENGE).exclude(_judged_in_challenge(annotator))
     return (
         tasks.exclude(author=annotator)
         .exclude(_leased_by(annotator))
-        .exclude(_judged_in_challenge(annotator))
         .exclude(Exists(_suspensions(project=project, annotator=annotator)))
     )
 

@@ -372,7 +372,7 @@ def _charts(*, snapshot, history, rows) -> list[Chart]:
     )
     statuses = bar_chart(
         key="disputed",
-        title="Items by status: disputed ones waiting",
+        title="Items by status at the last recompute (gold pairs left out: their answer is known)",
         bars=[
             ("No answer yet", _items_unanswered(snapshot), "undecided"),
             ("Pending", snapshot.items_pending, "pending"),

@@ -88,6 +88,9 @@ def test_pairs_nobody_answered_stay_unjudged_and_votes_agree_with_the_answers(cl
     listed = {int(p) for p in re.findall(r'data-pair="(\d+)"', html)}
     assert check_pair.pk not in listed and answered.pk in listed
     assert "No answers yet" not in html
+    # QA finding 6: each page says what it counts.
+    assert "pairs nobody has answered yet are in none" in html
+    assert "gold pairs count under Decided" in html
     item = ItemLabel.objects.get(pair=answered)
     assert item.judgments == 2
     assert "2 votes so far; waiting for 1 more judgment." in html

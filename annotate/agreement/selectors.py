@@ -252,6 +252,13 @@ def _answers(item: ItemLabel) -> list[dict]:
     return answers
 
 
+def _unsure_note(item: ItemLabel) -> str:
+    answers = _answers(item)
+    if len(answers) > item.judgments:
+        return " (unsure answers, repeats and suspended annotators' do not count)"
+    return ""
+
+
 def _reason(*, item: ItemLabel, state: str, limit: int) -> str:
     # The slots this item can still get: its own task's, or those of the challenge showing it.
     tasks = [task for task in item.pair.tasks.all() if task.kind == TaskKind.VERIFY]
@@ -280,10 +287,16 @@ def _reason(*, item: ItemLabel, state: str, limit: int) -> str:
                 return f"Agreed: {behind} of {votes} for it."
             return f"Agreed by Dawid–Skene's weighting of the annotators ({votes}; the majority says otherwise)."
         return f"Agreed ({votes})."
+    # What the queue still asks for: the open slots of the item's task (its judgments, unsure
+    # ones included, against its target), which is target − votes unless answers were unsure.
     open_slots = [task.target - task.judgment_count for task in tasks if not task.is_gold]
     missing = max(open_slots, default=0)
     if missing > 0:
-        return f"{votes} so far; waiting for {missing} more judgment{'s' if missing != 1 else ''}."
+        unsure = _unsure_note(item)
+        return (
+            f"{votes} so far{unsure}; waiting for {missing} more "
+            f"judgment{'s' if missing != 1 else ''}."
+        )
     return (
         f"{votes} so far (unsure answers and suspended annotators' do not count); one more "
         "judgment is asked for at the next recompute."
@@ -359,8 +372,9 @@ def _charts(*, snapshot, history, rows) -> list[Chart]:
     )
     statuses = bar_chart(
         key="disputed",
-        title="Items by status: disputed ones waiting",
+        title="Items by status at the last recompute (gold pairs left out: their answer is known)",
         bars=[
+            ("No answer yet", _items_unanswered(snapshot), "undecided"),
             ("Pending", snapshot.items_pending, "pending"),
             ("Agreed", snapshot.items_agreed, "agreed"),
             ("Disputed, asking more", snapshot.items_disputed, "disputed"),
@@ -371,6 +385,19 @@ def _charts(*, snapshot, history, rows) -> list[Chart]:
         else [],
     )
     return [progress, alpha, scatter, heatmap, labels, statuses]
+
+
+def _items_unanswered(snapshot: AgreementSnapshot) -> int:
+    """Items nobody has answered yet: the rest of items_total once every state is counted
+    (the states partition the answered items; unanswered ones have no item row)."""
+    counted = (
+        snapshot.items_pending
+        + snapshot.items_agreed
+        + snapshot.items_disputed
+        + snapshot.items_waiting
+        + snapshot.items_adjudicated
+    )
+    return max(0, snapshot.items_total - counted)
 
 
 def _none_last(value: float | None) -> float:

@@ -117,6 +117,40 @@ def consensus_recompute(
     return RecomputeResult(snapshot=snapshot, reopened=reopened)
 
 
+def one_vote_each(rows: pd.DataFrame) -> pd.DataFrame:
+    """The judgment rows with one vote per (item, annotator): the aggregators count each
+    annotator once per item, and the product can give an annotator several judgments on one
+    pair, so the choice is made here, for every case, and never left to fail downstream.
+
+    How a second judgment arises: a known positive met as a challenge's check and on its own
+    verify task (or in two challenges); a proposal judged in a challenge that then gets a verify
+    task (made gold, "one more judgment", sent to adjudication) which the same annotator answers
+    (the queue now avoids handing that out, but earlier answers stay); a gold item answered and
+    then removed from gold, its answers becoming ordinary votes.
+
+    The rule, among the match / no match answers (unsure ones are no votes and stay as they are):
+    1. a vote on an ordinary item beats a check's or a current gold item's answer (a check never
+       displaces a real vote; a gold answer is scored, not counted);
+    2. then an answer given as ordinary work beats one given while the task was gold: that one
+       (it counts as an ordinary vote after "Remove from gold") counts only if the annotator gave
+       no other;
+    3. then the earliest: the vote the annotator gave first as work is the one earlier
+       recomputes counted, so a later repeat never moves figures already shown.
+    Expects the columns id, item, annotator, answer, is_gold and on_gold; returns the kept rows
+    in id order.
+    """
+    is_vote = rows["answer"].isin(list(VOTES))
+    ordered = rows.sort_values(["is_gold", "on_gold", "id"], kind="stable")
+    # Among the votes alone, so that an unsure answer never hides a vote.
+    votes_ordered = ordered.loc[is_vote.loc[ordered.index]]
+    repeated = pd.Series(False, index=ordered.index)
+    repeated.loc[votes_ordered.index] = votes_ordered.duplicated([ITEM, ANNOTATOR]).to_numpy()
+    # .loc with a boolean mask: on an empty frame, [] would read an empty mask as column names.
+    return (
+        ordered.loc[~repeated.astype(bool)].sort_values("id", kind="stable").reset_index(drop=True)
+    )
+
+
 def _challenge_rows(*, project: Project) -> list[tuple]:
     """Each caption of an answered challenge as a judgment on its pair: marked is a match,
     unmarked no match; the answer's time is shared among its captions."""
@@ -275,22 +309,24 @@ def _consensus_state(*, project: Project) -> _State:
     limit = max_judgments(project)
     suspended = suspended_annotator_ids(project=project)
 
-    rows = pd.DataFrame.from_records(
-        list(
-            Judgment.objects.filter(task__project=project, task__kind=TaskKind.VERIFY)
-            .order_by("id")
-            .values_list(
-                "id",
-                "task_id",
-                "task__pair_id",
-                "annotator_id",
-                "answer",
-                "seconds",
-                "task__is_gold",
-            )
+    verify = (
+        Judgment.objects.filter(task__project=project, task__kind=TaskKind.VERIFY)
+        .order_by("id")
+        .values_list(
+            "id",
+            "task_id",
+            "task__pair_id",
+            "annotator_id",
+            "answer",
+            "seconds",
+            "task__is_gold",
+            "gold_correct",  # set only on an answer given while its task was gold
         )
-        + _challenge_rows(project=project),
-        columns=["id", "task", ITEM, ANNOTATOR, "answer", SECONDS, "is_gold"],
+    )
+    rows = pd.DataFrame.from_records(
+        [(*row[:-1], row[-1] is not None) for row in verify]
+        + [(*row, False) for row in _challenge_rows(project=project)],
+        columns=["id", "task", ITEM, ANNOTATOR, "answer", SECONDS, "is_gold", "on_gold"],
     )
     # Every judgment read on each task (unsure, suspended and repeated ones too): what the
     # verdicts below are drawn from, checked again before a target goes up.
@@ -317,12 +353,10 @@ def _consensus_state(*, project: Project) -> _State:
         )
     )
 
-    # An annotator may meet the same known positive in two challenges, or also judge it on its
-    # own: one judgment per (item, annotator) counts, and a check never displaces a real vote.
-    ordered = rows.sort_values(["is_gold", "id"], kind="stable")
-    repeated = (ordered.duplicated([ITEM, ANNOTATOR]) & ordered["is_gold"]).astype(bool)
-    # .loc with a boolean mask: on an empty frame, [] would read an empty mask as column names.
-    rows = ordered.loc[~repeated].sort_values("id", kind="stable").reset_index(drop=True)
+    # Items somebody answered (unsure and suspended answers too), not counting a check's or a
+    # gold item's: an item nobody answered stays unjudged (no item row; see _write).
+    answered = set(rows.loc[~rows["is_gold"].astype(bool), ITEM]) if len(rows) else set()
+    rows = one_vote_each(rows)
     is_vote = rows["answer"].isin(list(VOTES))
     counted = rows[is_vote & ~rows[ANNOTATOR].isin(suspended)].copy()
     counted[LABEL] = counted["answer"].map(VOTES).astype(np.int64)
@@ -342,6 +376,10 @@ def _consensus_state(*, project: Project) -> _State:
         ),
         columns=["task", ITEM, "task_target"],
     ).set_index(ITEM)
+    # A proposal judged in a challenge can also get a verify task of its own (made gold and
+    # back, sent for one more judgment or to adjudication): one item per pair all the same, its
+    # verify task (listed first) the one that asks for more judgments and is checked for them.
+    tasks = tasks.loc[~tasks.index.duplicated(keep="first")]
 
     known = {**gold, **adjudicated}  # an adjudication is final, over a gold answer too
     if len(counted):
@@ -374,8 +412,18 @@ def _consensus_state(*, project: Project) -> _State:
         ),
         how="left",
     )
-    items["judgments"] = items["judgments"].fillna(0).astype(int)
     items["status"] = items["status"].fillna(ItemStatus.PENDING)
+    # An item's votes are its counted votes on ordinary work: Dawid–Skene also reads the answers
+    # given to a known positive as a challenge's check (they anchor the annotators' reliability),
+    # which are no votes; counting them said "2 votes" beside no answer listed and could agree
+    # an item short of its target.
+    per_item = votes.groupby(ITEM).size() if len(votes) else pd.Series(dtype=np.int64)
+    items["judgments"] = items.index.map(per_item).fillna(0).astype(int)
+    short = items["status"].isin([ItemStatus.AGREED, ItemStatus.DISPUTED]) & (
+        items["judgments"] < target
+    )
+    items.loc[short, "status"] = ItemStatus.PENDING
+    items["answered"] = items.index.isin(list(answered))
     items["adjudicated"] = items.index.isin(list(adjudicated))
     items["judged"] = items["task"].map(judged.map(len)).fillna(0).astype(int)
     # Only an item whose judgments are all in (as read with the votes) has a verdict: one with a
@@ -454,7 +502,8 @@ def _tasks_nobody_can_take(
     *, project: Project, task_ids: set[int], suspended: set[int]
 ) -> set[int]:
     """Of these tasks, those no project member may still be handed: each annotator gets a task
-    once (skipped or expired included), never the author's, and suspended ones get nothing."""
+    once (skipped or expired included), never the author's, nor a verify task on a pair they
+    judged in a challenge, and suspended ones get nothing."""
     if not task_ids:
         return set()
     members = set(Membership.objects.filter(project=project).values_list("user_id", flat=True))
@@ -473,6 +522,14 @@ def _tasks_nobody_can_take(
             pk__in=chunk, author__isnull=False
         ).values_list("pk", "author_id"):
             had[task_id].add(author_id)
+        # Nor a verify task on a pair the annotator judged in a challenge (the queue's rule).
+        task_of_pair = dict(
+            Task.objects.filter(pk__in=chunk, kind=TaskKind.VERIFY).values_list("pair_id", "pk")
+        )
+        for pair_id, annotator_id in ChallengeMark.objects.filter(
+            option__pair_id__in=list(task_of_pair)
+        ).values_list("option__pair_id", "judgment__annotator_id"):
+            had[task_of_pair[pair_id]].add(annotator_id)
     return {task_id for task_id, seen in had.items() if not members - seen}
 
 
@@ -504,9 +561,18 @@ def _write(
     fields = [*_OUTCOME, *_DRIFT]
     to_save = []
     final: dict[int, tuple[int | None, float | None]] = {}
+    unjudged: list[int] = []  # rows of items nobody answered, written by older recomputes
     for row in items.itertuples():
         pair_id = int(row.Index)
-        item = existing.get(pair_id) or ItemLabel(project=project, pair_id=pair_id)
+        item = existing.get(pair_id)
+        if not row.answered and (item is None or not (item.is_adjudicated or item.sent_to_manager)):
+            # Nobody answered it: it stays unjudged (no item row, as the data browser's
+            # status=unjudged reads it), and it is on no list of the Disputed page.
+            if item is not None:
+                unjudged.append(item.pk)
+            final[pair_id] = (None, None)
+            continue
+        item = item or ItemLabel(project=project, pair_id=pair_id)
         after = {
             "label": _int_or_none(row.label),
             "confidence": _float_or_none(row.confidence),
@@ -532,6 +598,12 @@ def _write(
         else:
             final[pair_id] = (None, None)
     chunk = settings.CONCORD_AGREEMENT_CHUNK
+    for batch in _chunks(unjudged, chunk):
+        with transaction.atomic():
+            # Re-checked in the statement: a manager may have decided or sent it meanwhile.
+            ItemLabel.objects.filter(
+                pk__in=batch, adjudicated_label__isnull=True, sent_to_manager=False
+            ).delete()
     for done, batch in enumerate(_chunks(to_save, chunk)):
         with transaction.atomic():
             ItemLabel.objects.bulk_update(
@@ -645,8 +717,14 @@ def _snapshot_create(
         fleiss_items=fleiss.items if fleiss else 0,
         percent_agreement=_float_or_none(agreement),
         items_total=len(items),
+        # Items nobody answered are in items_total alone (the page shows them as not answered).
         items_pending=int(
-            (settled & (items["status"] == ItemStatus.PENDING) & ~items["needs_manager"]).sum()
+            (
+                settled
+                & items["answered"]
+                & (items["status"] == ItemStatus.PENDING)
+                & ~items["needs_manager"]
+            ).sum()
         ),
         items_agreed=int(
             (settled & (items["status"] == ItemStatus.AGREED) & ~items["needs_manager"]).sum()

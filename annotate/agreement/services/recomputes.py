@@ -11,6 +11,7 @@ on its ``JobLease`` row for the page to show.
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,6 +23,32 @@ from config.jobs import job_heartbeat, job_recover, job_request, job_running, jo
 from datasets.models import JobLease, Project
 
 RECOMPUTE = "agreement.recompute"
+
+# The page shows a failed run's reason in words: the stored error of a run that raised is the
+# exception's type and text (for the log and the admin), which means nothing to a manager.
+RECOMPUTE_FAILED = (
+    "The last recompute failed: {reason}. The figures shown are from the run before it. "
+    "Press Recompute to try again; if it fails again, the agreement worker's log has the details."
+)
+_REASONS = {
+    "OperationalError": "the database refused or dropped one of its queries",
+    "InterfaceError": "the connection to the database was lost",
+    "MemoryError": "the worker ran out of memory",
+    "SoftTimeLimitExceeded": "it ran past its time limit",
+    "TimeLimitExceeded": "it ran past its time limit",
+}
+_UNEXPECTED = "an unexpected error in the computation"
+# How config.jobs stores a run that raised: "TypeName: message".
+_RAISED = re.compile(r"^(?P<type>[A-Za-z_][A-Za-z0-9_]*): ")
+
+
+def recompute_failure(error: str) -> str:
+    """The failure of a recompute as the page says it: the stored error when it is already a
+    sentence (a worker lost, a job given up), else what kind of failure it was, in words."""
+    raised = _RAISED.match(error)
+    if not error or raised is None:
+        return error
+    return RECOMPUTE_FAILED.format(reason=_REASONS.get(raised["type"], _UNEXPECTED))
 
 
 def _what(project_id: int) -> str:
@@ -94,7 +121,7 @@ class RecomputeProgress:
     finished_at: datetime | None
     seconds: float | None  # how long the last finished run took
     written: int | None  # items it rewrote
-    error: str
+    error: str  # why the last run failed, in words for the page ("" when it did not)
 
     @property
     def percent(self) -> int:
@@ -118,5 +145,5 @@ def recompute_progress(*, project: Project) -> RecomputeProgress:
         finished_at=lease.finished_at,
         seconds=progress.get("seconds"),
         written=progress.get("written"),
-        error=lease.error,
+        error=recompute_failure(lease.error),
     )

@@ -19,6 +19,7 @@ walks run inside the one write transaction, so what they see is already the whol
 import random
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import wraps
@@ -26,11 +27,19 @@ from typing import ParamSpec, TypeVar
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import OperationalError, connection, transaction
+from django.db import IntegrityError, OperationalError, connection, transaction
 from django.db.models import Case, Exists, F, Model, OuterRef, QuerySet, Value, When
 from django.utils import timezone
 
-from annotate.models import RANDOM_KEY_MAX, Lease, LeaseState, Suspension, Task, TaskKind
+from annotate.models import (
+    RANDOM_KEY_MAX,
+    ChallengeMark,
+    Lease,
+    LeaseState,
+    Suspension,
+    Task,
+    TaskKind,
+)
 from datasets.models import Caption, Image, Pair, Project
 
 P = ParamSpec("P")
@@ -103,6 +112,11 @@ def assignment_get(
         if lease is None:
             break
         held.append(lease)
+    if not held:
+        # Another session of the same annotator (a second tab, a script) may have taken the
+        # last task they may have while this one looked: show them that lease, not "nothing".
+        existing = list(_active_leases(project=project, annotator=annotator).select_related("task"))
+        held = list(existing)
     if not held:
         return Assignment(current=None, upcoming=[])
     current = held[0]
@@ -232,15 +246,21 @@ def _lease_new(
         gold = _gold_candidate(project=project, annotator=annotator, rng=rng)
         if gold is not None and _work_exists(project=project, annotator=annotator):
             # Gold has no target: every annotator answers it, so it takes no slot (and needs no
-            # lock); the unique constraint on leases still stops a second hand-out.
-            return Lease.objects.create(
-                task=gold,
-                project=project,
-                annotator=annotator,
-                expires_at=expires,
-                shown_at=shown_at,
-                holds_slot=False,
-            )
+            # lock); the unique constraint on leases still stops a second hand-out. Another
+            # session of this annotator may have leased it since the read: then ordinary work.
+            try:
+                with transaction.atomic():
+                    return Lease.objects.create(
+                        task=gold,
+                        project=project,
+                        annotator=annotator,
+                        expires_at=expires,
+                        shown_at=shown_at,
+                        holds_slot=False,
+                    )
+            except IntegrityError as exc:
+                if not _is_lease_repeat(exc):
+                    raise
     # Each walk falls back on the other, so that nobody waits while either has work.
     walks = (True, False) if pool == "challenge" else (False, True)
     start = rng.randrange(RANDOM_KEY_MAX)
@@ -283,6 +303,13 @@ _WALK_WHERE = """
         AND NOT EXISTS (
             SELECT 1 FROM annotate_lease l
             WHERE l.task_id = t.id AND l.annotator_id = %(annotator)s
+        )
+        AND NOT EXISTS (
+            SELECT 1 FROM annotate_challengemark m
+            JOIN annotate_challengeoption o ON o.id = m.option_id
+            JOIN annotate_judgment j ON j.id = m.judgment_id
+            WHERE o.pair_id = t.pair_id AND j.annotator_id = %(annotator)s
+                AND t.kind <> %(challenge)s
         )
         AND NOT EXISTS (
             SELECT 1 FROM annotate_suspension s
@@ -360,23 +387,26 @@ def _lease_take_postgresql(
         "shown": shown_at,
         "expires": expires,
     }
-    row = _take(
-        walk_sql=", ".join(
-            _WALK.format(kind=_kind_test(challenge), range=walk_range)
-            for challenge in walks
-            for walk_range in _RANGES
-        ),
-        params=params,
+    fast = ", ".join(
+        _WALK.format(kind=_kind_test(challenge), range=walk_range)
+        for challenge in walks
+        for walk_range in _RANGES
     )
-    if row is None:
-        # Not yet "nothing to do": let the waiting walks decide, one kind after the other.
-        for challenge in walks:
-            waiting = _WALK_WAITING.format(kind=_kind_test(challenge), range="true")
-            row = _take(walk_sql=waiting, params=params)
+    # Not yet "nothing to do" when the fast walks find nothing: the waiting walks decide, one
+    # kind after the other.
+    waiting = [
+        _WALK_WAITING.format(kind=_kind_test(challenge), range="true") for challenge in walks
+    ]
+    row = None
+    for _attempt in range(_CONFLICT_ATTEMPTS):
+        for walk_sql in (fast, *waiting):
+            row = _take(walk_sql=walk_sql, params=params)
             if row is not None:
                 break
-        else:
-            return None
+        if row is not _REPEAT:
+            break
+    if row is None or row is _REPEAT:
+        return None
     task, image, pair, caption = _instances(row[1:], [model for _, model in _TAKEN_MODELS])
     task.image = image
     if pair is not None:
@@ -403,16 +433,46 @@ def _kind_test(challenge: bool) -> str:
     return "=" if challenge else "<>"
 
 
+# Two sessions of one annotator (two tabs, a script) can reach the same task at once: the
+# walks' NOT EXISTS reads the lease table as of the statement's start, and a walk that finds the
+# row locked by the other session re-checks only the task row once that commits. The insert then
+# breaks the once-per-annotator constraint; the whole statement (slot and lease) is undone, and
+# the walk runs again, now seeing the other session's lease. Each retry needs another session of
+# the same annotator to win a race, so a few attempts are plenty.
+_LEASE_ONCE = "annotate_lease_once_per_annotator"
+_CONFLICT_ATTEMPTS = 3
+_REPEAT = ()  # _take's answer when the annotator's other session took the task first
+
+
+def _is_lease_repeat(exc: IntegrityError) -> bool:
+    """Whether the error is the once-per-annotator lease constraint (the database names it)."""
+    diag = getattr(exc.__cause__, "diag", None)
+    name = getattr(diag, "constraint_name", None)
+    # SQLite names no constraint, only the columns.
+    return name == _LEASE_ONCE or (
+        name is None and "annotate_lease.task_id, annotate_lease.annotator_id" in str(exc)
+    )
+
+
 def _take(*, walk_sql: str, params: dict) -> tuple | None:
-    """Run the hand-out statement with these walks; the row it returns, or None."""
+    """Run the hand-out statement with these walks; the row it returns, None when the walks
+    found nothing, or _REPEAT when the annotator's other session leased that task first."""
     columns = ", ".join(
         f"{alias}.{field.column}"
         for alias, model in _TAKEN_MODELS
         for field in model._meta.concrete_fields
     )
-    with connection.cursor() as cursor:
-        cursor.execute(_TAKE.format(walks=walk_sql, columns=columns), params)
-        return cursor.fetchone()
+    # A savepoint only inside a caller's transaction: alone the statement is its own
+    # transaction, and a failed one leaves nothing to roll back.
+    guard = transaction.atomic() if connection.in_atomic_block else nullcontext()
+    try:
+        with guard, connection.cursor() as cursor:
+            cursor.execute(_TAKE.format(walks=walk_sql, columns=columns), params)
+            return cursor.fetchone()
+    except IntegrityError as exc:
+        if not _is_lease_repeat(exc):
+            raise
+        return _REPEAT
 
 
 def _instances(values: tuple, models: list[type[Model]]) -> list[Model | None]:
@@ -432,6 +492,17 @@ def _leased_by(annotator: AbstractBaseUser) -> Exists:
     return Exists(Lease.objects.filter(task=OuterRef("pk"), annotator=annotator))
 
 
+# A pair judged in a challenge (a proposal, or the check) can also have a verify task: made gold,
+# sent for one more judgment or to adjudication. Whoever judged it in the challenge does not get
+# that task: their answer is in already, and a gold item would score them against themselves.
+# _WALK_WHERE says the same in SQL. Challenges are not held back (a challenge task's pair is its
+# check, which the same annotator may meet in several).
+def _judged_in_challenge(annotator: AbstractBaseUser) -> Exists:
+    return Exists(
+        ChallengeMark.objects.filter(option__pair=OuterRef("pair"), judgment__annotator=annotator)
+    )
+
+
 def _work_pool(
     *, project: Project, annotator: AbstractBaseUser, challenge: bool = False
 ) -> QuerySet[Task]:
@@ -441,7 +512,7 @@ def _work_pool(
     if challenge:
         tasks = tasks.filter(kind=TaskKind.CHALLENGE)
     else:
-        tasks = tasks.exclude(kind=TaskKind.CHALLENGE)
+        tasks = tasks.exclude(kind=TaskKind.CHALLENGE).exclude(_judged_in_challenge(annotator))
     return (
         tasks.exclude(author=annotator)
         .exclude(_leased_by(annotator))
@@ -497,6 +568,7 @@ def _gold_candidate(
     pool = (
         Task.objects.filter(project=project, is_gold=True)
         .exclude(_leased_by(annotator))
+        .exclude(_judged_in_challenge(annotator))
         .select_related("image", "pair__caption")
     )
     start = rng.randrange(RANDOM_KEY_MAX)

@@ -208,7 +208,16 @@ def _recompute(project, client, *, settled=False, where=""):
         + snapshot.items_waiting
         + snapshot.items_adjudicated
     )
-    assert parts == snapshot.items_total, where
+    # Items nobody answered are in the total alone: they have no item row and no state.
+    assert parts <= snapshot.items_total, where
+    judged = _judged_items(project)
+    unjudged_rows = (
+        ItemLabel.objects.filter(project=project, adjudicated_label__isnull=True)
+        .filter(sent_to_manager=False)
+        .exclude(pair__in=judged)
+        .exclude(pair__tasks__is_gold=True)
+    )
+    assert not unjudged_rows.exists(), (where, list(unjudged_rows.values_list("pair", flat=True)))
     return result
 
 

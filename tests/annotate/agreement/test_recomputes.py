@@ -9,11 +9,14 @@ import pytest
 from django.db.models import Max
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.html import escape
 
 from annotate.agreement.services.consensus import consensus_recompute
 from annotate.agreement.services.recomputes import (
     RECOMPUTE,
+    RECOMPUTE_FAILED,
     consensus_recompute_job,
+    recompute_failure,
     recompute_progress,
     recompute_request,
     recomputes_recover,
@@ -23,7 +26,7 @@ from annotate.models import AgreementSnapshot, ItemLabel, Judgment, Task
 from annotate.queue.services.judgments import judgment_submit
 from annotate.queue.services.leases import assignment_get
 from config.celery import app
-from config.jobs import WORKER_LOST, job_finish, job_start
+from config.jobs import WORKER_LOST, job_finish, job_running, job_start
 from datasets.models import JobLease
 from tests import factories
 from tests.datasets.curation.test_dedup_worker import BOOT_SECONDS, _worker
@@ -177,10 +180,34 @@ def test_the_button_queues_a_full_recompute_and_the_page_shows_its_progress(
     assert consensus_recompute_job(project_id=project.pk)  # what the worker does
     progress = recompute_progress(project=project)
     assert (progress.waiting, progress.running, progress.phase) == (False, False, "done")
-    assert progress.written == 3 and progress.seconds is not None
+    # Only the answered item gets a row: the two nobody answered stay unjudged.
+    assert progress.written == 1 and progress.seconds is not None
     part = client.get(url, {"part": "recompute"}, headers={"HX-Request": "true"}).content.decode()
-    assert 'data-recompute="idle"' in part and "3 items rewritten" in part
+    assert 'data-recompute="idle"' in part and "1 item rewritten" in part
     assert "hx-trigger" not in part  # polling stops
+
+
+@pytest.mark.django_db
+def test_a_failed_run_is_said_in_words_on_the_page_never_as_the_raw_exception(
+    client, project, manager
+):
+    """QA: the page read "ValueError: 6 judgments repeat an (item, annotator) pair; …". A run
+    that raises keeps its exception for the log; the page says that it failed and what to do."""
+    client.force_login(manager)
+    with (
+        pytest.raises(ValueError),
+        job_running(RECOMPUTE, str(project.pk), project.pk, what="test run") as lease,
+    ):
+        assert lease is not None
+        raise ValueError("6 judgments repeat an (item, annotator) pair; keep one judgment.")
+    assert _lease(project).error.startswith("ValueError: ")  # kept as raised, for the log
+    html = client.get(reverse("agreement", kwargs={"slug": project.slug})).content.decode()
+    assert "ValueError" not in html and "repeat an (item" not in html
+    expected = RECOMPUTE_FAILED.format(reason="an unexpected error in the computation")
+    assert escape(expected) in html
+    # Errors that are sentences already (a worker lost, a job given up) are shown as they are.
+    assert recompute_failure(WORKER_LOST) == WORKER_LOST
+    assert "database" in recompute_failure("OperationalError: server closed the connection")
 
 
 @pytest.mark.django_db(transaction=True)

@@ -6,6 +6,7 @@ from urllib.parse import urlencode
 from django.contrib import messages
 from django.contrib.auth.decorators import login_not_required
 from django.contrib.auth.views import redirect_to_login
+from django.core.handlers.wsgi import get_bytes_from_wsgi
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse, QueryDict
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
@@ -52,13 +53,14 @@ def project_detail(request: HttpRequest, slug: str) -> HttpResponse:
 def image_grid(request: HttpRequest, slug: str) -> HttpResponse:
     """The image grid, filtered on the server by the data browser's query parameters."""
     project, _ = access.project_get(user=request.user, slug=slug, manager=True)
-    params = request.GET.dict()
-    if _has_blank(params):
+    params, error = _query_params(request)
+    if error is None and _has_blank(params):
         return _canonical_redirect("image-grid", project.slug, params)
-    error = None
     spec = filters.FilterSpec()
     page = selectors.ImagePage(images=[], next_cursor=None)
     try:
+        if error is not None:
+            raise error
         spec = filters.filter_parse(params, images=True)
         page = selectors.images_page(project=project, spec=spec, limit=GRID_PAGE_SIZE)
     except filters.FilterError as exc:
@@ -82,13 +84,14 @@ def pair_list(request: HttpRequest, slug: str) -> HttpResponse:
     """Every pair of the project, filtered, searched and sorted on the server, with actions on
     the whole filtered selection; the URL is the view (shareable) and the API's query."""
     project, _ = access.project_get(user=request.user, slug=slug, manager=True)
-    params = request.GET.dict()
-    if _has_blank(params):
+    params, error = _query_params(request)
+    if error is None and _has_blank(params):
         return _canonical_redirect("pair-list", project.slug, params)
-    error = None
     spec = filters.FilterSpec()
     page = selectors.PairPage(pairs=[], next_cursor=None)
     try:
+        if error is not None:
+            raise error
         spec = filters.filter_parse(params)
         page = selectors.pairs_page(project=project, spec=spec, limit=PAIR_PAGE_SIZE)
     except filters.FilterError as exc:
@@ -149,6 +152,16 @@ def pairs_act(request: HttpRequest, slug: str) -> HttpResponse:
     else:
         messages.success(request, outcome.summary)
     return HttpResponseRedirect(back)
+
+
+def _query_params(request: HttpRequest) -> tuple[dict[str, str], filters.FilterError | None]:
+    """The query string's parameters, strictly (a name twice, bytes that are not UTF-8 and a
+    nameless value are errors), with Django's lenient reading kept to refill the form."""
+    try:
+        raw = get_bytes_from_wsgi(request.META, "QUERY_STRING", "")
+        return filters.query_parse(raw), None
+    except filters.FilterError as exc:
+        return request.GET.dict(), exc
 
 
 def _filter_context(*, spec, error, params: dict[str, str], images: bool) -> dict:

@@ -223,6 +223,26 @@ def filter_parse(params: Mapping[str, str], *, images: bool = False) -> FilterSp
     return FilterSpec(**values)  # type: ignore[arg-type]
 
 
+def filter_errors(params: Mapping[str, str], *, images: bool = False) -> list[FilterError]:
+    """Every error in ``params``, not only the first (for a page that lists them all): each
+    parameter on its own, then (when each is fine) the whole, for checks across parameters."""
+    errors = []
+    for name in sorted(params):
+        alone = {name: params[name]}
+        if name == "cursor" and "sort" in params:  # a cursor belongs to its sort
+            alone["sort"] = params["sort"]
+        try:
+            filter_parse(alone, images=images)
+        except FilterError as exc:
+            errors.append(exc)
+    if not errors:
+        try:
+            filter_parse(params, images=images)
+        except FilterError as exc:
+            errors.append(exc)
+    return errors
+
+
 def query_parse(raw: bytes) -> dict[str, str]:
     """One string per name from a raw (still percent-encoded) query string, strictly.
 

@@ -72,6 +72,10 @@ class PairOutput(serializers.Serializer):
     caption = serializers.CharField(source="caption.text")
     kind = serializers.CharField()
     label = serializers.IntegerField(allow_null=True)
+    # ``label`` stays 0/1 for existing clients; ``label_name`` is the same in the label filter's
+    # words (match, no_match, none), and ``gold`` says whether the pair is a gold item.
+    label_name = serializers.SerializerMethodField()
+    gold = serializers.SerializerMethodField()
     confidence = serializers.FloatField(allow_null=True)
     split = serializers.CharField()
     status = serializers.SerializerMethodField()
@@ -89,6 +93,12 @@ class PairOutput(serializers.Serializer):
         if item.adjudicated_label is not None:
             return "adjudicated"
         return "waiting" if item.needs_manager else item.status
+
+    def get_label_name(self, pair) -> str:
+        return {1: "match", 0: "no_match"}.get(pair.label, "none")
+
+    def get_gold(self, pair) -> bool:
+        return pair.pk in self.context.get("gold_ids", ())
 
     def get_agreement(self, pair) -> float | None:
         item = self._item(pair)
@@ -129,7 +139,9 @@ class PairListApi(APIView):
             next_url = request.build_absolute_uri(
                 reverse("api-pairs", args=[project.slug]) + "?" + urlencode(query)
             )
-        return Response({"next": next_url, "results": PairOutput(page.pairs, many=True).data})
+        gold_ids = selectors.gold_pair_ids(pair_ids=[pair.pk for pair in page.pairs])
+        rows = PairOutput(page.pairs, many=True, context={"gold_ids": gold_ids}).data
+        return Response({"next": next_url, "results": rows})
 
 
 class PairActionApi(APIView):

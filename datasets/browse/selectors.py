@@ -148,6 +148,16 @@ def pairs_page(*, project: Project, spec: FilterSpec, limit: int) -> PairPage:
     return PairPage(pairs=pairs, next_cursor=_cursor(pairs[-1], spec.sort) if has_more else None)
 
 
+def gold_pair_ids(*, pair_ids: list[int]) -> set[int]:
+    """Which of ``pair_ids`` are gold items (their verify task carries the answer): one query
+    for a page of rows."""
+    return set(
+        Task.objects.filter(pair_id__in=pair_ids, kind=TaskKind.VERIFY, is_gold=True)
+        .order_by()
+        .values_list("pair_id", flat=True)
+    )
+
+
 def images_filtered(*, project: Project, spec: FilterSpec) -> QuerySet[Image]:
     """The images of ``project`` that ``spec`` selects: image-level conditions (text of any
     caption, flags, duplicates, provenance, caption count) on the image, pair-level ones

@@ -204,3 +204,19 @@ def test_a_form_body_giving_action_twice_is_refused(api, world):
         content_type="application/x-www-form-urlencoded",
     )
     assert response.status_code == 400 and "twice" in response.json()["action"][0]
+
+
+def test_rows_say_gold_and_the_label_in_the_filters_words(api, world):
+    acted = api.post(
+        _url(world, "api-pairs-act") + "?label=match", {"action": "gold"}, format="json"
+    )
+    assert acted.json()["done"] == 2
+    rows = {r["id"]: r for r in api.get(_url(world)).json()["results"]}
+    assert {pk for pk, r in rows.items() if r["gold"] is True} == {world.p0.pk, world.p3.pk}
+    assert all(r["gold"] is False for pk, r in rows.items() if pk not in {world.p0.pk, world.p3.pk})
+    words = {1: "match", 0: "no_match", None: "none"}
+    assert all(r["label_name"] == words[r["label"]] for r in rows.values())
+    # The words are the filter's: label_name=X rows are exactly what ?label=X lists.
+    for word in ("match", "no_match", "none"):
+        listed = {r["id"] for r in api.get(_url(world), {"label": word}).json()["results"]}
+        assert listed == {pk for pk, r in rows.items() if r["label_name"] == word}

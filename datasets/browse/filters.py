@@ -243,6 +243,35 @@ def filter_errors(params: Mapping[str, str], *, images: bool = False) -> list[Fi
     return errors
 
 
+def search_terms(q: str) -> tuple[list[str], list[str]]:
+    """The words (or "quoted phrases") a caption search needs, and those it excludes (``-word``,
+    ``-"a phrase"``), as PostgreSQL's websearch_to_tsquery reads them; for the fallback search
+    of other databases. A lone ``-`` or empty quotes are nothing."""
+    include: list[str] = []
+    exclude: list[str] = []
+    i, n = 0, len(q)
+    while i < n:
+        if q[i].isspace():
+            i += 1
+            continue
+        negated = q[i] == "-"
+        if negated:
+            i += 1
+        if i < n and q[i] == '"':
+            end = q.find('"', i + 1)
+            end = n if end == -1 else end
+            term, i = q[i + 1 : end], end + 1
+        else:
+            start = i
+            while i < n and not q[i].isspace():
+                i += 1
+            term = q[start:i]
+        term = " ".join(term.replace('"', " ").split())
+        if term:
+            (exclude if negated else include).append(term)
+    return include, exclude
+
+
 def query_parse(raw: bytes) -> dict[str, str]:
     """One string per name from a raw (still percent-encoded) query string, strictly.
 

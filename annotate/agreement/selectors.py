@@ -185,9 +185,12 @@ def _printable(name: str) -> str:
     return name.replace("\x00", "\\0")[:50]
 
 
-def items_listed(*, project: Project, state: str, limit: int = 50) -> list[ItemView]:
-    """One page of items in ``state``, each with the reason for its state and every answer
-    given on it: verification judgments and marks given in challenge items alike."""
+def items_listed(
+    *, project: Project, state: str, limit: int = 50, offset: int = 0
+) -> list[ItemView]:
+    """One page of items in ``state`` (``limit`` of them after the first ``offset``), each with
+    the reason for its state and every answer given on it: verification judgments and marks
+    given in challenge items alike."""
     judgments = Judgment.objects.select_related("annotator").order_by("id")
     tasks = Task.objects.filter(kind=TaskKind.VERIFY).prefetch_related(
         Prefetch("judgments", queryset=judgments)
@@ -204,7 +207,7 @@ def items_listed(*, project: Project, state: str, limit: int = 50) -> list[ItemV
         .prefetch_related(
             Prefetch("pair__tasks", queryset=tasks),
             Prefetch("pair__challenge_options", queryset=options),
-        )[:limit]
+        )[offset : offset + limit]
     )
     limit_judgments = max_judgments(project)
     return [

@@ -28,6 +28,11 @@ from datasets import access
 from datasets.models import Membership, Pair
 
 BAD_LABEL = "Choose match or no match."
+# The Disputed page lists this many items a page (``?page=``, counted from 1).
+DISPUTED_PAGE_SIZE = 50
+PAGE_PARAM = "page"
+BAD_PAGE = "Must be a page number: 1, 2, 3…"
+GIVEN_TWICE = "Given twice; give each parameter once."
 RECOMPUTE_QUEUED = "Recompute queued: the figures below change when it is done."
 SUSPENDED = (
     "{user} is suspended: their answers no longer count. The labels and figures update shortly, "
@@ -79,20 +84,36 @@ def agreement_recompute(request: HttpRequest, slug: str) -> HttpResponse:
 @require_GET
 def disputed_list(request: HttpRequest, slug: str) -> HttpResponse:
     """Items by state: by default those a manager should decide (waiting, then disputed);
-    ``?state=`` lists any other state, so every judged item is on one of these lists."""
+    ``?state=`` lists any other state, so every judged item is on one of these lists, a page
+    (``?page=``) of DISPUTED_PAGE_SIZE at a time."""
     project, _ = access.project_get(user=request.user, slug=slug, manager=True)
-    error, items = None, []
+    error, items, page, total = None, [], 1, 0
+    counts = item_state_counts(project=project)
+    params = request.GET.dict()
+    raw_page = params.pop(PAGE_PARAM, "")
     try:
-        state = items_state_parse(request.GET.dict())
+        for name, values in request.GET.lists():
+            if len(values) > 1:
+                # Which one was meant? Said, like any other bad query, never the last one used.
+                raise ItemsQueryError(name.replace("\x00", "\\0")[:50], GIVEN_TWICE)
+        state = items_state_parse(params)
+        if raw_page:
+            page = _page_number(raw_page)
     except ItemsQueryError as exc:
         # Said on the page (and a 400), like the data browser's filters: a mistyped link must
         # not quietly show another list.
         error, state = exc, ""
     else:
+        offset = (page - 1) * DISPUTED_PAGE_SIZE
         if state:
-            items = items_listed(project=project, state=state)
+            total = counts[state]
+            items = items_listed(
+                project=project, state=state, limit=DISPUTED_PAGE_SIZE, offset=offset
+            )
         else:
-            items = disputed_items(project=project)
+            total = counts[ItemState.WAITING] + counts[ItemState.DISPUTED]
+            items = disputed_items(project=project, limit=offset + DISPUTED_PAGE_SIZE)[offset:]
+    first = (page - 1) * DISPUTED_PAGE_SIZE
     return render(
         request,
         "annotate/disputed.html",
@@ -100,16 +121,24 @@ def disputed_list(request: HttpRequest, slug: str) -> HttpResponse:
             "project": project,
             "items": items,
             "state": state,
-            "states": [
-                (value, ItemState(value).label, count)
-                for value, count in item_state_counts(project=project).items()
-            ],
+            "states": [(value, ItemState(value).label, count) for value, count in counts.items()],
             "tab": "agreement",
             "show_tabs": True,
             "query_error": error,
+            "total": total,
+            "shown_from": first + 1,
+            "shown_to": first + len(items),
+            "previous_page": page - 1 if page > 1 else None,
+            "next_page": page + 1 if first + len(items) < total else None,
         },
         status=400 if error else 200,
     )
+
+
+def _page_number(raw: str) -> int:
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 6 and int(raw) >= 1):
+        raise ItemsQueryError(PAGE_PARAM, BAD_PAGE)
+    return int(raw)
 
 
 @require_POST

@@ -11,8 +11,9 @@ import base64
 import binascii
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields, replace
+from urllib.parse import unquote_to_bytes
 
 # Which values each choice parameter takes (the same strings as the models' choices, kept here
 # as plain data so that this module imports no Django).
@@ -67,6 +68,11 @@ BAD_INTEGER = "Must be a whole number between 0 and {high}."
 BAD_RANGE = "The minimum is above the maximum."
 BAD_CURSOR = "This page link is not valid (or belongs to another sort); start from the first page."
 IMAGES_SORT = "The image grid sorts by id only."
+GIVEN_TWICE = "Given twice; give each parameter once."
+NO_NAME = "A parameter has no name (a stray '=' or '&' in the address)."
+BAD_BYTES = "Not valid UTF-8 text (the address holds bytes that are no characters)."
+# What a nameless parameter is called in an error (it has no name of its own to show).
+NAMELESS = "(no name)"
 
 
 class FilterError(ValueError):
@@ -188,7 +194,7 @@ def filter_parse(params: Mapping[str, str], *, images: bool = False) -> FilterSp
     """
     for name in sorted(params):
         if name not in PARAMS:
-            raise FilterError(_printable(name), UNKNOWN_PARAM)
+            raise FilterError(printable(name), UNKNOWN_PARAM)
     values: dict[str, object] = {}
     for name, choices in _CHOICES.items():
         raw = _text(params, name)
@@ -215,6 +221,93 @@ def filter_parse(params: Mapping[str, str], *, images: bool = False) -> FilterSp
     raw_cursor = _text(params, "cursor", limit=MAX_CURSOR_CHARS)
     values["cursor"] = cursor_decode(raw_cursor, sort=sort) if raw_cursor else None
     return FilterSpec(**values)  # type: ignore[arg-type]
+
+
+def filter_errors(params: Mapping[str, str], *, images: bool = False) -> list[FilterError]:
+    """Every error in ``params``, not only the first (for a page that lists them all): each
+    parameter on its own, then (when each is fine) the whole, for checks across parameters."""
+    errors = []
+    for name in sorted(params):
+        alone = {name: params[name]}
+        if name == "cursor" and "sort" in params:  # a cursor belongs to its sort
+            alone["sort"] = params["sort"]
+        try:
+            filter_parse(alone, images=images)
+        except FilterError as exc:
+            errors.append(exc)
+    if not errors:
+        try:
+            filter_parse(params, images=images)
+        except FilterError as exc:
+            errors.append(exc)
+    return errors
+
+
+def search_terms(q: str) -> tuple[list[str], list[str]]:
+    """The words (or "quoted phrases") a caption search needs, and those it excludes (``-word``,
+    ``-"a phrase"``), as PostgreSQL's websearch_to_tsquery reads them; for the fallback search
+    of other databases. A lone ``-`` or empty quotes are nothing."""
+    include: list[str] = []
+    exclude: list[str] = []
+    i, n = 0, len(q)
+    while i < n:
+        if q[i].isspace():
+            i += 1
+            continue
+        negated = q[i] == "-"
+        if negated:
+            i += 1
+        if i < n and q[i] == '"':
+            end = q.find('"', i + 1)
+            end = n if end == -1 else end
+            term, i = q[i + 1 : end], end + 1
+        else:
+            start = i
+            while i < n and not q[i].isspace():
+                i += 1
+            term = q[start:i]
+        term = " ".join(term.replace('"', " ").split())
+        if term:
+            (exclude if negated else include).append(term)
+    return include, exclude
+
+
+def query_parse(raw: bytes) -> dict[str, str]:
+    """One string per name from a raw (still percent-encoded) query string, strictly.
+
+    Unlike a browser's lenient decoding, a name given twice, a nameless ``=value``, and bytes
+    that are not UTF-8 (which Django would turn into U+FFFD and search for) raise
+    :class:`FilterError` naming the parameter. Empty pieces (``a=1&&b=2``) are skipped.
+    """
+    pairs: list[tuple[str, str]] = []
+    for piece in raw.split(b"&"):
+        if not piece:
+            continue
+        name_raw, _, value_raw = piece.partition(b"=")
+        name = _strict(name_raw, NAMELESS, fallback_name=True)
+        if not name:
+            raise FilterError(NAMELESS, NO_NAME)
+        pairs.append((name, _strict(value_raw, name)))
+    return params_once(pairs)
+
+
+def params_once(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """A dict of (name, value) pairs; FilterError(name, GIVEN_TWICE) for a name given twice."""
+    out: dict[str, str] = {}
+    for name, value in pairs:
+        if name in out:
+            raise FilterError(printable(name), GIVEN_TWICE)
+        out[name] = value
+    return out
+
+
+def _strict(raw: bytes, name: str, *, fallback_name: bool = False) -> str:
+    decoded = unquote_to_bytes(raw.replace(b"+", b" "))
+    try:
+        return decoded.decode("utf-8")
+    except UnicodeDecodeError:
+        shown = printable(decoded.decode("utf-8", "replace")) if fallback_name else name
+        raise FilterError(shown or NAMELESS, BAD_BYTES) from None
 
 
 def cursor_decode(raw: str, *, sort: str) -> Cursor:
@@ -272,7 +365,8 @@ def _encodable(text: str) -> bool:
     return True
 
 
-def _printable(name: str) -> str:
+def printable(name: str) -> str:
+    """A parameter name fit to show in an error: valid text, NUL spelled out, at most 50."""
     name = name if _encodable(name) else name.encode("utf-8", "replace").decode()
     return name.replace("\x00", "\\0")[:50]
 

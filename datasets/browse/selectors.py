@@ -6,6 +6,7 @@ selection. Pages are keyset pages: the cursor holds the last row's sort value an
 10,000 costs what page 1 does; bench/browse.py measures every filter and sort on a million pairs.
 """
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ from datasets.browse.filters import (
     FilterError,
     FilterSpec,
     Range,
+    search_terms,
 )
 from datasets.models import (
     Caption,
@@ -146,6 +148,16 @@ def pairs_page(*, project: Project, spec: FilterSpec, limit: int) -> PairPage:
     has_more = len(pairs) > limit
     pairs = pairs[:limit]
     return PairPage(pairs=pairs, next_cursor=_cursor(pairs[-1], spec.sort) if has_more else None)
+
+
+def gold_pair_ids(*, pair_ids: list[int]) -> set[int]:
+    """Which of ``pair_ids`` are gold items (their verify task carries the answer): one query
+    for a page of rows."""
+    return set(
+        Task.objects.filter(pair_id__in=pair_ids, kind=TaskKind.VERIFY, is_gold=True)
+        .order_by()
+        .values_list("pair_id", flat=True)
+    )
 
 
 def images_filtered(*, project: Project, spec: FilterSpec) -> QuerySet[Image]:
@@ -475,13 +487,18 @@ def _captions_matching(text: str) -> QuerySet[Caption]:
     """Captions whose text matches ``text``: PostgreSQL full-text search (web-search syntax:
     words, "phrases", -not, or) on the stored vector and GIN index of migration 0014, in the
     language-neutral
-    "simple" configuration since captions come in any language; elsewhere every word as a
-    case-insensitive substring."""
+    "simple" configuration since captions come in any language; elsewhere every word (or
+    quoted phrase) as a case-insensitive substring, and every ``-word`` excluded as a whole word
+    (as PostgreSQL's lexemes are: ``-red`` keeps "tired"). A query of exclusions alone keeps
+    every caption without them, as PostgreSQL does."""
     if connection.vendor == "postgresql":
         return Caption.objects.filter(_CaptionTextMatches(text))
+    include, exclude = search_terms(text)
     captions = Caption.objects.all()
-    for word in text.split():
-        captions = captions.filter(text__icontains=word.strip('"'))
+    for word in include:
+        captions = captions.filter(text__icontains=word)
+    for word in exclude:
+        captions = captions.exclude(text__iregex=r"(^|\W)" + re.escape(word) + r"(\W|$)")
     return captions
 
 

@@ -6,7 +6,8 @@ from urllib.parse import urlencode
 from django.contrib import messages
 from django.contrib.auth.decorators import login_not_required
 from django.contrib.auth.views import redirect_to_login
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse, QueryDict
+from django.core.handlers.wsgi import get_bytes_from_wsgi
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
@@ -52,13 +53,14 @@ def project_detail(request: HttpRequest, slug: str) -> HttpResponse:
 def image_grid(request: HttpRequest, slug: str) -> HttpResponse:
     """The image grid, filtered on the server by the data browser's query parameters."""
     project, _ = access.project_get(user=request.user, slug=slug, manager=True)
-    params = request.GET.dict()
-    if _has_blank(params):
+    params, error = _query_params(request)
+    if error is None and _has_blank(params):
         return _canonical_redirect("image-grid", project.slug, params)
-    error = None
     spec = filters.FilterSpec()
     page = selectors.ImagePage(images=[], next_cursor=None)
     try:
+        if error is not None:
+            raise error
         spec = filters.filter_parse(params, images=True)
         page = selectors.images_page(project=project, spec=spec, limit=GRID_PAGE_SIZE)
     except filters.FilterError as exc:
@@ -82,13 +84,14 @@ def pair_list(request: HttpRequest, slug: str) -> HttpResponse:
     """Every pair of the project, filtered, searched and sorted on the server, with actions on
     the whole filtered selection; the URL is the view (shareable) and the API's query."""
     project, _ = access.project_get(user=request.user, slug=slug, manager=True)
-    params = request.GET.dict()
-    if _has_blank(params):
+    params, error = _query_params(request)
+    if error is None and _has_blank(params):
         return _canonical_redirect("pair-list", project.slug, params)
-    error = None
     spec = filters.FilterSpec()
     page = selectors.PairPage(pairs=[], next_cursor=None)
     try:
+        if error is not None:
+            raise error
         spec = filters.filter_parse(params)
         page = selectors.pairs_page(project=project, spec=spec, limit=PAIR_PAGE_SIZE)
     except filters.FilterError as exc:
@@ -111,56 +114,99 @@ def pair_list(request: HttpRequest, slug: str) -> HttpResponse:
 
 @require_POST
 def pairs_act(request: HttpRequest, slug: str) -> HttpResponse:
-    """An action on every pair the posted filter (``query``, the list's query string) selects."""
+    """An action on every pair the posted filter (``query``, the list's query string) selects.
+
+    Errors (every one, not only the first) answer 400 on the confirmation page; a selection of
+    no pairs says there is nothing to do, with no button to confirm."""
     project, _ = access.project_get(user=request.user, slug=slug, manager=True)
-    query = request.POST.get("query", "")
     back = reverse("pair-list", args=[project.slug])
-    try:
-        spec = filters.filter_parse(QueryDict(query[:4000]).dict()).first_page()
-    except filters.FilterError as exc:
-        messages.error(request, f"{exc.param}: {exc.message}")
-        return HttpResponseRedirect(back)
-    back += "?" + urlencode(spec.query()) if spec.query() else ""
+    errors: list[str] = [
+        f"{name}: {filters.GIVEN_TWICE}"
+        for name in ("query", "action", "confirmed")
+        if len(request.POST.getlist(name)) > 1
+    ]
+    query = request.POST.get("query", "")
     action = request.POST.get("action", "")
+    spec = filters.FilterSpec()
+    try:
+        params = filters.query_parse(query[:4000].encode("utf-8", "surrogatepass"))
+    except filters.FilterError as exc:
+        errors.append(f"{exc.param}: {exc.message}")
+    else:
+        found = filters.filter_errors(params)
+        errors += [f"{exc.param}: {exc.message}" for exc in found]
+        if not found:
+            spec = filters.filter_parse(params).first_page()
+            back += "?" + urlencode(spec.query()) if spec.query() else ""
+    if action not in services.ACTIONS:
+        errors.append("action: " + services.UNKNOWN_ACTION)
+    context = {"project": project, "back": back, "max_selection": services.MAX_SELECTION}
+    if errors:
+        return render(
+            request, "datasets/pairs_confirm.html", {**context, "errors": errors}, status=400
+        )
     try:
         ids = selectors.pair_ids(project=project, spec=spec, limit=services.MAX_SELECTION + 1)
-        if request.POST.get("confirmed") != "1" and action in services.ACTIONS:
+        if request.POST.get("confirmed") != "1" or not ids:
             # One click must not turn a whole project gold: say how many pairs, then act.
             return render(
                 request,
                 "datasets/pairs_confirm.html",
                 {
-                    "project": project,
+                    **context,
                     "action": action,
                     "action_words": services.ACTIONS[action],
                     "count": len(ids),
                     "too_many": len(ids) > services.MAX_SELECTION,
-                    "max_selection": services.MAX_SELECTION,
                     "query": urlencode(spec.query()),
                     "filtered": bool(spec.query()),
-                    "back": back,
                 },
             )
         outcome = services.selection_act(
             project=project, pair_ids=ids, action=action, by=request.user
         )
     except (filters.FilterError, ValueError) as exc:
-        messages.error(request, str(exc))
-    else:
-        messages.success(request, outcome.summary)
+        return render(
+            request, "datasets/pairs_confirm.html", {**context, "errors": [str(exc)]}, status=400
+        )
+    messages.success(request, outcome.summary)
     return HttpResponseRedirect(back)
+
+
+def _query_params(request: HttpRequest) -> tuple[dict[str, str], filters.FilterError | None]:
+    """The query string's parameters, strictly (a name twice, bytes that are not UTF-8 and a
+    nameless value are errors), with Django's lenient reading kept to refill the form."""
+    try:
+        raw = get_bytes_from_wsgi(request.META, "QUERY_STRING", "")
+        return filters.query_parse(raw), None
+    except filters.FilterError as exc:
+        return request.GET.dict(), exc
 
 
 def _filter_context(*, spec, error, params: dict[str, str], images: bool) -> dict:
     # After an error the form shows what was typed, so it can be corrected.
     values = (
-        {k: v for k, v in params.items() if k in filters.PARAMS and k != "cursor"}
+        # ...but never a NUL, which an input cannot hold (the browser warns, the value is lost).
+        {
+            k: v
+            for k, v in params.items()
+            if k in filters.PARAMS and k != "cursor" and "\x00" not in v
+        }
         if error
         else spec.query()
     )
+    # Every error at once, so that one round trip corrects them all.
+    every = (filters.filter_errors(params, images=images) or [error]) if error else []
+    if error is not None and error.message in (
+        filters.GIVEN_TWICE,
+        filters.NO_NAME,
+        filters.BAD_BYTES,
+    ):
+        every = [error]  # the query string itself, before any parameter could be read
     return {
         "spec": spec,
         "filter_error": error,
+        "filter_errors": every,
         "values": values,
         "query": urlencode(spec.query()) if not error else "",
         "choices": {

@@ -103,3 +103,24 @@ def test_a_refused_caption_keeps_its_draft(page, transactional_db):
     assert not Judgment.objects.exists()
     page.reload()
     assert page.input_value("textarea") == "dog"
+
+
+def test_drafts_go_when_the_annotator_logs_out(page, transactional_db):
+    project, _ = _caption_project(images=2)
+    _open(page, project)
+    page.locator("textarea").focus()
+    page.keyboard.type(DRAFT)
+    page.wait_for_function(f"{KEYS}.length === 1")
+    page.click("form[data-logout] button[type=submit]")
+    page.wait_for_url("**/accounts/login/**")
+    # Nothing of it is left for the next person on this browser.
+    assert page.evaluate(KEYS) == []
+    assert DRAFT not in page.evaluate("JSON.stringify(localStorage)")
+
+
+def test_a_page_for_nobody_logged_in_clears_drafts_left_behind(page, transactional_db):
+    # A logout from another tab or an expired session never submits this tab's logout form.
+    page.goto("/accounts/login/")
+    page.evaluate("localStorage.setItem('concord:draft:x:1:2', 'left behind')")
+    page.goto("/accounts/login/")
+    assert page.evaluate(KEYS) == []

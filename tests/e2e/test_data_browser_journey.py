@@ -56,6 +56,14 @@ def test_manager_filters_the_grid_and_acts_on_the_selection(page, transactional_
     assert page.locator("[data-browse-filters] input[name=q]").input_value() == "black"
     page.goto(f"/projects/{project.slug}/images/?captions_min=lots")
     assert "captions_min" in page.locator("[data-filter-error]").inner_text()
+    # Two bad values: both are named at once, and the NUL is not put back into the number input
+    # (Chromium would warn that it cannot parse it and drop it).
+    warnings: list[str] = []
+    page.on("console", lambda message: warnings.append(message.text))
+    page.goto(f"/projects/{project.slug}/pairs/?gold=maybe&captions_min=%00")
+    assert page.locator("[data-filter-error]").count() == 2
+    assert page.locator("[data-browse-filters] input[name=captions_min]").input_value() == ""
+    assert not [w for w in warnings if "cannot be parsed" in w]
 
     # The same filter as a pair list, and an action on its selection.
     page.goto(shared)

@@ -166,6 +166,23 @@ def test_pages_fit_the_window_with_long_content(browser, live_server, transactio
                 assert cells.count() >= 3 * 3
                 assert any(len(t) > 64 for t in cells.all_text_contents())  # images/…/<hash>.jpg
                 cut += _words_cut(page, "table.files td")
+                # The datasheet's tables of words and counts: never "sp|lit" or "45|0".
+                assert page.locator(".datasheet td").count() >= 4
+                cut += _words_cut(page, ".datasheet td, .datasheet th")
+            else:
+                # The release page's head buttons are one line each at a desktop width.
+                page.goto(f"/projects/{project.slug}/releases/v{release.version}/")
+                for selector in ("[data-pin]", ".page-head .actions a.button"):
+                    lines = page.eval_on_selector(
+                        selector,
+                        """(el) => {
+                          const range = document.createRange();
+                          range.selectNodeContents(el);
+                          return new Set([...range.getClientRects()].map(r => Math.round(r.top)))
+                            .size;
+                        }""",
+                    )
+                    assert lines == 1, f"{selector} wraps onto {lines} lines at {width} px"
         finally:
             context.close()
     assert not too_wide, "\n".join(f"{path}: {measured}" for path, measured in too_wide)

@@ -46,7 +46,7 @@ def _page(client, project, query):
         ("?state=Waiting", "state"),
         ("?state=+waiting", "state"),
         ("?stat=waiting", "stat"),
-        ("?page=2", "page"),
+        ("?pages=2", "pages"),
         ("?%00=1", "\\0"),
     ],
 )
@@ -90,3 +90,48 @@ def test_the_parser_names_the_parameter():
         with pytest.raises(ItemsQueryError) as raised:
             items_state_parse(params)
         assert raised.value.param == name
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("query", "param", "words"),
+    [
+        ("?state=waiting&state=agreed", "state", "Given twice"),
+        ("?state=waiting&page=1&page=2", "page", "Given twice"),
+        ("?page=0", "page", "page number"),
+        ("?state=agreed&page=two", "page", "page number"),
+        ("?page=%00", "page", "page number"),
+    ],
+)
+def test_a_parameter_twice_or_a_bad_page_is_said(
+    client, manager, project, waiting_pair, query, param, words
+):
+    client.force_login(manager)
+    response = _page(client, project, query)
+    html = response.content.decode()
+    assert response.status_code == 400
+    assert f'data-query-error="{param}"' in html and words in html
+    assert f'data-pair="{waiting_pair.pk}"' not in html
+
+
+@pytest.mark.django_db
+def test_every_item_of_a_state_is_reachable_page_by_page(client, manager, project, monkeypatch):
+    monkeypatch.setattr("annotate.agreement.views.DISPUTED_PAGE_SIZE", 2)
+    pairs = []
+    for n in range(5):
+        image = factories.image(project=project, seed=n + 1)
+        pair = Pair.objects.get(
+            caption=caption_create(image=image, text=f"A dog {n}", source="api")
+        )
+        ItemLabel.objects.create(project=project, pair=pair, status=ItemStatus.PENDING)
+        pairs.append(pair.pk)
+    client.force_login(manager)
+    seen, query, pages = [], "?state=pending", 0
+    while query is not None:
+        html = _page(client, project, query).content.decode()
+        pages += 1
+        seen += [int(pk) for pk in re.findall(r'<article [^>]*data-pair="(\d+)"', html)]
+        assert "of 5." in html
+        found = re.search(r'href="(\?[^"]*)" rel="next"', html)
+        query = found.group(1).replace("&amp;", "&") if found else None
+    assert pages == 3 and sorted(seen) == sorted(pairs) and len(seen) == 5

@@ -143,3 +143,80 @@ def test_annotators_cannot_list_or_act(world, annotator):
         client.post(_url(world, "api-pairs-act"), {"action": "gold"}, format="json").status_code
         == 403
     )
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"action": "ungold", "gold": "maybe"}, "gold"),
+        ({"action": "exclude", "label": "no_match"}, "label"),
+        ({"action": "ungold", "bogus": 1}, "bogus"),
+        ({"action": "ungold", "query": "gold=yes"}, "query"),
+        ({"action": "ungold", "captions_min": [1]}, "captions_min"),
+    ],
+)
+def test_a_body_field_other_than_action_is_refused_naming_it(api, world, body, field):
+    # Filters go in the query string only; one in the body was dropped and the action ran on
+    # every pair of the project.
+    response = api.post(_url(world, "api-pairs-act"), body, format="json")
+    assert response.status_code == 400, response.json()
+    assert field in response.json()
+    assert not world.project.images.filter(pairs__excluded_from_releases=True).exists()
+
+
+def test_a_cursor_on_an_action_is_refused(api, world):
+    page = api.get(_url(world), {"sort": "id"})
+    assert page.status_code == 200
+    cursor = Cursor(sort="-id", value=None, id=world.p3.pk).encode()
+    response = api.post(
+        _url(world, "api-pairs-act") + "?cursor=" + cursor, {"action": "exclude"}, format="json"
+    )
+    assert response.status_code == 400
+    assert "whole filtered selection" in response.json()["cursor"][0]
+    assert not world.project.images.filter(pairs__excluded_from_releases=True).exists()
+
+
+@pytest.mark.parametrize(
+    ("query", "param", "words"),
+    [
+        ("gold=yes&gold=no", "gold", "twice"),
+        ("q=red&label=match&q=blue", "q", "twice"),
+        ("q=%ED%A0%80", "q", "UTF-8"),
+        ("license=%ED%BF%BF", "license", "UTF-8"),
+        ("q=%C0%AF", "q", "UTF-8"),
+        ("&&&==", "(no name)", "no name"),
+    ],
+)
+def test_a_parameter_twice_or_not_utf8_is_refused(api, world, query, param, words):
+    response = api.get(_url(world) + "?" + query)
+    assert response.status_code == 400
+    assert words in response.json()[param][0]
+    post = api.post(
+        _url(world, "api-pairs-act") + "?" + query, {"action": "exclude"}, format="json"
+    )
+    assert post.status_code == 400 and words in post.json()[param][0]
+
+
+def test_a_form_body_giving_action_twice_is_refused(api, world):
+    response = api.post(
+        _url(world, "api-pairs-act"),
+        "action=gold&action=ungold",
+        content_type="application/x-www-form-urlencoded",
+    )
+    assert response.status_code == 400 and "twice" in response.json()["action"][0]
+
+
+def test_rows_say_gold_and_the_label_in_the_filters_words(api, world):
+    acted = api.post(
+        _url(world, "api-pairs-act") + "?label=match", {"action": "gold"}, format="json"
+    )
+    assert acted.json()["done"] == 2
+    rows = {r["id"]: r for r in api.get(_url(world)).json()["results"]}
+    assert {pk for pk, r in rows.items() if r["gold"] is True} == {world.p0.pk, world.p3.pk}
+    assert all(r["gold"] is False for pk, r in rows.items() if pk not in {world.p0.pk, world.p3.pk})
+    words = {1: "match", 0: "no_match", None: "none"}
+    assert all(r["label_name"] == words[r["label"]] for r in rows.values())
+    # The words are the filter's: label_name=X rows are exactly what ?label=X lists.
+    for word in ("match", "no_match", "none"):
+        listed = {r["id"] for r in api.get(_url(world), {"label": word}).json()["results"]}
+        assert listed == {pk for pk, r in rows.items() if r["label_name"] == word}

@@ -87,8 +87,49 @@ def test_an_action_from_the_page_acts_on_the_filtered_selection(client, manager,
     page = client.get(response["Location"]).content.decode()
     assert "Exclude from releases: 1 pair done." in page
 
-    bad = client.post(act, {"query": "label=maybe", "action": "exclude"}, follow=True)
-    assert "label: Must be one of" in bad.content.decode()
-    unknown = client.post(act, {"query": "", "action": "drop"}, follow=True)
-    assert "Unknown action." in unknown.content.decode()
+    bad = client.post(act, {"query": "label=maybe", "action": "exclude"})
+    assert bad.status_code == 400 and "label: Must be one of" in bad.content.decode()
+    unknown = client.post(act, {"query": "", "action": "drop"})
+    assert unknown.status_code == 400 and "Unknown action." in unknown.content.decode()
     assert Pair.objects.filter(excluded_from_releases=True).count() == 1
+
+
+@pytest.mark.parametrize(
+    ("form", "shown"),
+    [
+        ({"query": "&&&==", "action": "gold"}, ["(no name): A parameter has no name"]),
+        (
+            {"query": "gold=maybe&captions_min=%00", "action": "drop"},
+            ["captions_min: Text must be", "gold: Must be one of", "action: Unknown action."],
+        ),
+        ({"query": "gold=yes&gold=no", "action": "gold"}, ["gold: Given twice"]),
+        ({"query": "q=%ED%A0%80", "action": "gold"}, ["q: Not valid UTF-8"]),
+        ({"query": "", "action": ["gold", "ungold"]}, ["action: Given twice"]),
+    ],
+)
+def test_action_form_errors_answer_400_listing_every_one(client, manager, world, form, shown):
+    client.force_login(manager)
+    act = reverse("pairs-act", kwargs={"slug": world.project.slug})
+    response = client.post(act, {**form, "confirmed": "1"})
+    page = response.content.decode()
+    assert response.status_code == 400
+    assert [message in page for message in shown] == [True] * len(shown)
+    assert not Task.objects.filter(is_gold=True).exists()
+
+
+def test_an_empty_selection_has_nothing_to_confirm(client, manager, world):
+    client.force_login(manager)
+    act = reverse("pairs-act", kwargs={"slug": world.project.slug})
+    response = client.post(act, {"query": "q=zebra", "action": "gold"})
+    page = response.content.decode()
+    assert response.status_code == 200 and "data-nothing-to-do" in page
+    assert "data-confirm" not in page.replace("data-confirm-action", "")
+
+
+def test_a_nul_is_never_echoed_into_the_filter_form(client, manager, world):
+    client.force_login(manager)
+    url = reverse("pair-list", kwargs={"slug": world.project.slug})
+    response = client.get(url + "?gold=maybe&captions_min=%00")
+    assert response.status_code == 400
+    assert "\x00" not in response.content.decode()
+    assert response.content.decode().count("data-filter-error=") == 2

@@ -249,3 +249,52 @@ def test_every_source_of_the_model_can_be_filtered():
     from datasets.models import Source
 
     assert set(SOURCES) == set(Source.values)
+
+
+@pytest.mark.parametrize(
+    ("q", "texts"),
+    [
+        (
+            "-red",
+            {
+                "A brown dog runs on green grass",
+                "Two black dogs play in the snow",
+                "Snow covers the quiet park",
+            },
+        ),
+        ("black -red", {"Two black dogs play in the snow"}),
+        ("-red -snow", {"A brown dog runs on green grass"}),
+        ('"red bus"', {"A red bus waits at the stop"}),
+        (
+            '-"red bus"',
+            {
+                "A black cat sleeps on a red sofa",
+                "A brown dog runs on green grass",
+                "Two black dogs play in the snow",
+                "Snow covers the quiet park",
+            },
+        ),
+        (
+            "-do",
+            {  # a whole word only: "dog" has no word "do"
+                "A black cat sleeps on a red sofa",
+                "A brown dog runs on green grass",
+                "Two black dogs play in the snow",
+                "A red bus waits at the stop",
+                "Snow covers the quiet park",
+            },
+        ),
+    ],
+)
+def test_search_exclusions_agree_on_every_database(world, q, texts):
+    # PostgreSQL's websearch_to_tsquery reads -word as NOT; the SQLite fallback found nothing.
+    spec = filter_parse({"q": q})
+    found = selectors.pairs_filtered(project=world.project, spec=spec)
+    assert {p.caption.text for p in found} == texts
+
+
+def test_search_terms_read_words_phrases_and_exclusions():
+    from datasets.browse.filters import search_terms
+
+    assert search_terms('circle -red "a b"  -"c  d" - ""') == (["circle", "a b"], ["red", "c d"])
+    assert search_terms('"unclosed phrase') == (["unclosed phrase"], [])

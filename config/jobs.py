@@ -232,6 +232,42 @@ def jobs_stale(name: str) -> list[JobLease]:
     return list(JobLease.objects.filter(name=name, heartbeat_at__lt=alive))
 
 
+def jobs_lost(name: str, *, seconds: float) -> list[JobLease]:
+    """Requests of ``name`` waiting for longer than ``seconds`` with no run started since:
+    their message was lost (taken by a worker that died before it acknowledged it, or gone with
+    the broker), so nothing runs them until Redis's visibility timeout (hours) hands it back."""
+    lost = timezone.now() - timedelta(seconds=seconds)
+    return list(
+        JobLease.objects.filter(
+            name=name, pending=True, requested_at__lt=lost, heartbeat_at__isnull=True
+        )
+    )
+
+
+def job_resend(lease: JobLease, *args: object, what: str) -> bool:
+    """Send a lost request (``jobs_lost``) again at once, keeping its options; False when a run
+    started or another process sent it again in the meantime. A message that was only slow
+    runs too: that is one recompute more, which changes nothing."""
+    with transaction.atomic():
+        current = JobLease.objects.select_for_update().get(pk=lease.pk)
+        if not (
+            current.pending
+            and current.heartbeat_at is None
+            and current.requested_at == lease.requested_at
+        ):
+            return False
+        current.requested_at = timezone.now()
+        current.save(update_fields=["requested_at"])
+    logger.warning("%s: its message was lost (no run started): sent again", what)
+    try:
+        enqueue(lease.name, *args)
+    except Exception:
+        logger.exception("Could not enqueue %s (%s)", what, lease.name)
+        JobLease.objects.filter(pk=lease.pk).update(pending=False)
+        return False
+    return True
+
+
 def job_recover(
     lease: JobLease, *args: object, what: str, error: str = WORKER_LOST, resend: bool = True
 ) -> bool:

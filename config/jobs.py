@@ -157,6 +157,12 @@ def job_start(name: str, key: str) -> JobLease | None:
     return lease
 
 
+def job_alive(name: str, key: str) -> bool:
+    """Whether a live run holds the job (its heartbeat is younger than its stale time)."""
+    alive = timezone.now() - timedelta(seconds=_stale_seconds(name))
+    return JobLease.objects.filter(name=name, key=key, heartbeat_at__gt=alive).exists()
+
+
 def job_heartbeat(lease: JobLease, **progress: object) -> bool:
     """Say the run is alive and how far it is (``progress``: JSON values, merged); False when
     the job is no longer this run's (it was taken for dead and sent again)."""

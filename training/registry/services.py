@@ -28,7 +28,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from config.celery import enqueue_on_commit
-from config.jobs import job_cancel, job_heartbeat, job_running, jobs_recover
+from config.jobs import job_alive, job_cancel, job_heartbeat, job_running, jobs_recover
 from config.storage import (
     MODELS,
     StorageDataStore,
@@ -232,7 +232,12 @@ def model_cancel(*, version: ModelVersion, by: AbstractBaseUser) -> ModelVersion
         raise TrainingRefused(
             ERROR_NOT_CANCELLABLE.format(pk=version.pk, status=version.get_status_display().lower())
         )
+    alive = job_alive(TRAIN, str(version.pk))
     job_cancel(TRAIN, str(version.pk), error=error)
+    if not alive:
+        # No live worker holds the run to delete what it stored (its worker died, or it never
+        # started): the cancel deletes it here, or it would stay in storage for good.
+        _cancelled_forget(version=version)
     return version
 
 

@@ -249,9 +249,9 @@ def test_a_real_worker_keeps_labels_fresh_while_annotators_work(
             worker.kill()
     lease.refresh_from_db()
     assert waiting_seen <= 1
-    assert 1 <= lease.runs < 40, lease.runs  # coalesced: not one per judgment
-    assert lease.error == ""
-    assert AgreementSnapshot.objects.count() == lease.runs
+    runs = AgreementSnapshot.objects.count()  # one snapshot a run
+    assert 1 <= runs < 40, runs  # coalesced: not one per judgment
+    assert (lease.error, lease.runs) == ("", 0)  # no deaths counted
     assert ItemLabel.objects.filter(project=project, status="agreed", label=1).count() == 40
     for task in Task.objects.filter(pk__in=[t.pk for t in tasks]):
         assert (task.target, task.judgment_count, task.lease_count) == (2, 2, 0)

@@ -2,10 +2,14 @@
 when the status does not allow it), a message already on its way trains nothing, and a run
 cancelled while it trains stops after its epoch with nothing of it kept."""
 
+from datetime import timedelta
+
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
 from config.jobs import job_start
+from config.storage import storage_walk, storage_write
 from datasets.models import JobLease
 from training.registry import services
 from training.registry.models import ModelVersion, VersionStatus
@@ -98,3 +102,41 @@ def test_a_run_cancelled_as_it_finishes_is_never_ready_nor_promoted(project, man
     ended = services.model_train(version_id=version.pk, on_epoch=cancel_at_the_last)
     assert ended.status == VersionStatus.CANCELLED and not ended.is_promoted
     assert services.promoted_version(project=project) is None
+
+
+def _stored(version) -> list[str]:
+    return sorted(storage_walk(alias="models", prefix=services.checkpoint_prefix(version=version)))
+
+
+@pytest.mark.django_db
+def test_cancelling_a_run_whose_worker_died_deletes_its_checkpoints(
+    project, manager, release, settings
+):
+    # QA: a worker killed at epoch 3-8, then Cancel: best.pt, last.pt and log.jsonl stayed.
+    version = services.model_request(project=project, release=release, enqueue=False)
+    prefix = services.checkpoint_prefix(version=version)
+    lease = job_start(services.TRAIN, str(version.pk))
+    ModelVersion.objects.filter(pk=version.pk).update(status=VersionStatus.TRAINING, epochs_done=3)
+    for name in ("best.pt", "last.pt", "log.jsonl"):  # what the dead run had stored
+        storage_write(alias="models", name=f"{prefix}/{name}", data=b"x")
+    stale = settings.CONCORD_JOB_STALE_SECONDS["*"] + 1
+    JobLease.objects.filter(pk=lease.pk).update(
+        heartbeat_at=timezone.now() - timedelta(seconds=stale)
+    )
+
+    version = services.model_cancel(version=version, by=manager)
+    assert version.status == VersionStatus.CANCELLED
+    assert _stored(version) == []
+    version.refresh_from_db()
+    assert (version.epochs_done, version.history) == (0, [])
+
+
+@pytest.mark.django_db
+def test_cancelling_a_run_a_live_worker_holds_leaves_the_deleting_to_it(project, manager, release):
+    version = services.model_request(project=project, release=release, enqueue=False)
+    prefix = services.checkpoint_prefix(version=version)
+    job_start(services.TRAIN, str(version.pk))  # alive: its next check deletes what it stored
+    ModelVersion.objects.filter(pk=version.pk).update(status=VersionStatus.TRAINING)
+    storage_write(alias="models", name=f"{prefix}/last.pt", data=b"x")
+    services.model_cancel(version=version, by=manager)
+    assert _stored(version) == [f"{prefix}/last.pt"]

@@ -26,6 +26,7 @@ from datasets.ingest.services.jobs import (
     import_job_create,
     import_job_retry,
     import_job_retry_refusal,
+    import_job_stopping,
     upload_job_create,
 )
 from datasets.models import ImportKind, ImportStatus, RowOutcome, Source
@@ -106,8 +107,11 @@ def import_job(request: HttpRequest, slug: str, job_id: int) -> HttpResponse:
         "jobs_ahead": (
             selectors.jobs_ahead(job=job) if job.status == ImportStatus.QUEUED else None
         ),
+        "stopping": import_job_stopping(job=job),
         "retry_refusal": (
-            import_job_retry_refusal(job=job) if job.status == ImportStatus.FAILED else ""
+            import_job_retry_refusal(job=job)
+            if job.status in (ImportStatus.FAILED, ImportStatus.CANCELLED)
+            else ""
         ),
     }
     if request.htmx and request.GET.get("part") == "status":
@@ -177,7 +181,7 @@ collection_retry_view = _collection_action(collection_retry_failed)
 
 @require_POST
 def import_job_cancel_view(request: HttpRequest, slug: str, job_id: int) -> HttpResponse:
-    """Stop a queued or running import (it fails as cancelled; Retry runs it on); 409 with the
+    """Stop a queued or running import (it is cancelled; Retry runs it on); 409 with the
     reason when its state does not allow it."""
     project, _ = access.project_get(user=request.user, slug=slug, manager=True)
     job = selectors.job_get(project=project, job_id=job_id)

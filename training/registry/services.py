@@ -149,17 +149,42 @@ def model_request(
     enqueue: bool = True,
 ) -> ModelVersion:
     """A queued model version on ``release`` (default: the newest ready one); its training task
-    is sent once the row is committed."""
+    is sent once the row is committed. The one already queued or training when it has the same
+    release and settings (``model_request_once``)."""
+    return model_request_once(project=project, release=release, config=config, enqueue=enqueue)[0]
+
+
+def model_request_once(
+    *,
+    project: Project,
+    release: Release | None = None,
+    config: dict[str, Any] | None = None,
+    enqueue: bool = True,
+) -> tuple[ModelVersion, bool]:
+    """``model_request``, coalesced: a version of the same release and settings already queued
+    or training is returned instead of a new one (a double-clicked "Train now" trains once).
+    Returns the version and whether it is new."""
     if release is None:
         release = newest_ready_release(project=project)
     if release is None or release.status != ReleaseStatus.READY:
         raise ValueError(ERROR_NO_RELEASE.format(slug=project.slug))
     # Validate now (a bad config fails the request, not the worker) and store every field.
     full = _full_config(config, project=project)
-    version = ModelVersion.objects.create(project=project, release=release, config=full)
-    if enqueue:
-        model_enqueue(version_id=version.pk)
-    return version
+    with transaction.atomic():
+        # The project's row lock (SQLite: the write lock the transaction takes at its start)
+        # orders simultaneous requests: the second sees the first's version.
+        Project.objects.select_for_update().filter(pk=project.pk).first()
+        for live in ModelVersion.objects.filter(
+            project=project,
+            release=release,
+            status__in=[VersionStatus.QUEUED, VersionStatus.TRAINING],
+        ):
+            if live.config == full:
+                return live, False
+        version = ModelVersion.objects.create(project=project, release=release, config=full)
+        if enqueue:
+            model_enqueue(version_id=version.pk)
+    return version, True
 
 
 def model_enqueue(*, version_id: int) -> None:

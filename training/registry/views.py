@@ -18,11 +18,20 @@ def model_list(request: HttpRequest, slug: str) -> HttpResponse:
     project, _ = access.project_get(user=request.user, slug=slug, manager=True)
     if request.method == "POST":
         try:
-            version = services.model_request(project=project)
+            version, new = services.model_request_once(project=project)
         except ValueError as exc:
             messages.error(request, str(exc))
         else:
-            messages.success(request, f"Model #{version.pk} queued; it trains in the background.")
+            if new:
+                messages.success(
+                    request, f"Model #{version.pk} queued; it trains in the background."
+                )
+            else:
+                messages.info(
+                    request,
+                    f"Model #{version.pk} of the same release and settings is already "
+                    f"{version.get_status_display().lower()}: no second run was queued.",
+                )
         return redirect("models", slug=project.slug)
     page = selectors.model_page(project=project)
     return render(request, "training_registry/models.html", {"project": project, "page": page})

@@ -140,3 +140,21 @@ def test_cancelling_a_run_a_live_worker_holds_leaves_the_deleting_to_it(project,
     storage_write(alias="models", name=f"{prefix}/last.pt", data=b"x")
     services.model_cancel(version=version, by=manager)
     assert _stored(version) == [f"{prefix}/last.pt"]
+
+
+@pytest.mark.django_db
+def test_train_now_twice_queues_one_run(client, project, manager, release):
+    # QA: four POSTs of "Train now" (a double click) queued four identical versions.
+    client.force_login(manager)
+    for _ in range(3):
+        assert client.post(reverse("models", args=[project.slug])).status_code == 302
+    versions = list(ModelVersion.objects.filter(project=project))
+    assert len(versions) == 1 and versions[0].status == VersionStatus.QUEUED
+    page = client.get(reverse("models", args=[project.slug])).content.decode()
+    assert "already queued" in page
+    # Other settings, or once the run is no longer queued or training, make a new version.
+    other = services.model_request(project=project, release=release, config={"epochs": 2})
+    assert other.pk != versions[0].pk
+    services.model_cancel(version=versions[0], by=manager)
+    again = services.model_request(project=project, release=release, enqueue=False)
+    assert again.pk not in (versions[0].pk, other.pk)

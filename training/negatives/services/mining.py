@@ -206,10 +206,16 @@ def mining_cancel(*, project: Project, by: AbstractBaseUser) -> MiningState:
 def mining_retry(*, project: Project) -> MiningState:
     """Ask for mining again after it failed or was cancelled (sent at once; quotas make the
     run top up what an earlier one proposed). Raises ``MiningRefused`` in any other state."""
-    state = mining_state(project=project)
-    if not state.can_retry:
-        raise MiningRefused(ERROR_NOT_RETRYABLE.format(status=state.status or "not asked for"))
-    # A fresh count of attempts: the give-up rule counts deaths since the last retry.
-    JobLease.objects.filter(name=MINE, key=str(project.pk), heartbeat_at=None).update(runs=0)
+    with transaction.atomic():
+        # Under the lease's row lock, and the state left "" until the request below marks it
+        # queued: of two Retry clicks at once, the second finds nothing to retry (409).
+        JobLease.objects.select_for_update().filter(name=MINE, key=str(project.pk)).first()
+        state = mining_state(project=project)
+        if not state.can_retry:
+            raise MiningRefused(ERROR_NOT_RETRYABLE.format(status=state.status or "not asked for"))
+        # A fresh count of attempts: the give-up rule counts deaths since the last retry.
+        JobLease.objects.filter(name=MINE, key=str(project.pk), heartbeat_at=None).update(
+            runs=0, error="", progress={}, options={}, finished_at=None
+        )
     job_request_now(MINE, str(project.pk), project.pk, what=f"mining for project {project.slug}")
     return mining_state(project=project)

@@ -158,3 +158,29 @@ def test_train_now_twice_queues_one_run(client, project, manager, release):
     services.model_cancel(version=versions[0], by=manager)
     again = services.model_request(project=project, release=release, enqueue=False)
     assert again.pk not in (versions[0].pk, other.pk)
+
+
+@pytest.mark.django_db
+def test_a_get_on_an_action_url_says_to_use_the_button(client, project, manager, release):
+    # QA: GET on cancel/retry gave 405 with an empty body, a blank page in the browser.
+    from tests.datasets.ingest.test_import_cancel import _job
+
+    version = services.model_request(project=project, release=release, enqueue=False)
+    job = _job(project, manager, rows=1)
+    client.force_login(manager)
+    urls = [
+        _url("model-cancel", project, version),
+        _url("model-retry", project, version),
+        reverse("mining-cancel", kwargs={"slug": project.slug}),
+        reverse("mining-retry", kwargs={"slug": project.slug}),
+        reverse("import-cancel", kwargs={"slug": project.slug, "job_id": job.pk}),
+        reverse("import-retry", kwargs={"slug": project.slug, "job_id": job.pk}),
+    ]
+    for url in urls:
+        response = client.get(url)
+        assert (response.status_code, response["Allow"]) == (405, "POST"), url
+        page = response.content.decode()
+        assert "data-method-not-allowed" in page and "Use the button" in page, url
+        assert 'class="topbar' in page or "<nav" in page, url  # the site's layout
+    version.refresh_from_db()
+    assert version.status == VersionStatus.QUEUED  # nothing done

@@ -19,6 +19,7 @@ import shutil
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -218,6 +219,10 @@ TRAIN_GAVE_UP = (
 
 
 ERROR_CANCELLED = "Cancelled by {user}."
+STOPPING = "stopping"  # in a cancelled run's lease progress until its worker stops
+ERROR_STOPPING = (
+    "Model #{pk} is still stopping after the epoch it is in: retry once it shows Cancelled."
+)
 ERROR_NOT_CANCELLABLE = "Only a queued or training model can be cancelled; model #{pk} is {status}."
 ERROR_NOT_RETRYABLE = (
     "Only a failed or cancelled model can be trained again; model #{pk} is {status}."
@@ -259,7 +264,10 @@ def model_cancel(*, version: ModelVersion, by: AbstractBaseUser) -> ModelVersion
         )
     alive = job_alive(TRAIN, str(version.pk))
     job_cancel(TRAIN, str(version.pk), error=error)
-    if not alive:
+    if alive:
+        # Until its worker stops after the epoch it is in, the card says "Cancelling…".
+        JobLease.objects.filter(name=TRAIN, key=str(version.pk)).update(progress={STOPPING: True})
+    else:
         # No live worker holds the run to delete what it stored (its worker died, or it never
         # started): the cancel deletes it here, or it would stay in storage for good.
         _cancelled_forget(version=version)
@@ -270,6 +278,8 @@ def model_retry(*, version: ModelVersion) -> ModelVersion:
     """Queue a failed or cancelled version's run again (sent after commit); a failed run resumes
     from its last stored epoch, a cancelled one starts afresh. Raises ``TrainingRefused``
     otherwise."""
+    if model_stopping(version=version):
+        raise TrainingRefused(ERROR_STOPPING.format(pk=version.pk))
     if version.status == VersionStatus.CANCELLED:
         # What a run whose worker died before it saw the cancel had stored.
         _cancelled_forget(version=version)
@@ -287,9 +297,23 @@ def model_retry(*, version: ModelVersion) -> ModelVersion:
     return version
 
 
+def model_stopping(*, version: ModelVersion) -> bool:
+    """Whether a cancelled run's worker is still finishing the epoch it is in (the card says
+    "Cancelling…" and Retry waits): until it stops, or for its stale time if it died."""
+    if version.status != VersionStatus.CANCELLED:
+        return False
+    lease = JobLease.objects.filter(name=TRAIN, key=str(version.pk)).first()
+    if lease is None or not (lease.progress or {}).get(STOPPING) or lease.finished_at is None:
+        return False
+    stale = settings.CONCORD_JOB_STALE_SECONDS.get(TRAIN, settings.CONCORD_JOB_STALE_SECONDS["*"])
+    return lease.finished_at > timezone.now() - timedelta(seconds=stale)
+
+
 def _cancelled_forget(*, version: ModelVersion) -> None:
     """What a cancelled run stored goes (its checkpoints, its epochs), unless a retry queued it
-    again meanwhile: the next run then starts from nothing."""
+    again meanwhile: the next run then starts from nothing. The run has stopped: its card no
+    longer says "Cancelling…"."""
+    JobLease.objects.filter(name=TRAIN, key=str(version.pk), heartbeat_at=None).update(progress={})
     with transaction.atomic():
         still = ModelVersion.objects.select_for_update().filter(
             pk=version.pk, status=VersionStatus.CANCELLED

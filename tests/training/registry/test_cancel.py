@@ -63,17 +63,24 @@ def test_a_run_cancelled_while_it_trains_stops_and_keeps_nothing(
     settings.CONCORD_TRAIN_CONFIG = {**settings.CONCORD_TRAIN_CONFIG, "epochs": 4, "patience": 4}
     version = services.model_request(project=project, release=release, enqueue=False)
     lease = job_start(services.TRAIN, str(version.pk))
-    epochs = []
+    epochs, stopping = [], []
 
     def cancel_after_the_first(record):
         epochs.append(record["epoch"])
         if record["epoch"] == 1:
             services.model_cancel(version=version, by=manager)
+            # QA: the card said "Queued" while the old run still trained: it says Cancelling…
+            # and Retry waits until the worker has stopped.
+            cancelled = ModelVersion.objects.get(pk=version.pk)
+            stopping.append(services.model_stopping(version=cancelled))
+            with pytest.raises(services.TrainingRefused):
+                services.model_retry(version=cancelled)
 
     ended = services.model_train(
         version_id=version.pk, lease=lease, on_epoch=cancel_after_the_first
     )
     assert epochs == [1], "it stops after the epoch it was in"
+    assert stopping == [True] and not services.model_stopping(version=ended)
     assert ended.status == VersionStatus.CANCELLED and not ended.is_promoted
     assert (ended.epochs_done, ended.history, ended.checkpoint) == (0, [], "")
     models = settings.CONCORD_MODELS_ROOT / project.slug / str(version.pk)

@@ -32,6 +32,10 @@ from datasets.models import JobLease
 logger = logging.getLogger(__name__)
 
 WORKER_LOST = "Its worker stopped answering (killed or out of memory): sent again."
+# The lease option that marks a job cancelled with ``job_cancel(mark=True)``: every message of it
+# (one sent before the cancel, or one the broker delivers again after a visibility timeout)
+# then does nothing, until a new request clears the mark.
+CANCELLED = "cancelled"
 
 
 def worker_name() -> str:
@@ -78,8 +82,12 @@ def job_request_now(
     what: str,
     options: dict | None = None,
     countdown: float | None = None,
+    resend: bool = False,
 ) -> bool:
-    """``job_request`` at once (outside a transaction); True when a message was sent."""
+    """``job_request`` at once (outside a transaction); True when a message was sent.
+
+    A new request for a job no run holds starts its count of deaths in a row afresh;
+    ``resend`` (recovery sending a dead run again) keeps the count."""
     now = timezone.now()
     lost = now - timedelta(seconds=settings.CONCORD_JOB_PENDING_SECONDS)
     # A plain read first: while a message waits (nearly always, under load) a request costs one
@@ -103,7 +111,10 @@ def job_request_now(
                 lease.save(update_fields=["options"])
             return False
         lease.pending, lease.options, lease.requested_at = True, merged, now
-        lease.save(update_fields=["pending", "options", "requested_at"])
+        if not resend and lease.heartbeat_at is None:
+            # Asked for anew: earlier runs (finished, or given up) are not deaths of this one.
+            lease.runs = 0
+        lease.save(update_fields=["pending", "options", "requested_at", "runs"])
     try:
         enqueue(name, *args, countdown=countdown)
     except Exception:
@@ -122,11 +133,15 @@ def job_start(name: str, key: str) -> JobLease | None:
     asked to run once more when it ends, so this message's work is not lost).
 
     The returned lease's ``options`` are what the requests since the last start asked for.
+    None, with nothing written, for a job cancelled with ``job_cancel(mark=True)`` and not asked
+    for since: however often the broker delivers its messages, none of them runs it.
     """
     _lease_get(name=name, key=key)
     now = timezone.now()
     with transaction.atomic():
         lease = JobLease.objects.select_for_update().get(name=name, key=key)
+        if lease.options.get(CANCELLED) and not lease.pending and lease.heartbeat_at is None:
+            return None
         alive = now - timedelta(seconds=_stale_seconds(name))
         if lease.heartbeat_at is not None and lease.heartbeat_at > alive:
             lease.again, lease.pending = True, False
@@ -140,6 +155,12 @@ def job_start(name: str, key: str) -> JobLease | None:
         lease.save()
     lease.options = options
     return lease
+
+
+def job_alive(name: str, key: str) -> bool:
+    """Whether a live run holds the job (its heartbeat is younger than its stale time)."""
+    alive = timezone.now() - timedelta(seconds=_stale_seconds(name))
+    return JobLease.objects.filter(name=name, key=key, heartbeat_at__gt=alive).exists()
 
 
 def job_heartbeat(lease: JobLease, **progress: object) -> bool:
@@ -161,6 +182,9 @@ def job_finish(lease: JobLease, *args: object, what: str, error: str = "", **pro
             return  # taken for dead and claimed again: that run reports
         again = current.again
         current.again, current.worker, current.heartbeat_at = False, "", None
+        # The run ended by itself (done, failed or stopped): ``runs`` counts deaths in a row,
+        # so the next death of this job is its first.
+        current.runs = 0
         current.finished_at = timezone.now()
         current.progress = {**lease.progress, **progress}
         current.error = error[:2000]
@@ -214,6 +238,42 @@ def jobs_stale(name: str) -> list[JobLease]:
     return list(JobLease.objects.filter(name=name, heartbeat_at__lt=alive))
 
 
+def jobs_lost(name: str, *, seconds: float) -> list[JobLease]:
+    """Requests of ``name`` waiting for longer than ``seconds`` with no run started since:
+    their message was lost (taken by a worker that died before it acknowledged it, or gone with
+    the broker), so nothing runs them until Redis's visibility timeout (hours) hands it back."""
+    lost = timezone.now() - timedelta(seconds=seconds)
+    return list(
+        JobLease.objects.filter(
+            name=name, pending=True, requested_at__lt=lost, heartbeat_at__isnull=True
+        )
+    )
+
+
+def job_resend(lease: JobLease, *args: object, what: str) -> bool:
+    """Send a lost request (``jobs_lost``) again at once, keeping its options; False when a run
+    started or another process sent it again in the meantime. A message that was only slow
+    runs too: that is one recompute more, which changes nothing."""
+    with transaction.atomic():
+        current = JobLease.objects.select_for_update().get(pk=lease.pk)
+        if not (
+            current.pending
+            and current.heartbeat_at is None
+            and current.requested_at == lease.requested_at
+        ):
+            return False
+        current.requested_at = timezone.now()
+        current.save(update_fields=["requested_at"])
+    logger.warning("%s: its message was lost (no run started): sent again", what)
+    try:
+        enqueue(lease.name, *args)
+    except Exception:
+        logger.exception("Could not enqueue %s (%s)", what, lease.name)
+        JobLease.objects.filter(pk=lease.pk).update(pending=False)
+        return False
+    return True
+
+
 def job_recover(
     lease: JobLease, *args: object, what: str, error: str = WORKER_LOST, resend: bool = True
 ) -> bool:
@@ -227,7 +287,7 @@ def job_recover(
         return False
     logger.warning("%s: %s", what, error)
     if resend:
-        job_request_now(lease.name, lease.key, *args, what=what)
+        job_request_now(lease.name, lease.key, *args, what=what, resend=True)
     return True
 
 
@@ -261,9 +321,10 @@ def jobs_recover(
     return acted
 
 
-def job_cancel(name: str, key: str, *, error: str) -> None:
+def job_cancel(name: str, key: str, *, error: str, mark: bool = False) -> None:
     """Take the job from whatever run holds it (its heartbeats then say so and it stops at its
-    next check) and forget a waiting request."""
+    next check) and forget a waiting request. With ``mark`` (jobs with no row of their own to
+    say they were cancelled) no message of the job runs it until it is asked for again."""
     JobLease.objects.filter(name=name, key=key).update(
         heartbeat_at=None,
         worker="",
@@ -271,4 +332,5 @@ def job_cancel(name: str, key: str, *, error: str) -> None:
         finished_at=timezone.now(),
         again=False,
         pending=False,
+        **({"options": {CANCELLED: error}} if mark else {}),
     )

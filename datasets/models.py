@@ -791,6 +791,8 @@ class ImportStatus(models.TextChoices):
     PAUSED = "paused", "Paused"
     DONE = "done", "Done"
     FAILED = "failed", "Failed"
+    # Stopped by a manager (imports of files): its inputs are kept for Retry.
+    CANCELLED = "cancelled", "Cancelled"
 
 
 class RowOutcome(models.TextChoices):

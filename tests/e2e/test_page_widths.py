@@ -122,7 +122,15 @@ def test_pages_fit_the_window_with_long_content(browser, live_server, transactio
 
     too_wide, cut = [], []
     for width, paths in (
-        (1280, [f"/projects/{project.slug}/images/{image.pk}/"]),
+        (
+            1280,
+            [
+                f"/projects/{project.slug}/images/{image.pk}/",
+                # QA: the head action (Mine now, Train now) stuck out past the content box.
+                f"/projects/{project.slug}/models/",
+                f"/projects/{project.slug}/negatives/",
+            ],
+        ),
         (
             390,
             [

@@ -19,6 +19,7 @@ from training.registry.models import ModelVersion, VersionStatus
 from training.registry.services import (
     NightlyPlan,
     default_config,
+    model_stopping,
     newest_ready_release,
     nightly_plan,
 )
@@ -102,6 +103,7 @@ class VersionCard:
     score: str
     expanded: bool = False
     headings: tuple[str, ...] = HEADINGS
+    stopping: bool = False  # cancelled, its worker still finishing its epoch
 
 
 @dataclass(frozen=True)
@@ -185,9 +187,11 @@ def version_card(*, version: ModelVersion, expanded: bool = False) -> VersionCar
         ),
         {},
     )
+    stopping = model_stopping(version=version)
     return VersionCard(
         version=version,
-        running=version.status in RUNNING,
+        running=version.status in RUNNING or stopping,
+        stopping=stopping,
         percent_done=min(100, version.epochs_done * 100 // epochs) if epochs else 0,
         rows=_rows(metrics),
         confusions=[c for s in CONFUSION_SPLITS if (c := _confusion(s, metrics.get(s)))],

@@ -19,6 +19,7 @@ import shutil
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from config.celery import enqueue_on_commit
-from config.jobs import job_cancel, job_heartbeat, job_running, jobs_recover
+from config.jobs import job_alive, job_cancel, job_heartbeat, job_running, jobs_recover
 from config.storage import (
     MODELS,
     StorageDataStore,
@@ -149,17 +150,42 @@ def model_request(
     enqueue: bool = True,
 ) -> ModelVersion:
     """A queued model version on ``release`` (default: the newest ready one); its training task
-    is sent once the row is committed."""
+    is sent once the row is committed. The one already queued or training when it has the same
+    release and settings (``model_request_once``)."""
+    return model_request_once(project=project, release=release, config=config, enqueue=enqueue)[0]
+
+
+def model_request_once(
+    *,
+    project: Project,
+    release: Release | None = None,
+    config: dict[str, Any] | None = None,
+    enqueue: bool = True,
+) -> tuple[ModelVersion, bool]:
+    """``model_request``, coalesced: a version of the same release and settings already queued
+    or training is returned instead of a new one (a double-clicked "Train now" trains once).
+    Returns the version and whether it is new."""
     if release is None:
         release = newest_ready_release(project=project)
     if release is None or release.status != ReleaseStatus.READY:
         raise ValueError(ERROR_NO_RELEASE.format(slug=project.slug))
     # Validate now (a bad config fails the request, not the worker) and store every field.
     full = _full_config(config, project=project)
-    version = ModelVersion.objects.create(project=project, release=release, config=full)
-    if enqueue:
-        model_enqueue(version_id=version.pk)
-    return version
+    with transaction.atomic():
+        # The project's row lock (SQLite: the write lock the transaction takes at its start)
+        # orders simultaneous requests: the second sees the first's version.
+        Project.objects.select_for_update().filter(pk=project.pk).first()
+        for live in ModelVersion.objects.filter(
+            project=project,
+            release=release,
+            status__in=[VersionStatus.QUEUED, VersionStatus.TRAINING],
+        ):
+            if live.config == full:
+                return live, False
+        version = ModelVersion.objects.create(project=project, release=release, config=full)
+        if enqueue:
+            model_enqueue(version_id=version.pk)
+    return version, True
 
 
 def model_enqueue(*, version_id: int) -> None:
@@ -193,6 +219,10 @@ TRAIN_GAVE_UP = (
 
 
 ERROR_CANCELLED = "Cancelled by {user}."
+STOPPING = "stopping"  # in a cancelled run's lease progress until its worker stops
+ERROR_STOPPING = (
+    "Model #{pk} is still stopping after the epoch it is in: retry once it shows Cancelled."
+)
 ERROR_NOT_CANCELLABLE = "Only a queued or training model can be cancelled; model #{pk} is {status}."
 ERROR_NOT_RETRYABLE = (
     "Only a failed or cancelled model can be trained again; model #{pk} is {status}."
@@ -232,7 +262,15 @@ def model_cancel(*, version: ModelVersion, by: AbstractBaseUser) -> ModelVersion
         raise TrainingRefused(
             ERROR_NOT_CANCELLABLE.format(pk=version.pk, status=version.get_status_display().lower())
         )
+    alive = job_alive(TRAIN, str(version.pk))
     job_cancel(TRAIN, str(version.pk), error=error)
+    if alive:
+        # Until its worker stops after the epoch it is in, the card says "Cancelling…".
+        JobLease.objects.filter(name=TRAIN, key=str(version.pk)).update(progress={STOPPING: True})
+    else:
+        # No live worker holds the run to delete what it stored (its worker died, or it never
+        # started): the cancel deletes it here, or it would stay in storage for good.
+        _cancelled_forget(version=version)
     return version
 
 
@@ -240,6 +278,8 @@ def model_retry(*, version: ModelVersion) -> ModelVersion:
     """Queue a failed or cancelled version's run again (sent after commit); a failed run resumes
     from its last stored epoch, a cancelled one starts afresh. Raises ``TrainingRefused``
     otherwise."""
+    if model_stopping(version=version):
+        raise TrainingRefused(ERROR_STOPPING.format(pk=version.pk))
     if version.status == VersionStatus.CANCELLED:
         # What a run whose worker died before it saw the cancel had stored.
         _cancelled_forget(version=version)
@@ -257,9 +297,23 @@ def model_retry(*, version: ModelVersion) -> ModelVersion:
     return version
 
 
+def model_stopping(*, version: ModelVersion) -> bool:
+    """Whether a cancelled run's worker is still finishing the epoch it is in (the card says
+    "Cancelling…" and Retry waits): until it stops, or for its stale time if it died."""
+    if version.status != VersionStatus.CANCELLED:
+        return False
+    lease = JobLease.objects.filter(name=TRAIN, key=str(version.pk)).first()
+    if lease is None or not (lease.progress or {}).get(STOPPING) or lease.finished_at is None:
+        return False
+    stale = settings.CONCORD_JOB_STALE_SECONDS.get(TRAIN, settings.CONCORD_JOB_STALE_SECONDS["*"])
+    return lease.finished_at > timezone.now() - timedelta(seconds=stale)
+
+
 def _cancelled_forget(*, version: ModelVersion) -> None:
     """What a cancelled run stored goes (its checkpoints, its epochs), unless a retry queued it
-    again meanwhile: the next run then starts from nothing."""
+    again meanwhile: the next run then starts from nothing. The run has stopped: its card no
+    longer says "Cancelling…"."""
+    JobLease.objects.filter(name=TRAIN, key=str(version.pk), heartbeat_at=None).update(progress={})
     with transaction.atomic():
         still = ModelVersion.objects.select_for_update().filter(
             pk=version.pk, status=VersionStatus.CANCELLED

@@ -1,11 +1,14 @@
 """Manager page of a project's model versions: metrics over versions as charts, per version its
 progress, per-split tables, threshold and confusion, training curves; train now."""
 
+from collections.abc import Callable
+from functools import wraps
+
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.http import require_GET, require_http_methods
 from django_htmx.http import HttpResponseClientRefresh
 
 from datasets import access
@@ -13,16 +16,45 @@ from training.registry import selectors, services
 from training.registry.models import ModelVersion
 
 
+def _post_only(back: str, action: str) -> Callable:
+    """``require_POST`` with a page: a GET (a bookmarked or typed address of a button's action)
+    answers 405 in the site's layout, saying to use the button, not a blank page."""
+
+    def decorate(view: Callable) -> Callable:
+        @wraps(view)
+        def wrapped(request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
+            if request.method != "POST":
+                where = {k: v for k, v in kwargs.items() if k in ("slug", "job_id")}
+                context = {"action": action, "back": reverse(back, kwargs=where)}
+                response = render(request, "405.html", context, status=405)
+                response["Allow"] = "POST"
+                return response
+            return view(request, *args, **kwargs)
+
+        return wrapped
+
+    return decorate
+
+
 @require_http_methods(["GET", "POST"])
 def model_list(request: HttpRequest, slug: str) -> HttpResponse:
     project, _ = access.project_get(user=request.user, slug=slug, manager=True)
     if request.method == "POST":
         try:
-            version = services.model_request(project=project)
+            version, new = services.model_request_once(project=project)
         except ValueError as exc:
             messages.error(request, str(exc))
         else:
-            messages.success(request, f"Model #{version.pk} queued; it trains in the background.")
+            if new:
+                messages.success(
+                    request, f"Model #{version.pk} queued; it trains in the background."
+                )
+            else:
+                messages.info(
+                    request,
+                    f"Model #{version.pk} of the same release and settings is already "
+                    f"{version.get_status_display().lower()}: no second run was queued.",
+                )
         return redirect("models", slug=project.slug)
     page = selectors.model_page(project=project)
     return render(request, "training_registry/models.html", {"project": project, "page": page})
@@ -46,7 +78,7 @@ def model_card(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
     )
 
 
-@require_POST
+@_post_only("models", "cancel a training run")
 def model_cancel(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
     """Stop a queued or training run (it ends cancelled after its current epoch, nothing of it
     kept); 409 with the reason when its status does not allow it."""
@@ -60,7 +92,7 @@ def model_cancel(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
     return redirect("models", slug=project.slug)
 
 
-@require_POST
+@_post_only("models", "retry a training run")
 def model_retry(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
     """Queue a failed or cancelled run again; 409 with the reason otherwise."""
     project, _ = access.project_get(user=request.user, slug=slug, manager=True)

@@ -19,7 +19,15 @@ from datetime import datetime
 from django.conf import settings
 
 from annotate.agreement.services.consensus import consensus_recompute
-from config.jobs import job_heartbeat, job_recover, job_request, job_running, jobs_stale
+from config.jobs import (
+    job_heartbeat,
+    job_recover,
+    job_request,
+    job_resend,
+    job_running,
+    jobs_lost,
+    jobs_stale,
+)
 from datasets.models import JobLease, Project
 
 RECOMPUTE = "agreement.recompute"
@@ -102,11 +110,22 @@ def consensus_recompute_job(*, project_id: int) -> bool:
 
 
 def recomputes_recover() -> int:
-    """Send again every recompute whose worker stopped beating (what beat runs each minute)."""
-    return sum(
+    """Send again every recompute whose worker stopped beating, and every request whose message
+    was lost: queued for longer than CONCORD_AGREEMENT_DELAY plus the recompute's stale time
+    with no run started (a worker killed while it held the delayed message, which Redis hands
+    back only after its visibility timeout). What beat runs each minute; how many were sent."""
+    dead = sum(
         job_recover(lease, int(lease.key), what=_what(int(lease.key)))
         for lease in jobs_stale(RECOMPUTE)
     )
+    waited = settings.CONCORD_AGREEMENT_DELAY + settings.CONCORD_JOB_STALE_SECONDS.get(
+        RECOMPUTE, settings.CONCORD_JOB_STALE_SECONDS["*"]
+    )
+    lost = sum(
+        job_resend(lease, int(lease.key), what=_what(int(lease.key)))
+        for lease in jobs_lost(RECOMPUTE, seconds=waited)
+    )
+    return dead + lost
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
@@ -40,7 +41,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from config.celery import enqueue_on_commit
-from config.jobs import job_cancel, job_heartbeat, job_running, jobs_recover
+from config.jobs import job_alive, job_cancel, job_heartbeat, job_running, jobs_recover
 from datasets.ingest.archives import ArchiveRejected, MemberRefused, list_archive, read_member
 from datasets.ingest.captions import CaptionError, clean_caption
 from datasets.ingest.images import (
@@ -469,8 +470,9 @@ def import_job_run(
             )
             _run_items(job=job, items=plan.items, on_progress=on_progress, check=check)
     except ImportCancelled:
-        # The cancel already failed the job with its reason; a retry resumes from here.
+        # The cancel already ended the job with its reason; a retry resumes from here.
         logger.warning("Import job %s stopped: cancelled", job.pk)
+        _stopped(job=job)
     except SourceError as exc:
         _finish(job=job, status=ImportStatus.FAILED, error=display_text(str(exc), limit=2000))
         _inputs_discard(job=job)
@@ -487,6 +489,8 @@ def import_job_run(
             status=ImportStatus.DONE, error="", finished_at=now, heartbeat_at=now
         ):
             _inputs_discard(job=job)
+        else:
+            _stopped(job=job)
     return ImportJob.objects.select_related("project").get(pk=job.pk)
 
 
@@ -510,6 +514,9 @@ def import_job_run_leased(*, job_id: int) -> ImportJob | None:
 
 
 CANCELLED = "cancelled"  # the key in a cancelled job's options
+# The key in the options of a job cancelled while a live run read it, until that run has
+# committed the batch it was in and stopped: its counts are not final until then.
+STOPPING = "stopping"
 JOB_CANCELLED = "Cancelled by {user}."
 NOT_CANCELLABLE = "Only a queued or running import can be cancelled; import {pk} is {status}."
 NOT_RETRYABLE = "Only a failed or cancelled import can be run again; import {pk} is {status}."
@@ -529,7 +536,7 @@ class ImportRefused(ValueError):
 
 
 def import_job_cancel(*, job: ImportJob, by: AbstractBaseUser) -> ImportJob:
-    """Stop a queued or running import: it fails as cancelled at once, and a worker reading it
+    """Stop a queued or running import: it is cancelled at once, and a worker reading it
     stops before its next batch of rows (every row already read keeps its outcome; none is
     half-written). Its uploaded files stay for a retry. Raises ``ImportRefused`` otherwise."""
     if job.kind in (ImportKind.COLLECT, ImportKind.BUCKET):
@@ -542,12 +549,32 @@ def import_job_cancel(*, job: ImportJob, by: AbstractBaseUser) -> ImportJob:
                 NOT_CANCELLABLE.format(pk=job.pk, status=current.get_status_display().lower())
             )
         now = timezone.now()
-        current.status, current.error, current.finished_at = ImportStatus.FAILED, error, now
-        current.options = {**current.options, CANCELLED: True}
+        current.status, current.error, current.finished_at = ImportStatus.CANCELLED, error, now
+        stopping = {STOPPING: True} if job_alive(RUN, str(job.pk)) else {}
+        current.options = {**current.options, CANCELLED: True, **stopping}
         current.save(update_fields=["status", "error", "finished_at", "options"])
     job_cancel(RUN, str(job.pk), error=error)
     job.refresh_from_db()
     return job
+
+
+def _stopped(*, job: ImportJob) -> None:
+    """A cancelled job's run has committed its last batch and stopped: its counts are final."""
+    with transaction.atomic():
+        current = ImportJob.objects.select_for_update().get(pk=job.pk)
+        if STOPPING in current.options:
+            current.options = {k: v for k, v in current.options.items() if k != STOPPING}
+            current.save(update_fields=["options"])
+
+
+def import_job_stopping(*, job: ImportJob) -> bool:
+    """Whether a cancelled job's run is still committing the batch it was in (the page says
+    "Cancelling…" and keeps polling): until it stops, or its heartbeat says it died."""
+    if job.status != ImportStatus.CANCELLED or not job.options.get(STOPPING):
+        return False
+    stale = settings.CONCORD_JOB_STALE_SECONDS.get(RUN, settings.CONCORD_JOB_STALE_SECONDS["*"])
+    alive = timezone.now() - timedelta(seconds=stale)
+    return job.heartbeat_at is not None and job.heartbeat_at > alive
 
 
 def import_job_retry_refusal(*, job: ImportJob) -> str:
@@ -557,7 +584,7 @@ def import_job_retry_refusal(*, job: ImportJob) -> str:
     if job.runs_in_terminal:
         command = "import_coco" if job.kind == ImportKind.COCO else "import_manifest"
         return JOB_TERMINAL_ONLY.format(command=command)
-    if job.status != ImportStatus.FAILED:
+    if job.status not in (ImportStatus.FAILED, ImportStatus.CANCELLED):
         return NOT_RETRYABLE.format(pk=job.pk, status=job.get_status_display().lower())
     if not job.inputs or not all(default_storage.exists(e["storage"]) for e in job.inputs):
         return INPUTS_GONE.format(pk=job.pk)
@@ -573,12 +600,14 @@ def import_job_retry(*, job: ImportJob) -> ImportJob:
         raise ImportRefused(refusal)
     with transaction.atomic():
         current = ImportJob.objects.select_for_update().get(pk=job.pk)
-        if current.status != ImportStatus.FAILED:
+        if current.status not in (ImportStatus.FAILED, ImportStatus.CANCELLED):
             raise ImportRefused(
                 NOT_RETRYABLE.format(pk=job.pk, status=current.get_status_display().lower())
             )
         current.status, current.error, current.finished_at = ImportStatus.QUEUED, "", None
-        current.options = {k: v for k, v in current.options.items() if k != CANCELLED}
+        current.options = {
+            k: v for k, v in current.options.items() if k not in (CANCELLED, STOPPING)
+        }
         current.save(update_fields=["status", "error", "finished_at", "options"])
         # A fresh count of attempts: the give-up rule counts deaths since the last retry.
         JobLease.objects.filter(name=RUN, key=str(job.pk), heartbeat_at=None).update(runs=0)

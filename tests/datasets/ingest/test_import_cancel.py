@@ -51,18 +51,23 @@ def test_cancel_and_retry_from_the_page(client, project, manager, annotator):
     assert client.post(_url("import-cancel", job)).status_code == 302
     job.refresh_from_db()
     assert (job.status, job.error) == (
-        ImportStatus.FAILED,
+        ImportStatus.CANCELLED,
         jobs.JOB_CANCELLED.format(user=manager.username),
     )
     # The message already on its way finds it cancelled and reads nothing; its files stay.
-    assert jobs.import_job_run_leased(job_id=job.pk).status == ImportStatus.FAILED
+    assert jobs.import_job_run_leased(job_id=job.pk).status == ImportStatus.CANCELLED
     assert job.rows.count() == 0
     assert all(default_storage.exists(entry["storage"]) for entry in job.inputs)
     page = client.get(_url("import-job", job)).content.decode()
     assert "data-retry" in page and "Cancelled" in page and "data-cancel" not in page
     refused = client.post(_url("import-cancel", job))
     assert refused.status_code == 409
-    assert jobs.NOT_CANCELLABLE.format(pk=job.pk, status="failed") in refused.content.decode()
+    assert jobs.NOT_CANCELLABLE.format(pk=job.pk, status="cancelled") in refused.content.decode()
+    # The same word everywhere: the API, the Upload page's table (QA: both said "failed").
+    api = client.get(f"/api/v1/projects/{job.project.slug}/imports/{job.pk}/").json()
+    assert api["status"] == "cancelled"
+    table = client.get(reverse("project-upload", args=[job.project.slug])).content.decode()
+    assert f'data-job="{job.pk}" data-status="cancelled"' in table and "Failed" not in table
 
     assert client.post(_url("import-retry", job)).status_code == 302
     job.refresh_from_db()
@@ -79,16 +84,20 @@ def test_an_import_cancelled_while_it_reads_stops_whole_and_a_retry_reads_the_re
 ):
     job = _job(project, manager)
     lease = job_start(jobs.RUN, str(job.pk))
-    seen = []
+    seen, stopping = [], []
 
     def cancel_after_the_first_batch(done, total):
         seen.append(done)
         if len(seen) == 1:
             jobs.import_job_cancel(job=job, by=manager)
+            # The batch in hand is not committed yet: the counts are not final.
+            cancelled = ImportJob.objects.get(pk=job.pk)
+            stopping.append(jobs.import_job_stopping(job=cancelled))
 
     ended = import_job_run(job_id=job.pk, on_progress=cancel_after_the_first_batch, lease=lease)
     assert len(seen) == 1, "it stops before its next batch"
-    assert ended.status == ImportStatus.FAILED and ended.options == {jobs.CANCELLED: True}
+    assert ended.status == ImportStatus.CANCELLED and ended.options == {jobs.CANCELLED: True}
+    assert stopping == [True] and not jobs.import_job_stopping(job=ended)  # then final
     # Every row read is whole: its outcome, its image and caption; none of the rest started.
     read = ended.rows_done
     assert 0 < read < ROWS

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from annotate.models import ChallengeOption, Task, TaskKind
 from config.celery import app
-from config.jobs import WORKER_LOST, job_start
+from config.jobs import WORKER_LOST, job_request_now, job_start
 from datasets.models import Caption, Image, JobLease, Pair, PairKind, Project, Source
 from tests import factories
 from tests.datasets.curation.test_dedup_worker import BOOT_SECONDS
@@ -125,7 +125,7 @@ def test_a_worker_killed_mid_mining_is_noticed_and_nothing_is_proposed_twice(
     print(f"dead mining run noticed after {noticed:.1f} s")
     assert noticed < STALE + 10
     state = mining.mining_state(project=project)
-    assert (state.status, state.error, state.runs) == ("done", "", 2)
+    assert (state.status, state.error, state.runs) == ("done", "", 0)  # no deaths left
     # Nothing doubled: each image its quota, each proposal in one challenge item, one item an
     # image.
     proposals = Proposal.objects.filter(project=project)
@@ -140,3 +140,38 @@ def test_a_worker_killed_mid_mining_is_noticed_and_nothing_is_proposed_twice(
     assert set(options) == set(proposals.values_list("pair_id", flat=True))
     assert challenges.count() == IMAGES
     assert len(set(challenges.values_list("image_id", flat=True))) == IMAGES
+
+
+@pytest.mark.django_db
+def test_runs_that_finished_do_not_count_as_deaths(project, settings):
+    # QA: two finished "Mine now" runs, then one kill, failed the run "4 times in a row".
+    _take("training")
+    for _ in range(settings.CONCORD_JOB_MAX_RUNS):
+        job_request_now(mining.MINE, str(project.pk), project.pk, what="mining")
+        assert mining.mining_run_leased(project_id=project.pk) is not None  # ran to its end
+    lease = job_start(mining.MINE, str(project.pk))
+    stale = timezone.now() - timedelta(seconds=settings.CONCORD_JOB_STALE_SECONDS["*"] + 1)
+    JobLease.objects.filter(pk=lease.pk).update(heartbeat_at=stale)
+    _take("training")
+    assert mining.minings_recover() == [project.pk]
+    lease.refresh_from_db()
+    assert (lease.error, lease.runs, lease.pending) == (WORKER_LOST, 1, True)  # one death
+    assert _take("training") == 1  # sent again, not given up
+
+
+@pytest.mark.django_db
+def test_a_new_request_after_giving_up_counts_deaths_afresh(project, settings):
+    _take("training")
+    stale = timezone.now() - timedelta(seconds=settings.CONCORD_JOB_STALE_SECONDS["*"] + 1)
+    for _ in range(settings.CONCORD_JOB_MAX_RUNS):
+        lease = job_start(mining.MINE, str(project.pk))
+        JobLease.objects.filter(pk=lease.pk).update(heartbeat_at=stale)
+        mining.minings_recover()
+    lease.refresh_from_db()
+    assert lease.error.startswith("Its worker stopped answering")  # given up
+    job_request_now(mining.MINE, str(project.pk), project.pk, what="mining")  # Mine now
+    lease = job_start(mining.MINE, str(project.pk))
+    JobLease.objects.filter(pk=lease.pk).update(heartbeat_at=stale)
+    assert mining.minings_recover() == [project.pk]
+    lease.refresh_from_db()
+    assert (lease.error, lease.runs) == (WORKER_LOST, 1)

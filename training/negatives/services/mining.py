@@ -14,7 +14,6 @@ from datetime import datetime
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
-from django.utils import timezone
 
 from config.jobs import (
     job_cancel,
@@ -89,48 +88,39 @@ def mining_run_leased(
     """``mining_run`` as a worker runs it: holding the project's mining lease with a heartbeat
     (config.jobs), so a second delivery while it mines does nothing, a run whose worker died
     is found by ``minings_recover`` and a cancel stops it at its next check (``on_stage(stage)``
-    is called at each). None when the project is gone, another run holds it, it was cancelled,
-    or the message was sent before a cancel."""
+    is called at each). None when the project is gone, another run holds it, or it was
+    cancelled and not asked for since (any message of it: sent before the cancel, or delivered
+    again by the broker after a visibility timeout)."""
     what = f"mining for project {project_id}"
     with job_running(MINE, str(project_id), project_id, seed, what=what) as lease:
         if lease is None:
             return None
-        if lease.options.get(CANCELLED):
-            # A message sent before its mining was cancelled: it mines nothing.
-            lease.progress = {"stage": CANCELLED}
-            cancelled_by = str(lease.options[CANCELLED])
-        else:
-            project = Project.objects.filter(pk=project_id).first()
-            if project is None:
-                return None
-            beaten = time.monotonic()
+        project = Project.objects.filter(pk=project_id).first()
+        if project is None:
+            return None
+        beaten = time.monotonic()
 
-            def check(stage: str) -> None:
-                nonlocal beaten
-                if on_stage is not None:
-                    on_stage(stage)
-                if stage.startswith("challenges") and time.monotonic() - beaten < CHECK_SECONDS:
-                    # Between two images: a read (no write lock) says whether it is still ours.
-                    owned = JobLease.objects.filter(
-                        pk=lease.pk, worker=lease.worker, heartbeat_at__isnull=False
-                    ).exists()
-                else:
-                    beaten = time.monotonic()
-                    owned = job_heartbeat(lease, stage=stage)
-                if not owned:
-                    raise MiningCancelled(stage)
+        def check(stage: str) -> None:
+            nonlocal beaten
+            if on_stage is not None:
+                on_stage(stage)
+            if stage.startswith("challenges") and time.monotonic() - beaten < CHECK_SECONDS:
+                # Between two images: a read (no write lock) says whether it is still ours.
+                owned = JobLease.objects.filter(
+                    pk=lease.pk, worker=lease.worker, heartbeat_at__isnull=False
+                ).exists()
+            else:
+                beaten = time.monotonic()
+                owned = job_heartbeat(lease, stage=stage)
+            if not owned:
+                raise MiningCancelled(stage)
 
-            try:
-                return mining_run(project=project, seed=seed, check=check)
-            except MiningCancelled as stopped:
-                # The job is no longer this run's: whoever took it reports.
-                logger.warning("Mining for %s stopped at %s: cancelled", project.slug, stopped)
-                return None
-    # The lease was released with no error: say again that it stays cancelled.
-    JobLease.objects.filter(name=MINE, key=str(project_id), heartbeat_at=None).update(
-        error=cancelled_by
-    )
-    return None
+        try:
+            return mining_run(project=project, seed=seed, check=check)
+        except MiningCancelled as stopped:
+            # The job is no longer this run's: whoever took it reports.
+            logger.warning("Mining for %s stopped at %s: cancelled", project.slug, stopped)
+            return None
 
 
 def minings_recover() -> list[int]:
@@ -206,20 +196,26 @@ def mining_cancel(*, project: Project, by: AbstractBaseUser) -> MiningState:
             raise MiningRefused(
                 ERROR_NOT_CANCELLABLE.format(status=state.status or "not asked for")
             )
-        job_cancel(MINE, str(project.pk), error=error)
-        JobLease.objects.filter(pk=lease.pk).update(
-            options={CANCELLED: error}, progress={"stage": CANCELLED}, finished_at=timezone.now()
-        )
+        # Marked: a message of it that is delivered later (one sent before the cancel, or one
+        # the broker hands back after a visibility timeout) mines nothing until a new request.
+        job_cancel(MINE, str(project.pk), error=error, mark=True)
+        JobLease.objects.filter(pk=lease.pk).update(progress={"stage": CANCELLED})
     return mining_state(project=project)
 
 
 def mining_retry(*, project: Project) -> MiningState:
     """Ask for mining again after it failed or was cancelled (sent at once; quotas make the
     run top up what an earlier one proposed). Raises ``MiningRefused`` in any other state."""
-    state = mining_state(project=project)
-    if not state.can_retry:
-        raise MiningRefused(ERROR_NOT_RETRYABLE.format(status=state.status or "not asked for"))
-    # A fresh count of attempts: the give-up rule counts deaths since the last retry.
-    JobLease.objects.filter(name=MINE, key=str(project.pk), heartbeat_at=None).update(runs=0)
+    with transaction.atomic():
+        # Under the lease's row lock, and the state left "" until the request below marks it
+        # queued: of two Retry clicks at once, the second finds nothing to retry (409).
+        JobLease.objects.select_for_update().filter(name=MINE, key=str(project.pk)).first()
+        state = mining_state(project=project)
+        if not state.can_retry:
+            raise MiningRefused(ERROR_NOT_RETRYABLE.format(status=state.status or "not asked for"))
+        # A fresh count of attempts: the give-up rule counts deaths since the last retry.
+        JobLease.objects.filter(name=MINE, key=str(project.pk), heartbeat_at=None).update(
+            runs=0, error="", progress={}, options={}, finished_at=None
+        )
     job_request_now(MINE, str(project.pk), project.pk, what=f"mining for project {project.slug}")
     return mining_state(project=project)

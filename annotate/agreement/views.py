@@ -26,6 +26,7 @@ from annotate.agreement.services.suspensions import (
 )
 from datasets import access
 from datasets.models import Membership, Pair
+from datasets.pages import post_only
 
 BAD_LABEL = "Choose match or no match."
 # The Disputed page lists this many items a page (``?page=``, counted from 1).
@@ -169,7 +170,7 @@ def item_adjudicate_request(request: HttpRequest, slug: str, pair_id: int) -> Ht
     return redirect("agreement-disputed", slug=project.slug)
 
 
-@require_POST
+@post_only("agreement", "suspend an annotator")
 def annotator_suspend_request(request: HttpRequest, slug: str, user_id: int) -> HttpResponse:
     project, _ = access.project_get(user=request.user, slug=slug, manager=True)
     annotator = _member(project, user_id)
@@ -187,7 +188,7 @@ def annotator_suspend_request(request: HttpRequest, slug: str, user_id: int) -> 
     return redirect("agreement", slug=project.slug)
 
 
-@require_POST
+@post_only("agreement", "reinstate an annotator")
 def annotator_reinstate_request(request: HttpRequest, slug: str, user_id: int) -> HttpResponse:
     project, _ = access.project_get(user=request.user, slug=slug, manager=True)
     annotator = _member(project, user_id)

@@ -1,9 +1,6 @@
 """The manager's upload and import pages, and each job's progress and results. Thin: parse, call
 the service, render."""
 
-from collections.abc import Callable
-from functools import wraps
-
 from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -33,28 +30,9 @@ from datasets.ingest.services.jobs import (
     upload_job_create,
 )
 from datasets.models import ImportKind, ImportStatus, RowOutcome, Source
+from datasets.pages import post_only
 
 ROWS_PER_PAGE = 200
-
-
-def _post_only(back: str, action: str) -> Callable:
-    """``require_POST`` with a page: a GET (a bookmarked or typed address of a button's action)
-    answers 405 in the site's layout, saying to use the button, not a blank page."""
-
-    def decorate(view: Callable) -> Callable:
-        @wraps(view)
-        def wrapped(request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
-            if request.method != "POST":
-                where = {k: v for k, v in kwargs.items() if k in ("slug", "job_id")}
-                context = {"action": action, "back": reverse(back, kwargs=where)}
-                response = render(request, "405.html", context, status=405)
-                response["Allow"] = "POST"
-                return response
-            return view(request, *args, **kwargs)
-
-        return wrapped
-
-    return decorate
 
 
 @require_http_methods(["GET", "POST"])
@@ -202,7 +180,7 @@ collection_resume_view = _collection_action(collection_resume)
 collection_retry_view = _collection_action(collection_retry_failed)
 
 
-@_post_only("import-job", "cancel an import")
+@post_only("import-job", "cancel an import")
 def import_job_cancel_view(request: HttpRequest, slug: str, job_id: int) -> HttpResponse:
     """Stop a queued or running import (it is cancelled; Retry runs it on); 409 with the
     reason when its state does not allow it."""
@@ -218,7 +196,7 @@ def import_job_cancel_view(request: HttpRequest, slug: str, job_id: int) -> Http
     return redirect("import-job", slug=project.slug, job_id=job.pk)
 
 
-@_post_only("import-job", "retry an import")
+@post_only("import-job", "retry an import")
 def import_job_retry_view(request: HttpRequest, slug: str, job_id: int) -> HttpResponse:
     """Queue a failed or cancelled import again (it resumes after the rows already read); 409
     with the reason when it cannot be."""

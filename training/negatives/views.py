@@ -1,8 +1,5 @@
 """The manager's page of hard negatives: figures per source, scores, examples, mine now."""
 
-from collections.abc import Callable
-from functools import wraps
-
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -11,6 +8,7 @@ from django.views.decorators.http import require_http_methods
 
 from annotate.agreement.charts import histogram_chart
 from datasets import access
+from datasets.pages import post_only
 from training.negatives import selectors
 from training.negatives.models import Outcome
 from training.negatives.services.mining import (
@@ -22,26 +20,6 @@ from training.negatives.services.mining import (
 )
 from training.negatives.text_edits import text_edits_available
 from training.registry.models import ModelVersion
-
-
-def _post_only(back: str, action: str) -> Callable:
-    """``require_POST`` with a page: a GET (a bookmarked or typed address of a button's action)
-    answers 405 in the site's layout, saying to use the button, not a blank page."""
-
-    def decorate(view: Callable) -> Callable:
-        @wraps(view)
-        def wrapped(request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
-            if request.method != "POST":
-                where = {k: v for k, v in kwargs.items() if k in ("slug", "job_id")}
-                context = {"action": action, "back": reverse(back, kwargs=where)}
-                response = render(request, "405.html", context, status=405)
-                response["Allow"] = "POST"
-                return response
-            return view(request, *args, **kwargs)
-
-        return wrapped
-
-    return decorate
 
 
 @require_http_methods(["GET", "POST"])
@@ -84,7 +62,7 @@ def negatives_page(request: HttpRequest, slug: str) -> HttpResponse:
     )
 
 
-@_post_only("negatives", "cancel the mining")
+@post_only("negatives", "cancel the mining")
 def mining_cancel_view(request: HttpRequest, slug: str) -> HttpResponse:
     """Stop the queued or running mining (it stops at its next check; what it proposed so far
     stays); 409 with the reason when there is none to stop."""
@@ -97,7 +75,7 @@ def mining_cancel_view(request: HttpRequest, slug: str) -> HttpResponse:
     return redirect("negatives", slug=project.slug)
 
 
-@_post_only("negatives", "retry the mining")
+@post_only("negatives", "retry the mining")
 def mining_retry_view(request: HttpRequest, slug: str) -> HttpResponse:
     """Ask for mining again after it failed or was cancelled; 409 with the reason otherwise."""
     project, _ = access.project_get(user=request.user, slug=slug, manager=True)

@@ -1,9 +1,6 @@
 """Manager page of a project's model versions: metrics over versions as charts, per version its
 progress, per-split tables, threshold and confusion, training curves; train now."""
 
-from collections.abc import Callable
-from functools import wraps
-
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -12,28 +9,9 @@ from django.views.decorators.http import require_GET, require_http_methods
 from django_htmx.http import HttpResponseClientRefresh
 
 from datasets import access
+from datasets.pages import post_only
 from training.registry import selectors, services
 from training.registry.models import ModelVersion
-
-
-def _post_only(back: str, action: str) -> Callable:
-    """``require_POST`` with a page: a GET (a bookmarked or typed address of a button's action)
-    answers 405 in the site's layout, saying to use the button, not a blank page."""
-
-    def decorate(view: Callable) -> Callable:
-        @wraps(view)
-        def wrapped(request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
-            if request.method != "POST":
-                where = {k: v for k, v in kwargs.items() if k in ("slug", "job_id")}
-                context = {"action": action, "back": reverse(back, kwargs=where)}
-                response = render(request, "405.html", context, status=405)
-                response["Allow"] = "POST"
-                return response
-            return view(request, *args, **kwargs)
-
-        return wrapped
-
-    return decorate
 
 
 @require_http_methods(["GET", "POST"])
@@ -78,7 +56,7 @@ def model_card(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
     )
 
 
-@_post_only("models", "cancel a training run")
+@post_only("models", "cancel a training run")
 def model_cancel(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
     """Stop a queued or training run (it ends cancelled after its current epoch, nothing of it
     kept); 409 with the reason when its status does not allow it."""
@@ -92,7 +70,7 @@ def model_cancel(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
     return redirect("models", slug=project.slug)
 
 
-@_post_only("models", "retry a training run")
+@post_only("models", "retry a training run")
 def model_retry(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
     """Queue a failed or cancelled run again; 409 with the reason otherwise."""
     project, _ = access.project_get(user=request.user, slug=slug, manager=True)

@@ -182,6 +182,8 @@ def test_a_get_on_an_action_url_says_to_use_the_button(client, project, manager,
         reverse("mining-retry", kwargs={"slug": project.slug}),
         reverse("import-cancel", kwargs={"slug": project.slug, "job_id": job.pk}),
         reverse("import-retry", kwargs={"slug": project.slug, "job_id": job.pk}),
+        reverse("agreement-suspend", kwargs={"slug": project.slug, "user_id": manager.pk}),
+        reverse("agreement-reinstate", kwargs={"slug": project.slug, "user_id": manager.pk}),
     ]
     for url in urls:
         response = client.get(url)

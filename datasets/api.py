@@ -38,6 +38,7 @@ NOT_AN_ID = "Must be an id: digits, at most {max}."
 ID_MAX = 2**63 - 1
 NOT_FOUND = "Not found."
 BAD_REQUEST = "Bad request."
+KEY_TWICE = "The JSON body gives the key {key} twice; give each key once."
 FORBIDDEN = "You do not have permission to do this."
 SERVER_ERROR = "Server error: the request could not be completed. It has been logged."
 
@@ -61,7 +62,13 @@ class BoundedJSONParser(JSONParser):
             raise RequestDataTooBig(TOO_LARGE.format(limit=limit))
         encoding = (parser_context or {}).get("encoding", settings.DEFAULT_CHARSET)
         try:
-            data = json.loads(raw.decode(encoding), parse_constant=_refuse_constant)
+            data = json.loads(
+                raw.decode(encoding),
+                parse_constant=_refuse_constant,
+                object_pairs_hook=_keys_once,
+            )
+        except _KeyTwice as twice:
+            raise ParseError(KEY_TWICE.format(key=twice.key)) from twice
         except (ValueError, RecursionError) as exc:
             raise ParseError(NOT_JSON) from exc
         if _depth(data) > MAX_JSON_DEPTH:
@@ -83,6 +90,26 @@ def query_id(request, name: str) -> int | None:
     if not (value.isascii() and value.isdigit()) or int(value) > ID_MAX:
         raise ValidationError({name: [NOT_AN_ID.format(max=ID_MAX)]})
     return int(value)
+
+
+class _KeyTwice(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        # repr() escapes what cannot be shown (a lone surrogate, a control character).
+        self.key = repr(key)[:60]
+
+
+def _keys_once(pairs: list[tuple[str, object]]) -> dict:
+    """A JSON object as a dict, refusing a key given twice: json.loads would keep the last,
+    so {"action": "gold", "action": "ungold"} would silently do the second."""
+    data = dict(pairs)
+    if len(data) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _KeyTwice(key)
+            seen.add(key)
+    return data
 
 
 def _refuse_constant(name: str):

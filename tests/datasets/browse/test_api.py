@@ -206,6 +206,23 @@ def test_a_form_body_giving_action_twice_is_refused(api, world):
     assert response.status_code == 400 and "twice" in response.json()["action"][0]
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"action": "gold", "action": "exclude"}',
+        '{"action": "exclude", "\\ud800": 1, "\\ud800": 2}',
+        '[{"a": 1, "a": 2}]',
+    ],
+)
+def test_a_json_body_giving_a_key_twice_is_refused(api, world, body):
+    # json.loads keeps the last of two equal keys: the first action would have been dropped
+    # without a word (the project-wide JSON parser now refuses it, at any depth).
+    response = api.post(_url(world, "api-pairs-act"), body, content_type="application/json")
+    assert response.status_code == 400
+    assert "twice" in response.json()["detail"]
+    assert not world.project.images.filter(pairs__excluded_from_releases=True).exists()
+
+
 def test_rows_say_gold_and_the_label_in_the_filters_words(api, world):
     acted = api.post(
         _url(world, "api-pairs-act") + "?label=match", {"action": "gold"}, format="json"

@@ -339,15 +339,20 @@ class HostGate:
     def slot(self, host: str) -> Iterator[None]:
         with self._lock:
             semaphore = self._slots.setdefault(host, threading.BoundedSemaphore(self.per_host))
-        with semaphore:
-            if self.interval:
-                with self._lock:
-                    now = time.monotonic()
-                    start = max(now, self._next.get(host, 0.0))
-                    self._next[host] = start + self.interval
-                if start > now:
-                    time.sleep(start - now)
+        with semaphore, self._local_rate(host):
             yield
+
+    @contextmanager
+    def _local_rate(self, host: str) -> Iterator[None]:
+        # Requests to one host start at least `interval` apart in this process.
+        if self.interval:
+            with self._lock:
+                now = time.monotonic()
+                start = max(now, self._next.get(host, 0.0))
+                self._next[host] = start + self.interval
+            if start > now:
+                time.sleep(start - now)
+        yield
 
 
 # One atomic step in Redis: drop the host's expired slots, take one if fewer than per_host are
@@ -420,17 +425,6 @@ class RedisHostGate(HostGate):
             if float(answer) >= 0:
                 return float(answer)
             time.sleep(self._poll * (0.5 + random.random()))
-
-    @contextmanager
-    def _local_rate(self, host: str) -> Iterator[None]:
-        if self.interval:
-            with self._lock:
-                now = time.monotonic()
-                start = max(now, self._next.get(host, 0.0))
-                self._next[host] = start + self.interval
-            if start > now:
-                time.sleep(start - now)
-        yield
 
 
 def _redis_unreachable(exc: Exception) -> None:

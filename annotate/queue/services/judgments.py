@@ -105,7 +105,11 @@ def judgment_submit(
         _check_answer_kind(task=task, answer=answer)
         if lease.state == LeaseState.SKIPPED:
             raise SubmitRefused(LEASE_SKIPPED, text=caption_text)
-        if lease.state == LeaseState.EXPIRED:
+        # A lease that holds no slot on a task that is not gold: expired, or handed out as gold
+        # in the moment the pair left gold (the gold hand-out takes no row lock). Its answer
+        # must count like any other, so it takes a slot first, or is refused when none is left;
+        # otherwise the task's judgment_count would lag its judgments and over-assign it.
+        if lease.state == LeaseState.EXPIRED or (not lease.holds_slot and not task.is_gold):
             if not task.is_gold and task.judgment_count + task.lease_count >= task.target:
                 raise SubmitRefused(SLOT_TAKEN, text=caption_text)
             if not task.is_gold:

@@ -10,9 +10,9 @@ from rest_framework.test import APIClient
 from annotate.agreement.services.consensus import consensus_recompute, item_adjudicate
 from annotate.agreement.services.recomputes import RECOMPUTE
 from annotate.models import ItemLabel, Judgment, Lease, LeaseState, Task, TaskKind
-from annotate.queue.services.judgments import judgment_submit
+from annotate.queue.services.judgments import SubmitRefused, judgment_submit
 from annotate.queue.services.leases import assignment_get
-from annotate.queue.services.pool import gold_set, verify_task_create
+from annotate.queue.services.pool import gold_set, gold_unset, verify_task_create
 from datasets.browse import services
 from datasets.models import JobLease, Pair, Project
 from tests import factories
@@ -146,3 +146,37 @@ def test_the_pair_list_offers_it_with_its_confirmation(client, manager, world):
     assert {p.pk for p in listed.context["page"].pairs} == {world.p0.pk, world.p1.pk}
     client.post(act, {"query": "gold=yes", "action": services.UNGOLD, "confirmed": "1"})
     assert not Task.objects.filter(is_gold=True).exists()
+
+
+def test_a_gold_lease_handed_out_as_the_pair_leaves_gold_is_counted(world):
+    # The gold hand-out takes no row lock: a lease read as gold can be created just after the
+    # pair left gold. Its answer was stored without counting it (judgment_count lagged the
+    # judgments, and the task was then handed out past its target; seen by QA under load).
+    project = world.project
+    Project.objects.filter(pk=project.pk).update(gold_rate=1.0, judgments_per_item=2)
+    project.refresh_from_db()
+    task = gold_set(pair=world.p3, answer="match")
+    late = [factories.user(f"late{n}") for n in range(3)]
+    for who in late:
+        factories.member(project=project, user=who, role="annotator")
+    gold_unset(pair=world.p3)
+    task.refresh_from_db()
+    assert not task.is_gold and task.target == 2
+    leases = [
+        Lease.objects.create(
+            task=task,
+            project=project,
+            annotator=who,
+            expires_at=task.created_at.replace(year=2100),
+            holds_slot=False,  # as the gold hand-out made it
+        )
+        for who in late
+    ]
+    for lease in leases[:2]:
+        judgment_submit(lease=lease, answer="match")
+    task.refresh_from_db()
+    assert task.judgment_count == Judgment.objects.filter(task=task).count() == 2
+    with pytest.raises(SubmitRefused):  # the target is reached: the third is refused
+        judgment_submit(lease=leases[2], answer="match")
+    task.refresh_from_db()
+    assert task.judgment_count == Judgment.objects.filter(task=task).count() == 2

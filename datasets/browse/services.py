@@ -14,12 +14,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import transaction
 from django.db.models import F
 
 from annotate.agreement.services.recomputes import recompute_request
 from annotate.models import Answer, ItemLabel, ItemStatus, Task, TaskKind
 from annotate.queue.services.pool import gold_set, gold_unset, verify_task_create
+from config.db import atomic_retried
 from datasets.models import Pair, PairLabel, Project
 
 REQUEUE = "requeue"
@@ -64,7 +64,6 @@ class ActionOutcome:
         return "; ".join(parts) + "."
 
 
-@transaction.atomic
 def selection_act(
     *, project: Project, pair_ids: Sequence[int], action: str, by: AbstractBaseUser
 ) -> ActionOutcome:
@@ -77,22 +76,27 @@ def selection_act(
         raise ValueError(UNKNOWN_ACTION)
     if len(pair_ids) > MAX_SELECTION:
         raise ValueError(TOO_MANY.format(count=len(pair_ids), limit=MAX_SELECTION))
-    pairs = list(
-        Pair.objects.filter(image__project=project, pk__in=list(pair_ids))
-        .select_related("image__project", "item_label")
-        .order_by("pk")
-    )
-    skipped: Counter[str] = Counter()
-    done = 0
-    for pair in pairs:
-        reason = _ACT[action](pair=pair, by=by)
-        if reason:
-            skipped[reason] += 1
-        else:
-            done += 1
-    if done and action in _RECOMPUTE:
-        recompute_request(project_id=project.pk)
-    return ActionOutcome(action=action, done=done, skipped=dict(skipped))
+
+    def act() -> ActionOutcome:
+        pairs = list(
+            Pair.objects.filter(image__project=project, pk__in=list(pair_ids))
+            .select_related("image__project", "item_label")
+            .order_by("pk")
+        )
+        skipped: Counter[str] = Counter()
+        done = 0
+        for pair in pairs:
+            reason = _ACT[action](pair=pair, by=by)
+            if reason:
+                skipped[reason] += 1
+            else:
+                done += 1
+        if done and action in _RECOMPUTE:
+            recompute_request(project_id=project.pk)
+        return ActionOutcome(action=action, done=done, skipped=dict(skipped))
+
+    # All or nothing; a deadlock with a recompute writing the same item labels is run again.
+    return atomic_retried(act)
 
 
 # Actions after which the agreement figures are out of date: the gold answers changed.

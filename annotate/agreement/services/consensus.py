@@ -53,6 +53,7 @@ from annotate.models import (
 )
 from annotate.queue.services.leases import refresh_open
 from annotate.queue.services.pool import gold_set
+from config.db import atomic_retried
 from datasets.models import Membership, Pair, PairLabel, Project
 
 VOTES = {Answer.MATCH: PairLabel.MATCH, Answer.NO_MATCH: PairLabel.NO_MATCH}
@@ -598,18 +599,24 @@ def _write(
         else:
             final[pair_id] = (None, None)
     chunk = settings.CONCORD_AGREEMENT_CHUNK
+    # Each chunk is its own transaction, run again when it deadlocks with a manager's bulk
+    # action on the same rows (config.db.atomic_retried).
     for batch in _chunks(unjudged, chunk):
-        with transaction.atomic():
-            # Re-checked in the statement: a manager may have decided or sent it meanwhile.
-            ItemLabel.objects.filter(
+        # Re-checked in the statement: a manager may have decided or sent it meanwhile.
+        atomic_retried(
+            lambda batch=batch: ItemLabel.objects.filter(
                 pk__in=batch, adjudicated_label__isnull=True, sent_to_manager=False
             ).delete()
+        )
     for done, batch in enumerate(_chunks(to_save, chunk)):
-        with transaction.atomic():
+
+        def save(batch=batch) -> None:
             ItemLabel.objects.bulk_update(
                 [i for i in batch if i.pk], [*fields, "updated_at"], batch_size=chunk
             )
             ItemLabel.objects.bulk_create([i for i in batch if not i.pk], batch_size=chunk)
+
+        atomic_retried(save)
         if progress is not None:
             progress(phase="items", done=min((done + 1) * chunk, len(to_save)), total=len(to_save))
     # Gold pairs have no item row of their own in the state (their answer decides them): a

@@ -33,6 +33,7 @@ BAD_LABEL = "Choose match or no match."
 DISPUTED_PAGE_SIZE = 50
 PAGE_PARAM = "page"
 BAD_PAGE = "Must be a page number: 1, 2, 3…"
+PAST_LAST = "Past the last page of this list (page {last})."
 GIVEN_TWICE = "Given twice; give each parameter once."
 RECOMPUTE_QUEUED = "Recompute queued: the figures below change when it is done."
 SUSPENDED = (
@@ -88,7 +89,7 @@ def disputed_list(request: HttpRequest, slug: str) -> HttpResponse:
     ``?state=`` lists any other state, so every judged item is on one of these lists, a page
     (``?page=``) of DISPUTED_PAGE_SIZE at a time."""
     project, _ = access.project_get(user=request.user, slug=slug, manager=True)
-    error, items, page, total = None, [], 1, 0
+    error, items, page, total, status = None, [], 1, 0, 200
     counts = item_state_counts(project=project)
     params = request.GET.dict()
     raw_page = params.pop(PAGE_PARAM, "")
@@ -103,7 +104,7 @@ def disputed_list(request: HttpRequest, slug: str) -> HttpResponse:
     except ItemsQueryError as exc:
         # Said on the page (and a 400), like the data browser's filters: a mistyped link must
         # not quietly show another list.
-        error, state = exc, ""
+        error, state, status = exc, "", 400
     else:
         offset = (page - 1) * DISPUTED_PAGE_SIZE
         if state:
@@ -114,6 +115,10 @@ def disputed_list(request: HttpRequest, slug: str) -> HttpResponse:
         else:
             total = counts[ItemState.WAITING] + counts[ItemState.DISPUTED]
             items = disputed_items(project=project, limit=offset + DISPUTED_PAGE_SIZE)[offset:]
+        last = max(1, -(-total // DISPUTED_PAGE_SIZE))
+        if page > last:
+            # Not "No items in this state": the list has items, the link is past its end.
+            error, status = ItemsQueryError(PAGE_PARAM, PAST_LAST.format(last=last)), 404
     first = (page - 1) * DISPUTED_PAGE_SIZE
     return render(
         request,
@@ -132,7 +137,7 @@ def disputed_list(request: HttpRequest, slug: str) -> HttpResponse:
             "previous_page": page - 1 if page > 1 else None,
             "next_page": page + 1 if first + len(items) < total else None,
         },
-        status=400 if error else 200,
+        status=status,
     )
 
 

@@ -135,3 +135,9 @@ def test_every_item_of_a_state_is_reachable_page_by_page(client, manager, projec
         found = re.search(r'href="(\?[^"]*)" rel="next"', html)
         query = found.group(1).replace("&amp;", "&") if found else None
     assert pages == 3 and sorted(seen) == sorted(pairs) and len(seen) == 5
+    # Past the end: said (404), not "No items in this state" for a state that has five.
+    past = _page(client, project, "?state=pending&page=4")
+    assert past.status_code == 404
+    html = past.content.decode()
+    assert "Past the last page" in html and "(page 3)" in html
+    assert "No items in this state" not in html
